@@ -1,0 +1,51 @@
+--- Prompt directives: tests script a job by writing `[name]` or `[name=value]`
+-- inside its prompt, e.g. "a cat [fail] [seconds=2]". This is the one place
+-- they are read; a new directive (a fault, say) is one more entry in HANDLERS.
+local directives = {}
+
+local MAX_OUTPUTS = 100
+local MAX_SIZE = 64 * 1024 * 1024
+
+-- Each handler gets the directive table being built and the raw value
+-- ("" for a bare `[name]`); a value it does not understand is ignored.
+local HANDLERS = {
+  fail = function(d) d.fail = true end,
+  text = function(d) d.text = true end,
+  seconds = function(d, v)
+    local n = tonumber(v)
+    if n and n >= 0 and n < math.huge then d.seconds = n end
+  end,
+  outputs = function(d, v)
+    local n = tonumber(v)
+    if n and n >= 0 and n <= MAX_OUTPUTS and n == math.floor(n) then d.outputs = n end
+  end,
+  size = function(d, v)
+    local n = tonumber(v)
+    if n and n >= 0 and n <= MAX_SIZE and n == math.floor(n) then d.size = n end
+  end,
+  ext = function(d, v)
+    if v:match("^%w+$") then d.ext = v:lower() end
+  end,
+}
+
+--- Add (or replace) a directive handler: `fn(d, value)`.
+function directives.register(name, fn)
+  HANDLERS[name] = fn
+end
+
+--- Read the directives of `prompt` (any value; non-strings have none).
+-- Returns a table of what was set and the prompt with known directives removed.
+function directives.parse(prompt)
+  local d = {}
+  if type(prompt) ~= "string" then return d, prompt end
+  local clean = prompt:gsub("%[(%a[%w_]*)=?([^%]]*)%]", function(name, value)
+    local handler = HANDLERS[name:lower()]
+    if not handler then return nil end -- not ours: leave the text alone
+    handler(d, value)
+    return ""
+  end)
+  clean = clean:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
+  return d, clean
+end
+
+return directives

@@ -1,0 +1,455 @@
+--- The emulated gateway: the API behind the HTTP server. It keeps tasks,
+-- their timelines, credits and counters, and answers in one of two dialects:
+--   kie     envelope {"code","msg","data"}; errors as HTTP 200 + code in body;
+--           resultJson and param as JSON strings; failCode a string.
+--   modkie  envelope {"code","message","data"}; errors as HTTP status = code;
+--           resultJson and param as objects; failCode an integer or null.
+-- Every request goes through Gateway:handle, which picks the endpoint and is
+-- the single place where an answer is decided (see `intercept`).
+local socket = require "socket"
+local json = require "modkie.mock.json"
+local directives = require "modkie.mock.directives"
+local files = require "modkie.mock.files"
+local Ledger = require "modkie.mock.ledger"
+local RateLimit = require "modkie.mock.ratelimit"
+
+local floor = math.floor
+local null = json.null
+
+local Gateway = {}
+Gateway.__index = Gateway
+
+Gateway.DIALECTS = {
+  kie = { msg_key = "msg", http_errors = false, credits_key = "creditsConsumed",
+    states = { { 0.1, "waiting" }, { 0.3, "queuing" }, { 1, "generating" } } },
+  modkie = { msg_key = "message", http_errors = true, credits_key = "creditsCharged",
+    states = { { 0.2, "pending" }, { 1, "processing" } } },
+}
+
+local DEFAULT_PRICE = 10
+local FAIL_CODE, FAIL_MSG = 501, "generation failed"
+local DOWNLOAD_TTL = 20 * 60
+
+--- Per-model rules: price per successful job, and input validation that
+-- returns the message for the first bad field (nil when the input is fine).
+local function one_of(list)
+  local set = {}
+  for _, v in ipairs(list) do set[v] = true end
+  return set, table.concat(list, ", ")
+end
+local ASPECTS, ASPECTS_TEXT = one_of { "16:9", "9:16", "4:3", "1:1", "3:4", "21:9" }
+local RESOLUTIONS, RESOLUTIONS_TEXT = one_of { "480p", "720p" }
+
+Gateway.MODELS = {
+  ["kling/kling-3-0"] = {
+    price = 35,
+    validate = function(input)
+      local p = input.prompt
+      if type(p) ~= "string" or p:match("^%s*$") then
+        return "input.prompt is required and must be a non-empty string"
+      end
+      local v = input.aspect_ratio
+      if v ~= nil and not ASPECTS[v] then
+        return "input.aspect_ratio must be one of " .. ASPECTS_TEXT
+      end
+      v = input.resolution
+      if v ~= nil and not RESOLUTIONS[v] then
+        return "input.resolution must be one of " .. RESOLUTIONS_TEXT
+      end
+      if input.duration ~= nil and type(input.duration) ~= "number" then
+        return "input.duration must be a number"
+      end
+      if input.generate_audio ~= nil and type(input.generate_audio) ~= "boolean" then
+        return "input.generate_audio must be a boolean"
+      end
+    end,
+  },
+}
+
+local CONTROL_COUNTERS = {
+  "creates", "create_requests", "polls", "credit_requests", "download_url_requests",
+  "files", "files_with_auth", "expect_headers", "rate_limited", "requests",
+}
+
+--- opts: dialect, job_seconds, api_key, credits, files_base, limits (bool),
+-- now (clock function, default socket.gettime).
+function Gateway.new(opts)
+  local self = setmetatable({}, Gateway)
+  self.dialect_name = opts.dialect or "kie"
+  self.dialect = assert(Gateway.DIALECTS[self.dialect_name], "unknown dialect")
+  self.job_seconds = opts.job_seconds or 8
+  self.api_key = opts.api_key
+  self.start_credits = opts.credits or 10000
+  self.files_base = opts.files_base
+  self.own_base = opts.own_base
+  self.clock = opts.now or socket.gettime
+  self.ledger = Ledger.new(self.start_credits)
+  if opts.limits then
+    self.limits = { create = RateLimit.new(20, 10), record = RateLimit.new(10, 1) }
+  end
+  -- Connection counters owned by the HTTP server (a table it updates).
+  self.net = opts.net or {}
+  -- Fault injection (later): function(endpoint, ctx, gateway) -> response or nil.
+  self.intercept = opts.intercept
+  self.seq = 0
+  -- Prefix of task ids: differs between runs, so ids never repeat.
+  self.id_prefix = string.format("task_%x", floor(socket.gettime() * 1000) % 0x10000000000)
+  self:reset()
+  return self
+end
+
+--- Forget tasks and counters; balances back to the start.
+function Gateway:reset()
+  self.tasks, self.task_list = {}, {}
+  self.submits_by_prompt = {}
+  self.stats = {}
+  for _, name in ipairs(CONTROL_COUNTERS) do self.stats[name] = 0 end
+  self.ledger:reset()
+  if self.limits then
+    for _, l in pairs(self.limits) do l:reset() end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Answers
+
+local JSON_HEADERS = { ["Content-Type"] = "application/json" }
+
+local function answer(status, body, headers)
+  return { status = status, headers = headers or JSON_HEADERS, body = body }
+end
+
+--- A success envelope around `data`.
+function Gateway:ok(data)
+  return answer(200, json.encode { code = 200, [self.dialect.msg_key] = "success", data = data })
+end
+
+--- An error in the dialect's style; `headers` adds to Content-Type.
+function Gateway:fail(code, message, headers)
+  local h = JSON_HEADERS
+  if headers then
+    h = { ["Content-Type"] = "application/json" }
+    for k, v in pairs(headers) do h[k] = v end
+  end
+  local body = json.encode { code = code, [self.dialect.msg_key] = message, data = null }
+  return answer(self.dialect.http_errors and code or 200, body, h)
+end
+
+-- Errors outside the API envelope (files, control): always a real status.
+function Gateway:http_error(status, message)
+  return answer(status, json.encode { code = status, [self.dialect.msg_key] = message, data = null })
+end
+
+---------------------------------------------------------------------------
+-- Helpers
+
+local function url_decode(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function query_params(query)
+  local params = {}
+  for pair in (query or ""):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k = url_decode(k)
+    if params[k] == nil then params[k] = url_decode(v) end
+  end
+  return params
+end
+
+-- The API key of a request, or nil when it must be refused.
+function Gateway:authorize(req)
+  local h = req.headers.authorization
+  if not h then return nil end
+  local scheme, key = h:match("^(%S+)%s+(.-)%s*$")
+  if not scheme or scheme:lower() ~= "bearer" or key == "" then return nil end
+  if self.api_key and key ~= self.api_key then return nil end
+  return key
+end
+
+-- The rate limit of `kind` for `ctx.key`: nil when admitted, else a 429.
+function Gateway:limit(kind, ctx)
+  if not self.limits then return nil end
+  local ok, wait = self.limits[kind]:take(ctx.key, ctx.now)
+  if ok then return nil end
+  self.stats.rate_limited = self.stats.rate_limited + 1
+  return self:fail(429, "rate limited", { ["Retry-After"] = string.format("%d", wait) })
+end
+
+--- Where a task is at `now`: state name, and whether it has ended.
+function Gateway:state_of(task, now)
+  if now >= task.ends then
+    return task.outcome, true
+  end
+  local frac = (now - task.created) / task.duration
+  local states = self.dialect.states
+  for i = 1, #states do
+    if frac < states[i][1] then return states[i][2], false end
+  end
+  return states[#states][2], false
+end
+
+function Gateway:result_urls(task)
+  local base = self.files_base or self.own_base
+  local urls = {}
+  for n = 0, task.outputs - 1 do urls[#urls + 1] = files.url(base, task.id, n, task.ext) end
+  return json.array(urls)
+end
+
+--- The recordInfo record of `task` at `now`, in the dialect's shape.
+function Gateway:record(task, now)
+  local kie = self.dialect_name == "kie"
+  local state, ended = self:state_of(task, now)
+  local rec = {
+    taskId = task.id, model = task.model, state = state,
+    param = kie and task.raw or task.request,
+    createTime = task.create_ms,
+  }
+  if not ended then
+    if kie then
+      rec.resultJson, rec.failCode, rec.failMsg = "", "", ""
+    else
+      rec.resultJson, rec.failCode, rec.failMsg = null, null, null
+    end
+    return rec
+  end
+  self.ledger:settle(task.key, now) -- sets task.charged if it succeeded
+  rec.costTime = task.cost_ms
+  rec.completeTime = task.create_ms + task.cost_ms
+  rec[self.dialect.credits_key] = task.charged or 0
+  if state == "success" then
+    local result
+    if task.text then
+      result = { resultObject = { text = task.text } }
+    else
+      result = { resultUrls = self:result_urls(task) }
+    end
+    if kie then
+      rec.resultJson, rec.failCode, rec.failMsg = json.encode(result), "", ""
+    else
+      rec.resultJson, rec.failCode, rec.failMsg = result, null, null
+    end
+  elseif kie then
+    rec.resultJson, rec.failCode, rec.failMsg = "", string.format("%d", FAIL_CODE), FAIL_MSG
+  else
+    rec.resultJson, rec.failCode, rec.failMsg = null, FAIL_CODE, FAIL_MSG
+  end
+  return rec
+end
+
+-- The task and output index a file URL or path points at, when that output
+-- exists now; else nil.
+function Gateway:file_of(path, now)
+  local id, n, ext = files.parse_path(path)
+  local task = id and self.tasks[id]
+  if not task or task.text or n >= task.outputs or ext ~= task.ext then return nil end
+  local state = self:state_of(task, now)
+  if state ~= "success" then return nil end
+  return task, n
+end
+
+---------------------------------------------------------------------------
+-- Endpoints: each takes (gateway, ctx) with ctx = { req, now, key }.
+
+local function decode_body(self, ctx)
+  local body = json.decode(ctx.req.body or "")
+  if body == nil then return nil, self:fail(422, "request body is not valid JSON") end
+  if not json.is_object(body) then return nil, self:fail(422, "request body must be a JSON object") end
+  return body
+end
+
+local function create(self, ctx)
+  local limited = self:limit("create", ctx)
+  if limited then return limited end
+  local body, err = decode_body(self, ctx)
+  if not body then return err end
+  local model, input = body.model, body.input
+  if type(model) ~= "string" or model == "" then
+    return self:fail(422, "model is required and must be a non-empty string")
+  end
+  if not json.is_object(input) then
+    return self:fail(422, "input is required and must be a JSON object")
+  end
+  local callback = body.callBackUrl
+  if callback ~= nil and callback ~= null and type(callback) ~= "string" then
+    return self:fail(422, "callBackUrl must be a string")
+  end
+  local rules = Gateway.MODELS[model]
+  if rules and rules.validate then
+    local problem = rules.validate(input)
+    if problem then return self:fail(422, problem) end
+  end
+  local price = rules and rules.price or DEFAULT_PRICE
+  if self.ledger:balance(ctx.key, ctx.now) < price then
+    return self:fail(402, "insufficient credits")
+  end
+
+  local d, clean = directives.parse(input.prompt)
+  self.seq = self.seq + 1
+  local id = string.format("%s_%d", self.id_prefix, self.seq)
+  local duration = d.seconds or self.job_seconds
+  local now = ctx.now
+  local task = {
+    id = id, model = model, key = ctx.key, request = body, raw = ctx.req.body,
+    prompt = input.prompt, callback = callback,
+    created = now, duration = duration, ends = now + duration,
+    create_ms = floor(now * 1000), cost_ms = floor(duration * 1000 + 0.5),
+    outcome = d.fail and "fail" or "success",
+    outputs = d.outputs or 1, ext = d.ext or "mp4",
+    size = d.size or files.DEFAULT_SIZE,
+    text = d.text and ("text result for: " .. tostring(clean)) or nil,
+    directives = d, polls = 0,
+  }
+  self.tasks[id] = task
+  self.task_list[#self.task_list + 1] = task
+  if task.outcome == "success" then self.ledger:schedule(ctx.key, task.ends, price, task) end
+  self.stats.creates = self.stats.creates + 1
+  if type(task.prompt) == "string" then
+    self.submits_by_prompt[task.prompt] = (self.submits_by_prompt[task.prompt] or 0) + 1
+  end
+  return self:ok { taskId = id }
+end
+
+local function record_info(self, ctx)
+  local limited = self:limit("record", ctx)
+  if limited then return limited end
+  local id = query_params(ctx.req.query).taskId
+  if not id or id == "" then return self:fail(422, "taskId is required") end
+  local task = self.tasks[id]
+  if not task then return self:fail(404, "task not found") end
+  task.polls = task.polls + 1
+  return self:ok(self:record(task, ctx.now))
+end
+
+local function credit(self, ctx)
+  return self:ok(self.ledger:balance(ctx.key, ctx.now))
+end
+
+local function download_url(self, ctx)
+  local body, err = decode_body(self, ctx)
+  if not body then return err end
+  local url = body.url
+  if type(url) ~= "string" or url == "" then
+    return self:fail(422, "url is required and must be a string")
+  end
+  local path
+  for _, base in ipairs { self.files_base or "", self.own_base or "" } do
+    if base ~= "" and url:sub(1, #base + 7) == base .. "/files/" then
+      path = url:sub(#base + 1):gsub("[?#].*$", "")
+      break
+    end
+  end
+  if not (path and self:file_of(path, ctx.now)) then
+    return self:fail(422, "url is not a file of this gateway")
+  end
+  local expires = floor(ctx.now) + DOWNLOAD_TTL
+  -- A token that looks the part; /files does not check it.
+  local h = 5381
+  local signed = url .. "|" .. expires
+  for i = 1, #signed do h = (h * 33 + signed:byte(i)) % 4294967296 end
+  local sep = url:find("?", 1, true) and "&" or "?"
+  return self:ok(string.format("%s%stoken=%08x&expires=%d", url, sep, h, expires))
+end
+
+local function file(self, ctx)
+  local req = ctx.req
+  if req.headers.authorization then
+    self.stats.files_with_auth = self.stats.files_with_auth + 1
+  end
+  local task, n = self:file_of(req.path, ctx.now)
+  if not task then return self:http_error(404, "file not found") end
+  return answer(200, files.content(task.id, n, task.size),
+    { ["Content-Type"] = files.content_type(task.ext) })
+end
+
+local function mock_stats(self)
+  local out = {}
+  for k, v in pairs(self.stats) do out[k] = v end
+  for k, v in pairs(self.net) do out[k] = v end
+  out.tasks = #self.task_list
+  out.submits_by_prompt = self.submits_by_prompt
+  out.dialect = self.dialect_name
+  return answer(200, json.encode(out))
+end
+
+local function mock_tasks(self, ctx)
+  local list = {}
+  for i, t in ipairs(self.task_list) do
+    list[i] = {
+      taskId = t.id, model = t.model, prompt = t.prompt == nil and null or t.prompt,
+      created = t.create_ms, polls = t.polls, state = (self:state_of(t, ctx.now)),
+    }
+  end
+  return answer(200, json.encode(json.array(list)))
+end
+
+local function mock_reset(self)
+  self:reset()
+  if self.on_reset then self.on_reset() end
+  return answer(200, '{"ok":true}')
+end
+
+local function mock_credits(self, ctx)
+  local body = json.decode(ctx.req.body or "")
+  if not json.is_object(body) or type(body.key) ~= "string" or type(body.balance) ~= "number" then
+    return answer(400, '{"ok":false,"error":"send {\\"key\\": string, \\"balance\\": number}"}')
+  end
+  self.ledger:set(body.key, body.balance, ctx.now)
+  return answer(200, json.encode { ok = true, key = body.key, balance = body.balance })
+end
+
+-- Endpoint table: name (what a fault plan would name), method, whether it is
+-- behind auth, the counter it bumps, and its handler.
+local ROUTES = {
+  ["/api/v1/jobs/createTask"] = { name = "create", method = "POST", api = true,
+    counter = "create_requests", fn = create },
+  ["/api/v1/jobs/recordInfo"] = { name = "record", method = "GET", api = true,
+    counter = "polls", fn = record_info },
+  ["/api/v1/chat/credit"] = { name = "credit", method = "GET", api = true,
+    counter = "credit_requests", fn = credit },
+  ["/api/v1/common/download-url"] = { name = "download_url", method = "POST", api = true,
+    counter = "download_url_requests", fn = download_url },
+  ["/__mock/stats"] = { name = "mock_stats", method = "GET", fn = mock_stats },
+  ["/__mock/tasks"] = { name = "mock_tasks", method = "GET", fn = mock_tasks },
+  ["/__mock/reset"] = { name = "mock_reset", method = "POST", fn = mock_reset },
+  ["/__mock/credits"] = { name = "mock_credits", method = "POST", fn = mock_credits },
+}
+local FILE_ROUTE = { name = "file", method = "GET", counter = "files", fn = file }
+Gateway.ROUTES = ROUTES
+
+--- Answer one parsed HTTP request (see modkie.mock.http for both shapes).
+function Gateway:handle(req)
+  local stats = self.stats
+  stats.requests = stats.requests + 1
+  if req.headers.expect then stats.expect_headers = stats.expect_headers + 1 end
+  local path = req.path
+  local route = ROUTES[path] or (path:sub(1, 7) == "/files/" and FILE_ROUTE) or nil
+  if route and route.counter then stats[route.counter] = stats[route.counter] + 1 end
+  local ctx = { req = req, now = self.clock(), route = route }
+  local is_api = path:sub(1, 5) == "/api/"
+  if is_api then
+    ctx.key = self:authorize(req)
+    if not ctx.key then return self:fail(401, "You do not have access permissions") end
+  end
+  if not route then
+    if is_api then return self:fail(404, "not found") end
+    return self:http_error(404, "not found")
+  end
+  local method = req.method == "HEAD" and "GET" or req.method
+  if method ~= route.method then
+    local res = route.api and self:fail(405, "method not allowed")
+      or self:http_error(405, "method not allowed")
+    res.headers = { ["Content-Type"] = "application/json", Allow = route.method }
+    return res
+  end
+  -- The one place an answer is decided per endpoint: a fault plan may
+  -- answer instead (an error status, a dropped connection, a cut body…).
+  if self.intercept then
+    local res = self.intercept(route.name, ctx, self)
+    if res then return res end
+  end
+  return route.fn(self, ctx)
+end
+
+return Gateway
