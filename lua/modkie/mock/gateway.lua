@@ -29,6 +29,9 @@ Gateway.DIALECTS = {
 local DEFAULT_PRICE = 10
 local FAIL_CODE, FAIL_MSG = 501, "generation failed"
 local DOWNLOAD_TTL = 20 * 60
+-- Stands for the raw create body in a modkie record until it is encoded.
+local PARAM_MARKER = "\0modkie-mock:param\0"
+local PARAM_MARKER_ENCODED = json.encode(PARAM_MARKER)
 
 --- Per-model rules: price per successful job, and input validation that
 -- returns the message for the first bad field (nil when the input is fine).
@@ -203,7 +206,8 @@ function Gateway:record(task, now)
   local state, ended = self:state_of(task, now)
   local rec = {
     taskId = task.id, model = task.model, state = state,
-    param = kie and task.raw or task.request,
+    -- modkie: the request object, spliced in verbatim by record_info.
+    param = kie and task.raw or PARAM_MARKER,
     createTime = task.create_ms,
   }
   if not ended then
@@ -290,16 +294,17 @@ local function create(self, ctx)
   local id = string.format("%s_%d", self.id_prefix, self.seq)
   local duration = d.seconds or self.job_seconds
   local now = ctx.now
+  -- Kept small on purpose: thousands of tasks live as long as the process,
+  -- and every field is work for the garbage collector. The create request
+  -- is kept as its raw text (it is what `param` echoes back).
   local task = {
-    id = id, model = model, key = ctx.key, request = body, raw = ctx.req.body,
-    prompt = input.prompt, callback = callback,
+    id = id, model = model, key = ctx.key, raw = ctx.req.body, prompt = input.prompt,
     created = now, duration = duration, ends = now + duration,
     create_ms = floor(now * 1000), cost_ms = floor(duration * 1000 + 0.5),
     outcome = d.fail and "fail" or "success",
-    outputs = d.outputs or 1, ext = d.ext or "mp4",
-    size = d.size or files.DEFAULT_SIZE,
+    outputs = d.outputs or 1, ext = d.ext or "mp4", size = d.size or files.DEFAULT_SIZE,
     text = d.text and ("text result for: " .. tostring(clean)) or nil,
-    directives = d, polls = 0,
+    polls = 0,
   }
   self.tasks[id] = task
   self.task_list[#self.task_list + 1] = task
@@ -319,7 +324,13 @@ local function record_info(self, ctx)
   local task = self.tasks[id]
   if not task then return self:fail(404, "task not found") end
   task.polls = task.polls + 1
-  return self:ok(self:record(task, ctx.now))
+  local res = self:ok(self:record(task, ctx.now))
+  if self.dialect_name ~= "kie" then
+    -- The body was checked to be a JSON object at create time: splice it in.
+    local s, e = res.body:find(PARAM_MARKER_ENCODED, 1, true)
+    if s then res.body = res.body:sub(1, s - 1) .. task.raw .. res.body:sub(e + 1) end
+  end
+  return res
 end
 
 local function credit(self, ctx)
