@@ -1,0 +1,574 @@
+--- A client of the gateway: owns one C engine (one libcurl multi handle),
+-- the jobs it runs, and a small coroutine scheduler.
+-- @classmod modkie.Client
+
+local cjson = require "cjson.safe"
+local core = require "modkie.core"
+local Error = require "modkie.error"
+local Job = require "modkie.job"
+local models = require "modkie.models"
+local record = require "modkie.record"
+local wait = require "modkie.wait"
+
+local Client = {}
+Client.__index = Client
+Client.__name = "modkie.Client"
+
+local DEFAULT_BASE_URL = "https://modkie.com"
+
+-- option -> accepted Lua types
+local OPTIONS = {
+  api_key = { string = true }, base_url = { string = true },
+  timeout = { number = true }, connect_timeout = { number = true },
+  deadline = { number = true, boolean = true }, retries = { number = true },
+  rate = { table = true, boolean = true }, poll_interval = { number = true, ["function"] = true },
+  max_connections = { number = true }, wait = { ["function"] = true }, log = { ["function"] = true },
+  user_agent = { string = true }, ca_file = { string = true },
+  max_body = { number = true }, max_download = { number = true },
+  allow_insecure = { boolean = true }, seed = { number = true },
+}
+local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
+  validate = { boolean = true }, meta = true }
+local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
+
+-- Levenshtein distance, for "did you mean" on a mistyped option.
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+local function suggest(name, known)
+  local best, best_d
+  for k in pairs(known) do
+    local d = distance(name, k)
+    if not best_d or d < best_d or (d == best_d and k < best) then best, best_d = k, d end
+  end
+  if best_d and best_d <= 2 then return " (did you mean '" .. best .. "'?)" end
+  return ""
+end
+
+--- Raise on unknown option names and wrong types: a typo must not pass silently.
+local function check_options(fname, opts, known)
+  for k, v in pairs(opts) do
+    if type(k) ~= "string" or not known[k] then
+      error(("%s: unknown option '%s'%s"):format(fname, tostring(k), type(k) == "string" and suggest(k, known) or ""), 3)
+    end
+    if known[k] ~= true and not known[k][type(v)] then
+      local want = {}
+      for t in pairs(known[k]) do want[#want + 1] = t end
+      table.sort(want)
+      error(("%s: option '%s' must be a %s, got %s"):format(fname, k, table.concat(want, " or "), type(v)), 3)
+    end
+  end
+end
+
+local function positive(fname, opts, key)
+  local v = opts[key]
+  if v ~= nil and not (type(v) == "number" and v > 0 and v == v) then
+    error(("%s: option '%s' must be a number > 0, got %s"):format(fname, key, tostring(v)), 3)
+  end
+end
+
+local function check_rate_pair(name, pair)
+  if pair == false then return false end
+  if type(pair) ~= "table" or type(pair[1]) ~= "number" or type(pair[2]) ~= "number"
+    or pair[1] < 1 or pair[1] ~= math.floor(pair[1]) or not (pair[2] > 0) then
+    error(("modkie.new: option 'rate.%s' must be {requests, seconds} (a whole number >= 1 and a number > 0) or false")
+      :format(name), 4)
+  end
+  return pair
+end
+
+local function rates(rate)
+  if rate == false then return false, false end
+  if rate == true or rate == nil then rate = {} end
+  for k in pairs(rate) do
+    if k ~= "submit" and k ~= "poll" then
+      error("modkie.new: unknown option 'rate." .. tostring(k) .. "' (rate takes submit and poll)", 3)
+    end
+  end
+  local submit = rate.submit == nil and { 20, 10 } or check_rate_pair("submit", rate.submit)
+  local poll = rate.poll == nil and { 10, 1 } or check_rate_pair("poll", rate.poll)
+  return submit, poll
+end
+
+local LOOPBACK = { localhost = true, ["127.0.0.1"] = true, ["[::1]"] = true }
+
+--- Check and normalise the base URL: http(s), no trailing slash; plain http
+-- only to this machine unless allow_insecure.
+local function check_base_url(url, allow_insecure)
+  local scheme, host = url:match("^(%a[%w+.-]*)://([^/?#]+)")
+  scheme = scheme and scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then
+    error("modkie.new: base_url must be an http:// or https:// URL, got '" .. url .. "'", 3)
+  end
+  if url:find("[%s%c]") then error("modkie.new: base_url must not contain spaces or control characters", 3) end
+  local hostname = host:gsub("^.*@", ""):gsub(":%d*$", ""):lower()
+  if scheme == "http" and not allow_insecure and not LOOPBACK[hostname] and not hostname:match("^127%.") then
+    error("modkie.new: base_url '" .. url .. "' is plain http to another host: the API key would cross the network "
+      .. "unencrypted; use https, or pass allow_insecure = true", 3)
+  end
+  return (url:gsub("/+$", ""))
+end
+
+local function check_key(key)
+  if key == nil or key == "" then return nil end
+  if not key:match("^[\33-\126]+$") then
+    -- never echo the key: it is a secret even when malformed
+    error("modkie.new: the API key contains spaces or control characters (check MODKIE_API_KEY)", 3)
+  end
+  return key
+end
+
+--- Make a client. See DESIGN.md §3 for the options; every option is optional.
+-- Unknown option names and wrong types raise an error naming the option.
+-- @tparam[opt] table opts
+-- @treturn modkie.Client
+function Client.new(opts)
+  Error.check(1, "modkie.new", opts, "?table")
+  opts = opts or {}
+  check_options("modkie.new", opts, OPTIONS)
+  for _, k in ipairs({ "timeout", "connect_timeout", "max_connections", "max_body" }) do positive("modkie.new", opts, k) end
+  if opts.retries ~= nil and not (opts.retries >= 0 and opts.retries == math.floor(opts.retries)) then
+    error("modkie.new: option 'retries' must be a whole number >= 0, got " .. tostring(opts.retries), 2)
+  end
+  if type(opts.poll_interval) == "number" and not (opts.poll_interval >= 0) then
+    error("modkie.new: option 'poll_interval' must be >= 0 seconds, or a function", 2)
+  end
+  if type(opts.deadline) == "number" and not (opts.deadline > 0) then
+    error("modkie.new: option 'deadline' must be > 0 seconds, or false for none", 2)
+  end
+  if opts.deadline == true then error("modkie.new: option 'deadline' must be a number of seconds, or false", 2) end
+  if opts.max_download ~= nil and not (opts.max_download >= 0) then
+    error("modkie.new: option 'max_download' must be >= 0 bytes (0: no cap)", 2)
+  end
+
+  local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
+    opts.allow_insecure)
+  local key = check_key(opts.api_key or os.getenv("MODKIE_API_KEY"))
+  local submit_rate, poll_rate = rates(opts.rate)
+  local json = cjson.new()
+  json.decode_max_depth(64)
+  json.encode_max_depth(64)
+
+  local self = setmetatable({
+    base_url = base_url,
+    deadline = opts.deadline == nil and 900 or opts.deadline,
+    _json = json, _has_key = key ~= nil,
+    _ops = {},       -- engine handle -> job, call, download or alarm
+    _ready = {},     -- coroutines to resume on the next step
+    _queued = {},    -- set of the coroutines in _ready
+    _threads = {},   -- coroutines started by go, alive
+    _start = {},     -- coroutine -> arguments for its first resume
+    _active = 0,     -- jobs not yet ended
+    _log = opts.log, _wait = opts.wait,
+  }, Client)
+  -- The key goes to the C engine and nowhere else: no Lua table holds it.
+  self._engine = core.new({
+    base_url = base_url, api_key = key, decode = json.decode,
+    timeout = opts.timeout, connect_timeout = opts.connect_timeout,
+    retries = opts.retries, max_body = opts.max_body, max_download = opts.max_download,
+    max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
+    poll_interval = opts.poll_interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
+    seed = opts.seed,
+  })
+  return self
+end
+
+function Client:__tostring()
+  return ("modkie.Client(%s)"):format(self.base_url)
+end
+
+-- ---------------------------------------------------------------- logging
+
+--- Call the log hook; a failing hook must not break the client.
+function Client:_emit(level, event, fields)
+  local log = self._log
+  if log then pcall(log, level, event, fields) end
+end
+
+-- ---------------------------------------------------------------- jobs
+
+local function no_key()
+  return Error.new("config", "no API key: set MODKIE_API_KEY or pass api_key to modkie.new")
+end
+
+local function closed()
+  return Error.new("config", "the client is closed")
+end
+
+local function deadline_seconds(d)
+  if d == false then return 0 end
+  return d
+end
+
+--- Submit a job. Never blocks: createTask goes out on the next step.
+-- @tparam string model e.g. "kling/kling-3-0"
+-- @tparam table input the model's input fields
+-- @tparam[opt] table opts `callback_url`, `deadline` (seconds, or false), `validate` (default true), `meta`
+-- @treturn[1] modkie.Job
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "validation" (with `problems`) or "config"
+function Client:submit(model, input, opts)
+  Error.check(1, "submit", model, "string")
+  Error.check(2, "submit", input, "table")
+  Error.check(3, "submit", opts, "?table")
+  opts = opts or {}
+  check_options("submit", opts, SUBMIT_OPTIONS)
+  if self._closed then return nil, closed() end
+  if opts.validate ~= false then
+    local ok, err = models.validate(model, input)
+    if not ok then return nil, err end
+  end
+  if not self._has_key then return nil, no_key() end
+  local body, jerr = self._json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
+  if not body then
+    return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
+  end
+  local deadline = opts.deadline
+  if deadline == nil then deadline = self.deadline end
+  local h = self._engine:submit(body, deadline_seconds(deadline))
+  local job = Job.new(self, h, { model = model, input = input, meta = opts.meta, state = "submitting" })
+  self._ops[h] = job
+  self._active = self._active + 1
+  self:_emit("info", "submit", { model = model })
+  return job
+end
+
+--- Adopt a task created earlier (after a restart): poll it to its end.
+-- @tparam string task_id
+-- @tparam[opt] table opts `deadline`, `meta`, `model`
+-- @treturn[1] modkie.Job
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "config"
+function Client:job(task_id, opts)
+  Error.check(1, "job", task_id, "string")
+  Error.check(2, "job", opts, "?table")
+  opts = opts or {}
+  check_options("job", opts, JOB_OPTIONS)
+  if task_id == "" then error("bad argument #1 to 'job' (task id must not be empty)", 2) end
+  if self._closed then return nil, closed() end
+  if not self._has_key then return nil, no_key() end
+  local deadline = opts.deadline
+  if deadline == nil then deadline = self.deadline end
+  local h = self._engine:adopt(task_id, deadline_seconds(deadline))
+  local job = Job.new(self, h, { id = task_id, model = opts.model, meta = opts.meta, state = "queued" })
+  self._ops[h] = job
+  self._active = self._active + 1
+  return job
+end
+
+function Client:_finish(p, state, result, err)
+  p.done, p.state, p.result, p.error = true, state, result, err
+  if self._ops[p._h] == p then self._ops[p._h] = nil end
+  if getmetatable(p) == Job then self._active = self._active - 1 end
+  for co in pairs(p.waiters) do self:_ready_push(co) end
+end
+
+function Client:_cancel(job)
+  self._engine:cancel(job._h)
+  local msg = job.state == "submitting"
+    and "cancelled while createTask was pending or in flight; a task may still have been created"
+    or "cancelled"
+  self:_finish(job, "cancelled", nil, Error.new("cancelled", msg, { task_id = job.id }))
+  self:_emit("info", "done", { task_id = job.id, model = job.model, state = "cancelled" })
+  return true
+end
+
+-- ---------------------------------------------------------------- events from the engine
+
+local function error_from(t, extra)
+  local fields = {}
+  for k, v in pairs(t) do if k ~= "kind" and k ~= "message" then fields[k] = v end end
+  for k, v in pairs(extra or {}) do fields[k] = v end
+  return Error.new(t.kind, t.message, fields)
+end
+
+local on = {}
+
+function on.accepted(self, job, ev)
+  job.id, job.state = ev.task_id, "queued"
+  self:_emit("info", "accepted", { task_id = job.id, model = job.model })
+end
+
+function on.state(self, job, ev)
+  job.state, job.server_state = ev.state, ev.server_state
+  self:_emit("debug", "state", { task_id = job.id, model = job.model, state = job.state, server_state = ev.server_state })
+end
+
+function on.retry(self, p, ev)
+  self:_emit("warn", "retry", {
+    task_id = p.id, attempt = ev.attempt, delay = ev.delay, kind = ev.error.kind,
+    status = ev.error.status, code = ev.error.code, message = ev.error.message,
+  })
+end
+
+function on.warning(self, p, ev)
+  self:_emit("warn", "warning", { task_id = p.id, message = ev.message })
+end
+
+function on.done(self, job, ev)
+  job.polls = ev.polls or job.polls
+  if ev.server_state then job.server_state = ev.server_state end
+  local result, err
+  if ev.state == "success" then
+    result = record.result(ev.record, job)
+  elseif ev.state == "failed" then
+    err = record.failure(ev.record, job)
+  else
+    local extra = { task_id = job.id }
+    if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
+    err = error_from(ev.error, extra)
+  end
+  self:_finish(job, ev.state, result, err)
+  self:_emit(err and "warn" or "info", "done", {
+    task_id = job.id, model = job.model, state = ev.state, polls = job.polls,
+    kind = err and err.kind, message = err and err.message,
+  })
+end
+
+function on.reply(self, p, ev)
+  if ev.error then
+    self:_finish(p, "error", nil, error_from(ev.error))
+  else
+    p.data = ev.data
+    self:_finish(p, "success", ev.path or ev.data)
+  end
+end
+
+function on.timer(self, p)
+  self:_finish(p, "success")
+end
+
+function Client:_dispatch(events)
+  local ops = self._ops
+  for i = 1, #events do
+    local ev = events[i]
+    local p = ops[ev.h]
+    if p then on[ev.type](self, p, ev) end
+  end
+end
+
+-- ---------------------------------------------------------------- the scheduler
+
+function Client:_ready_push(co)
+  if not self._queued[co] then
+    self._queued[co] = true
+    self._ready[#self._ready + 1] = co
+  end
+end
+
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
+--- Resume the coroutines that can run. A coroutine that raised makes step raise.
+function Client:_run_ready()
+  local ready = self._ready
+  if #ready == 0 then return end
+  self._ready, self._queued = {}, {}
+  for i, co in ipairs(ready) do
+    if coroutine.status(co) == "suspended" then
+      local args = self._start[co]
+      self._start[co] = nil
+      local ok, what
+      if args then ok, what = coroutine.resume(co, unpack(args, 1, args.n))
+      else ok, what = coroutine.resume(co) end
+      if not ok then
+        self._threads[co], wait.owners[co] = nil, nil
+        for j = i + 1, #ready do self:_ready_push(ready[j]) end
+        error(debug.traceback(co, "modkie: a coroutine run by client:go failed: " .. tostring(what)), 0)
+      end
+      if coroutine.status(co) == "dead" then
+        self._threads[co], wait.owners[co] = nil, nil
+      elseif what ~= wait.WAKE then
+        self:_ready_push(co) -- a plain yield: run again on the next step
+      end
+    end
+  end
+end
+
+--- Drive I/O once: wait up to `timeout` seconds (0 or nil: do what is ready
+-- and return at once) for something to happen, dispatch what finished, run
+-- the coroutines it woke.
+-- @treturn number jobs still active
+function Client:step(timeout)
+  Error.check(1, "step", timeout, "?number")
+  local co, main = coroutine.running()
+  if co and not main and wait.owners[co] == self then
+    error("modkie: client:step called from a coroutine run by this client; use job:await or client:sleep", 2)
+  end
+  if self._stepping then error("modkie: client:step called from inside step (a log hook?)", 2) end
+  if self._closed then return 0 end
+  if #self._ready > 0 then timeout = 0 end
+  self._stepping = true
+  local ok, events = pcall(self._engine.step, self._engine, timeout or 0)
+  if ok and events then ok, events = pcall(self._dispatch, self, events) end
+  self._stepping = false
+  if not ok then error(events, 0) end
+  self:_run_ready()
+  return self._active
+end
+
+--- `step(0)`: for a game's frame loop.
+function Client:update()
+  return self:step(0)
+end
+
+--- Seconds until the client next needs a step (0: now), or nil when idle.
+function Client:timeout()
+  if #self._ready > 0 then return 0 end
+  if self._closed then return nil end
+  return self._engine:timeout()
+end
+
+--- Start `fn(...)` as a coroutine run by this client. It starts on the next
+-- step; inside it, await yields instead of blocking.
+-- @treturn thread the coroutine
+function Client:go(fn, ...)
+  Error.check(1, "go", fn, "function")
+  local co = coroutine.create(fn)
+  wait.owners[co] = self
+  self._threads[co] = true
+  self._start[co] = { n = select("#", ...), ... }
+  self:_ready_push(co)
+  return co
+end
+
+--- `go(fn, ...)` if fn is given, then step until nothing is left to do.
+function Client:run(fn, ...)
+  Error.check(1, "run", fn, "?function")
+  if fn then self:go(fn, ...) end
+  while not self._closed and (#self._ready > 0 or self._engine:timeout() ~= nil) do
+    self:step(60)
+  end
+end
+
+--- Pass `seconds` without blocking the client's other work: yields inside
+-- the scheduler or OpenResty; elsewhere drives the client while it waits.
+function Client:sleep(seconds)
+  Error.check(1, "sleep", seconds, "number")
+  local alarm = self:_alarm(seconds)
+  wait.any(self, { alarm })
+end
+
+--- A pending that is done after `seconds` (used by await timeouts and sleep).
+function Client:_alarm(seconds)
+  local h = self._engine:timer(seconds)
+  local alarm = { _h = h, done = false, waiters = {} }
+  self._ops[h] = alarm
+  return alarm
+end
+
+--- Forget a pending: cancel what the engine does for it.
+function Client:_drop(p)
+  if p.done then return end
+  self._engine:cancel(p._h)
+  self._ops[p._h] = nil
+  p.done = true
+end
+
+-- ---------------------------------------------------------------- one-off calls
+
+local function new_pending(self, h)
+  local p = { _h = h, done = false, waiters = {} }
+  self._ops[h] = p
+  return p
+end
+
+function Client:_call(method, path, body)
+  if self._closed then return nil, closed() end
+  if not self._has_key then return nil, no_key() end
+  local p = new_pending(self, self._engine:call(method, path, body))
+  wait.any(self, { p })
+  if p.error then return nil, p.error end
+  return p.data
+end
+
+function Client:_download(url, path)
+  return new_pending(self, self._engine:download(url, path))
+end
+
+local function percent_encode(s)
+  return (s:gsub("[^%w%-_%.~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+--- One recordInfo call.
+-- @tparam string task_id
+-- @treturn[1] table the raw record (recordInfo's `data`)
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error
+function Client:record(task_id)
+  Error.check(1, "record", task_id, "string")
+  local data, err = self:_call("GET", "/api/v1/jobs/recordInfo?taskId=" .. percent_encode(task_id))
+  if not data then return nil, err end
+  if type(data) ~= "table" then return nil, Error.new("protocol", "recordInfo: data is not a record") end
+  return data
+end
+
+--- The account's credit balance.
+-- @treturn[1] number
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error
+function Client:credits()
+  local data, err = self:_call("GET", "/api/v1/chat/credit")
+  if data == nil then return nil, err end
+  local n = tonumber(data)
+  if not n then return nil, Error.new("protocol", "credit: data is not a number") end
+  return n
+end
+
+--- A direct download link for a result URL (valid about 20 minutes).
+-- @tparam string url
+-- @treturn[1] string
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error
+function Client:download_url(url)
+  Error.check(1, "download_url", url, "string")
+  local data, err = self:_call("POST", "/api/v1/common/download-url", self._json.encode({ url = url }))
+  if data == nil then return nil, err end
+  if type(data) ~= "string" or data == "" then
+    return nil, Error.new("protocol", "download-url: data is not a URL")
+  end
+  return data
+end
+
+-- ---------------------------------------------------------------- closing
+
+--- Stop every job (they end "cancelled"), free the engine. Safe to call twice;
+-- also runs on garbage collection, and on `<close>` in Lua 5.4.
+function Client:close()
+  if self._closed then return end
+  if self._stepping then error("modkie: client:close called from inside step", 2) end
+  if self._engine:closed() then -- collected with its engine: nothing left to stop
+    self._closed = true
+    return
+  end
+  local handles = {}
+  for h in pairs(self._ops) do handles[#handles + 1] = h end
+  for _, h in ipairs(handles) do
+    local p = self._ops[h]
+    self._engine:cancel(h)
+    self:_finish(p, "cancelled", nil, Error.new("cancelled", "the client was closed", { task_id = p.id }))
+  end
+  self._engine:close()
+  self._closed = true
+  self:_run_ready()
+end
+
+Client.__close = Client.close
+Client.__gc = Client.close
+
+--- Engine counters: live ops, transfers in flight, requests sent, …
+function Client:stats()
+  return self._engine:stats()
+end
+
+return Client

@@ -1,0 +1,95 @@
+--- Saving a job's outputs to disk.
+--
+-- The C core streams each file to `<path>.part` and renames it into place
+-- only when whole, so a crash or a cut connection never leaves a partial file
+-- under the final name. The API key is sent only to the gateway's own origin,
+-- never to the hosts that serve the files.
+-- @module modkie.download
+
+local core = require "modkie.core"
+local Error = require "modkie.error"
+local wait = require "modkie.wait"
+
+local download = {}
+
+--- The extension of a URL's path when it is a plain one ("mp4", "png"), else "bin".
+function download.extension(url)
+  local path = tostring(url):gsub("[?#].*$", "")
+  local ext = path:match("/[^/]*%.([%w]+)$")
+  if ext and #ext <= 5 then return ext:lower() end
+  return "bin"
+end
+
+--- A safe file name `<prefix>-<n>.<ext>`: the prefix keeps only letters,
+-- digits, `-`, `_` and `.`, so nothing from the network can name a path.
+function download.name(prefix, n, url)
+  local safe = tostring(prefix):gsub("[^%w%-_%.]", "_"):gsub("^%.+", "_")
+  return ("%s-%d.%s"):format(safe, n, download.extension(url))
+end
+
+--- Create `dir` and its parents. Returns true or nil, message.
+function download.mkdir_p(dir)
+  local path = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    path = path .. part
+    local ok, err = core.mkdir(path)
+    if not ok then return nil, err end
+    path = path .. "/"
+  end
+  return true
+end
+
+local function check_name(name)
+  return type(name) == "string" and name ~= "" and name ~= "." and name ~= ".."
+    and not name:find("[/\\%z]")
+end
+
+--- Download `urls` into `dir` in parallel.
+-- @param client the client whose engine does the transfers
+-- @tparam table urls
+-- @tparam string dir
+-- @tparam table opts `name(n, url)` -> file name (required), `timeout` seconds
+-- @treturn[1] table paths in the order of `urls`
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error with `err.files` the paths that did arrive whole
+function download.files(client, urls, dir, opts)
+  local ok, msg = download.mkdir_p(dir)
+  if not ok then return nil, Error.new("config", "cannot create the download folder: " .. msg, { field = "dir" }) end
+  local pending, paths = {}, {}
+  for n, url in ipairs(urls) do
+    local name = opts.name(n, url)
+    if not check_name(name) then
+      error("modkie: download file name must be a plain file name, got " .. tostring(name), 3)
+    end
+    paths[n] = dir:gsub("/+$", "") .. "/" .. name
+    pending[n] = client:_download(url, paths[n])
+  end
+  if not wait.all(client, pending, opts.timeout) then
+    for _, p in ipairs(pending) do client:_drop(p) end
+    return nil, wait.timeout_error("download", opts.timeout)
+  end
+  -- A result URL may have expired: ask the gateway for a fresh link, once.
+  for n, p in ipairs(pending) do
+    if p.error and p.error.kind == "not_found" then
+      local fresh = client:download_url(urls[n])
+      if fresh then
+        pending[n] = client:_download(fresh, paths[n])
+        wait.all(client, { pending[n] }, opts.timeout)
+      end
+    end
+  end
+  local done = {}
+  for n, p in ipairs(pending) do
+    if p.done and not p.error then done[#done + 1] = paths[n] end
+  end
+  for n, p in ipairs(pending) do
+    if not p.done or p.error then
+      local err = p.error or wait.timeout_error("download", opts.timeout)
+      err.files, err.url = done, urls[n]
+      return nil, err
+    end
+  end
+  return paths
+end
+
+return download

@@ -1,0 +1,86 @@
+--- A generation job: made by `client:submit` or `client:job`.
+--
+-- Fields (read them, do not set them):
+--   id            the gateway's taskId once createTask accepted it, nil before
+--   state         "submitting" | "queued" | "running" | "success" | "failed" | "error" | "cancelled"
+--   server_state  the gateway's own word for the state ("generating", "processing", …)
+--   model, input, meta   as given to submit
+--   polls         recordInfo answers seen so far
+--   result, error once ended: what await returns
+--   client        the client that runs the job
+-- @classmod modkie.Job
+
+local Error = require "modkie.error"
+local wait = require "modkie.wait"
+
+local Job = {}
+Job.__index = Job
+Job.__name = "modkie.Job"
+
+function Job.new(client, handle, fields)
+  local job = setmetatable({
+    client = client, _h = handle, done = false, waiters = {}, polls = 0,
+  }, Job)
+  for k, v in pairs(fields) do job[k] = v end
+  return job
+end
+
+function Job:__tostring()
+  return ("modkie.Job(%s, %s, %s)"):format(self.model or "?", self.id or "no id yet", self.state)
+end
+
+--- Wait for the job to end.
+-- @tparam[opt] number timeout seconds; nil waits until the job ends or its deadline passes
+-- @treturn[1] table the result: `{ id, model, state = "success", urls, output, credits,
+--   created_at, completed_at, cost_time, raw }`
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "failed", "deadline", "cancelled", …; or "timeout"
+--   when `timeout` ran out (the job keeps going; await again later)
+function Job:await(timeout)
+  Error.check(1, "await", timeout, "?number")
+  if not self.done and not wait.any(self.client, { self }, timeout) then
+    return nil, wait.timeout_error("await: job " .. (self.id or "(not yet accepted)"), timeout, self.id)
+  end
+  if self.error then return nil, self.error end
+  return self.result
+end
+
+--- The result if the job has ended, without waiting: `res` or `nil, err`;
+-- `nil` alone while it runs.
+function Job:poll()
+  if not self.done then return nil end
+  if self.error then return nil, self.error end
+  return self.result
+end
+
+--- Stop the job now: no more polls; await returns `nil, err` with kind "cancelled".
+-- The gateway has no cancel call: a task it accepted still runs (and bills) there.
+-- @treturn boolean true when the job was still running
+function Job:cancel()
+  if self.done then return false end
+  return self.client:_cancel(self)
+end
+
+--- Download every output of a successful job into `dir` (created if missing).
+-- Waits for the job first. Files are named `<id>-<n>.<ext>` (n from 1; the
+-- extension from the URL when it is a plain one, else "bin"); each is written
+-- to a temporary name and renamed when whole.
+-- @tparam string dir
+-- @tparam[opt] table opts `name = function(n, url) -> file name`, `timeout` seconds
+-- @treturn[1] table the paths, in the order of `result.urls`
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error
+function Job:download(dir, opts)
+  Error.check(1, "download", dir, "string")
+  Error.check(2, "download", opts, "?table")
+  opts = opts or {}
+  local res, err = self:await(opts.timeout)
+  if not res then return nil, err end
+  local prefix = tostring(res.id or self.id or "job")
+  return require("modkie.download").files(self.client, res.urls, dir, {
+    name = opts.name or function(n, url) return require("modkie.download").name(prefix, n, url) end,
+    timeout = opts.timeout,
+  })
+end
+
+return Job

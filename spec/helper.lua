@@ -1,0 +1,78 @@
+--- Test helper: start the gateway emulator (`bin/modkie mock`) as its own
+-- process on a free port, talk to its control endpoints, stop it.
+local cjson = require "cjson"
+local socket = require "socket"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+
+local helper = {}
+
+local LUA = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- Start an emulator. `args` is a list of extra CLI arguments.
+-- Returns a table: url, port, pid, stop(), stats(), get(path), post(path, body).
+function helper.mock(args)
+  local cmd = { "exec", LUA, "bin/modkie", "mock", "--port", "0" }
+  for _, a in ipairs(args or {}) do cmd[#cmd + 1] = shell_quote(a) end
+  local log = os.tmpname()
+  local pipe = assert(io.popen(table.concat(cmd, " ") .. " 2>" .. log, "r"))
+  local line = pipe:read("*l")
+  if not line then
+    local f = io.open(log); local text = f and f:read("*a") or ""; if f then f:close() end
+    pipe:close()
+    error("emulator did not start: " .. text)
+  end
+  local url = assert(line:match("(http://[%w%.%-]+:%d+)"), "no URL in: " .. line)
+  local pid = assert(tonumber(line:match("pid=(%d+)")), "no pid in: " .. line)
+  local m = { url = url, port = tonumber(url:match(":(%d+)$")), pid = pid, log = log }
+
+  function m.request(method, path, body)
+    local out = {}
+    local _, status = http.request{
+      url = url .. path, method = method, sink = ltn12.sink.table(out),
+      source = body and ltn12.source.string(body) or nil,
+      headers = body and { ["content-length"] = #body, ["content-type"] = "application/json" } or nil,
+    }
+    local text = table.concat(out)
+    local ok, decoded = pcall(cjson.decode, text)
+    return status, ok and decoded or text
+  end
+  function m.stats() local _, body = m.request("GET", "/__mock/stats"); return body end
+  function m.stop()
+    if m.stopped then return end
+    m.stopped = true
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    pipe:close()
+    os.remove(log)
+  end
+  return m
+end
+
+--- Sleep without a busy loop.
+function helper.sleep(s) socket.sleep(s) end
+
+--- Wall-clock seconds with sub-second precision.
+helper.now = socket.gettime
+
+--- A fresh empty directory; removed with helper.rmdir.
+function helper.tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p " .. shell_quote(p)))
+  return p
+end
+
+function helper.rmdir(p) os.execute("rm -rf " .. shell_quote(p)) end
+
+function helper.read_file(p)
+  local f = io.open(p, "rb"); if not f then return nil end
+  local s = f:read("*a"); f:close(); return s
+end
+
+helper.shell_quote = shell_quote
+
+return helper

@@ -1,0 +1,580 @@
+/* core.c: the Lua face of the engine, `modkie.core`.
+ *
+ * An engine userdata per client; no global state. `step` runs the engine,
+ * then turns what finished into event tables: JSON bodies are decoded here
+ * with the lua-cjson decoder the Lua layer handed in, the facts the state
+ * machine needs are read out, and job.c decides what happens next. Lua code
+ * runs only here, after libcurl has returned: never from inside libcurl. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "compat.h"
+#include "engine.h"
+#include "job.h"
+
+#define ENGINE_MT "modkie.core.engine"
+#define MODKIE_CORE_VERSION "0.1.0"
+
+typedef struct engine_ud {
+  mk_engine *e;
+  int decode_ref;        /* cjson decode function */
+  int interval_ref;      /* poll_interval function, or LUA_NOREF */
+  double fixed_interval; /* poll_interval number, or -1 */
+  int stepping;          /* guards against step re-entered from a Lua callback */
+} engine_ud;
+
+static engine_ud *check_ud(lua_State *L) {
+  engine_ud *u = (engine_ud *)luaL_checkudata(L, 1, ENGINE_MT);
+  if (!u->e) luaL_error(L, "modkie: the client is closed");
+  return u;
+}
+
+/* ---- options ---- */
+
+static double opt_number(lua_State *L, int t, const char *key, double dflt) {
+  double v;
+  lua_getfield(L, t, key);
+  if (lua_isnil(L, -1)) v = dflt;
+  else if (lua_type(L, -1) == LUA_TNUMBER) v = lua_tonumber(L, -1);
+  else return luaL_error(L, "modkie.core: option '%s' must be a number", key);
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *opt_string(lua_State *L, int t, const char *key) {
+  const char *s = NULL;
+  lua_getfield(L, t, key);
+  if (lua_type(L, -1) == LUA_TSTRING) s = lua_tostring(L, -1);
+  else if (!lua_isnil(L, -1)) luaL_error(L, "modkie.core: option '%s' must be a string", key);
+  lua_pop(L, 1); /* the string stays alive in the options table */
+  return s;
+}
+
+/* {limit, per} or false/nil (disabled) */
+static void opt_rate(lua_State *L, int t, const char *key, int *limit, double *per) {
+  *limit = 0;
+  *per = 0;
+  lua_getfield(L, t, key);
+  if (lua_istable(L, -1)) {
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    if (lua_type(L, -2) != LUA_TNUMBER || lua_type(L, -1) != LUA_TNUMBER)
+      luaL_error(L, "modkie.core: option '%s' must be {requests, seconds}", key);
+    *limit = (int)lua_tonumber(L, -2);
+    *per = lua_tonumber(L, -1);
+    lua_pop(L, 2);
+  } else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+    luaL_error(L, "modkie.core: option '%s' must be {requests, seconds} or false", key);
+  }
+  lua_pop(L, 1);
+}
+
+static int ref_function(lua_State *L, int t, const char *key, int required) {
+  lua_getfield(L, t, key);
+  if (lua_isfunction(L, -1)) return luaL_ref(L, LUA_REGISTRYINDEX);
+  if (required) return luaL_error(L, "modkie.core: option '%s' must be a function", key);
+  lua_pop(L, 1);
+  return LUA_NOREF;
+}
+
+/* core.new(options) -> engine */
+static int l_new(lua_State *L) {
+  mk_config cfg;
+  engine_ud *u;
+  char err[256];
+  luaL_checktype(L, 1, LUA_TTABLE);
+  memset(&cfg, 0, sizeof cfg);
+  cfg.base_url = opt_string(L, 1, "base_url");
+  if (!cfg.base_url) return luaL_error(L, "modkie.core: option 'base_url' is required");
+  cfg.api_key = opt_string(L, 1, "api_key");
+  cfg.user_agent = opt_string(L, 1, "user_agent");
+  if (!cfg.user_agent) cfg.user_agent = "modkie/" MODKIE_CORE_VERSION;
+  cfg.ca_file = opt_string(L, 1, "ca_file");
+  cfg.timeout_ms = (long)(opt_number(L, 1, "timeout", 30) * 1000);
+  cfg.connect_timeout_ms = (long)(opt_number(L, 1, "connect_timeout", 10) * 1000);
+  cfg.retries = (int)opt_number(L, 1, "retries", 4);
+  cfg.max_body = (size_t)opt_number(L, 1, "max_body", 8 * 1024 * 1024);
+  cfg.max_download = (long long)opt_number(L, 1, "max_download", 0);
+  cfg.max_connections = (int)opt_number(L, 1, "max_connections", 16);
+  cfg.seed = (uint64_t)opt_number(L, 1, "seed", 0);
+  if (cfg.max_connections < 1) cfg.max_connections = 1;
+  opt_rate(L, 1, "submit_rate", &cfg.submit_limit, &cfg.submit_per);
+  opt_rate(L, 1, "poll_rate", &cfg.poll_limit, &cfg.poll_per);
+
+  u = (engine_ud *)lua_newuserdata(L, sizeof *u);
+  u->e = NULL;
+  u->decode_ref = u->interval_ref = LUA_NOREF;
+  u->fixed_interval = -1;
+  u->stepping = 0;
+  luaL_getmetatable(L, ENGINE_MT);
+  lua_setmetatable(L, -2);
+
+  lua_getfield(L, 1, "poll_interval");
+  if (lua_type(L, -1) == LUA_TNUMBER) u->fixed_interval = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  u->decode_ref = ref_function(L, 1, "decode", 1);
+  u->interval_ref = ref_function(L, 1, "poll_interval", 0);
+
+  u->e = mk_engine_new(&cfg, err, sizeof err);
+  if (!u->e) return luaL_error(L, "modkie.core: %s", err);
+  return 1;
+}
+
+/* ---- making ops ---- */
+
+static int push_handle(lua_State *L, mk_op *op) {
+  if (!op) return luaL_error(L, "modkie: out of memory");
+  lua_pushnumber(L, (lua_Number)mk_op_handle(op));
+  return 1;
+}
+
+static mk_op *check_op(lua_State *L, engine_ud *u, int i) {
+  lua_Number h = luaL_checknumber(L, i);
+  if (h < 0) return NULL;
+  return mk_engine_lookup(u->e, (uint64_t)h);
+}
+
+/* engine:submit(json_body, deadline_seconds) -> handle */
+static int l_submit(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  size_t len;
+  const char *body = luaL_checklstring(L, 2, &len);
+  return push_handle(L, mk_engine_submit(u->e, body, len, luaL_optnumber(L, 3, 0)));
+}
+
+/* engine:adopt(task_id, deadline_seconds) -> handle */
+static int l_adopt(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  return push_handle(L, mk_engine_adopt(u->e, luaL_checkstring(L, 2), luaL_optnumber(L, 3, 0)));
+}
+
+/* engine:call("GET"|"POST", path, body?) -> handle */
+static int l_call(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  const char *method = luaL_checkstring(L, 2);
+  const char *path = luaL_checkstring(L, 3);
+  size_t len = 0;
+  const char *body = luaL_optlstring(L, 4, NULL, &len);
+  int post = strcmp(method, "POST") == 0;
+  if (!post && strcmp(method, "GET") != 0) return luaL_argerror(L, 2, "GET or POST expected");
+  return push_handle(L, mk_engine_call(u->e, post, path, body, len));
+}
+
+/* engine:download(url, path) -> handle */
+static int l_download(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  return push_handle(L, mk_engine_download(u->e, luaL_checkstring(L, 2), luaL_checkstring(L, 3)));
+}
+
+/* engine:timer(seconds) -> handle */
+static int l_timer(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  return push_handle(L, mk_engine_timer(u->e, luaL_checknumber(L, 2)));
+}
+
+/* engine:cancel(handle) -> true when the op was live */
+static int l_cancel(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_op *op = check_op(L, u, 2);
+  if (op) mk_engine_release(u->e, op);
+  lua_pushboolean(L, op != NULL);
+  return 1;
+}
+
+/* ---- events ---- */
+
+typedef struct events {
+  lua_State *L;
+  int list;  /* stack index of the events list */
+  int n;
+} events;
+
+/* Push a new event table {h=, type=}; finish it with emit(). */
+static void begin(events *ev, mk_op *op, const char *type) {
+  lua_State *L = ev->L;
+  lua_createtable(L, 0, 6);
+  lua_pushnumber(L, (lua_Number)mk_op_handle(op));
+  lua_setfield(L, -2, "h");
+  lua_pushstring(L, type);
+  lua_setfield(L, -2, "type");
+}
+
+static void emit(events *ev) {
+  lua_rawseti(ev->L, ev->list, ++ev->n);
+}
+
+static void set_string(lua_State *L, const char *key, const char *value) {
+  if (!value) return;
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, key);
+}
+
+static void set_number(lua_State *L, const char *key, double value) {
+  lua_pushnumber(L, value);
+  lua_setfield(L, -2, key);
+}
+
+/* Set field `error` of the table on top to the verdict's error. */
+static void set_error(lua_State *L, const mk_verdict *v, const mk_op *op) {
+  lua_createtable(L, 0, 7);
+  set_string(L, "kind", v->kind);
+  set_string(L, "message", v->message);
+  if (v->status) set_number(L, "status", (double)v->status);
+  if (v->code) set_number(L, "code", (double)v->code);
+  lua_pushboolean(L, v->retryable);
+  lua_setfield(L, -2, "retryable");
+  if (op->result.retry_after >= 0) set_number(L, "retry_after", op->result.retry_after);
+  set_string(L, "task_id", op->task_id);
+  lua_setfield(L, -2, "error");
+}
+
+static void emit_error(events *ev, mk_op *op, const char *type, const mk_verdict *v) {
+  begin(ev, op, type);
+  set_string(ev->L, "state", mk_state_name(MK_ERROR));
+  set_error(ev->L, v, op);
+  emit(ev);
+}
+
+/* Decode the body with cjson and read the envelope's facts. Leaves two values
+ * on the stack: the decoded envelope (or nil) and its `data` (or nil). */
+static void read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
+  const mk_result *res = &op->result;
+  memset(r, 0, sizeof *r);
+  r->res = res;
+  lua_pushnil(L);
+  lua_pushnil(L);
+  if (op->type == MK_OP_DOWNLOAD || res->body_len == 0) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, u->decode_ref);
+  lua_pushlstring(L, res->body, res->body_len);
+  if (lua_pcall(L, 1, 1, 0) != 0 || !lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_replace(L, -3);
+  r->json = 1;
+  lua_getfield(L, -2, "code");
+  if (lua_type(L, -1) == LUA_TNUMBER || (lua_type(L, -1) == LUA_TSTRING && lua_tonumber(L, -1) != 0)) {
+    r->has_code = 1;
+    r->code = (long)lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, -2, "msg");
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_getfield(L, -2, "message");
+  }
+  if (lua_type(L, -1) == LUA_TSTRING) r->message = lua_tostring(L, -1); /* anchored in the envelope */
+  lua_pop(L, 1);
+  lua_getfield(L, -2, "data");
+  lua_replace(L, -2);
+  if (lua_isnil(L, -1) || lua_islightuserdata(L, -1)) return; /* absent, or cjson.null */
+  r->has_data = 1;
+  if (!lua_istable(L, -1)) return;
+  lua_getfield(L, -1, "taskId");
+  if (lua_type(L, -1) == LUA_TSTRING) r->task_id = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "state");
+  if (lua_type(L, -1) == LUA_TSTRING) r->state = lua_tostring(L, -1);
+  lua_pop(L, 1);
+}
+
+/* Seconds until a job's next poll: the user's function or number, else the
+ * gateway's recommended schedule. */
+static double next_interval(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+  double elapsed = mk_now() - op->accepted;
+  if (u->interval_ref != LUA_NOREF) {
+    double secs = -1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->interval_ref);
+    lua_pushnumber(L, elapsed);
+    lua_pushnumber(L, op->polls);
+    if (lua_pcall(L, 2, 1, 0) == 0 && lua_type(L, -1) == LUA_TNUMBER) secs = lua_tonumber(L, -1);
+    if (secs >= 0 && secs == secs) {
+      lua_pop(L, 1);
+      return secs;
+    }
+    /* keep the job going on the default schedule; tell the log why */
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "poll_interval must return a number >= 0");
+    }
+    begin(ev, op, "warning");
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "message");
+    emit(ev);
+    lua_pop(L, 1);
+  } else if (u->fixed_interval >= 0) {
+    return u->fixed_interval;
+  }
+  return mk_default_interval(elapsed, mk_random(u->e));
+}
+
+static void schedule(lua_State *L, engine_ud *u, mk_op *op, double delay) {
+  if (mk_engine_schedule(u->e, op, delay) != 0) {
+    u->stepping = 0;
+    luaL_error(L, "modkie: out of memory");
+  }
+}
+
+static void emit_retry(events *ev, mk_op *op, const mk_verdict *v) {
+  begin(ev, op, "retry");
+  set_number(ev->L, "attempt", op->attempts);
+  set_number(ev->L, "delay", v->delay);
+  set_error(ev->L, v, op);
+  emit(ev);
+}
+
+static void on_create(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+  mk_reply r;
+  mk_verdict v;
+  int top = lua_gettop(L);
+  read_reply(L, u, op, &r);
+  mk_judge_create(u->e, op, &r, &v);
+  if (v.next == MK_NEXT_RETRY) {
+    op->attempts++;
+    emit_retry(ev, op, &v);
+    schedule(L, u, op, v.delay);
+  } else if (v.next == MK_NEXT_ACCEPTED) {
+    if (mk_engine_accept(u->e, op, r.task_id) != 0) {
+      u->stepping = 0;
+      luaL_error(L, "modkie: out of memory");
+    }
+    begin(ev, op, "accepted");
+    set_string(L, "task_id", op->task_id);
+    emit(ev);
+    if (op->expired) {
+      mk_verdict d;
+      memset(&d, 0, sizeof d);
+      d.kind = "deadline";
+      snprintf(d.message, sizeof d.message, "the deadline passed while createTask was in flight; task %.200s was created", op->task_id);
+      emit_error(ev, op, "done", &d);
+      mk_engine_release(u->e, op);
+    } else {
+      schedule(L, u, op, next_interval(L, u, op, ev));
+    }
+  } else {
+    emit_error(ev, op, "done", &v);
+    mk_engine_release(u->e, op);
+  }
+  lua_settop(L, top);
+}
+
+static void on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+  mk_reply r;
+  mk_verdict v;
+  int top = lua_gettop(L);
+  read_reply(L, u, op, &r);
+  mk_judge_poll(u->e, op, &r, &v);
+  if (v.next == MK_NEXT_RETRY) {
+    op->attempts++;
+    emit_retry(ev, op, &v);
+    schedule(L, u, op, v.delay);
+  } else if (v.next == MK_NEXT_DONE && v.state == MK_ERROR) {
+    emit_error(ev, op, "done", &v);
+    mk_engine_release(u->e, op);
+  } else {
+    op->polls++;
+    op->attempts = 0;
+    if (v.next == MK_NEXT_DONE) {
+      begin(ev, op, "done");
+      set_string(L, "state", mk_state_name(v.state));
+      set_string(L, "server_state", r.state);
+      set_number(L, "polls", op->polls);
+      lua_pushvalue(L, top + 2);
+      lua_setfield(L, -2, "record");
+      emit(ev);
+      mk_engine_release(u->e, op);
+    } else {
+      if (strncmp(op->server_state, r.state, sizeof op->server_state - 1) != 0 || op->state != v.state) {
+        snprintf(op->server_state, sizeof op->server_state, "%s", r.state);
+        op->state = v.state;
+        begin(ev, op, "state");
+        set_string(L, "state", mk_state_name(v.state));
+        set_string(L, "server_state", r.state);
+        emit(ev);
+      }
+      schedule(L, u, op, next_interval(L, u, op, ev));
+    }
+  }
+  lua_settop(L, top);
+}
+
+static void on_call(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+  mk_reply r;
+  mk_verdict v;
+  int top = lua_gettop(L);
+  read_reply(L, u, op, &r);
+  mk_judge_call(u->e, op, &r, &v);
+  if (v.next == MK_NEXT_RETRY) {
+    op->attempts++;
+    emit_retry(ev, op, &v);
+    schedule(L, u, op, v.delay);
+  } else if (v.state == MK_ERROR) {
+    emit_error(ev, op, "reply", &v);
+    mk_engine_release(u->e, op);
+  } else {
+    begin(ev, op, "reply");
+    set_string(L, "state", mk_state_name(MK_SUCCESS));
+    if (op->type == MK_OP_DOWNLOAD) {
+      set_string(L, "path", op->path);
+    } else {
+      lua_pushvalue(L, top + 2);
+      lua_setfield(L, -2, "data");
+    }
+    emit(ev);
+    mk_engine_release(u->e, op);
+  }
+  lua_settop(L, top);
+}
+
+static void on_deadline(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+  mk_verdict v;
+  (void)L;
+  memset(&v, 0, sizeof v);
+  v.kind = "deadline";
+  snprintf(v.message, sizeof v.message, "the job did not end within its deadline (%.0f s)", op->deadline.due - op->created);
+  v.retryable = 0;
+  emit_error(ev, op, "done", &v);
+  mk_engine_release(u->e, op);
+}
+
+/* engine:step(timeout) -> events | nil  (raises only on a libcurl multi failure) */
+static int l_step(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  double timeout = luaL_optnumber(L, 2, 0);
+  events ev;
+  mk_op *op;
+  char err[256];
+  if (u->stepping) return luaL_error(L, "modkie: step called from inside step");
+  if (timeout != timeout || timeout < 0) timeout = 0;
+  lua_settop(L, 2);
+  ev.L = L;
+  ev.list = 0;
+  ev.n = 0;
+  u->stepping = 1;
+  if (mk_engine_run(u->e, timeout, err, sizeof err) != 0) {
+    u->stepping = 0;
+    return luaL_error(L, "modkie: %s", err);
+  }
+  if (u->e->done_head) { /* nothing finished: no table made, a frame's update() allocates nothing */
+    lua_newtable(L);
+    ev.list = lua_gettop(L);
+  }
+  while ((op = mk_engine_pop_done(u->e))) {
+    if (op->done_why == MK_DONE_TIMER) {
+      begin(&ev, op, "timer");
+      emit(&ev);
+      mk_engine_release(u->e, op);
+    } else if (op->done_why == MK_DONE_DEADLINE) {
+      on_deadline(L, u, op, &ev);
+    } else if (op->type == MK_OP_JOB) {
+      if (op->state == MK_SUBMITTING) on_create(L, u, op, &ev);
+      else on_poll(L, u, op, &ev);
+    } else {
+      on_call(L, u, op, &ev);
+    }
+  }
+  u->stepping = 0;
+  if (!ev.n) return 0;
+  lua_pushvalue(L, ev.list);
+  return 1;
+}
+
+/* engine:timeout() -> seconds until the engine needs a step, or nil when idle */
+static int l_timeout(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  double t = mk_engine_next_wakeup(u->e);
+  if (t < 0) return 0;
+  lua_pushnumber(L, t);
+  return 1;
+}
+
+/* engine:stats() -> table of counters */
+static int l_stats(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_engine *e = u->e;
+  lua_createtable(L, 0, 8);
+  set_number(L, "live", mk_engine_live(e));
+  set_number(L, "in_flight", e->in_flight);
+  set_number(L, "waiting_submit", e->wait_submit.len);
+  set_number(L, "waiting_poll", e->wait_poll.len);
+  set_number(L, "timers", (double)e->timers.len);
+  set_number(L, "requests", (double)e->requests);
+  set_number(L, "creates", (double)e->creates_sent);
+  set_number(L, "polls", (double)e->polls_sent);
+  return 1;
+}
+
+static int l_close(lua_State *L) {
+  engine_ud *u = (engine_ud *)luaL_checkudata(L, 1, ENGINE_MT);
+  if (u->stepping) return luaL_error(L, "modkie: close called from inside step");
+  if (u->e) {
+    mk_engine_free(u->e);
+    u->e = NULL;
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, u->decode_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, u->interval_ref);
+  u->decode_ref = u->interval_ref = LUA_NOREF;
+  return 0;
+}
+
+static int l_closed(lua_State *L) {
+  engine_ud *u = (engine_ud *)luaL_checkudata(L, 1, ENGINE_MT);
+  lua_pushboolean(L, u->e == NULL);
+  return 1;
+}
+
+/* core.classify_state(s) -> "queued" | "running" | "success" | "failed" */
+static int l_classify_state(lua_State *L) {
+  lua_pushstring(L, mk_state_name(mk_classify_state(luaL_checkstring(L, 1))));
+  return 1;
+}
+
+/* core.now() -> monotonic seconds */
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, mk_now());
+  return 1;
+}
+
+/* core.mkdir(path) -> true | nil, message  (an existing directory is fine) */
+static int l_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (mkdir(path, 0777) == 0 || (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", path, strerror(errno == EEXIST ? ENOTDIR : errno));
+  return 2;
+}
+
+static const luaL_Reg engine_methods[] = {
+  {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
+  {"timer", l_timer}, {"cancel", l_cancel}, {"step", l_step}, {"timeout", l_timeout},
+  {"stats", l_stats}, {"close", l_close}, {"closed", l_closed}, {NULL, NULL}
+};
+
+static const luaL_Reg engine_meta[] = {
+  {"__gc", l_close}, {"__close", l_close}, {NULL, NULL}
+};
+
+static const luaL_Reg functions[] = {
+  {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir}, {NULL, NULL}
+};
+
+int luaopen_modkie_core(lua_State *L) {
+  curl_global_init(CURL_GLOBAL_DEFAULT); /* reference-counted by libcurl; idempotent */
+  luaL_newmetatable(L, ENGINE_MT);
+  mk_setfuncs(L, engine_meta);
+  mk_newlib(L, engine_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  mk_newlib(L, functions);
+  lua_pushliteral(L, MODKIE_CORE_VERSION);
+  lua_setfield(L, -2, "VERSION");
+  lua_pushstring(L, curl_version());
+  lua_setfield(L, -2, "curl_version");
+  return 1;
+}

@@ -1,0 +1,778 @@
+#include "engine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLOT_BITS 24
+#define SLOT_MASK ((1u << SLOT_BITS) - 1)
+#define GEN_MASK ((1u << 28) - 1) /* handles stay below 2^52: exact in a double */
+/* libcurl 7.88 can leave a multiplexed HTTP/2 transfer unnoticed until a poll
+ * times out; while transfers are active, never sleep longer than this. */
+#define ACTIVE_POLL_CAP 0.05
+#define TIMER_POLL 1
+#define TIMER_DEADLINE 2
+
+struct mk_xfer {
+  CURL *easy;
+  mk_engine *e;
+  mk_op *op;
+  mk_buf body;
+  FILE *file;
+  long long file_bytes;
+  int too_large, write_failed;
+  int in_multi;  /* added to the multi handle and not yet removed */
+  double retry_after;
+  char errbuf[CURL_ERROR_SIZE];
+  char write_error[128];
+  mk_xfer *next; /* spare list */
+};
+
+double mk_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double mk_random(mk_engine *e) {
+  /* xorshift64*: per engine, so two clients never share state */
+  uint64_t x = e->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  e->rng = x;
+  return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+/* ---- queues: intrusive doubly linked FIFOs of ops ---- */
+
+static void queue_push(mk_queue *q, mk_op *op) {
+  op->queue = q;
+  op->qnext = NULL;
+  op->qprev = q->tail;
+  if (q->tail) q->tail->qnext = op;
+  else q->head = op;
+  q->tail = op;
+  q->len++;
+}
+
+static void queue_remove(mk_op *op) {
+  mk_queue *q = op->queue;
+  if (!q) return;
+  if (op->qprev) op->qprev->qnext = op->qnext;
+  else q->head = op->qnext;
+  if (op->qnext) op->qnext->qprev = op->qprev;
+  else q->tail = op->qprev;
+  op->queue = NULL;
+  op->qprev = op->qnext = NULL;
+  q->len--;
+}
+
+static void push_done(mk_engine *e, mk_op *op, mk_done_why why) {
+  if (op->on_done) return;
+  op->on_done = 1;
+  op->done_why = why;
+  op->done_next = NULL;
+  if (e->done_tail) e->done_tail->done_next = op;
+  else e->done_head = op;
+  e->done_tail = op;
+}
+
+static void remove_done(mk_engine *e, mk_op *op) {
+  mk_op **pp, *prev = NULL;
+  if (!op->on_done) return;
+  for (pp = &e->done_head; *pp; prev = *pp, pp = &(*pp)->done_next) {
+    if (*pp == op) {
+      *pp = op->done_next;
+      if (e->done_tail == op) e->done_tail = prev;
+      break;
+    }
+  }
+  op->on_done = 0;
+}
+
+mk_op *mk_engine_pop_done(mk_engine *e) {
+  mk_op *op = e->done_head;
+  if (!op) return NULL;
+  e->done_head = op->done_next;
+  if (!e->done_head) e->done_tail = NULL;
+  op->on_done = 0;
+  op->done_next = NULL;
+  return op;
+}
+
+/* ---- transfers ---- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  mk_xfer *x = ud;
+  size_t len = size * n;
+  if (mk_buf_append(&x->body, p, len) != 0) {
+    x->too_large = x->body.overflow;
+    return 0; /* aborts the transfer: memory stays bounded */
+  }
+  return len;
+}
+
+static size_t on_file(char *p, size_t size, size_t n, void *ud) {
+  mk_xfer *x = ud;
+  size_t len = size * n;
+  long code = 0;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+  if (code < 200 || code > 299) return len; /* an error page: not the file, not kept */
+  if (x->e->max_download > 0 && x->file_bytes + (long long)len > x->e->max_download) {
+    x->too_large = 1;
+    return 0;
+  }
+  if (fwrite(p, 1, len, x->file) != len) {
+    x->write_failed = 1;
+    snprintf(x->write_error, sizeof x->write_error, "%s", strerror(errno));
+    return 0;
+  }
+  x->file_bytes += (long long)len;
+  return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  mk_xfer *x = ud;
+  size_t len = size * n;
+  double secs;
+  if (len > 5 && memcmp(p, "HTTP/", 5) == 0) x->retry_after = -1; /* a new response (redirect, 100) */
+  else if ((secs = mk_parse_retry_after(p, len, wall_now())) >= 0) x->retry_after = secs;
+  return len;
+}
+
+static mk_xfer *xfer_get(mk_engine *e) {
+  mk_xfer *x = e->spare;
+  if (x) {
+    e->spare = x->next;
+    curl_easy_reset(x->easy); /* keeps the handle's caches; connections live in the multi */
+  } else {
+    x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    x->easy = curl_easy_init();
+    if (!x->easy) {
+      free(x);
+      return NULL;
+    }
+    x->e = e;
+  }
+  x->next = NULL;
+  x->file = NULL;
+  x->file_bytes = 0;
+  x->too_large = x->write_failed = x->in_multi = 0;
+  x->retry_after = -1;
+  x->errbuf[0] = x->write_error[0] = '\0';
+  mk_buf_reset(&x->body, e->max_body);
+  return x;
+}
+
+static void xfer_put(mk_engine *e, mk_xfer *x) {
+  x->op = NULL;
+  mk_buf_reset(&x->body, e->max_body);
+  x->next = e->spare;
+  e->spare = x;
+}
+
+static void xfer_free(mk_xfer *x) {
+  curl_easy_cleanup(x->easy);
+  mk_buf_free(&x->body);
+  free(x);
+}
+
+/* Close a download's temporary file; keep it (renamed into place) only when whole. */
+static void finish_file(mk_op *op, mk_xfer *x, int keep) {
+  int failed = 0;
+  if (!x->file) return;
+  if (keep) {
+    failed = fflush(x->file) != 0 || fsync(fileno(x->file)) != 0;
+    if (failed) snprintf(x->write_error, sizeof x->write_error, "%s", strerror(errno));
+  }
+  if (fclose(x->file) != 0 && keep && !failed) {
+    failed = 1;
+    snprintf(x->write_error, sizeof x->write_error, "%s", strerror(errno));
+  }
+  x->file = NULL;
+  if (keep && !failed && rename(op->tmp_path, op->path) != 0) {
+    failed = 1;
+    snprintf(x->write_error, sizeof x->write_error, "rename: %s", strerror(errno));
+  }
+  if (!keep || failed) remove(op->tmp_path);
+  if (failed) x->write_failed = 1;
+}
+
+static void leave_multi(mk_engine *e, mk_xfer *x) {
+  if (!x->in_multi) return;
+  curl_multi_remove_handle(e->multi, x->easy);
+  x->in_multi = 0;
+  e->in_flight--;
+}
+
+/* Detach the op's transfer from the multi handle (if still there) and recycle it. */
+static void drop_xfer(mk_engine *e, mk_op *op) {
+  mk_xfer *x = op->xfer;
+  if (!x) return;
+  leave_multi(e, x);
+  finish_file(op, x, 0);
+  op->xfer = NULL;
+  xfer_put(e, x);
+}
+
+static int setup_common(mk_engine *e, mk_xfer *x, const char *url) {
+  CURL *c = x->easy;
+  CURLcode rc = CURLE_OK;
+#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
+  SET(CURLOPT_URL, url);
+  SET(CURLOPT_PRIVATE, x);
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_ERRORBUFFER, x->errbuf);
+  SET(CURLOPT_CONNECTTIMEOUT_MS, e->connect_timeout_ms);
+  SET(CURLOPT_USERAGENT, e->user_agent);
+  SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  SET(CURLOPT_PIPEWAIT, 1L); /* prefer a stream on an HTTP/2 connection to a new connection */
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  SET(CURLOPT_ACCEPT_ENCODING, "");
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_SSL_VERIFYPEER, 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_HEADERDATA, x);
+  if (e->ca_file) SET(CURLOPT_CAINFO, e->ca_file);
+#undef SET
+  return rc == CURLE_OK ? 0 : -1;
+}
+
+static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
+  CURL *c = x->easy;
+  CURLcode rc = CURLE_OK;
+#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
+  SET(CURLOPT_TIMEOUT_MS, e->timeout_ms);
+  SET(CURLOPT_FOLLOWLOCATION, 0L); /* an API call that redirects is not the contract */
+  SET(CURLOPT_HTTPHEADER, e->api_headers);
+  SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_WRITEDATA, x);
+  if (op->post) {
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)op->body_len);
+    SET(CURLOPT_POSTFIELDS, op->body);
+  } else {
+    SET(CURLOPT_HTTPGET, 1L);
+  }
+#undef SET
+  return rc == CURLE_OK ? 0 : -1;
+}
+
+static int setup_download(mk_engine *e, mk_op *op, mk_xfer *x) {
+  CURL *c = x->easy;
+  CURLcode rc = CURLE_OK;
+  x->file = fopen(op->tmp_path, "wb");
+  if (!x->file) return -1;
+#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
+  /* a large file may take long: give up on a stall, not on total time */
+  SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+  SET(CURLOPT_LOW_SPEED_TIME, (e->timeout_ms + 999) / 1000);
+  SET(CURLOPT_FOLLOWLOCATION, 1L);
+  SET(CURLOPT_MAXREDIRS, 5L);
+  SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_UNRESTRICTED_AUTH, 0L);
+  /* the key goes only to the gateway's own origin; libcurl drops it on a redirect elsewhere */
+  SET(CURLOPT_HTTPHEADER, op->send_auth ? e->auth_file_headers : (struct curl_slist *)NULL);
+  SET(CURLOPT_WRITEFUNCTION, on_file);
+  SET(CURLOPT_WRITEDATA, x);
+  if (e->max_download > 0) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)e->max_download);
+#undef SET
+  return rc == CURLE_OK ? 0 : -1;
+}
+
+static void fail_now(mk_engine *e, mk_op *op, const char *why) {
+  memset(&op->result, 0, sizeof op->result);
+  op->result.curl = CURLE_FAILED_INIT;
+  op->result.retry_after = -1;
+  op->result.error = why;
+  push_done(e, op, MK_DONE_XFER);
+}
+
+static void start(mk_engine *e, mk_op *op) {
+  mk_xfer *x = xfer_get(e);
+  if (!x) {
+    fail_now(e, op, "out of memory");
+    return;
+  }
+  x->op = op;
+  op->xfer = x;
+  if (setup_common(e, x, op->url) != 0 ||
+      (op->type == MK_OP_DOWNLOAD ? setup_download(e, op, x) : setup_api(e, op, x)) != 0) {
+    int cannot_open = op->type == MK_OP_DOWNLOAD && !x->file;
+    const char *why = cannot_open ? strerror(errno) : "could not set up the request";
+    drop_xfer(e, op);
+    fail_now(e, op, why);
+    if (cannot_open) {
+      op->result.curl = CURLE_WRITE_ERROR;
+      op->result.write_failed = 1;
+    }
+    return;
+  }
+  if (curl_multi_add_handle(e->multi, x->easy) != CURLM_OK) {
+    drop_xfer(e, op);
+    fail_now(e, op, "could not start the request");
+    return;
+  }
+  x->in_multi = 1;
+  e->in_flight++;
+  e->requests++;
+  if (op->type == MK_OP_JOB) {
+    if (op->state == MK_SUBMITTING) e->creates_sent++;
+    else e->polls_sent++;
+  }
+}
+
+/* Which waiting line an op's next exchange stands in. */
+static mk_queue *line_for(mk_engine *e, mk_op *op) {
+  if (op->type == MK_OP_JOB) return op->state == MK_SUBMITTING ? &e->wait_submit : &e->wait_poll;
+  if (op->type == MK_OP_CALL && strstr(op->url, "/jobs/recordInfo?")) return &e->wait_poll;
+  return &e->wait_slot;
+}
+
+/* Start waiting exchanges while rate tokens and in-flight room allow. */
+static void pump(mk_engine *e, double now) {
+  while (e->in_flight < e->max_in_flight) {
+    mk_op *op;
+    if (e->wait_submit.head && mk_rate_take(&e->submit_rate, now)) op = e->wait_submit.head;
+    else if (e->wait_poll.head && mk_rate_take(&e->poll_rate, now)) op = e->wait_poll.head;
+    else if (e->wait_slot.head) op = e->wait_slot.head;
+    else break;
+    queue_remove(op);
+    start(e, op);
+  }
+}
+
+static void stop(mk_engine *e, mk_op *op) {
+  mk_heap_remove(&e->timers, &op->timer);
+  mk_heap_remove(&e->timers, &op->deadline);
+  queue_remove(op);
+  drop_xfer(e, op);
+}
+
+void mk_engine_stop(mk_engine *e, mk_op *op) {
+  stop(e, op);
+  remove_done(e, op);
+}
+
+static void fire(mk_engine *e, mk_timer *t) {
+  mk_op *op = t->owner;
+  if (t->kind == TIMER_DEADLINE) {
+    if (op->xfer && op->type == MK_OP_JOB && op->state == MK_SUBMITTING) {
+      op->expired = 1; /* let createTask answer: the task id must not be lost */
+      return;
+    }
+    stop(e, op);
+    push_done(e, op, MK_DONE_DEADLINE);
+  } else if (op->type == MK_OP_TIMER) {
+    push_done(e, op, MK_DONE_TIMER);
+  } else {
+    queue_push(line_for(e, op), op);
+  }
+}
+
+static void fire_due(mk_engine *e, double now) {
+  mk_timer *t;
+  while ((t = mk_heap_top(&e->timers)) && t->due <= now) {
+    mk_heap_remove(&e->timers, t);
+    fire(e, t);
+  }
+}
+
+static void collect(mk_engine *e) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(e->multi, &left))) {
+    mk_xfer *x = NULL;
+    mk_op *op;
+    mk_result *r;
+    long request_size = 0;
+    if (msg->msg != CURLMSG_DONE) continue;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    op = x->op;
+    r = &op->result;
+    memset(r, 0, sizeof *r);
+    r->curl = msg->data.result;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r->http);
+    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_size);
+    r->sent = request_size > 0;
+    leave_multi(e, x);
+    if (op->type == MK_OP_DOWNLOAD)
+      finish_file(op, x, r->curl == CURLE_OK && r->http >= 200 && r->http <= 299);
+    if (x->write_failed && r->curl == CURLE_OK) r->curl = CURLE_WRITE_ERROR;
+    r->too_large = x->too_large || r->curl == CURLE_FILESIZE_EXCEEDED;
+    r->write_failed = x->write_failed;
+    r->retry_after = x->retry_after;
+    r->body = x->body.data ? x->body.data : "";
+    r->body_len = x->body.len;
+    r->error = x->write_failed ? x->write_error : x->errbuf[0] ? x->errbuf : curl_easy_strerror(r->curl);
+    push_done(e, op, MK_DONE_XFER);
+  }
+}
+
+/* Seconds until something needs doing, capped at `cap`; for curl_multi_poll. */
+static double idle_for(mk_engine *e, double now, double cap) {
+  double wait = cap;
+  mk_timer *t = mk_heap_top(&e->timers);
+  if (t && t->due - now < wait) wait = t->due - now;
+  if (e->in_flight < e->max_in_flight) {
+    if (e->wait_submit.head && mk_rate_wait(&e->submit_rate, now) < wait) wait = mk_rate_wait(&e->submit_rate, now);
+    if (e->wait_poll.head && mk_rate_wait(&e->poll_rate, now) < wait) wait = mk_rate_wait(&e->poll_rate, now);
+    if (e->wait_slot.head) wait = 0;
+  }
+  if (e->in_flight) {
+    long ms = -1;
+    if (wait > ACTIVE_POLL_CAP) wait = ACTIVE_POLL_CAP;
+    if (curl_multi_timeout(e->multi, &ms) == CURLM_OK && ms >= 0 && ms / 1000.0 < wait) wait = ms / 1000.0;
+  }
+  return wait > 0 ? wait : 0;
+}
+
+int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
+  double now = mk_now(), until = now + (timeout > 0 ? timeout : 0);
+  for (;;) {
+    double wait;
+    fire_due(e, now);
+    pump(e, now);
+    if (e->in_flight) {
+      int running;
+      CURLMcode mc = curl_multi_perform(e->multi, &running);
+      if (mc != CURLM_OK) {
+        snprintf(err, errlen, "curl_multi_perform: %s", curl_multi_strerror(mc));
+        return -1;
+      }
+      collect(e);
+    }
+    if (e->done_head) return 0;
+    now = mk_now();
+    if (now >= until) return 0;
+    wait = idle_for(e, now, until - now);
+    if (wait > 0 || e->in_flight) {
+      int ms = (int)(wait * 1000 + 0.999);
+      CURLMcode mc = curl_multi_poll(e->multi, NULL, 0, ms, NULL);
+      if (mc != CURLM_OK) {
+        snprintf(err, errlen, "curl_multi_poll: %s", curl_multi_strerror(mc));
+        return -1;
+      }
+      now = mk_now();
+    }
+  }
+}
+
+double mk_engine_next_wakeup(mk_engine *e) {
+  double now = mk_now();
+  if (e->done_head) return 0;
+  if (!e->in_flight && !mk_heap_top(&e->timers) && !e->wait_submit.head && !e->wait_poll.head && !e->wait_slot.head)
+    return -1;
+  return idle_for(e, now, 3600.0);
+}
+
+/* ---- ops ---- */
+
+uint64_t mk_op_handle(const mk_op *op) {
+  return ((uint64_t)op->gen << SLOT_BITS) | op->slot;
+}
+
+mk_op *mk_engine_lookup(mk_engine *e, uint64_t handle) {
+  uint32_t slot = (uint32_t)(handle & SLOT_MASK), gen = (uint32_t)(handle >> SLOT_BITS);
+  mk_op *op;
+  if (slot >= e->nslots) return NULL;
+  op = e->slots[slot];
+  return (op && op->gen == gen) ? op : NULL;
+}
+
+uint32_t mk_engine_live(const mk_engine *e) {
+  return e->nslots - e->nfree;
+}
+
+static mk_op *op_new(mk_engine *e, mk_op_type type) {
+  mk_op *op;
+  uint32_t slot;
+  if (!e->nfree && e->nslots == e->cap_slots) {
+    uint32_t cap = e->cap_slots ? e->cap_slots * 2 : 64;
+    mk_op **slots;
+    uint32_t *free_slots, *gens;
+    if (cap > SLOT_MASK) return NULL;
+    slots = realloc(e->slots, cap * sizeof *slots);
+    if (!slots) return NULL;
+    e->slots = slots;
+    free_slots = realloc(e->free_slots, cap * sizeof *free_slots);
+    if (!free_slots) return NULL;
+    e->free_slots = free_slots;
+    gens = realloc(e->gens, cap * sizeof *gens);
+    if (!gens) return NULL;
+    e->gens = gens;
+    e->cap_slots = cap;
+  }
+  op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  if (e->nfree) {
+    slot = e->free_slots[--e->nfree];
+  } else {
+    slot = e->nslots++;
+    e->gens[slot] = 0;
+  }
+  op->gen = e->gens[slot];
+  op->slot = slot;
+  op->type = type;
+  op->timer.owner = op->deadline.owner = op;
+  op->timer.kind = TIMER_POLL;
+  op->deadline.kind = TIMER_DEADLINE;
+  op->result.retry_after = -1;
+  op->created = mk_now();
+  e->slots[slot] = op;
+  return op;
+}
+
+static void op_free(mk_engine *e, mk_op *op) {
+  e->slots[op->slot] = NULL;
+  e->gens[op->slot] = (e->gens[op->slot] + 1) & GEN_MASK; /* a stale handle finds nothing */
+  e->free_slots[e->nfree++] = op->slot;
+  free(op->url);
+  free(op->body);
+  free(op->task_id);
+  free(op->path);
+  free(op->tmp_path);
+  free(op);
+}
+
+void mk_engine_release(mk_engine *e, mk_op *op) {
+  mk_engine_stop(e, op);
+  op_free(e, op);
+}
+
+static char *join(const char *a, const char *b, const char *c) {
+  size_t la = strlen(a), lb = strlen(b), lc = c ? strlen(c) : 0;
+  char *s = malloc(la + lb + lc + 1);
+  if (!s) return NULL;
+  memcpy(s, a, la);
+  memcpy(s + la, b, lb);
+  if (c) memcpy(s + la + lb, c, lc);
+  s[la + lb + lc] = '\0';
+  return s;
+}
+
+static char *copy(const char *p, size_t n) {
+  char *s = malloc(n + 1);
+  if (!s) return NULL;
+  memcpy(s, p, n);
+  s[n] = '\0';
+  return s;
+}
+
+static int set_deadline(mk_engine *e, mk_op *op, double deadline) {
+  return deadline > 0 ? mk_heap_set(&e->timers, &op->deadline, op->created + deadline) : 0;
+}
+
+mk_op *mk_engine_submit(mk_engine *e, const char *body, size_t len, double deadline) {
+  mk_op *op = op_new(e, MK_OP_JOB);
+  if (!op) return NULL;
+  op->state = MK_SUBMITTING;
+  op->post = 1;
+  op->url = join(e->base_url, "/api/v1/jobs/createTask", NULL);
+  op->body = copy(body, len);
+  op->body_len = len;
+  if (!op->url || !op->body || set_deadline(e, op, deadline) != 0) {
+    mk_engine_release(e, op);
+    return NULL;
+  }
+  queue_push(&e->wait_submit, op);
+  return op;
+}
+
+/* The job's task id is known: from now on it polls recordInfo. */
+int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id) {
+  char *escaped = mk_url_escape(task_id), *url, *id = copy(task_id, strlen(task_id));
+  url = escaped ? join(e->base_url, "/api/v1/jobs/recordInfo?taskId=", escaped) : NULL;
+  free(escaped);
+  if (!url || !id) {
+    free(url);
+    free(id);
+    return -1;
+  }
+  free(op->url);
+  free(op->body);
+  free(op->task_id);
+  op->url = url;
+  op->task_id = id;
+  op->body = NULL;
+  op->body_len = 0;
+  op->post = 0;
+  op->attempts = 0;
+  op->state = MK_QUEUED;
+  op->accepted = mk_now();
+  return 0;
+}
+
+mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline) {
+  mk_op *op = op_new(e, MK_OP_JOB);
+  if (!op) return NULL;
+  if (mk_engine_accept(e, op, task_id) != 0 || set_deadline(e, op, deadline) != 0) {
+    mk_engine_release(e, op);
+    return NULL;
+  }
+  queue_push(&e->wait_poll, op);
+  return op;
+}
+
+mk_op *mk_engine_call(mk_engine *e, int post, const char *path, const char *body, size_t len) {
+  mk_op *op = op_new(e, MK_OP_CALL);
+  if (!op) return NULL;
+  op->post = post;
+  op->url = join(e->base_url, path, NULL);
+  if (body) {
+    op->body = copy(body, len);
+    op->body_len = len;
+  }
+  if (!op->url || (body && !op->body)) {
+    mk_engine_release(e, op);
+    return NULL;
+  }
+  queue_push(line_for(e, op), op);
+  return op;
+}
+
+mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path) {
+  char origin[256];
+  mk_op *op = op_new(e, MK_OP_DOWNLOAD);
+  if (!op) return NULL;
+  op->url = copy(url, strlen(url));
+  op->path = copy(path, strlen(path));
+  op->tmp_path = join(path, ".part", NULL);
+  if (!op->url || !op->path || !op->tmp_path) {
+    mk_engine_release(e, op);
+    return NULL;
+  }
+  op->send_auth = e->has_key && mk_url_origin(url, origin, sizeof origin) == 0 && strcmp(origin, e->origin) == 0;
+  queue_push(&e->wait_slot, op);
+  return op;
+}
+
+mk_op *mk_engine_timer(mk_engine *e, double seconds) {
+  mk_op *op = op_new(e, MK_OP_TIMER);
+  if (!op) return NULL;
+  if (mk_heap_set(&e->timers, &op->timer, op->created + (seconds > 0 ? seconds : 0)) != 0) {
+    mk_engine_release(e, op);
+    return NULL;
+  }
+  return op;
+}
+
+int mk_engine_schedule(mk_engine *e, mk_op *op, double delay) {
+  drop_xfer(e, op);
+  remove_done(e, op);
+  if (delay <= 0) {
+    queue_push(line_for(e, op), op);
+    return 0;
+  }
+  return mk_heap_set(&e->timers, &op->timer, mk_now() + delay);
+}
+
+/* ---- the engine ---- */
+
+static struct curl_slist *headers(struct curl_slist *list, const char *line, int *ok) {
+  struct curl_slist *next;
+  if (!*ok) return list;
+  next = curl_slist_append(list, line);
+  if (!next) {
+    *ok = 0;
+    return list;
+  }
+  return next;
+}
+
+static char *dup_or_null(const char *s) {
+  return s ? copy(s, strlen(s)) : NULL;
+}
+
+mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
+  mk_engine *e = calloc(1, sizeof *e);
+  int ok = 1;
+  char *auth = NULL;
+  if (!e) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  e->multi = curl_multi_init();
+  e->base_url = dup_or_null(cfg->base_url);
+  e->user_agent = dup_or_null(cfg->user_agent);
+  e->ca_file = dup_or_null(cfg->ca_file);
+  if (!e->multi || !e->base_url || !e->user_agent || (cfg->ca_file && !e->ca_file)) goto oom;
+  if (mk_url_origin(cfg->base_url, e->origin, sizeof e->origin) != 0) {
+    snprintf(err, errlen, "base_url is not an http(s) URL");
+    mk_engine_free(e);
+    return NULL;
+  }
+  e->has_key = cfg->api_key && cfg->api_key[0];
+  if (e->has_key) {
+    auth = join("Authorization: Bearer ", cfg->api_key, NULL);
+    if (!auth) goto oom;
+    e->api_headers = headers(e->api_headers, auth, &ok);
+    e->auth_file_headers = headers(e->auth_file_headers, auth, &ok);
+    memset(auth, 0, strlen(auth)); /* the key lives on only inside libcurl's header lists */
+    free(auth);
+  }
+  e->api_headers = headers(e->api_headers, "Content-Type: application/json", &ok);
+  e->api_headers = headers(e->api_headers, "Accept: application/json", &ok);
+  e->api_headers = headers(e->api_headers, "Expect:", &ok); /* no 100-continue wait on POST */
+  if (!ok) goto oom;
+  e->timeout_ms = cfg->timeout_ms;
+  e->connect_timeout_ms = cfg->connect_timeout_ms;
+  e->retries = cfg->retries;
+  e->max_body = cfg->max_body;
+  e->max_download = cfg->max_download;
+  e->max_in_flight = cfg->max_connections * 4;
+  if (mk_rate_init(&e->submit_rate, cfg->submit_limit, cfg->submit_per) != 0 ||
+      mk_rate_init(&e->poll_rate, cfg->poll_limit, cfg->poll_per) != 0)
+    goto oom;
+  e->rng = cfg->seed ? cfg->seed : ((uint64_t)(wall_now() * 1e6) ^ (uint64_t)(uintptr_t)e);
+  if (!e->rng) e->rng = 88172645463325252ULL;
+  if (curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
+      curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)cfg->max_connections) != CURLM_OK ||
+      curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->max_connections) != CURLM_OK ||
+      curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections) != CURLM_OK) {
+    snprintf(err, errlen, "could not configure libcurl's multi handle");
+    mk_engine_free(e);
+    return NULL;
+  }
+  return e;
+oom:
+  snprintf(err, errlen, "out of memory");
+  mk_engine_free(e);
+  return NULL;
+}
+
+void mk_engine_free(mk_engine *e) {
+  uint32_t i;
+  if (!e) return;
+  for (i = 0; i < e->nslots; i++)
+    if (e->slots[i]) mk_engine_release(e, e->slots[i]);
+  while (e->spare) {
+    mk_xfer *x = e->spare;
+    e->spare = x->next;
+    xfer_free(x);
+  }
+  if (e->multi) curl_multi_cleanup(e->multi);
+  curl_slist_free_all(e->api_headers);
+  curl_slist_free_all(e->auth_file_headers);
+  mk_heap_free(&e->timers);
+  mk_rate_free(&e->submit_rate);
+  mk_rate_free(&e->poll_rate);
+  free(e->slots);
+  free(e->free_slots);
+  free(e->gens);
+  free(e->base_url);
+  free(e->user_agent);
+  free(e->ca_file);
+  free(e);
+}

@@ -1,0 +1,157 @@
+/* engine.h: one libcurl multi handle and everything that waits on it.
+ *
+ * An "op" is anything the engine runs for the Lua layer: a job (createTask,
+ * then recordInfo polls until it ends), a one-off API call, a download, or a
+ * plain timer. Each op has at most one transfer in flight and one pending
+ * timer. The engine never calls into Lua: `mk_engine_run` moves time and I/O
+ * forward and queues the ops that need a decision on a "done" list, which the
+ * bindings drain afterwards. */
+#ifndef MODKIE_ENGINE_H
+#define MODKIE_ENGINE_H
+
+#include <curl/curl.h>
+#include <stdint.h>
+
+#include "heap.h"
+#include "http.h"
+#include "ratelimit.h"
+
+typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER } mk_op_type;
+
+/* Job states, in the order a job moves through them. */
+typedef enum {
+  MK_SUBMITTING = 0, MK_QUEUED, MK_RUNNING,
+  MK_SUCCESS, MK_FAILED, MK_ERROR, MK_CANCELLED
+} mk_job_state;
+
+/* Why an op is on the done list. */
+typedef enum { MK_DONE_XFER = 1, MK_DONE_DEADLINE, MK_DONE_TIMER } mk_done_why;
+
+/* What a finished transfer left behind. */
+typedef struct mk_result {
+  CURLcode curl;
+  long http;              /* 0 when no response arrived */
+  int sent;               /* request bytes reached the wire */
+  int too_large;          /* the response cap was hit */
+  int write_failed;       /* a download could not be written to disk */
+  double retry_after;     /* seconds, -1 when absent */
+  const char *body;       /* NUL-terminated response body (API transfers) */
+  size_t body_len;
+  const char *error;      /* libcurl's message */
+} mk_result;
+
+typedef struct mk_xfer mk_xfer;
+typedef struct mk_queue mk_queue;
+
+typedef struct mk_op {
+  uint32_t slot, gen;
+  mk_op_type type;
+  mk_job_state state;     /* jobs */
+  mk_timer timer;         /* next poll, retry, or (timers) the alarm */
+  mk_timer deadline;      /* jobs */
+  mk_xfer *xfer;          /* in flight, or NULL */
+  mk_queue *queue;        /* waiting for a rate token or a free slot, or NULL */
+  struct mk_op *qprev, *qnext;
+  struct mk_op *done_next;
+  mk_done_why done_why;
+  int on_done;
+  mk_result result;       /* valid while on the done list for MK_DONE_XFER */
+
+  int post;               /* POST with `body`, else GET */
+  char *url;              /* calls and downloads: full URL */
+  char *body;
+  size_t body_len;
+  int attempts;           /* retries spent on the current exchange */
+
+  char *task_id;          /* jobs, once accepted */
+  double created;         /* monotonic time the op was made */
+  double accepted;        /* jobs: time the task was accepted (or adopted) */
+  int polls;
+  int expired;            /* deadline passed while createTask was in flight */
+  char server_state[32];
+
+  char *path, *tmp_path;  /* downloads */
+  int send_auth;
+} mk_op;
+
+struct mk_queue {
+  mk_op *head, *tail;
+  int len;
+};
+
+typedef struct mk_config {
+  const char *base_url;     /* no trailing slash */
+  const char *api_key;      /* may be NULL: API ops then fail with config */
+  const char *user_agent;
+  const char *ca_file;      /* NULL: system CAs */
+  long timeout_ms, connect_timeout_ms;
+  int retries;
+  size_t max_body;          /* API response cap, bytes */
+  long long max_download;   /* download cap, bytes; 0 = none */
+  int max_connections;
+  int submit_limit; double submit_per;  /* limit <= 0 disables */
+  int poll_limit; double poll_per;
+  uint64_t seed;            /* 0: seed from the clock */
+} mk_config;
+
+typedef struct mk_engine {
+  CURLM *multi;
+  char *base_url;
+  char origin[256];
+  struct curl_slist *api_headers, *auth_file_headers;
+  char *user_agent, *ca_file;
+  int has_key;
+  long timeout_ms, connect_timeout_ms;
+  int retries;
+  size_t max_body;
+  long long max_download;
+  mk_rate submit_rate, poll_rate;
+  mk_heap timers;
+  mk_op **slots;
+  uint32_t nslots, cap_slots;
+  uint32_t *free_slots, *gens;  /* gens[slot]: bumped when a slot is freed */
+  uint32_t nfree;
+  mk_queue wait_submit, wait_poll, wait_slot;
+  mk_op *done_head, *done_tail;
+  mk_xfer *spare;           /* reusable transfers (each keeps its easy handle) */
+  int in_flight, max_in_flight;
+  uint64_t rng;
+  unsigned long long requests, polls_sent, creates_sent;
+} mk_engine;
+
+mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen);
+void mk_engine_free(mk_engine *e);
+
+double mk_now(void);                 /* monotonic seconds */
+double mk_random(mk_engine *e);      /* uniform in [0, 1) */
+
+/* Make ops. NULL when out of memory. The op's handle is mk_op_handle(op). */
+mk_op *mk_engine_submit(mk_engine *e, const char *body, size_t len, double deadline);
+mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline);
+mk_op *mk_engine_call(mk_engine *e, int post, const char *path, const char *body, size_t len);
+mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path);
+mk_op *mk_engine_timer(mk_engine *e, double seconds);
+/* createTask answered with a task id: the job polls recordInfo from now on. */
+int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id);
+
+uint64_t mk_op_handle(const mk_op *op);
+mk_op *mk_engine_lookup(mk_engine *e, uint64_t handle);
+
+/* Start the op's next exchange after `delay` seconds (poll, retry). */
+int mk_engine_schedule(mk_engine *e, mk_op *op, double delay);
+/* Stop everything the op is doing and free it. */
+void mk_engine_release(mk_engine *e, mk_op *op);
+/* Abort the op's transfer and timers, keep the op. */
+void mk_engine_stop(mk_engine *e, mk_op *op);
+
+/* Drive timers and I/O for up to `timeout` seconds (0: do what is ready,
+ * never wait), returning early once something is on the done list.
+ * Returns 0, or -1 with err set on a libcurl multi failure. */
+int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen);
+mk_op *mk_engine_pop_done(mk_engine *e);
+/* Seconds until the engine next needs to run (0: now), or -1 when idle. */
+double mk_engine_next_wakeup(mk_engine *e);
+/* Ops not yet released. */
+uint32_t mk_engine_live(const mk_engine *e);
+
+#endif
