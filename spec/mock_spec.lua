@@ -773,12 +773,18 @@ describe("modkie mock: HTTP", function()
 end)
 
 describe("modkie mock: HTTP server in-process", function()
-  it("answers 500 when the handler raises, and keeps serving", function()
+  -- A server whose handler answers by path, driven by step() while a
+  -- client in this same process sends `request`; returns all bytes the
+  -- client got until the server closed or `want` appeared.
+  local function exchange(request, want)
     local server = require("modkie.mock.http").new {
       port = 0,
       handler = function(req)
         if req.path == "/boom" then error("kaboom") end
-        return { status = 200, body = "fine" }
+        if req.path == "/drop" then return { drop = true } end
+        if req.path == "/cut" then return { status = 200, body = "0123456789", truncate = 4 } end
+        if req.path == "/slow" then return { status = 200, body = "slow", delay = 0.2 } end
+        return { status = 200, body = "fine:" .. req.path }
       end,
       on_error = function() end,
     }
@@ -787,15 +793,41 @@ describe("modkie mock: HTTP server in-process", function()
     local c = assert(socket.connect("127.0.0.1", server.port))
     finally(function() c:close() end)
     c:settimeout(0.01)
-    assert(c:send(get_request("/boom") .. get_request("/ok")))
-    local got = ""
-    for _ = 1, 200 do
+    assert(c:send(request))
+    local got, closed = "", false
+    local deadline = helper.now() + 3
+    while helper.now() < deadline do
       server:step(0.01)
-      local data, _, partial = c:receive(4096)
+      local data, err, partial = c:receive(4096)
       got = got .. (data or partial or "")
-      if got:find("fine", 1, true) then break end
+      if err == "closed" then closed = true; break end
+      if want and got:find(want, 1, true) then break end
     end
+    return got, closed
+  end
+
+  it("answers 500 when the handler raises, and keeps serving", function()
+    local got = exchange(get_request("/boom") .. get_request("/ok"), "fine:/ok")
     assert.is_truthy(got:find("^HTTP/1%.1 500 "), got)
     assert.is_truthy(got:find("HTTP/1.1 200 OK", 1, true), got)
+  end)
+
+  it("can close without answering, or cut a body short (for faults)", function()
+    local got, closed = exchange(get_request("/drop") .. get_request("/ok"))
+    assert.is_true(closed)
+    assert.are.equal("", got)
+    got, closed = exchange(get_request("/cut") .. get_request("/ok"))
+    assert.is_true(closed)
+    assert.is_truthy(got:find("Content-Length: 10\r\n", 1, true), got)
+    assert.are.equal("0123", got:match("\r\n\r\n(.*)$"))
+  end)
+
+  it("holds a delayed answer and the pipelined ones behind it", function()
+    local t0 = helper.now()
+    local got = exchange(get_request("/slow") .. get_request("/after"), "fine:/after")
+    assert.is_true(helper.now() - t0 >= 0.2)
+    local slow_at, after_at = got:find("slow", 1, true), got:find("fine:/after", 1, true)
+    assert.is_truthy(slow_at and after_at, got)
+    assert.is_true(slow_at < after_at)
   end)
 end)

@@ -6,6 +6,13 @@
 --           resultJson and param as objects; failCode an integer or null.
 -- Every request goes through Gateway:handle, which picks the endpoint and is
 -- the single place where an answer is decided (see `intercept`).
+-- Choices where the contract is silent:
+--   * every API error follows the dialect rule, 429 included: kie answers
+--     HTTP 200 + {"code":429} and still sets Retry-After; modkie answers 429.
+--   * /files and /__mock answer with real HTTP statuses in both dialects,
+--     and so does a Lua error (HTTP 500, dialect-shaped body).
+--   * credits are charged at the instant a job ends (see ledger.lua), and a
+--     record shows creditsConsumed/creditsCharged only once the job ended.
 local socket = require "socket"
 local json = require "modkie.mock.json"
 local directives = require "modkie.mock.directives"
@@ -430,7 +437,16 @@ local FILE_ROUTE = { name = "file", method = "GET", counter = "files", fn = file
 Gateway.ROUTES = ROUTES
 
 --- Answer one parsed HTTP request (see modkie.mock.http for both shapes).
+-- A Lua error becomes a 500 in the dialect's body shape, printed to stderr.
 function Gateway:handle(req)
+  local ok, res = xpcall(function() return self:answer(req) end, debug.traceback)
+  if ok then return res end
+  io.stderr:write("modkie mock: error answering ", tostring(req.method), " ",
+    tostring(req.target), ": ", tostring(res), "\n")
+  return self:http_error(500, "internal error")
+end
+
+function Gateway:answer(req)
   local stats = self.stats
   stats.requests = stats.requests + 1
   if req.headers.expect then stats.expect_headers = stats.expect_headers + 1 end

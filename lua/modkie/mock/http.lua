@@ -26,6 +26,7 @@ local REQUEST_TIMEOUT = 30          -- a request begun but not complete
 local WRITE_TIMEOUT = 60            -- an answer the client does not read
 local LINGER = 2                    -- reading what follows a final answer
 local SWEEP_EVERY = 1
+local NOTHING = {}
 -- LuaSocket's select refuses descriptors >= FD_SETSIZE (1024); stay below it.
 local DEFAULT_MAX_CONNECTIONS = 900
 http.MAX_CONNECTIONS_LIMIT = 1000
@@ -493,7 +494,7 @@ function Server:step(timeout)
   local readable, writable = socket.select(self.rset.list, self.wset.list, timeout)
   now = gettime()
   local dirty = self.dirty
-  self.dirty = {}
+  if next(dirty) then self.dirty = {} else dirty = NOTHING end
   for i = 1, #readable do
     local s = readable[i]
     if s == self.sock then
