@@ -335,7 +335,7 @@ describe("modkie mock: kie dialect", function()
       local _, body = call(m, "GET", "/api/v1/chat/credit")
       return body.data
     end
-    local slow = created_id(m, { prompt = "slow [seconds=0.6]" })
+    local slow = created_id(m, { prompt = "slow [seconds=1.5]" })
     created_id(m, { prompt = "bad [fail] [seconds=0]" })
     created_id(m, { prompt = "other [seconds=0]" }, { model = "acme/other" })
     -- the slow one has not ended: only the other-model job (10) is charged
