@@ -75,4 +75,20 @@ end
 
 helper.shell_quote = shell_quote
 
+
+
+--- A client for emulator `m`, polling fast so specs stay quick.
+function helper.client(m, opts)
+  local modkie = require "modkie"
+  local o = { base_url = m.url, api_key = "test-key", poll_interval = 0.05, rate = false }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  if o.api_key == false then o.api_key = nil end
+  return modkie.new(o)
+end
+
+--- Bytes the emulator serves for output n (from 0) of a task: fetched straight from it.
+function helper.file_bytes(m, task_id, n, ext)
+  local _, body = m.request("GET", ("/files/%s/%d.%s"):format(task_id, n, ext or "mp4"))
+  return body
+end
 return helper

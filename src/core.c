@@ -503,6 +503,7 @@ static int l_stats(lua_State *L) {
   set_number(L, "requests", (double)e->requests);
   set_number(L, "creates", (double)e->creates_sent);
   set_number(L, "polls", (double)e->polls_sent);
+  set_number(L, "wakeups", (double)e->wakeups);
   return 1;
 }
 
@@ -528,6 +529,12 @@ static int l_closed(lua_State *L) {
 /* core.classify_state(s) -> "queued" | "running" | "success" | "failed" */
 static int l_classify_state(lua_State *L) {
   lua_pushstring(L, mk_state_name(mk_classify_state(luaL_checkstring(L, 1))));
+  return 1;
+}
+
+/* core.default_interval(elapsed, u) -> seconds: the default poll schedule, u in [0,1) the jitter draw */
+static int l_default_interval(lua_State *L) {
+  lua_pushnumber(L, mk_default_interval(luaL_checknumber(L, 1), luaL_checknumber(L, 2)));
   return 1;
 }
 
@@ -561,7 +568,8 @@ static const luaL_Reg engine_meta[] = {
 };
 
 static const luaL_Reg functions[] = {
-  {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir}, {NULL, NULL}
+  {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir},
+  {"default_interval", l_default_interval}, {NULL, NULL}
 };
 
 int luaopen_modkie_core(lua_State *L) {

@@ -464,6 +464,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
         snprintf(err, errlen, "curl_multi_poll: %s", curl_multi_strerror(mc));
         return -1;
       }
+      e->wakeups++;
       now = mk_now();
     }
   }

@@ -117,6 +117,7 @@ typedef struct mk_engine {
   int in_flight, max_in_flight;
   uint64_t rng;
   unsigned long long requests, polls_sent, creates_sent;
+  unsigned long long wakeups;  /* returns from curl_multi_poll: shows there is no busy loop */
 } mk_engine;
 
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen);
