@@ -6,9 +6,13 @@
  * machine needs are read out, and job.c decides what happens next. Lua code
  * runs only here, after libcurl has returned: never from inside libcurl. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <lualib.h>
 
 #include "compat.h"
 #include "engine.h"
@@ -557,6 +561,37 @@ static int l_mkdir(lua_State *L) {
   return 2;
 }
 
+/* The FILE* of a Lua file handle (io.open's), or an error when closed. */
+static FILE *check_file(lua_State *L, int i) {
+#if LUA_VERSION_NUM >= 502
+  luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, i, LUA_FILEHANDLE);
+  if (!p->closef) luaL_argerror(L, i, "file is closed");
+  return p->f;
+#else
+  FILE **p = (FILE **)luaL_checkudata(L, i, LUA_FILEHANDLE); /* LuaJIT's handle starts with the FILE* too */
+  if (!*p) luaL_argerror(L, i, "file is closed");
+  return *p;
+#endif
+}
+
+/* core.fsync(file) -> true | nil, message: flush Lua's buffer, then the OS's to the disk */
+static int l_fsync(lua_State *L) {
+  FILE *f = check_file(L, 1);
+  if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.isatty(file) -> boolean */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty(fileno(check_file(L, 1))));
+  return 1;
+}
+
 static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
   {"timer", l_timer}, {"cancel", l_cancel}, {"step", l_step}, {"timeout", l_timeout},
@@ -569,7 +604,7 @@ static const luaL_Reg engine_meta[] = {
 
 static const luaL_Reg functions[] = {
   {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir},
-  {"default_interval", l_default_interval}, {NULL, NULL}
+  {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty}, {NULL, NULL}
 };
 
 int luaopen_modkie_core(lua_State *L) {
