@@ -60,7 +60,8 @@ end
 local function check_options(fname, opts, known)
   for k, v in pairs(opts) do
     if type(k) ~= "string" or not known[k] then
-      error(("%s: unknown option '%s'%s"):format(fname, tostring(k), type(k) == "string" and suggest(k, known) or ""), 3)
+      local hint = type(k) == "string" and suggest(k, known) or ""
+      error(("%s: unknown option '%s'%s"):format(fname, tostring(k), hint), 3)
     end
     if known[k] ~= true and not known[k][type(v)] then
       local want = {}
@@ -71,17 +72,35 @@ local function check_options(fname, opts, known)
   end
 end
 
-local function positive(fname, opts, key)
-  local v = opts[key]
-  if v ~= nil and not (type(v) == "number" and v > 0 and v == v) then
-    error(("%s: option '%s' must be a number > 0, got %s"):format(fname, key, tostring(v)), 3)
+-- Numeric options: the range each accepts (NaN fails every one), for the error message.
+local function above(min) return function(v) return v > min end end
+local function from(min) return function(v) return v >= min end end
+local function whole_from(min) return function(v) return v >= min and v == math.floor(v) and v < math.huge end end
+local NUMBER_RULES = {
+  timeout = { above(0), "a number > 0" },
+  connect_timeout = { above(0), "a number > 0" },
+  max_connections = { whole_from(1), "a whole number >= 1" },
+  max_body = { above(0), "a number of bytes > 0" },
+  max_download = { from(0), "a number of bytes >= 0 (0: no cap)" },
+  retries = { whole_from(0), "a whole number >= 0" },
+  poll_interval = { from(0), "a number of seconds >= 0, or a function" },
+  deadline = { above(0), "a number of seconds > 0, or false for none" },
+  seed = { whole_from(0), "a whole number >= 0" },
+}
+
+local function check_numbers(opts)
+  for k, rule in pairs(NUMBER_RULES) do
+    local v = opts[k]
+    if (type(v) == "number" and not rule[1](v)) or v == true then
+      error(("modkie.new: option '%s' must be %s, got %s"):format(k, rule[2], tostring(v)), 3)
+    end
   end
 end
 
 local function check_rate_pair(name, pair)
   if pair == false then return false end
   if type(pair) ~= "table" or type(pair[1]) ~= "number" or type(pair[2]) ~= "number"
-    or pair[1] < 1 or pair[1] ~= math.floor(pair[1]) or not (pair[2] > 0) then
+    or not whole_from(1)(pair[1]) or not above(0)(pair[2]) then
     error(("modkie.new: option 'rate.%s' must be {requests, seconds} (a whole number >= 1 and a number > 0) or false")
       :format(name), 4)
   end
@@ -137,20 +156,7 @@ function Client.new(opts)
   Error.check(1, "modkie.new", opts, "?table")
   opts = opts or {}
   check_options("modkie.new", opts, OPTIONS)
-  for _, k in ipairs({ "timeout", "connect_timeout", "max_connections", "max_body" }) do positive("modkie.new", opts, k) end
-  if opts.retries ~= nil and not (opts.retries >= 0 and opts.retries == math.floor(opts.retries)) then
-    error("modkie.new: option 'retries' must be a whole number >= 0, got " .. tostring(opts.retries), 2)
-  end
-  if type(opts.poll_interval) == "number" and not (opts.poll_interval >= 0) then
-    error("modkie.new: option 'poll_interval' must be >= 0 seconds, or a function", 2)
-  end
-  if type(opts.deadline) == "number" and not (opts.deadline > 0) then
-    error("modkie.new: option 'deadline' must be > 0 seconds, or false for none", 2)
-  end
-  if opts.deadline == true then error("modkie.new: option 'deadline' must be a number of seconds, or false", 2) end
-  if opts.max_download ~= nil and not (opts.max_download >= 0) then
-    error("modkie.new: option 'max_download' must be >= 0 bytes (0: no cap)", 2)
-  end
+  check_numbers(opts)
 
   local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
@@ -302,7 +308,8 @@ end
 
 function on.state(self, job, ev)
   job.state, job.server_state = ev.state, ev.server_state
-  self:_emit("debug", "state", { task_id = job.id, model = job.model, state = job.state, server_state = ev.server_state })
+  self:_emit("debug", "state",
+    { task_id = job.id, model = job.model, state = job.state, server_state = ev.server_state })
 end
 
 function on.retry(self, p, ev)

@@ -80,7 +80,8 @@ end
 local function in_scheduler(client, pendings, timeout)
   local co = coroutine.running()
   for _, p in ipairs(pendings) do p.waiters[co] = true end
-  local alarm = timeout and client:_alarm(timeout, co)
+  local alarm = timeout and client:_alarm(timeout)
+  if alarm then alarm.waiters[co] = true end
   repeat
     coroutine.yield(wait.WAKE)
   until any_done(pendings) or (alarm and alarm.done)

@@ -1,0 +1,110 @@
+-- The C core's own promises, seen through the client and modkie.core.
+local helper = require "spec.helper"
+local core = require "modkie.core"
+local cjson = require "cjson.safe"
+
+local KLING = "kling/kling-3-0"
+
+describe("modkie.core", function()
+  local m
+  setup(function() m = helper.mock({ "--job-seconds", "0.1" }) end)
+  teardown(function() m.stop() end)
+
+  local function engine(opts)
+    local o = { base_url = m.url, api_key = "k", decode = cjson.new().decode, submit_rate = false, poll_rate = false }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return core.new(o)
+  end
+
+  it("returns nothing from step and nil from timeout when idle", function()
+    local e = engine()
+    assert.is_nil(e:step(0))
+    assert.is_nil(e:timeout())
+    e:close()
+    assert.is_true(e:closed())
+    assert.has_error(function() e:step(0) end, "modkie: the client is closed")
+  end)
+
+  it("reports what finished as data, and frees every op", function()
+    local e = engine({ poll_interval = 0.02 })
+    local h = e:submit(cjson.encode({ model = KLING, input = { prompt = "data" } }), 10)
+    local seen, done = {}, nil
+    while not done do
+      for _, ev in ipairs(e:step(1) or {}) do
+        assert.equal(h, ev.h)
+        seen[#seen + 1] = ev.type
+        if ev.type == "done" then done = ev end
+      end
+    end
+    assert.equal("accepted", seen[1])
+    assert.equal("success", done.state)
+    assert.equal("success", done.record.state)
+    assert.equal(0, e:stats().live)
+    assert.is_false(e:cancel(h), "a finished op's handle is stale")
+    e:close()
+  end)
+
+  it("gives stale handles nothing, even when the slot is reused", function()
+    local e = engine()
+    local t1 = e:timer(10)
+    assert.is_true(e:cancel(t1))
+    local t2 = e:timer(10)
+    assert.are_not.equal(t1, t2)
+    assert.is_false(e:cancel(t1))
+    assert.is_true(e:cancel(t2))
+    e:close()
+  end)
+
+  it("fires timers in order and says when it next needs a step", function()
+    local e = engine()
+    local late, early = e:timer(0.2), e:timer(0.05)
+    local t = e:timeout()
+    assert.is_true(t > 0 and t <= 0.05)
+    local order = {}
+    while #order < 2 do
+      for _, ev in ipairs(e:step(1) or {}) do order[#order + 1] = ev.h end
+    end
+    assert.same({ early, late }, order)
+    e:close()
+  end)
+
+  it("spaces createTask to the submit rate: never more than N in any window", function()
+    local c = helper.client(m, { rate = { submit = { 5, 0.5 }, poll = false } })
+    m.request("POST", "/__mock/reset")
+    local jobs = {}
+    for i = 1, 16 do jobs[i] = assert(c:submit(KLING, { prompt = "rate " .. i })) end
+    require("modkie").await_all(jobs, 30)
+    c:close()
+    local _, tasks = m.request("GET", "/__mock/tasks")
+    local times = {}
+    for _, t in ipairs(tasks) do times[#times + 1] = t.created end
+    table.sort(times)
+    assert.equal(16, #times)
+    for i = 6, #times do
+      -- the 6th create after any create comes at least one window (500 ms) later
+      assert.is_true(times[i] - times[i - 5] >= 500, ("creates %d and %d were %d ms apart"):format(
+        i - 5, i, times[i] - times[i - 5]))
+    end
+  end)
+
+  it("hands each client its own engine: no shared state", function()
+    local a, b = engine({ poll_interval = 0.02 }), engine({ poll_interval = 0.02 })
+    local ha = a:timer(0.01)
+    b:timer(5)
+    local evs = a:step(1)
+    assert.equal(ha, evs[1].h)
+    assert.is_nil(b:step(0))
+    assert.equal(1, b:stats().live)
+    assert.equal(0, a:stats().live)
+    a:close()
+    b:close()
+  end)
+
+  it("builds the poll URL with the task id percent-encoded", function()
+    local c = helper.client(m, { retries = 0 })
+    local rec, err = c:record("task a/b?c=d&e")
+    assert.is_nil(rec)
+    assert.equal("not_found", err.kind)
+    c:close()
+  end)
+end)
