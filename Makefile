@@ -21,9 +21,12 @@ export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 BUSTED = busted --lua=$(LUA)
 
-.PHONY: all deps test-deps test lint demo install clean bench
+.PHONY: all core deps test-deps test lint demo install install-lib clean bench
 
 all: deps $(CORE)
+
+# the C module alone, no package checks (luarocks builds this)
+core: $(CORE)
 
 deps:
 	@tools/deps build
@@ -31,9 +34,9 @@ deps:
 test-deps:
 	@tools/deps test
 
-$(CORE): $(SRC) $(HDR) | deps
+$(CORE): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SANITIZE) $(WARN) -fPIC -shared -I$(LUA_INC) $(SRC) -o $@ $(LIBS)
+	$(CC) $(CFLAGS) $(SANITIZE) $(WARN) -fPIC -shared -I$(LUA_INC) $(CURL_INC:%=-I%) $(SRC) -o $@ $(LIBS)
 
 test: test-deps $(CORE)
 	$(BUSTED) $(BUSTED_ARGS) spec
@@ -44,12 +47,16 @@ lint: test-deps
 demo: all
 	$(LUA) examples/demo.lua
 
-install: all
-	install -d $(DESTDIR)$(INSTALL_LMOD)/modkie $(DESTDIR)$(INSTALL_CMOD)/modkie $(DESTDIR)$(PREFIX)/bin
+install: all install-lib
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 bin/modkie $(DESTDIR)$(PREFIX)/bin/modkie
+
+# the C module and the Lua modules (luarocks installs bin/modkie itself)
+install-lib: $(CORE)
+	install -d $(DESTDIR)$(INSTALL_LMOD)/modkie $(DESTDIR)$(INSTALL_CMOD)/modkie
 	install -m 644 $(CORE) $(DESTDIR)$(INSTALL_CMOD)/modkie/core.so
 	cd lua && for f in modkie/*.lua modkie/*/*.lua; do [ -f "$$f" ] || continue; \
 	  install -d $(DESTDIR)$(INSTALL_LMOD)/$$(dirname $$f); install -m 644 $$f $(DESTDIR)$(INSTALL_LMOD)/$$f; done
-	install -m 755 bin/modkie $(DESTDIR)$(PREFIX)/bin/modkie
 
 clean:
 	rm -rf build

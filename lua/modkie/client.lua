@@ -527,7 +527,7 @@ end
 function Client:credits()
   local data, err = self:_call("GET", "/api/v1/chat/credit")
   if data == nil then return nil, err end
-  local n = tonumber(data)
+  local n = record.number(data)
   if not n then return nil, Error.new("protocol", "credit: data is not a number") end
   return n
 end

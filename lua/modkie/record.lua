@@ -14,6 +14,13 @@ local json = cjson.new()
 json.decode_max_depth(64)
 local null = cjson.null
 
+--- A whole number as a Lua integer where the Lua has them (cjson decodes every number as a float).
+function record.number(v)
+  v = tonumber(v)
+  if v and math.tointeger then return math.tointeger(v) or v end
+  return v
+end
+
 local function present(v)
   if v == nil or v == null or v == "" then return nil end
   return v
@@ -73,7 +80,7 @@ function record.result(rec, job)
     state = "success",
     urls = record.urls(rec, output),
     output = output,
-    credits = tonumber(present(rec.creditsConsumed) or present(rec.creditsCharged) or present(rec.credits)),
+    credits = record.number(present(rec.creditsConsumed) or present(rec.creditsCharged) or present(rec.credits)),
     created_at = seconds(rec.createTime),
     completed_at = seconds(rec.completeTime),
     cost_time = cost and cost / 1000 or nil,
@@ -86,7 +93,7 @@ end
 -- only on success, so such a job may be retried (`retryable = true`).
 function record.failure(rec, job)
   local code = present(rec.failCode)
-  if type(code) == "string" then code = tonumber(code) or code end
+  if type(code) == "string" or type(code) == "number" then code = record.number(code) or code end
   if type(code) ~= "number" and type(code) ~= "string" then code = nil end
   local msg = present(rec.failMsg)
   if type(msg) ~= "string" then msg = nil end

@@ -1,0 +1,44 @@
+rockspec_format = "3.0"
+package = "modkie"
+version = "scm-1"
+source = {
+  url = "git+https://github.com/modkie/modkie.git",
+}
+description = {
+  summary = "Client for job-style generation APIs (ModKie / Kie jobs: createTask, recordInfo)",
+  detailed = [[
+A Lua extension module with a C core over libcurl's multi interface: submit
+video and image generation jobs, poll them on the gateway's recommended
+schedule, download the outputs. Never blocks its host, never submits a job
+twice, works in plain Lua, OpenResty and game loops. Includes a CLI and a
+local gateway emulator.
+]],
+  homepage = "https://modkie.com",
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+  "luasocket", -- the emulator (modkie mock)
+}
+-- libcurl: Debian's libcurl4-openssl-dev puts curl.h in a multiarch folder
+-- the compiler knows and luarocks' header search does not; the compiler finds it.
+build = {
+  -- the Makefile compiles src/*.c with -Wall -Wextra -Werror and installs every Lua module
+  type = "make",
+  build_target = "core",
+  build_variables = {
+    BUILD = "build/rock",
+    CFLAGS = "$(CFLAGS)",
+    LUA_INC = "$(LUA_INCDIR)",
+  },
+  install_target = "install-lib",
+  install_variables = {
+    BUILD = "build/rock",
+    INSTALL_LMOD = "$(LUADIR)",
+    INSTALL_CMOD = "$(LIBDIR)",
+  },
+  install = {
+    bin = { modkie = "bin/modkie" },
+  },
+}
