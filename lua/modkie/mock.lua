@@ -2,12 +2,17 @@
 -- speaks the wire contract (DESIGN.md §1) in the kie or modkie dialect.
 --   modkie.mock.http      the non-blocking server (sockets, framing, keep-alive)
 --   modkie.mock.gateway   the API: tasks, timelines, credits, dialects, stats
---   modkie.mock.directives, .files, .ledger, .ratelimit, .json   its parts
+--   modkie.mock.faults    fault injection (--faults, [fault=…] triggers)
+--   modkie.mock.state     --state FILE: tasks and balances survive a restart
+--   modkie.mock.directives, .files, .ledger, .ratelimit, .rng, .json   its parts
 -- Reuse in-process: `local m = mock.new(opts); m.listen(); m.step(0)`.
 -- @module modkie.mock
 
+local socket = require "socket"
 local http = require "modkie.mock.http"
 local Gateway = require "modkie.mock.gateway"
+local faults = require "modkie.mock.faults"
+local State = require "modkie.mock.state"
 
 local mock = {}
 
@@ -24,14 +29,38 @@ options:
   --api-key KEY       accept only this key (default: any non-empty key)
   --credits N         starting balance of every key (default 10000)
   --files-base URL    base of result URLs (default http://HOST:PORT)
-  --limits            enforce 20 creates / 10 s and 10 polls / 1 s per key (429)
+  --limits [SPEC]     enforce rate limits per key (429 + Retry-After); bare:
+                      20 creates / 10 s and 10 polls / 1 s; SPEC changes
+                      them, e.g. create=5/1,poll=100/1 (requests/seconds)
+  --faults SPEC       replace a fraction of answers by faults, e.g.
+                      poll=500:0.1,reset:0.05;create=429:0.05 (see below)
+  --seed N            seed of the fault draws (default: from the clock; the
+                      start line shows it): same seed, same requests, same faults
+  --retry-after S     Retry-After of injected 429, 455, 503 (default 1)
+  --stall-seconds S   how long a stall holds its answer (default 35)
+  --huge-bytes N      padding of a huge answer (default 9437184, > 8 MiB)
+  --state FILE        keep tasks, balances and counters in FILE: loaded on
+                      start, written as they change (survives kill -9)
   --max-connections N open connections kept at most (default 900, max 1000)
   --verbose           access log on stderr
   --help              this text
 
-Prints one line on start: "listening http://HOST:PORT pid=PID dialect=D".
+Prints one line on start: "listening http://HOST:PORT pid=PID dialect=D",
+followed by " seed=N" when --faults is given.
+
+Faults: SPEC is ENDPOINT=KIND:FRACTION[,KIND:FRACTION…][;ENDPOINT=…] with
+endpoints create, poll, credits, download_url, files and kinds 500, 502, 503,
+455, 429 (error answers), reset (connection reset, no answer), stall (answer
+held --stall-seconds), cut (body cut short), badjson (200 + invalid JSON),
+html (502 HTML page), huge (answer padded past 8 MiB), all (the fraction
+spread over every kind). 429 and 455 answer instead of the endpoint; the
+other kinds after it ran: such a create fault creates the task and loses
+its id. Stats count injected faults per endpoint and kind.
+
 Prompt directives script a job: [fail] [seconds=N] [outputs=N] [text]
-[size=BYTES] [ext=png]. Control endpoints (no auth): GET /__mock/stats,
+[size=BYTES] [ext=png] [fault=ENDPOINT:KIND] [fault=ENDPOINT:KINDxN] (the
+first N requests of that endpoint for this job get KIND; several separated
+by commas). Control endpoints (no auth): GET /__mock/stats,
 GET /__mock/tasks, POST /__mock/reset, POST /__mock/credits {"key","balance"}.
 ]]
 
@@ -44,6 +73,23 @@ local function number_flag(min, max, integer)
     end
     return n
   end
+end
+
+-- `--limits create=20/10,poll=10/1`: { create = {20, 10}, poll = {10, 1} }.
+local function parse_limits(v)
+  local out = {}
+  for item in (v .. ","):gmatch("([^,]*),") do
+    local name, n, per = item:match("^%s*([%w_]+)%s*=%s*(%d+)%s*/%s*([%d%.]+)%s*$")
+    if not name then return nil, "part '" .. item .. "' is not NAME=REQUESTS/SECONDS" end
+    if not Gateway.DEFAULT_LIMITS[name] then return nil, "'" .. name .. "' is not a limit (create, poll)" end
+    if out[name] then return nil, "'" .. name .. "' is given twice" end
+    n, per = tonumber(n), tonumber(per)
+    if not (n >= 1 and per and per > 0) then
+      return nil, "'" .. item .. "' needs at least 1 request per more than 0 seconds"
+    end
+    out[name] = { n, per }
+  end
+  return out
 end
 
 local FLAGS = {
@@ -65,7 +111,17 @@ local FLAGS = {
   end },
   ["max-connections"] = { key = "max_connections",
     parse = number_flag(1, http.MAX_CONNECTIONS_LIMIT, true) },
-  limits = { key = "limits", switch = true },
+  limits = { key = "limits", optional = true, parse = parse_limits },
+  faults = { key = "faults", parse = function(v)
+    local spec, why = faults.parse_spec(v)
+    if not spec then return nil, why end
+    return spec
+  end },
+  seed = { key = "seed", parse = number_flag(0, 2 ^ 53, true) },
+  ["retry-after"] = { key = "retry_after", parse = number_flag(0, 86400, true) },
+  ["stall-seconds"] = { key = "stall_seconds", parse = number_flag(0, 86400) },
+  ["huge-bytes"] = { key = "huge_bytes", parse = number_flag(1, 1024 * 1024 * 1024, true) },
+  state = { key = "state", parse = function(v) if v == "" then return nil, "must not be empty" end return v end },
   verbose = { key = "verbose", switch = true },
   help = { key = "help", switch = true },
 }
@@ -87,6 +143,8 @@ function mock.parse_args(args)
     if flag.switch then
       if inline then return nil, "--" .. name .. " takes no value" end
       opts[flag.key] = true
+    elseif flag.optional and inline == nil and (args[i + 1] == nil or args[i + 1]:sub(1, 1) == "-") then
+      opts[flag.key] = true -- bare: the defaults
     else
       local value = inline
       if value == nil then
@@ -95,7 +153,10 @@ function mock.parse_args(args)
         if value == nil then return nil, "--" .. name .. " needs a value" end
       end
       local parsed, why = flag.parse(value)
-      if parsed == nil then return nil, "--" .. name .. " " .. why .. ", got '" .. value .. "'" end
+      if parsed == nil then
+        if flag.key == "faults" or flag.key == "limits" then return nil, "--" .. name .. ": " .. why end
+        return nil, "--" .. name .. " " .. why .. ", got '" .. value .. "'"
+      end
       opts[flag.key] = parsed
     end
     i = i + 1
@@ -126,16 +187,26 @@ local function base_url(host, port)
   return "http://" .. host .. ":" .. string.format("%d", port)
 end
 
---- Make an emulator (not listening yet): { server, gateway, listen(), step(t), run(), close(), url }.
+--- Make an emulator (not listening yet): { server, gateway, faults, listen(),
+-- step(t), run(), close(), url }.
 -- opts: as parse_args returns (host, port, dialect, job_seconds, api_key,
--- credits, files_base, limits, verbose, max_connections).
+-- credits, files_base, limits, verbose, max_connections, faults, seed,
+-- retry_after, stall_seconds, huge_bytes, state).
 function mock.new(opts)
   local m = {}
   local log
   if opts.verbose then log = function(line) io.stderr:write(line, "\n") end end
+  -- Always a plan: prompt triggers work without --faults.
+  local plan = faults.new {
+    spec = opts.faults, seed = opts.seed, retry_after = opts.retry_after,
+    stall_seconds = opts.stall_seconds, huge_bytes = opts.huge_bytes,
+  }
+  m.faults = plan
   m.gateway = Gateway.new {
     dialect = opts.dialect, job_seconds = opts.job_seconds, api_key = opts.api_key,
     credits = opts.credits, files_base = opts.files_base, limits = opts.limits,
+    faults = plan,
+    intercept = function(name, ctx, gw, proceed) return plan:intercept(name, ctx, gw, proceed) end,
   }
   m.server = http.new {
     host = opts.host or "127.0.0.1", port = opts.port or 0,
@@ -144,16 +215,31 @@ function mock.new(opts)
   }
   m.gateway.net = m.server.stats
   m.gateway.on_reset = function() m.server:reset_stats() end
+  -- Listen, after loading --state (nothing is served before it is loaded).
   function m.listen()
+    if opts.state and not m.state then
+      local state, err = State.open(opts.state, m.gateway)
+      if not state then return nil, err end
+      m.state = state
+    end
     local ok, err = m.server:listen()
     if not ok then return nil, err end
     m.url = base_url(m.server.host, m.server.port)
     m.gateway.own_base = m.url
     return true
   end
-  function m.step(timeout) m.server:step(timeout or 0) end
-  function m.run() m.server:run() end
-  function m.close() m.server:close() end
+  local function tick(now)
+    if m.state then m.state:tick(now) end
+  end
+  function m.step(timeout)
+    m.server:step(timeout or 0)
+    tick(socket.gettime())
+  end
+  function m.run() m.server:run(m.state and 0.2 or nil, tick) end
+  function m.close()
+    m.server:close()
+    if m.state then m.state:close() end
+  end
   return m
 end
 
@@ -171,12 +257,13 @@ function mock.main(args)
   local m = mock.new(opts)
   local ok, listen_err = m.listen()
   if not ok then
-    io.stderr:write("modkie mock: cannot listen on ", opts.host, ":", tostring(opts.port), ": ",
+    io.stderr:write("modkie mock: cannot start on ", opts.host, ":", tostring(opts.port), ": ",
       tostring(listen_err), "\n")
     return 1
   end
-  io.stdout:write(string.format("listening %s pid=%s dialect=%s\n", m.url,
-    tostring(mock.pid() or "?"), opts.dialect))
+  io.stdout:write(string.format("listening %s pid=%s dialect=%s%s\n", m.url,
+    tostring(mock.pid() or "?"), opts.dialect,
+    opts.faults and string.format(" seed=%d", m.faults.seed) or ""))
   io.stdout:flush()
   m.run()
   return 0

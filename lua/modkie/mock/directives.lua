@@ -1,6 +1,13 @@
 --- Prompt directives: tests script a job by writing `[name]` or `[name=value]`
 -- inside its prompt, e.g. "a cat [fail] [seconds=2]". This is the one place
--- they are read; a new directive (a fault, say) is one more entry in HANDLERS.
+-- they are read; a new directive is one more entry in HANDLERS.
+--   [fail] [text] [seconds=N] [outputs=N] [size=BYTES] [ext=png]
+--   [fault=ENDPOINT:KIND] [fault=ENDPOINT:KINDxN]   deterministic faults, see
+--     modkie.mock.faults; several in one directive separated by commas, or
+--     several directives. A bad fault value is an error (d.errors), because
+--     a test that mistypes its fault must not pass without it.
+local faults = require "modkie.mock.faults"
+
 local directives = {}
 
 local MAX_OUTPUTS = 100
@@ -25,6 +32,16 @@ local HANDLERS = {
   end,
   ext = function(d, v)
     if v:match("^%w+$") then d.ext = v:lower() end
+  end,
+  fault = function(d, v)
+    local list, err = faults.parse_trigger(v)
+    if not list then
+      d.errors = d.errors or {}
+      d.errors[#d.errors + 1] = "[fault=" .. v .. "]: " .. err
+      return
+    end
+    d.faults = d.faults or {}
+    for _, t in ipairs(list) do d.faults[#d.faults + 1] = t end
   end,
 }
 

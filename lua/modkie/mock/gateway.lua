@@ -13,6 +13,7 @@
 --     and so does a Lua error (HTTP 500, dialect-shaped body).
 --   * credits are charged at the instant a job ends (see ledger.lua), and a
 --     record shows creditsConsumed/creditsCharged only once the job ended.
+--   * a prompt with a bad [fault=…] directive is refused with 422 naming it.
 local socket = require "socket"
 local json = require "modkie.mock.json"
 local directives = require "modkie.mock.directives"
@@ -81,8 +82,14 @@ local CONTROL_COUNTERS = {
   "files", "files_with_auth", "expect_headers", "rate_limited", "requests",
 }
 
---- opts: dialect, job_seconds, api_key, credits, files_base, limits (bool),
--- now (clock function, default socket.gettime).
+-- Default rate limits: {requests, per seconds} (DESIGN.md §1).
+Gateway.DEFAULT_LIMITS = { create = { 20, 10 }, poll = { 10, 1 } }
+
+--- opts: dialect, job_seconds, api_key, credits, files_base, limits (true for
+-- the defaults, or { create = {n, s}, poll = {n, s} }, a missing one keeps its
+-- default), now (clock function, default socket.gettime), intercept (see
+-- Gateway:answer; e.g. a modkie.mock.faults plan's), faults (that plan: its
+-- counters show in stats and it is reset with the gateway).
 function Gateway.new(opts)
   local self = setmetatable({}, Gateway)
   self.dialect_name = opts.dialect or "kie"
@@ -95,12 +102,19 @@ function Gateway.new(opts)
   self.clock = opts.now or socket.gettime
   self.ledger = Ledger.new(self.start_credits)
   if opts.limits then
-    self.limits = { create = RateLimit.new(20, 10), record = RateLimit.new(10, 1) }
+    local l = type(opts.limits) == "table" and opts.limits or {}
+    local create = l.create or Gateway.DEFAULT_LIMITS.create
+    local poll = l.poll or Gateway.DEFAULT_LIMITS.poll
+    self.limits = { create = RateLimit.new(create[1], create[2]), record = RateLimit.new(poll[1], poll[2]) }
   end
   -- Connection counters owned by the HTTP server (a table it updates).
   self.net = opts.net or {}
-  -- Fault injection (later): function(endpoint, ctx, gateway) -> response or nil.
+  -- Fault injection: function(endpoint, ctx, gateway, proceed) -> response or nil.
   self.intercept = opts.intercept
+  self.faults = opts.faults
+  -- Persistence (modkie.mock.state), set by whoever opens it: told of every
+  -- change so tasks and balances survive a restart.
+  self.journal = nil
   self.seq = 0
   -- Prefix of task ids: differs between runs, so ids never repeat.
   self.id_prefix = string.format("task_%x", floor(socket.gettime() * 1000) % 0x10000000000)
@@ -117,6 +131,27 @@ function Gateway:reset()
   self.ledger:reset()
   if self.limits then
     for _, l in pairs(self.limits) do l:reset() end
+  end
+  if self.faults then self.faults:reset() end
+  if self.journal then self.journal:reset() end
+end
+
+--- Price of a successful job of `model`.
+function Gateway.price(model)
+  local rules = Gateway.MODELS[model]
+  return rules and rules.price or DEFAULT_PRICE
+end
+
+--- Take in a task (new, or loaded from a state file): index it, count its
+-- prompt, schedule its charge unless it was charged already.
+function Gateway:add_task(task)
+  self.tasks[task.id] = task
+  self.task_list[#self.task_list + 1] = task
+  if task.outcome == "success" and not task.charged then
+    self.ledger:schedule(task.key, task.ends, Gateway.price(task.model), task)
+  end
+  if type(task.prompt) == "string" then
+    self.submits_by_prompt[task.prompt] = (self.submits_by_prompt[task.prompt] or 0) + 1
   end
 end
 
@@ -270,6 +305,39 @@ local function decode_body(self, ctx)
   return body
 end
 
+--- The prompt of a createTask request and its directives (nil when the body
+-- holds no prompt), read once per request.
+function Gateway.create_directives(_, ctx)
+  if ctx.directives == nil then
+    ctx.directives = false
+    local body = json.decode(ctx.req.body or "")
+    local prompt = json.is_object(body) and json.is_object(body.input) and body.input.prompt
+    if type(prompt) == "string" then
+      ctx.prompt = prompt
+      ctx.directives, ctx.clean_prompt = directives.parse(prompt)
+    end
+  end
+  return ctx.prompt, ctx.directives or nil
+end
+
+local function url_task_id(url)
+  return type(url) == "string" and url:match("/files/([%w_%-]+)/%d+%.%w+") or nil
+end
+
+--- The task a poll, download-url or file request is about, or nil.
+function Gateway:task_for(endpoint, ctx)
+  local id
+  if endpoint == "poll" then
+    id = query_params(ctx.req.query).taskId
+  elseif endpoint == "files" then
+    id = files.parse_path(ctx.req.path)
+  elseif endpoint == "download_url" then
+    local body = json.decode(ctx.req.body or "")
+    id = json.is_object(body) and url_task_id(body.url)
+  end
+  return id and self.tasks[id] or nil
+end
+
 local function create(self, ctx)
   local limited = self:limit("create", ctx)
   if limited then return limited end
@@ -291,12 +359,13 @@ local function create(self, ctx)
     local problem = rules.validate(input)
     if problem then return self:fail(422, problem) end
   end
-  local price = rules and rules.price or DEFAULT_PRICE
+  local d, clean = directives.parse(input.prompt)
+  if d.errors then return self:fail(422, "input.prompt: " .. table.concat(d.errors, "; ")) end
+  local price = Gateway.price(model)
   if self.ledger:balance(ctx.key, ctx.now) < price then
     return self:fail(402, "insufficient credits")
   end
 
-  local d, clean = directives.parse(input.prompt)
   self.seq = self.seq + 1
   local id = string.format("%s_%d", self.id_prefix, self.seq)
   local duration = d.seconds or self.job_seconds
@@ -313,13 +382,16 @@ local function create(self, ctx)
     text = d.text and ("text result for: " .. tostring(clean)) or nil,
     polls = 0,
   }
-  self.tasks[id] = task
-  self.task_list[#self.task_list + 1] = task
-  if task.outcome == "success" then self.ledger:schedule(ctx.key, task.ends, price, task) end
-  self.stats.creates = self.stats.creates + 1
-  if type(task.prompt) == "string" then
-    self.submits_by_prompt[task.prompt] = (self.submits_by_prompt[task.prompt] or 0) + 1
+  -- Fault triggers for the task's later requests (create's are the plan's).
+  if d.faults then
+    for _, t in ipairs(d.faults) do
+      if t.e ~= "create" then task.faults = { list = d.faults, seen = {} }; break end
+    end
   end
+  self:add_task(task)
+  self.stats.creates = self.stats.creates + 1
+  -- Written before the answer leaves: a task the client may know of is never lost.
+  if self.journal then self.journal:task(task) end
   return self:ok { taskId = id }
 end
 
@@ -331,6 +403,7 @@ local function record_info(self, ctx)
   local task = self.tasks[id]
   if not task then return self:fail(404, "task not found") end
   task.polls = task.polls + 1
+  if self.journal then self.journal:touch(task) end
   local res = self:ok(self:record(task, ctx.now))
   if self.dialect_name ~= "kie" then
     -- The body was checked to be a JSON object at create time: splice it in.
@@ -388,6 +461,10 @@ local function mock_stats(self)
   out.tasks = #self.task_list
   out.submits_by_prompt = self.submits_by_prompt
   out.dialect = self.dialect_name
+  if self.faults then
+    out.faults = self.faults:totals()
+    out.fault_seed = self.faults.seed
+  end
   return answer(200, json.encode(out))
 end
 
@@ -414,6 +491,7 @@ local function mock_credits(self, ctx)
     return answer(400, '{"ok":false,"error":"send {\\"key\\": string, \\"balance\\": number}"}')
   end
   self.ledger:set(body.key, body.balance, ctx.now)
+  if self.journal then self.journal:credits(body.key, body.balance, ctx.now) end
   return answer(200, json.encode { ok = true, key = body.key, balance = body.balance })
 end
 
@@ -449,6 +527,7 @@ end
 function Gateway:answer(req)
   local stats = self.stats
   stats.requests = stats.requests + 1
+  if self.journal then self.journal:touch() end
   if req.headers.expect then stats.expect_headers = stats.expect_headers + 1 end
   local path = req.path
   local route = ROUTES[path] or (path:sub(1, 7) == "/files/" and FILE_ROUTE) or nil
@@ -471,9 +550,10 @@ function Gateway:answer(req)
     return res
   end
   -- The one place an answer is decided per endpoint: a fault plan may
-  -- answer instead (an error status, a dropped connection, a cut body…).
+  -- answer instead (an error status, a dropped connection, a cut body…),
+  -- before the endpoint runs or, through `proceed`, after it.
   if self.intercept then
-    local res = self.intercept(route.name, ctx, self)
+    local res = self.intercept(route.name, ctx, self, function() return route.fn(self, ctx) end)
     if res then return res end
   end
   return route.fn(self, ctx)

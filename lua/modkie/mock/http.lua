@@ -7,10 +7,11 @@
 -- response table:
 --   { status = 200, headers = { ["Content-Type"] = "…" }, body = "…",
 --     close = true,      -- close the connection after this answer
---     drop = true,       -- close at once without answering (a reset)
+--     drop = true,       -- close at once without answering
+--     reset = true,      -- like drop, but the close is a TCP reset (RST)
 --     truncate = n,      -- send only the first n bytes of the body, then close
 --     delay = seconds }  -- hold the answer this long (later requests wait)
--- `drop`, `truncate` and `delay` are there for fault injection.
+-- `drop`, `reset`, `truncate` and `delay` are there for fault injection.
 local socket = require "socket"
 
 local gettime = socket.gettime
@@ -396,7 +397,11 @@ function Server:dispatch(c, req, now)
   if self.log then
     self.log(string.format("%s %s %d %d", req.method, req.target, res.status or 0, #(res.body or "")))
   end
-  if res.drop then
+  if res.reset then
+    -- Linger 0: close() sends RST instead of FIN, as a crashed peer would.
+    c.sock:setoption("linger", { on = true, timeout = 0 })
+    self:close_conn(c)
+  elseif res.drop then
     self:close_conn(c)
   elseif res.delay and res.delay > 0 then
     c.held = { at = now + res.delay, req = req, res = res }
@@ -524,10 +529,15 @@ function Server:guard(fn, c, now, arg)
   end
 end
 
---- Serve until `self.stopping` is set.
-function Server:run()
+--- Serve until `self.stopping` is set. `on_turn(now)`, if given, runs after
+-- every turn, and a turn waits at most `turn` seconds (default 1).
+function Server:run(turn, on_turn)
+  turn = turn or SWEEP_EVERY
   while not self.stopping do
-    local ok, err = xpcall(function() self:step(SWEEP_EVERY) end, traceback)
+    local ok, err = xpcall(function()
+      self:step(turn)
+      if on_turn then on_turn(gettime()) end
+    end, traceback)
     if not ok then
       self.on_error("modkie mock: loop error: " .. tostring(err))
       socket.sleep(0.01)
