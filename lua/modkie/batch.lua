@@ -1,0 +1,619 @@
+--- Batches: a table, CSV or JSON Lines file of rows and a prompt template
+-- in, one job per row (or per `expand` variant) out, crash-safe with a
+-- journal, outputs downloaded into a folder.
+--
+--     local report = assert(modkie.batch.run{
+--       client = client, model = "kling/kling-3-0",
+--       template_file = "template.txt", rows = "rows.csv",
+--       input = { duration = 5 }, concurrency = 8,
+--       journal = "rows.journal", download = "videos",
+--     })
+--     print(report.succeeded, report.failed)
+--
+-- See docs/batch.md for every option, the journal's format and guarantees,
+-- and the report's shape.
+-- @module modkie.batch
+
+local core = require "modkie.core"
+local Error = require "modkie.error"
+local download = require "modkie.download"
+local journal_mod = require "modkie.journal"
+local wait = require "modkie.wait"
+local plan_mod = require "modkie.batch.plan"
+
+local batch = {}
+
+local DEFAULT_CONCURRENCY = 8
+local TICK_BLOCK = 1       -- most seconds a blocking step waits (progress ticks)
+local TICK_YIELD = 0.05    -- scheduler/ngx/user waits: how soon a new task id is journaled
+local PROGRESS_EVERY = 1   -- seconds between progress calls when nothing changed
+
+-- Kinds of a refused createTask that will refuse every other row too: stop submitting.
+local FATAL = { auth = true, credits = true, config = true }
+
+-- option -> accepted types
+local OPTIONS = {
+  client = { table = true }, model = { string = true }, template = { string = true },
+  template_file = { string = true }, rows = { table = true, string = true }, input = { table = true },
+  fields = { table = true }, prompt_field = { string = true }, expand = { boolean = true, table = true },
+  concurrency = { number = true }, journal = { string = true }, download = { string = true },
+  dry_run = { boolean = true }, resubmit_ambiguous = { boolean = true }, retry_failed = { boolean = true },
+  deadline = { number = true, boolean = true }, callback_url = { string = true },
+  on_progress = { ["function"] = true }, on_result = { ["function"] = true },
+}
+
+local function check_options(opts)
+  for k, v in pairs(opts) do
+    local want = OPTIONS[k]
+    if not want then
+      error(("modkie.batch.run: unknown option '%s'"):format(tostring(k)), 3)
+    end
+    if not want[type(v)] then
+      local names = {}
+      for t in pairs(want) do names[#names + 1] = t end
+      table.sort(names)
+      error(("modkie.batch.run: option '%s' must be a %s, got %s"):format(k, table.concat(names, " or "), type(v)), 3)
+    end
+  end
+  if not opts.model then error("modkie.batch.run: option 'model' is required", 3) end
+  if opts.rows == nil then error("modkie.batch.run: option 'rows' is required (a table or a file path)", 3) end
+  if opts.template and opts.template_file then
+    error("modkie.batch.run: give 'template' or 'template_file', not both", 3)
+  end
+  local c = opts.concurrency
+  if c ~= nil and not (c >= 1 and c == math.floor(c)) then
+    error("modkie.batch.run: option 'concurrency' must be a whole number >= 1, got " .. tostring(c), 3)
+  end
+  if type(opts.expand) == "table" then
+    for k in pairs(opts.expand) do
+      if k ~= "random" and k ~= "seed" then
+        error("modkie.batch.run: unknown option 'expand." .. tostring(k) .. "' (expand takes random and seed)", 3)
+      end
+    end
+  end
+  if not opts.dry_run and (type(opts.client) ~= "table" or type(opts.client.submit) ~= "function") then
+    error("modkie.batch.run: option 'client' is required (a modkie client) unless dry_run", 3)
+  end
+end
+
+-- ---------------------------------------------------------------- small helpers
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- What goes into the journal for an error: plain fields, never a record or input.
+local function error_record(err)
+  return { kind = err.kind, message = err.message, code = err.code, status = err.status }
+end
+
+local function error_from_record(e, task_id)
+  if type(e) ~= "table" or not Error.kinds[e.kind] then
+    return Error.new("protocol", "the journal recorded an error it could not describe", { task_id = task_id })
+  end
+  return Error.new(e.kind, e.message, { code = e.code, status = e.status, task_id = task_id })
+end
+
+--- The file name of output `n` of a report entry: `<row>-<n>.<ext>`, or
+-- `<row>_<variant>-<n>.<ext>` with expand. Never taken from the URL but its
+-- (sanitised) extension.
+function batch.file_name(entry, n, url)
+  local base = tostring(entry.row)
+  if entry.variant then base = base .. "_" .. tostring(entry.variant) end
+  return download.name(base, n, url)
+end
+
+local function files_complete(e)
+  if not e.files or #e.files < #e.urls then return false end
+  for _, p in ipairs(e.files) do
+    if not file_exists(p) then return false end
+  end
+  return true
+end
+
+-- ---------------------------------------------------------------- dry run
+
+local function dry_report(opts, plan)
+  local report = {
+    dry_run = true, total = #plan.jobs, rows = {}, problems = plan.problems,
+    invalid = 0, valid = #plan.jobs, skipped = 0, to_submit = 0,
+  }
+  -- rows with problems: one entry per row, in row order among the jobs
+  local bad = {}
+  for _, p in ipairs(plan.problems) do
+    if not bad[p.row] then
+      bad[p.row] = p
+      report.invalid = report.invalid + 1
+    end
+  end
+  local state
+  if opts.journal then
+    local jerr
+    state, jerr = journal_mod.read(opts.journal)
+    if not state then return nil, jerr end
+  end
+  local i = 1
+  for row = 1, plan.rows do
+    while plan.jobs[i] and plan.jobs[i].row == row do
+      local job = plan.jobs[i]
+      local entry = { row = job.row, variant = job.variant, key = job.key, prompt = job.prompt,
+        input = job.input, state = "valid" }
+      local js = state and state.jobs[job.key]
+      if js and js.fp == job.fp and js.state ~= "new" then
+        entry.state, entry.id = "journaled", js.id
+        entry.journal_state = js.state
+        report.skipped = report.skipped + 1
+      else
+        report.to_submit = report.to_submit + 1
+      end
+      report.rows[#report.rows + 1] = entry
+      i = i + 1
+    end
+    if bad[row] then
+      report.rows[#report.rows + 1] = { row = row, state = "invalid",
+        error = Error.new("validation", bad[row].message, { row = row, field = bad[row].field }) }
+    end
+  end
+  report.total = #report.rows
+  if plan.credits_each then report.credits = plan.credits_each * report.to_submit end
+  return report
+end
+
+-- ---------------------------------------------------------------- the runner
+
+local Runner = {}
+Runner.__index = Runner
+
+local function new_runner(opts, plan)
+  local self = setmetatable({
+    opts = opts, plan = plan, client = opts.client, model = plan.model,
+    concurrency = opts.concurrency or DEFAULT_CONCURRENCY,
+    entries = {}, queue = {}, qhead = 1, active = {},
+    started = core.now(), last_progress = 0, finished_now = 0,
+    mode = wait.mode(opts.client),
+  }, Runner)
+  for i, job in ipairs(plan.jobs) do
+    self.entries[i] = {
+      row = job.row, variant = job.variant, key = job.key, prompt = job.prompt, input = job.input,
+      state = "pending", fp = job.fp,
+    }
+  end
+  return self
+end
+
+-- Open the journal, check it belongs to this batch, and turn what it holds
+-- into restored entries and a queue of work.
+function Runner:restore()
+  local opts = self.opts
+  local state = { jobs = {} }
+  if opts.journal then
+    local j, err = journal_mod.open(opts.journal)
+    if not j then return nil, err end
+    self.journal, state = j, j.state
+    local by_key = {}
+    for _, e in ipairs(self.entries) do by_key[e.key] = e end
+    local mismatch
+    for key, js in pairs(state.jobs) do
+      local e = by_key[key]
+      local why
+      if not e then
+        why = ("job %s (journal line %d) is not in this batch: the rows or the expand option changed")
+          :format(key, js.line or 0)
+      elseif js.fp ~= nil and js.fp ~= e.fp then
+        why = ("row %s changed since the journal was written (journal line %d): its input or its rendered "
+          .. "prompt differs"):format(key, js.line or 0)
+      end
+      if why and (not mismatch or (js.line or 0) < mismatch.line) then
+        mismatch = { line = js.line or 0, why = why, key = key }
+      end
+    end
+    if mismatch then
+      j:close()
+      self.journal = nil
+      return nil, Error.new("validation", ("journal %s belongs to another batch: %s. Use a new journal for a "
+        .. "new batch, or put the rows and template back as they were."):format(opts.journal, mismatch.why),
+        { path = opts.journal, row = tonumber(mismatch.key:match("^%d+")), line = mismatch.line })
+    end
+    local ok, werr = j:write({ type = "run", v = journal_mod.VERSION, model = self.model,
+      jobs = #self.entries, rows = self.plan.rows })
+    if not ok then return nil, werr end
+  end
+
+  local adopt, todo, fetch = {}, {}, {}
+  for _, e in ipairs(self.entries) do
+    local js = state.jobs[e.key]
+    local st = js and js.state or "new"
+    local done = js and js.done
+    if st == "new" then
+      todo[#todo + 1] = e
+    elseif st == "submitting" or st == "ambiguous" then
+      if opts.resubmit_ambiguous then
+        todo[#todo + 1] = e
+      else
+        e.restored, e.state = true, "ambiguous"
+        e.error = st == "ambiguous" and error_from_record(done.error) or Error.new("ambiguous",
+          "an earlier run was stopped after recording this row as submitting and before the gateway's answer "
+          .. "was recorded: a task may exist. Not submitted again (resubmit_ambiguous = true to submit it anyway)",
+          { row = e.row })
+        e.error.row = e.row
+      end
+    elseif st == "accepted" then
+      e.id, e.adopted = js.id, true
+      adopt[#adopt + 1] = e
+    elseif st == "success" then
+      e.restored, e.state, e.id = true, "success", js.id
+      e.urls, e.credits, e.output = done.urls or {}, done.credits, done.output
+      if js.files then
+        e.files = {}
+        for n, name in ipairs(js.files) do e.files[n] = self:path_of(name) end
+      end
+      if opts.download and not files_complete(e) then fetch[#fetch + 1] = e end
+    elseif st == "failed" and not opts.retry_failed then
+      e.restored, e.state, e.id = true, "failed", js.id
+      e.error = error_from_record(done.error, js.id)
+      e.error.row = e.row
+    elseif st == "failed" then
+      todo[#todo + 1] = e
+    else -- "error": refused (no task id: safe to submit), or lost track of a task that exists
+      local kind = type(done) == "table" and type(done.error) == "table" and done.error.kind
+      if not js.id then
+        todo[#todo + 1] = e
+      elseif kind == "not_found" then
+        e.restored, e.state, e.id = true, "error", js.id
+        e.error = error_from_record(done.error, js.id)
+        e.error.row = e.row
+      else
+        e.id, e.adopted = js.id, true
+        adopt[#adopt + 1] = e
+      end
+    end
+  end
+  -- already-running tasks first: they cost nothing more; then saves, then new rows
+  for _, e in ipairs(adopt) do self.queue[#self.queue + 1] = { kind = "adopt", entry = e } end
+  for _, e in ipairs(fetch) do self.queue[#self.queue + 1] = { kind = "fetch", entry = e } end
+  for _, e in ipairs(todo) do self.queue[#self.queue + 1] = { kind = "submit", entry = e } end
+  return true
+end
+
+function Runner:path_of(name)
+  return (self.opts.download or "."):gsub("/+$", "") .. "/" .. name
+end
+
+
+function Runner:log(rec)
+  if not self.journal then return end
+  local ok, err = self.journal:append(rec)
+  if not ok then error(err, 0) end -- a journal that cannot be written must stop the batch
+  self.dirty = true
+end
+
+function Runner:sync()
+  if not (self.journal and self.dirty) then return end
+  local ok, err = self.journal:sync()
+  if not ok then error(err, 0) end
+  self.dirty = false
+end
+
+-- ---------------------------------------------------------------- starting work
+
+-- Fill free slots: new rows are recorded as submitting and synced together,
+-- then handed to the client (createTask goes out on the next step).
+function Runner:fill()
+  local free = self.concurrency - #self.active
+  local submits = {}
+  while free > 0 and self.qhead <= #self.queue and not self.halted do
+    local item = self.queue[self.qhead]
+    self.qhead = self.qhead + 1
+    free = free - 1
+    local e = item.entry
+    if item.kind == "adopt" then
+      local job, err = self.client:job(e.id, { model = self.model, deadline = self.opts.deadline })
+      if job then
+        e.state = "running"
+        self.active[#self.active + 1] = { entry = e, job = job, logged = true }
+      else
+        self:refused(e, err)
+      end
+    elseif item.kind == "fetch" then
+      local a = { entry = e, quiet = true } -- restored: on_result was called in its own run
+      if self:start_download(a) then
+        self.active[#self.active + 1] = a
+      else
+        free = free + 1
+      end
+    else
+      submits[#submits + 1] = e
+      self:log({ type = "submit", job = e.key, row = e.row, fp = e.fp })
+    end
+  end
+  if #submits == 0 then return end
+  self:sync() -- durable before any of these createTasks can be sent
+  local sopts = { validate = false, deadline = self.opts.deadline, callback_url = self.opts.callback_url }
+  for _, e in ipairs(submits) do
+    e.restored, e.adopted, e.error, e.id = nil, nil, nil, nil
+    local job, err = self.client:submit(self.model, e.input, sopts)
+    if job then
+      e.state = "submitting"
+      self.active[#self.active + 1] = { entry = e, job = job }
+    else
+      self:refused(e, err)
+    end
+  end
+  self:sync()
+end
+
+-- A job that could not even start (no key, client closed): nothing was created.
+function Runner:refused(e, err)
+  err.row = e.row
+  e.state, e.error = "error", err
+  self:log({ type = "done", job = e.key, state = "error", id = e.id, error = error_record(err) })
+  if FATAL[err.kind] and not e.id then self.halted = self.halted or err end
+  self.finished_now = self.finished_now + 1
+  self.refusals[#self.refusals + 1] = { entry = e, err = err }
+end
+
+-- Save an entry's outputs, skipping files already whole on disk when the
+-- entry comes from an earlier run. Returns true when a download started.
+function Runner:start_download(a)
+  local e = a.entry
+  local dir = self.opts.download
+  local all, names, urls = {}, {}, {}
+  for n, url in ipairs(e.urls or {}) do
+    local name = batch.file_name(e, n, url)
+    all[n] = name
+    -- a file under its final name is whole (downloads are renamed into
+    -- place when complete); trusted only for work of an earlier run
+    if not ((e.restored or e.adopted) and file_exists(self:path_of(name))) then
+      names[#names + 1] = name
+      urls[#urls + 1] = url
+    end
+  end
+  e.file_names = all
+  if #urls == 0 then
+    self:files_saved(e, nil)
+    return false
+  end
+  local d = { done = false, waiters = {} }
+  local client = self.client
+  client:go(function()
+    local _, err = download.files(client, urls, dir, { name = function(i) return names[i] end })
+    d.err = err
+    d.done = true
+    for co in pairs(d.waiters) do client:_ready_push(co) end
+  end)
+  a.download, a.job = d, nil
+  e.downloading = true
+  return true
+end
+
+-- Record the files of `e` (all of them, or those that arrived before `err`).
+function Runner:files_saved(e, err)
+  e.downloading = nil
+  local saved, files = {}, {}
+  for _, name in ipairs(e.file_names) do
+    if file_exists(self:path_of(name)) then
+      saved[#saved + 1] = name
+      files[#files + 1] = self:path_of(name)
+    elseif not err then
+      err = Error.new("network", "download: " .. name .. " is missing after the download", { row = e.row })
+    end
+  end
+  e.files = files
+  if err then
+    err.row = e.row
+    e.download_error = err
+  else
+    e.download_error = nil
+    self:log({ type = "files", job = e.key, files = saved })
+  end
+end
+
+-- ---------------------------------------------------------------- collecting outcomes
+
+function Runner:job_done(a)
+  local e, job = a.entry, a.job
+  e.id = job.id or e.id
+  self.finished_now = self.finished_now + 1
+  if job.state == "success" then
+    local res = job.result
+    e.state, e.urls, e.credits, e.output, e.result = "success", res.urls or {}, res.credits, res.output, res
+    self:log({ type = "done", job = e.key, state = "success", id = e.id, urls = e.urls, credits = e.credits,
+      output = res.output })
+    if self.opts.download and #e.urls > 0 then return "download" end
+    return "finished"
+  end
+  local err = job.error
+  err.row = e.row
+  e.error = err
+  if job.state == "cancelled" then
+    -- the client was closed under us: no outcome to record; a rerun adopts
+    -- the task (or reports it ambiguous if it had no id yet)
+    e.state = "cancelled"
+    return "finished"
+  end
+  if job.state == "failed" then
+    e.state = "failed"
+  elseif err.kind == "ambiguous" then
+    e.state = "ambiguous"
+  else
+    e.state = "error"
+    if FATAL[err.kind] and not e.id then self.halted = self.halted or err end
+  end
+  self:log({ type = "done", job = e.key, state = e.state, id = e.id, error = error_record(err) })
+  return "finished"
+end
+
+-- After a step: record new task ids and outcomes (one sync for all), then
+-- start downloads and tell the callbacks.
+function Runner:collect()
+  local keep, finished, downloads = {}, self.refusals, {}
+  self.refusals = {}
+  for _, a in ipairs(self.active) do
+    local e, job = a.entry, a.job
+    local status = "running"
+    if job then
+      if not a.logged and job.id then
+        a.logged = true
+        e.id, e.state = job.id, "running"
+        self:log({ type = "accepted", job = e.key, id = job.id })
+      end
+      if job.done then
+        status = self:job_done(a)
+        if status == "download" then downloads[#downloads + 1] = a end
+        a.result, a.err = job.result, job.error
+      end
+    elseif a.download and a.download.done then
+      self:files_saved(e, a.download.err)
+      status = "finished"
+    end
+    if status == "finished" then
+      finished[#finished + 1] = a
+    elseif status ~= "download" then
+      keep[#keep + 1] = a
+    end
+  end
+  self.active = keep
+  self:sync()
+  for _, a in ipairs(downloads) do
+    if self:start_download(a) then keep[#keep + 1] = a else finished[#finished + 1] = a end
+  end
+  self:sync()
+  local on_result = self.opts.on_result
+  for _, a in ipairs(finished) do
+    if on_result and not a.quiet then on_result(a.entry, a.result, a.err) end
+  end
+  return #finished > 0
+end
+
+function Runner:counts()
+  local c = { total = #self.entries, succeeded = 0, failed = 0, ambiguous = 0, skipped = 0, pending = 0,
+    running = 0, downloading = 0, credits = 0, files = 0, download_failed = 0 }
+  for _, e in ipairs(self.entries) do
+    local s = e.state
+    if e.downloading then
+      c.downloading = c.downloading + 1
+    elseif s == "success" then
+      c.succeeded = c.succeeded + 1
+      if e.download_error then c.download_failed = c.download_failed + 1 end
+    elseif s == "failed" or s == "error" or s == "cancelled" then
+      c.failed = c.failed + 1
+    elseif s == "ambiguous" then
+      c.ambiguous = c.ambiguous + 1
+    elseif s == "pending" then
+      c.pending = c.pending + 1
+    else
+      c.running = c.running + 1
+    end
+    if s == "success" and e.credits then c.credits = c.credits + e.credits end
+    if e.files then c.files = c.files + #e.files end
+    if e.restored and not e.downloading and s ~= "pending" then c.skipped = c.skipped + 1 end
+  end
+  c.done = c.succeeded + c.failed + c.ambiguous
+  return c
+end
+
+function Runner:progress(force)
+  local fn = self.opts.on_progress
+  if not fn then return end
+  local now = core.now()
+  if not force and now - self.last_progress < PROGRESS_EVERY then return end
+  self.last_progress = now
+  local p = self:counts()
+  p.elapsed = now - self.started
+  p.rate = p.elapsed > 0 and self.finished_now / p.elapsed or 0
+  local left = p.total - p.done
+  if p.rate > 0 then p.eta = left / p.rate end
+  fn(p)
+end
+
+-- Pass time until something may have changed.
+function Runner:pump()
+  if self.mode == "block" then
+    self.client:step(TICK_BLOCK)
+    return
+  end
+  local watch = {}
+  for _, a in ipairs(self.active) do watch[#watch + 1] = a.job or a.download end
+  wait.any(self.client, watch, TICK_YIELD)
+end
+
+function Runner:loop()
+  self.refusals = {}
+  self:progress(true)
+  while true do
+    self:fill()
+    self:progress(self:collect())
+    if #self.active == 0 then
+      if self.halted or self.qhead > #self.queue then break end
+    else
+      self:pump()
+      self:progress(self:collect())
+    end
+  end
+  self:progress(true)
+end
+
+function Runner:report()
+  local c = self:counts()
+  local report = {
+    total = c.total, succeeded = c.succeeded, failed = c.failed, ambiguous = c.ambiguous,
+    skipped = c.skipped, pending = c.pending, credits = c.credits, files = c.files,
+    download_failed = c.download_failed, halted = self.halted, journal = self.opts.journal,
+    download = self.opts.download, elapsed = core.now() - self.started, rows = self.entries,
+  }
+  for _, e in ipairs(self.entries) do
+    e.fp, e.file_names, e.result, e.downloading = nil, nil, nil, nil
+  end
+  return report
+end
+
+-- Stop what is still running (the batch raised): jobs end "cancelled"; the
+-- journal keeps what is needed to resume.
+function Runner:abort()
+  for _, a in ipairs(self.active) do
+    if a.job and not a.job.done then a.job:cancel() end
+  end
+  if self.journal then pcall(self.journal.close, self.journal) end
+end
+
+--- Run a batch. See docs/batch.md.
+-- @tparam table opts `client`, `model`, `template` | `template_file`, `rows`
+--   (table or .csv/.tsv/.jsonl path), `input` (defaults), `fields`,
+--   `prompt_field` ("prompt"), `expand` (true or `{random = n, seed = s}`),
+--   `concurrency` (8), `journal`, `download`, `dry_run`,
+--   `resubmit_ambiguous`, `retry_failed`, `deadline`, `callback_url`,
+--   `on_progress(p)`, `on_result(entry, res, err)`
+-- @treturn[1] table the report `{ total, succeeded, failed, ambiguous,
+--   skipped, pending, credits, files, download_failed, halted, elapsed,
+--   rows = { {row, variant, key, id, state, prompt, input, urls, files,
+--   credits, output, error, download_error, restored} … } }`
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "validation" (bad rows or template, with
+--   `problems`; or a journal of another batch) or "config" (journal I/O)
+function batch.run(opts)
+  Error.check(1, "modkie.batch.run", opts, "table")
+  check_options(opts)
+  local plan, err = plan_mod.build(opts)
+  if not plan then return nil, err end
+  if opts.dry_run then return dry_report(opts, plan) end
+  if #plan.problems > 0 then return nil, plan_mod.error(plan.problems, plan.rows) end
+
+  local runner = new_runner(opts, plan)
+  local ok, rerr = runner:restore()
+  if not ok then return nil, rerr end
+  local fine, failure = pcall(runner.loop, runner)
+  if not fine then
+    runner:abort()
+    if Error.is(failure) then return nil, failure end -- the journal could not be written
+    error(failure, 0)
+  end
+  if runner.journal then
+    local cok, cerr = runner.journal:close()
+    if not cok then return nil, cerr end
+  end
+  return runner:report()
+end
+
+return batch

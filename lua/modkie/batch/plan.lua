@@ -1,0 +1,262 @@
+--- A batch's plan: every job it would run, rendered and validated before
+-- anything is sent.
+--
+-- For each row: columns that are fields of the model's schema (or listed in
+-- `fields`) are converted to the field's type and go into `input`, over the
+-- `input` defaults; every column (and every default) is a template variable;
+-- the template renders `input[prompt_field]`. With `expand`, the template's
+-- `{a|b}` alternatives make several jobs per row. Every problem is collected
+-- with its row, line and column, so one pass shows them all.
+-- @module modkie.batch.plan
+
+local Error = require "modkie.error"
+local models = require "modkie.models"
+local rows_mod = require "modkie.rows"
+local template = require "modkie.template"
+local convert = require "modkie.batch.convert"
+local fingerprint = require "modkie.batch.fingerprint"
+
+local plan = {}
+
+local MAX_SHOWN = 10 -- problems spelled out in the error message
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function read_file(path, what)
+  local f, err = io.open(path, "rb")
+  if not f then
+    return nil, Error.new("validation", ("cannot read the %s: %s"):format(what, tostring(err)), { path = path })
+  end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+-- "row 3 (line 4)": where a problem is, for messages.
+local function where(row, line)
+  if line then return ("row %d (line %d)"):format(row, line) end
+  return ("row %d"):format(row)
+end
+
+-- "template t.txt, line 2, column 5: missing variable 'color'": the
+-- template's own message without its "(row …, line …)" suffix, since the
+-- row's place is said first and "line" there means the rows file's line.
+local function template_problem(err, name)
+  local msg = err.message
+  local prefix = name and ("template " .. name .. ": ") or "template: "
+  if msg:sub(1, #prefix) == prefix then msg = msg:sub(#prefix + 1) end
+  msg = msg:gsub(" %([^()]*%)$", "")
+  if err.line then
+    return ("template %s, line %d, column %d: %s"):format(name or "", err.line, err.column or 0, msg)
+  end
+  return "template " .. (name or "") .. ": " .. msg
+end
+
+--- The template text and its name for messages, or nil when there is none.
+local function template_text(opts)
+  if opts.template_file then
+    local text, err = read_file(opts.template_file, "template file")
+    if not text then return nil, nil, err end
+    return text, opts.template_file
+  end
+  return opts.template, opts.template and "template" or nil
+end
+
+-- Compiled renderers for each variant of the template. With `expand = true`
+-- the variants are the same for every row (computed once); with random
+-- picks they depend on the row, so they are made per row and cached by text.
+local function variants_source(text, name, expand)
+  local cache = {}
+  local function compile(t)
+    local fn = cache[t]
+    if fn then return fn end
+    local err
+    fn, err = template.compile(t, { name = name })
+    if not fn then return nil, err end
+    cache[t] = fn
+    return fn
+  end
+  if not expand then
+    local fn, err = compile(text)
+    if not fn then return nil, err end
+    local list = { fn }
+    return function() return list end
+  end
+  local random, seed = nil, nil
+  if type(expand) == "table" then random, seed = expand.random, expand.seed end
+  if not random then
+    local texts, err = template.expand(text, { name = name })
+    if not texts then return nil, err end
+    local list = {}
+    for i, t in ipairs(texts) do
+      local fn, cerr = compile(t)
+      if not fn then return nil, cerr end
+      list[i] = fn
+    end
+    return function() return list end
+  end
+  -- check the syntax once, so a broken template is one error, not one per row
+  local _, xerr = template.expand(text, { name = name, random = 0 })
+  if xerr then return nil, xerr end
+  return function(row)
+    -- a seed per row: picks differ between rows, yet a rerun picks the same
+    -- (the journal's fingerprints depend on it)
+    local texts, err = template.expand(text, { name = name, random = random,
+      seed = tostring(seed or 0) .. ":" .. tostring(row), row = row })
+    if not texts then return nil, err end
+    local list = {}
+    for i, t in ipairs(texts) do
+      local fn, cerr = compile(t)
+      if not fn then return nil, cerr end
+      list[i] = fn
+    end
+    return list
+  end
+end
+
+--- Build the plan.
+-- @tparam table opts the batch options (model, template | template_file,
+--   rows, input, fields, prompt_field, expand)
+-- @treturn[1] table `{ model, jobs = { {row, variant, key, line, prompt,
+--   input, fp} … }, rows = n, problems = { {row, line, field, column, message} … },
+--   credits_each }`
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error when the rows or the template cannot be read at all
+function plan.build(opts)
+  local model = opts.model
+  local schema = models.get(model)
+  local prompt_field = opts.prompt_field or "prompt"
+
+  local rows, meta = rows_mod.read(opts.rows)
+  if not rows then return nil, meta end
+  local lines = meta.lines or {}
+
+  local text, name, terr = template_text(opts)
+  if terr then return nil, terr end
+  local variants_of
+  if text then
+    local err
+    variants_of, err = variants_source(text, name, opts.expand)
+    if not variants_of then return nil, err end
+  end
+
+  -- which columns are input fields, and of what type
+  local extra = {}
+  for _, f in ipairs(opts.fields or {}) do extra[f] = true end
+  local function field_type(col)
+    local f = schema and schema.fields[col]
+    if f then return f.type end
+    if extra[col] then return "any" end
+    return nil
+  end
+
+  local defaults = opts.input or {}
+  local jobs, problems = {}, {}
+  local function problem(row, line, msg, fields)
+    local p = fields or {}
+    p.row, p.line = row, line
+    p.message = where(row, line) .. ": " .. msg
+    problems[#problems + 1] = p
+  end
+
+  for i, row in ipairs(rows) do
+    local line = lines[i]
+    local input, vars, ok = copy(defaults), copy(defaults), true
+    for col, value in pairs(row) do
+      vars[col] = value
+      local ftype = type(col) == "string" and field_type(col)
+      if ftype then
+        local v, why = convert.value(ftype, value)
+        if why then
+          ok = false
+          problem(i, line, ("column '%s': %s"):format(col, why), { field = col, column = col })
+        elseif v ~= nil then
+          input[col] = v
+        end
+      end
+    end
+    -- the texts this row's jobs send
+    local prompts
+    if variants_of then
+      local fns, verr = variants_of(i)
+      if not fns then
+        ok = false
+        problem(i, line, verr.message, { field = verr.field })
+        fns = {}
+      end
+      prompts = {}
+      for k, fn in ipairs(fns) do
+        local p, rerr = fn(vars, { row = i })
+        if not p then
+          ok = false
+          problem(i, line, template_problem(rerr, name),
+            { field = rerr.field, template_line = rerr.line, template_column = rerr.column })
+          break
+        end
+        prompts[k] = p
+      end
+    elseif opts.expand and type(input[prompt_field]) == "string" then
+      local xopts = { row = i }
+      if type(opts.expand) == "table" and opts.expand.random then
+        xopts.random = opts.expand.random
+        xopts.seed = tostring(opts.expand.seed or 0) .. ":" .. tostring(i)
+      end
+      local texts, xerr = template.expand(input[prompt_field], xopts)
+      if not texts then
+        ok = false
+        problem(i, line, ("column '%s': %s"):format(prompt_field, xerr.message), { field = prompt_field })
+        texts = {}
+      end
+      prompts = texts
+    else
+      prompts = { input[prompt_field] }
+    end
+
+    local many = #prompts > 1 or (opts.expand and true or false)
+    for k = 1, (#prompts > 0 and #prompts or 1) do
+      local job_input = copy(input)
+      if prompts[k] ~= nil then job_input[prompt_field] = prompts[k] end
+      local vok, verr = true, nil
+      if ok then vok, verr = models.validate(model, job_input) end
+      if not vok then
+        ok = false
+        for _, p in ipairs(verr.problems) do
+          local col = row[p.field] ~= nil and p.field or nil
+          problem(i, line, ("%s %s"):format(
+            col and ("column '" .. p.field .. "':") or ("input field '" .. p.field .. "'"), p.message),
+            { field = p.field, column = col })
+        end
+      end
+      if not ok then break end
+      local key = many and (i .. "." .. k) or tostring(i)
+      jobs[#jobs + 1] = {
+        row = i, variant = many and k or nil, key = key, line = line,
+        prompt = job_input[prompt_field], input = job_input,
+        fp = fingerprint.of({ model, job_input }),
+      }
+    end
+  end
+  return {
+    model = model, jobs = jobs, rows = #rows, problems = problems,
+    credits_each = schema and schema.credits or nil, columns = meta.columns,
+  }
+end
+
+--- One validation error listing every problem (`err.problems`).
+function plan.error(problems, total_rows)
+  local lines = {}
+  for i = 1, math.min(#problems, MAX_SHOWN) do lines[i] = "  " .. problems[i].message end
+  if #problems > MAX_SHOWN then lines[#lines + 1] = ("  … and %d more"):format(#problems - MAX_SHOWN) end
+  local head = #problems == 1 and "1 problem" or (#problems .. " problems")
+  local first = problems[1]
+  return Error.new("validation", ("batch: %s in %d rows, nothing was sent:\n%s"):format(
+    head, total_rows, table.concat(lines, "\n")), {
+    problems = problems, row = first.row, field = first.field, line = first.line,
+  })
+end
+
+return plan

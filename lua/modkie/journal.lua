@@ -1,0 +1,260 @@
+--- A batch's journal: an append-only JSON Lines file that lets a batch
+-- killed at any moment (kill -9, power loss, Ctrl-C) run again without
+-- submitting a row twice or losing a result.
+--
+-- One JSON object per line, each with a `type`:
+--
+--     {"type":"run","v":1,"t":1732550000,"model":"kling/kling-3-0","jobs":12,"pid":4242}
+--     {"type":"submit","job":"3","row":3,"fp":"1f0c…","t":…}        before createTask is sent
+--     {"type":"accepted","job":"3","id":"task_…","t":…}            the gateway's task id
+--     {"type":"done","job":"3","state":"success","id":"task_…","urls":[…],"credits":35,"t":…}
+--     {"type":"done","job":"3","state":"failed","id":"task_…","error":{"kind":"failed","message":"…","code":501}}
+--     {"type":"done","job":"3","state":"error","error":{"kind":"credits",…}}   refused: nothing was created
+--     {"type":"done","job":"3","state":"ambiguous","error":{…}}     sent, outcome unknown
+--     {"type":"files","job":"3","files":["3-1.mp4"],"t":…}          outputs saved (names in the download folder)
+--
+-- `job` is the row number, or `row.variant` with `expand`; `fp` is the
+-- fingerprint of what the row sends (model and input). Replaying the lines
+-- in order gives each job's last known state. The writer fsyncs the file
+-- before each createTask goes out and after each outcome (`sync`); a line
+-- torn by a crash (the last line of a run, with no newline or not JSON) is
+-- ignored, because nothing was acted on before it was synced. The API key is
+-- never written.
+-- @module modkie.journal
+
+local cjson = require "cjson.safe"
+local core = require "modkie.core"
+local Error = require "modkie.error"
+
+local journal = {}
+
+journal.VERSION = 1
+
+local json = cjson.new()
+json.decode_max_depth(32)
+json.encode_max_depth(32)
+
+local function new_state()
+  return { jobs = {}, runs = 0, lines = 0, torn = 0 }
+end
+
+local function job_of(state, key, rec)
+  local js = state.jobs[key]
+  if not js then
+    js = { key = key, submits = 0, state = "new" }
+    state.jobs[key] = js
+  end
+  if rec.row ~= nil then js.row = rec.row end
+  return js
+end
+
+-- What each record type does to its job's state.
+local APPLY = {
+  submit = function(js, rec, line)
+    js.submits = js.submits + 1
+    js.fp, js.line = rec.fp, line
+    js.state, js.id, js.done, js.files = "submitting", nil, nil, nil
+  end,
+  accepted = function(js, rec)
+    js.id, js.state = rec.id, "accepted"
+  end,
+  done = function(js, rec)
+    js.done, js.state = rec, rec.state
+    if rec.id ~= nil then js.id = rec.id end
+  end,
+  files = function(js, rec)
+    js.files = rec.files
+  end,
+}
+
+local function damaged(path, line, why)
+  return Error.new("validation", ("journal %s: line %d is damaged (%s); it was not written by this batch, "
+    .. "or was edited by hand"):format(tostring(path), line, why), { path = path, line = line })
+end
+
+--- Replay the text of a journal.
+-- @tparam string text the file's content
+-- @tparam[opt] string path for messages
+-- @treturn[1] table `{ jobs = { [key] = { key, row, fp, line, submits, state,
+--   id, done, files } }, runs, lines, torn }`; `state` is "submitting",
+--   "accepted", or the `done` record's state
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "validation" naming the line
+function journal.replay(text, path)
+  local state = new_state()
+  local list, n, pos, len = {}, 0, 1, #text
+  while pos <= len do
+    local nl = text:find("\n", pos, true) or len + 1
+    n = n + 1
+    list[n] = text:sub(pos, nl - 1)
+    pos = nl + 1
+  end
+  state.lines = n
+  for i = 1, n do
+    local line = list[i]
+    if line:find("%S") then
+      local rec = json.decode(line)
+      local why
+      if type(rec) ~= "table" then
+        why = "not JSON"
+      elseif type(rec.type) ~= "string" then
+        why = "no record type"
+      end
+      if why then
+        -- torn by a crash: the last line, or the last line before a new run
+        local nextline = list[i + 1]
+        local nextrec = nextline and json.decode(nextline)
+        if i == n or (type(nextrec) == "table" and nextrec.type == "run") then
+          state.torn = state.torn + 1
+        else
+          return nil, damaged(path, i, why)
+        end
+      elseif rec.type == "run" then
+        if type(rec.v) ~= "number" or rec.v > journal.VERSION then
+          return nil, Error.new("validation", ("journal %s: line %d was written by a newer modkie "
+            .. "(journal version %s); upgrade to resume it"):format(tostring(path), i, tostring(rec.v)),
+            { path = path, line = i })
+        end
+        state.runs = state.runs + 1
+        state.model = rec.model
+      elseif APPLY[rec.type] then
+        if type(rec.job) ~= "string" then return nil, damaged(path, i, "no job key") end
+        APPLY[rec.type](job_of(state, rec.job, rec), rec, i)
+      end
+      -- other types: written by a later version for its own use; skipped
+    end
+  end
+  return state
+end
+
+local function read_all(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local text = f:read("*a")
+  f:close()
+  return text or ""
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+--- Replay the journal at `path` without writing (a missing file is an empty journal).
+-- @treturn[1] table the state, as `replay` gives it
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error
+function journal.read(path)
+  if not exists(path) then return new_state() end
+  local text, err = read_all(path)
+  if not text then
+    return nil, Error.new("config", ("journal %s: cannot read it: %s"):format(path, tostring(err)), { path = path })
+  end
+  return journal.replay(text, path)
+end
+
+--- One record as a JSON line (no newline): `type` and `job` first, so a
+-- person reading the file sees what each line is; `/` left unescaped.
+-- @treturn[1] string
+-- @treturn[2] nil
+-- @treturn[2] string why it cannot be encoded
+function journal.encode(rec)
+  local rest = {}
+  for k, v in pairs(rec) do
+    if k ~= "type" and k ~= "job" then rest[k] = v end
+  end
+  local body, err = json.encode(rest)
+  if not body then return nil, err end
+  local head = json.encode(rec.type)
+  if rec.job ~= nil then head = head .. ',"job":' .. json.encode(rec.job) end
+  head = '{"type":' .. head
+  -- cjson writes "/" as "\/"; inside its output a "\/" is always that
+  -- escape (a literal backslash is "\\", never followed by a bare "/")
+  body = body:gsub("\\/", "/")
+  if body == "{}" then return head .. "}" end
+  return head .. "," .. body:sub(2)
+end
+
+local Journal = {}
+Journal.__index = Journal
+
+--- Open the journal at `path` for appending, after replaying what it holds.
+-- The caller must not let two processes write one journal at once.
+-- @treturn[1] Journal with `state` (the replay), `path`
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error
+function journal.open(path)
+  local text = ""
+  if exists(path) then
+    local err
+    text, err = read_all(path)
+    if not text then
+      return nil, Error.new("config", ("journal %s: cannot read it: %s"):format(path, tostring(err)), { path = path })
+    end
+  end
+  local state, rerr = journal.replay(text, path)
+  if not state then return nil, rerr end
+  local f, oerr = io.open(path, "ab")
+  if not f then
+    return nil, Error.new("config", ("journal %s: cannot open it for writing: %s"):format(path, tostring(oerr)),
+      { path = path })
+  end
+  local self = setmetatable({ path = path, file = f, state = state, dirty = false }, Journal)
+  -- end a line torn by a crash, so the next record starts on its own line
+  if text ~= "" and text:sub(-1) ~= "\n" then f:write("\n") end
+  return self
+end
+
+--- Add a record (buffered; `sync` makes it durable). Adds `t`, Unix seconds.
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error
+function Journal:append(rec)
+  if rec.t == nil then rec.t = os.time() end
+  local line, jerr = journal.encode(rec)
+  if not line then
+    return nil, Error.new("config", "journal: cannot encode a record: " .. tostring(jerr), { path = self.path })
+  end
+  local ok, werr = self.file:write(line, "\n")
+  if not ok then
+    return nil, Error.new("config", ("journal %s: write failed: %s"):format(self.path, tostring(werr)),
+      { path = self.path })
+  end
+  self.dirty = true
+  return true
+end
+
+--- Flush and fsync what was appended: after this, a crash keeps it.
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error
+function Journal:sync()
+  if not self.dirty then return true end
+  local ok, err = core.fsync(self.file)
+  if not ok then
+    return nil, Error.new("config", ("journal %s: fsync failed: %s"):format(self.path, tostring(err)),
+      { path = self.path })
+  end
+  self.dirty = false
+  return true
+end
+
+--- `append` then `sync`.
+function Journal:write(rec)
+  local ok, err = self:append(rec)
+  if not ok then return nil, err end
+  return self:sync()
+end
+
+--- Sync and close (safe to call twice).
+function Journal:close()
+  if not self.file then return true end
+  local ok, err = self:sync()
+  self.file:close()
+  self.file = nil
+  if not ok then return nil, err end
+  return true
+end
+
+return journal
