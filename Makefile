@@ -21,7 +21,7 @@ export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 BUSTED = busted --lua=$(LUA)
 
-.PHONY: all core deps test-deps test lint demo install install-lib clean bench
+.PHONY: all core deps test-deps test lint demo install install-lib clean bench asan valgrind
 
 all: deps $(CORE)
 
@@ -45,7 +45,7 @@ lint: test-deps
 	luacheck lua spec bin/modkie examples bench
 
 demo: all
-	$(LUA) examples/demo.lua
+	@LUA=$(LUA) tools/demo.sh
 
 install: all install-lib
 	install -d $(DESTDIR)$(PREFIX)/bin
@@ -60,3 +60,28 @@ install-lib: $(CORE)
 
 clean:
 	rm -rf build
+
+# The whole spec suite with the C core built under AddressSanitizer and
+# UndefinedBehaviorSanitizer. lua5.4 itself is not instrumented, so the
+# sanitizer runtimes are preloaded; any report fails the run.
+ASAN_BUILD = build/asan
+ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
+NODLCLOSE = build/nodlclose.so
+$(NODLCLOSE): tools/nodlclose.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -fPIC -shared $< -o $@
+
+asan: test-deps $(NODLCLOSE)
+	$(MAKE) --no-print-directory core BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" LD_PRELOAD="$(ASAN_RT) $(CURDIR)/$(NODLCLOSE)" \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
+	  $(LUA) /usr/bin/busted --ignore-lua $(BUSTED_ARGS) spec
+
+# The spec suite's C paths under valgrind memcheck: no invalid access, no
+# definite leak. The emulator processes the specs start are not traced.
+valgrind: test-deps $(CORE) $(NODLCLOSE)
+	LD_PRELOAD=$(CURDIR)/$(NODLCLOSE) valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite --trace-children=no --suppressions=$(CURDIR)/tools/valgrind.supp \
+	  $(LUA) /usr/bin/busted --ignore-lua $(BUSTED_ARGS) spec

@@ -1,4 +1,5 @@
---- The `modkie` command line.
+--- The `modkie` command line: a dispatcher over the commands in modkie.cli.*.
+-- Each command returns its exit code (docs/cli.md lists them).
 -- @module modkie.cli
 
 local cli = {}
@@ -7,13 +8,35 @@ local USAGE = [[
 usage: modkie <command> [options]
 
 commands:
-  mock       run the gateway emulator (a local HTTP server)
+  submit MODEL     submit one job (--prompt, --set k=v; --wait, --download DIR)
+  status ID        ask where a job is, once
+  wait ID          wait for a job to end; print (and --download) its result
+  batch            one job per row of a CSV/JSON Lines file, from a template
+  validate MODEL   check an input against the model's schema (offline)
+  credits          the account's credit balance
+  models [MODEL]   the models modkie knows, or one model's fields
+  mock             run the gateway emulator (a local HTTP server)
 
+The API key comes from the MODKIE_API_KEY environment variable only;
+MODKIE_BASE_URL (or --base-url) points at another gateway.
+Exit codes: 0 ok, 1 a job failed, 2 usage or invalid input, 3 auth or
+credits, 4 network or timeout, 130 interrupted.
 Run 'modkie <command> --help' for a command's options.
 ]]
 
+local function lazy(mod, fn)
+  return function(args) return require(mod)[fn](args) end
+end
+
 local commands = {
-  mock = function(args) return require("modkie.mock").main(args) end,
+  submit = lazy("modkie.cli.job", "submit"),
+  status = lazy("modkie.cli.job", "status"),
+  wait = lazy("modkie.cli.job", "wait"),
+  batch = lazy("modkie.cli.batch", "main"),
+  validate = lazy("modkie.cli.models", "validate"),
+  models = lazy("modkie.cli.models", "models"),
+  credits = lazy("modkie.cli.account", "credits"),
+  mock = lazy("modkie.mock", "main"),
 }
 
 --- Run the CLI with `args` (a list of strings); returns the exit code.
@@ -23,6 +46,10 @@ function cli.main(args)
     io.stdout:write(USAGE)
     return name and 0 or 2
   end
+  if name == "--version" or name == "version" then
+    io.stdout:write("modkie ", require("modkie").VERSION, "\n")
+    return 0
+  end
   local command = commands[name]
   if not command then
     io.stderr:write("modkie: unknown command '" .. name .. "'\n\n" .. USAGE)
@@ -30,7 +57,13 @@ function cli.main(args)
   end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end
-  return command(rest)
+  local ok, code = pcall(command, rest)
+  if ok then return code end
+  if tostring(code):find("interrupted!", 1, true) then
+    io.stderr:write("\nmodkie ", name, ": interrupted\n")
+    return 130
+  end
+  error(code, 0)
 end
 
 return cli

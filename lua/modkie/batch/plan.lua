@@ -197,7 +197,8 @@ function plan.build(opts)
             { field = rerr.field, template_line = rerr.line, template_column = rerr.column })
           break
         end
-        prompts[k] = p
+        -- a template file ends with a newline; the prompt should not
+        prompts[k] = p:match("^%s*(.-)%s*$")
       end
     elseif opts.expand and type(input[prompt_field]) == "string" then
       local xopts = { row = i }

@@ -1,0 +1,128 @@
+--- Command-line flags: `--name value`, `--name=value`, switches, repeated
+-- flags, positionals, `--` to end flags. Errors name the flag.
+-- @module modkie.cli.args
+
+local args = {}
+
+-- Levenshtein distance, for "did you mean".
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+local function suggest(name, flags)
+  local best, best_d
+  for k in pairs(flags) do
+    local d = distance(name, k)
+    if not best_d or d < best_d or (d == best_d and k < best) then best, best_d = k, d end
+  end
+  if best_d and best_d <= 2 then return " (did you mean --" .. best .. "?)" end
+  return ""
+end
+
+-- Value checkers: return the parsed value, or nil and why.
+args.types = {
+  string = function(v) return v end,
+  number = function(v)
+    local n = tonumber(v)
+    if not n or n ~= n or n == math.huge or n == -math.huge then return nil, "must be a number" end
+    return n
+  end,
+  positive = function(v)
+    local n = tonumber(v)
+    if not n or n ~= n or n <= 0 or n == math.huge then return nil, "must be a number > 0" end
+    return n
+  end,
+  seconds = function(v)
+    local n = tonumber(v)
+    if not n or n ~= n or n < 0 or n == math.huge then return nil, "must be a number of seconds >= 0" end
+    return n
+  end,
+  count = function(v)
+    local n = tonumber(v)
+    if not n or n < 1 or n ~= math.floor(n) or n == math.huge then return nil, "must be a whole number >= 1" end
+    return n
+  end,
+  nonempty = function(v)
+    if v == "" then return nil, "must not be empty" end
+    return v
+  end,
+}
+
+--- Parse `argv` by `spec`.
+-- `spec.flags[name] = { value = "TYPE" (a key of args.types; absent for a
+-- switch), many = true (repeatable: a list), key = "field" (default: name
+-- with - as _) }`; `spec.positionals = { "NAME", … }` (at most that many),
+-- `spec.min` (at least that many).
+-- @treturn[1] table options (switches true, values parsed, `many` lists),
+--   with the positionals in `[1]`, `[2]`, …
+-- @treturn[2] nil
+-- @treturn[2] string the problem, naming the flag
+function args.parse(argv, spec)
+  local opts, pos = {}, {}
+  local flags = spec.flags
+  local i, only_pos = 1, false
+  while i <= #argv do
+    local a = argv[i]
+    if only_pos or a == "-" or a:sub(1, 1) ~= "-" then
+      pos[#pos + 1] = a
+    elseif a == "--" then
+      only_pos = true
+    else
+      local name, inline = a:match("^%-%-([^=]+)=(.*)$")
+      if not name then name = a:match("^%-%-(.+)$") end
+      if a == "-h" then name = "help" end
+      local flag = name and flags[name]
+      if not flag then
+        if name == "api-key" or name == "key" or name == "token" then
+          return nil, "there is no --" .. name .. " flag: the API key comes from the MODKIE_API_KEY "
+            .. "environment variable only, so it never lands in shell history"
+        end
+        return nil, "unknown option '" .. a .. "'" .. (name and suggest(name, flags) or "")
+      end
+      local key = flag.key or name:gsub("%-", "_")
+      if not flag.value then
+        if inline then return nil, "--" .. name .. " takes no value" end
+        opts[key] = true
+      else
+        local value = inline
+        if value == nil then
+          i = i + 1
+          value = argv[i]
+          if value == nil then return nil, "--" .. name .. " needs a value" end
+        end
+        local parsed, why = args.types[flag.value](value)
+        if parsed == nil then return nil, ("--%s %s, got '%s'"):format(name, why, value) end
+        if flag.many then
+          opts[key] = opts[key] or {}
+          opts[key][#opts[key] + 1] = parsed
+        else
+          if opts[key] ~= nil then return nil, "--" .. name .. " given twice" end
+          opts[key] = parsed
+        end
+      end
+    end
+    i = i + 1
+  end
+  if opts.help then return opts end
+  local names = spec.positionals or {}
+  if #pos > #names then
+    return nil, "unexpected argument '" .. pos[#names + 1] .. "'"
+  end
+  if #pos < (spec.min or 0) then
+    return nil, "missing " .. names[#pos + 1]
+  end
+  for k, v in ipairs(pos) do opts[k] = v end
+  return opts
+end
+
+return args
