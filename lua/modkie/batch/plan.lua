@@ -150,7 +150,8 @@ function plan.build(opts)
   local function field_type(col)
     local f = schema and schema.fields[col]
     if f then return f.type end
-    if extra[col] then return "any" end
+    -- without a schema, the prompt column still is the prompt
+    if extra[col] or (not schema and col == prompt_field) then return "any" end
     return nil
   end
 
