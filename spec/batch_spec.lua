@@ -429,14 +429,17 @@ describe("modkie.batch.run", function()
       assert.equal(2, err.row)
       assert.matches("belongs to another batch: row 2 changed since the journal was written", err.message)
 
-      _, err = batch.run{ client = client, model = KLING, rows = rows, template = "a {{thing}}", journal = j }
+      r, err = batch.run{ client = client, model = KLING, rows = rows, template = "a {{thing}}", journal = j }
+      assert.is_nil(r)
       assert.matches("row 1 changed", err.message)
 
-      _, err = batch.run{ client = client, model = KLING, rows = rows, template = "{{thing}}", journal = j,
+      r, err = batch.run{ client = client, model = KLING, rows = rows, template = "{{thing}}", journal = j,
         input = { duration = 9 } }
+      assert.is_nil(r)
       assert.matches("row 1 changed", err.message)
 
-      _, err = batch.run{ client = client, model = KLING, rows = rows_of(t, 2), template = "{{thing}}", journal = j }
+      r, err = batch.run{ client = client, model = KLING, rows = rows_of(t, 2), template = "{{thing}}", journal = j }
+      assert.is_nil(r)
       assert.matches("job 3 %(journal line %d+%) is not in this batch", err.message)
       assert.equal(before, stats().create_requests)
     end)
