@@ -1,0 +1,217 @@
+-- A batch run as a real child process (`bin/modkie batch`), killed with
+-- SIGKILL mid-run, several times, then run again with the same journal.
+-- The emulator counts how many times each row's prompt was submitted.
+local helper = require "spec.helper"
+local H = require "spec.batch_helper"
+local journal = require "modkie.journal"
+local cjson = require "cjson"
+
+local KLING = "kling/kling-3-0"
+
+-- Jobs caught between "submitting" and the gateway's recorded answer: a
+-- kill now would leave them ambiguous.
+local function in_window(st)
+  for _, js in pairs(st.jobs) do
+    if js.state == "submitting" then return true end
+  end
+  return false
+end
+
+local function count(st, state)
+  local n = 0
+  for _, js in pairs(st.jobs) do
+    if js.state == state then n = n + 1 end
+  end
+  return n
+end
+
+-- Freeze the child, look at its journal, and SIGKILL it when `moment(st)`
+-- holds and no createTask is in flight; else let it run a little more.
+-- Returns the exit code the kill gave.
+local function kill_at(p, jpath, moment, what)
+  local t0 = helper.now()
+  while true do
+    assert(p.running(), "the batch ended before " .. what .. "\n" .. p.err())
+    p.signal("STOP")
+    local st = journal.read(jpath)
+    if st and moment(st) and not in_window(st) then
+      p.signal("KILL")
+      return p.wait(10)
+    end
+    p.signal("CONT")
+    assert(helper.now() - t0 < 60, "never reached: " .. what)
+    helper.sleep(0.003)
+  end
+end
+
+local function whole_files(dir)
+  local out = {}
+  for _, name in ipairs(H.ls(dir)) do
+    if not name:find("%.part$") then out[name] = H.inode(dir .. "/" .. name) end
+  end
+  return out
+end
+
+describe("a batch killed with SIGKILL", function()
+  local m, dir, rows_path, tpl_path, jpath, out
+  local env
+
+  setup(function()
+    m = helper.mock({ "--job-seconds", "0.5", "--stall-seconds", "3" })
+    env = { MODKIE_API_KEY = "test-key", MODKIE_BASE_URL = m.url }
+  end)
+  teardown(function() m.stop() end)
+  before_each(function()
+    dir = helper.tmpdir()
+    rows_path, tpl_path = dir .. "/rows.csv", dir .. "/template.txt"
+    jpath, out = dir .. "/journal.jsonl", dir .. "/videos"
+  end)
+  after_each(function() helper.rmdir(dir) end)
+
+  local function batch_argv(extra)
+    local argv = { "batch", "--model", KLING, "--rows", rows_path, "--template", tpl_path,
+      "--journal", jpath, "--download", out, "--concurrency", "3", "--poll-interval", "0.05", "--quiet" }
+    for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+    return argv
+  end
+
+  -- 12 rows with unique prompts; `extra[i]` adds directives to row i.
+  local function write_batch(name, extra)
+    local lines = { "n,subject,extra" }
+    for i = 1, 12 do lines[#lines + 1] = ("%d,%s subject %d,%s"):format(i, name, i, extra and extra[i] or "") end
+    H.write(rows_path, table.concat(lines, "\n") .. "\n")
+    H.write(tpl_path, "{{subject}} (row {{n}}) [outputs=2] [size=300000] {{extra}}\n")
+    local prompts = {}
+    for i = 1, 12 do
+      prompts[i] = ("%s subject %d (row %d) [outputs=2] [size=300000] %s"):format(name, i, i, extra and extra[i] or "")
+      prompts[i] = prompts[i]:gsub("%s+$", "")
+    end
+    return prompts
+  end
+
+  local function final_report(argv)
+    local r = H.cli(argv, env)
+    local ok, report = pcall(cjson.decode, r.out)
+    assert(ok, "no JSON report: " .. r.out .. r.err)
+    return r, report
+  end
+
+  it("at chosen moments, resumes with every row submitted exactly once, no result lost, whole files kept", function()
+    local name = "exact" .. os.time() % 100000
+    -- the first file of rows 5 and 9 is held 3 s by the emulator: a kill then
+    -- lands mid-save, with the row's other file already whole on disk
+    local prompts = write_batch(name, { [5] = "[fault=files:stall]", [9] = "[fault=files:stall]" })
+    local kept, kills = {}, {}
+
+    local p = H.spawn(batch_argv(), env)
+    kills[1] = kill_at(p, jpath, function(st)
+      return count(st, "accepted") >= 2 and count(st, "success") == 0
+    end, "tasks accepted and running")
+    p.clean()
+
+    local function mid_save(key)
+      return function(st)
+        local js = st.jobs[key]
+        return js and js.state == "success" and not js.files
+          and H.read(out .. "/" .. key .. "-2.mp4") ~= nil and H.read(out .. "/" .. key .. "-1.mp4") == nil
+      end
+    end
+    for _, key in ipairs({ "5", "9" }) do
+      p = H.spawn(batch_argv(), env)
+      kills[#kills + 1] = kill_at(p, jpath, mid_save(key), "row " .. key .. " saving its first file")
+      for n, inode in pairs(whole_files(out)) do kept[n] = inode end
+      p.clean()
+    end
+    assert.same({ 137, 137, 137 }, kills, "each run ended by SIGKILL")
+    assert.is_true(next(kept) ~= nil)
+
+    local r, report = final_report(batch_argv({ "--json" }))
+    assert.equal(0, r.code, r.err)
+    assert.equal(12, report.total)
+    assert.equal(12, report.succeeded)
+    assert.equal(24, report.files)
+
+    local stats = m.stats()
+    for i = 1, 12 do
+      assert.equal(1, stats.submits_by_prompt[prompts[i]], "row " .. i .. " submitted once")
+      local e = report.rows[i]
+      assert.equal("success", e.state)
+      for n = 1, 2 do
+        assert.equal(out .. ("/%d-%d.mp4"):format(i, n), e.files[n])
+        assert.equal(helper.file_bytes(m, e.id, n - 1), H.read(e.files[n]), "row " .. i .. " file " .. n)
+      end
+    end
+    local names = H.ls(out)
+    assert.equal(24, #names, "no .part file left: " .. table.concat(names, " "))
+    for n, inode in pairs(kept) do
+      assert.equal(inode, H.inode(out .. "/" .. n), n .. " was whole before a kill and must not be fetched again")
+    end
+    -- the journal: one submit per row across all four runs
+    local st = assert(journal.read(jpath))
+    assert.equal(4, st.runs)
+    for i = 1, 12 do assert.equal(1, st.jobs[tostring(i)].submits) end
+  end)
+
+  it("at random moments, never submits a row twice and reports any row it cannot vouch for", function()
+    local name = "chaos" .. os.time() % 100000
+    local prompts = write_batch(name)
+    local seed = os.time()
+    math.randomseed(seed)
+    for _ = 1, 5 do
+      local p = H.spawn(batch_argv(), env)
+      helper.sleep(0.05 + math.random() * 0.6)
+      p.signal("KILL")
+      p.wait(10)
+      p.clean()
+    end
+    local r, report = final_report(batch_argv({ "--json" }))
+    assert.is_true(r.code == 0 or r.code == 1, r.err)
+    local stats = m.stats()
+    local ambiguous = 0
+    for i = 1, 12 do
+      local e, n = report.rows[i], stats.submits_by_prompt[prompts[i]] or 0
+      assert.is_true(n <= 1, ("seed %d: row %d submitted %d times"):format(seed, i, n))
+      if e.state == "success" then
+        assert.equal(1, n)
+      else
+        assert.equal("ambiguous", e.state, ("seed %d: row %d is %s"):format(seed, i, e.state))
+        ambiguous = ambiguous + 1
+      end
+    end
+    assert.equal(ambiguous, report.ambiguous)
+    assert.equal(12, report.succeeded + report.ambiguous)
+  end)
+
+  it("inside the createTask window, leaves the row ambiguous until told to resubmit it", function()
+    local name = "window" .. os.time() % 100000
+    -- row 4's createTask is answered only after 3 s (the task exists at once)
+    local prompts = write_batch(name, { [4] = "[fault=create:stall]" })
+    local p = H.spawn(batch_argv(), env)
+    local t0 = helper.now()
+    while not (m.stats().submits_by_prompt[prompts[4]] == 1) do
+      assert(helper.now() - t0 < 20, "row 4 was never submitted")
+      helper.sleep(0.01)
+    end
+    local st = assert(journal.read(jpath))
+    assert.equal("submitting", st.jobs["4"].state)
+    p.signal("KILL")
+    assert.equal(137, p.wait(10))
+    p.clean()
+
+    local r, report = final_report(batch_argv({ "--json" }))
+    assert.equal(1, r.code, "an ambiguous row is not a success")
+    assert.equal(11, report.succeeded)
+    assert.equal(1, report.ambiguous)
+    assert.equal("ambiguous", report.rows[4].state)
+    assert.equal(1, m.stats().submits_by_prompt[prompts[4]])
+
+    -- the user checked and decided: submit it again (a second task)
+    r, report = final_report(batch_argv({ "--json", "--resubmit-ambiguous" }))
+    assert.equal(0, r.code, r.err)
+    assert.equal(12, report.succeeded)
+    assert.equal(2, m.stats().submits_by_prompt[prompts[4]])
+    for i = 1, 12 do
+      if i ~= 4 then assert.equal(1, m.stats().submits_by_prompt[prompts[i]]) end
+    end
+  end)
+end)
