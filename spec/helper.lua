@@ -91,4 +91,19 @@ function helper.file_bytes(m, task_id, n, ext)
   local _, body = m.request("GET", ("/files/%s/%d.%s"):format(task_id, n, ext or "mp4"))
   return body
 end
+
+--- Start an emulator on a given port (e.g. again on the port of one stopped
+-- before); `args` as for helper.mock.
+function helper.mock_on(port, args)
+  local a = { "--port", tostring(port) }
+  for _, v in ipairs(args or {}) do a[#a + 1] = v end
+  return helper.mock(a)
+end
+
+--- Kill emulator `m` with SIGKILL (kill -9): it gets no chance to save anything.
+function helper.kill9(m)
+  if m.stopped then return end
+  os.execute("kill -9 " .. m.pid .. " 2>/dev/null")
+  m.stop()
+end
 return helper

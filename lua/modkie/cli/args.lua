@@ -52,6 +52,11 @@ args.types = {
     if not n or n < 1 or n ~= math.floor(n) or n == math.huge then return nil, "must be a whole number >= 1" end
     return n
   end,
+  whole = function(v)
+    local n = tonumber(v)
+    if not n or n < 0 or n ~= math.floor(n) or n == math.huge then return nil, "must be a whole number >= 0" end
+    return n
+  end,
   nonempty = function(v)
     if v == "" then return nil, "must not be empty" end
     return v

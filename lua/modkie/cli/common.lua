@@ -73,6 +73,7 @@ common.CLIENT_FLAGS = {
   ["base-url"] = { value = "nonempty" },
   timeout = { value = "positive", key = "http_timeout" },
   ["poll-interval"] = { value = "seconds" },
+  retries = { value = "whole" },
 }
 
 common.CLIENT_HELP = [[
@@ -80,6 +81,7 @@ common.CLIENT_HELP = [[
   --timeout S           seconds per HTTP request (default 30)
   --poll-interval S     seconds between polls of a job (default: the gateway's
                         recommended schedule: 2-3 s, then slower)
+  --retries N           retries of a request after a transient failure (default 4)
 ]]
 
 --- Make a client from the flags; the key comes from MODKIE_API_KEY only.
@@ -88,7 +90,8 @@ common.CLIENT_HELP = [[
 -- @treturn[2] modkie.Error kind "config"
 function common.client(opts, extra)
   local modkie = require "modkie"
-  local o = { base_url = opts.base_url, timeout = opts.http_timeout, poll_interval = opts.poll_interval }
+  local o = { base_url = opts.base_url, timeout = opts.http_timeout, poll_interval = opts.poll_interval,
+    retries = opts.retries }
   for k, v in pairs(extra or {}) do o[k] = v end
   local ok, client = pcall(modkie.new, o)
   if not ok then
