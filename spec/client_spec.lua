@@ -157,16 +157,35 @@ describe("the HTTP engine", function()
   setup(function() m = helper.mock({ "--job-seconds", "0.2" }) end)
   teardown(function() m.stop() end)
 
-  it("keeps connections alive across many exchanges", function()
+  it("keeps connections alive across many polls", function()
+    local maker = helper.client(m)
+    local made = {}
+    for i = 1, 30 do made[i] = assert(maker:submit(KLING, { prompt = "keepalive " .. i .. " [seconds=0.5]" })) end
+    while maker:step(0.05) > 0 and not made[30].id do end
+    for i = 1, 30 do while not made[i].id do maker:step(0.05) end end
+    maker:close()
+    -- another client adopts the 30 tasks and polls them all
     local client = helper.client(m, { max_connections = 4 })
     local before = m.stats().connections
     local jobs = {}
-    for i = 1, 30 do jobs[i] = assert(client:submit(KLING, { prompt = "keepalive " .. i })) end
+    for i, job in ipairs(made) do jobs[i] = assert(client:job(job.id)) end
     local results, errs = modkie.await_all(jobs, 20)
     for i = 1, 30 do assert.is_table(results[i], errs[i] and tostring(errs[i])) end
+    assert.is_true(client:stats().polls >= 60)
     client:close()
     local opened = m.stats().connections - before - 1 -- this stats request is one
-    assert.is_true(opened <= 4, "opened " .. opened .. " connections for 30 jobs")
+    assert.is_true(opened <= 4, "opened " .. opened .. " connections to poll 30 jobs")
+  end)
+
+  it("gives each createTask a connection of its own, so libcurl can never re-send one", function()
+    local client = helper.client(m, { max_connections = 4 })
+    local before = m.stats().connections
+    local jobs = {}
+    for i = 1, 10 do jobs[i] = assert(client:submit(KLING, { prompt = "fresh " .. i })) end
+    modkie.await_all(jobs, 20)
+    client:close()
+    local opened = m.stats().connections - before - 1
+    assert.is_true(opened >= 10 and opened <= 10 + 4, "opened " .. opened .. " connections for 10 jobs")
   end)
 
   it("sends no Expect: 100-continue, even with a long prompt", function()

@@ -173,6 +173,22 @@ describe("transport errors", function()
     client:close()
   end)
 
+  it("ambiguous: createTask sent, the connection reset after the task was made; never sent twice", function()
+    local m = helper.mock({ "--job-seconds", "0" })
+    local client = helper.client(m)
+    finally(function() client:close(); m.stop() end)
+    assert(client:credits()) -- a warm keep-alive connection libcurl would like to reuse
+    local input = { prompt = "lost answer [fault=create:reset]", duration = 5 }
+    local job = assert(client:submit(KLING, input))
+    local res, err = job:await(10)
+    assert.is_nil(res)
+    assert.equal("ambiguous", err.kind)
+    assert.matches("may have been created", err.message)
+    assert.equal(KLING, err.model)
+    assert.same(input, err.input)
+    assert.equal(1, m.stats().submits_by_prompt[input.prompt])
+  end)
+
   it("protocol: a body that is not the contract", function()
     -- the emulator's file route answers bytes, not JSON: point the API at it
     local m = helper.mock({ "--job-seconds", "0" })

@@ -220,13 +220,18 @@ static void set_number(lua_State *L, const char *key, double value) {
   lua_setfield(L, -2, key);
 }
 
+static void set_integer(lua_State *L, const char *key, lua_Integer value) {
+  lua_pushinteger(L, value);
+  lua_setfield(L, -2, key);
+}
+
 /* Set field `error` of the table on top to the verdict's error. */
 static void set_error(lua_State *L, const mk_verdict *v, const mk_op *op) {
   lua_createtable(L, 0, 7);
   set_string(L, "kind", v->kind);
   set_string(L, "message", v->message);
-  if (v->status) set_number(L, "status", (double)v->status);
-  if (v->code) set_number(L, "code", (double)v->code);
+  if (v->status) set_integer(L, "status", v->status);
+  if (v->code) set_integer(L, "code", v->code);
   lua_pushboolean(L, v->retryable);
   lua_setfield(L, -2, "retryable");
   if (op->result.retry_after >= 0) set_number(L, "retry_after", op->result.retry_after);
@@ -323,7 +328,7 @@ static void schedule(lua_State *L, engine_ud *u, mk_op *op, double delay) {
 
 static void emit_retry(events *ev, mk_op *op, const mk_verdict *v) {
   begin(ev, op, "retry");
-  set_number(ev->L, "attempt", op->attempts);
+  set_integer(ev->L, "attempt", op->attempts);
   set_number(ev->L, "delay", v->delay);
   set_error(ev->L, v, op);
   emit(ev);
@@ -384,7 +389,7 @@ static void on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
       begin(ev, op, "done");
       set_string(L, "state", mk_state_name(v.state));
       set_string(L, "server_state", r.state);
-      set_number(L, "polls", op->polls);
+      set_integer(L, "polls", op->polls);
       lua_pushvalue(L, top + 2);
       lua_setfield(L, -2, "record");
       emit(ev);
@@ -499,15 +504,15 @@ static int l_stats(lua_State *L) {
   engine_ud *u = check_ud(L);
   mk_engine *e = u->e;
   lua_createtable(L, 0, 8);
-  set_number(L, "live", mk_engine_live(e));
-  set_number(L, "in_flight", e->in_flight);
-  set_number(L, "waiting_submit", e->wait_submit.len);
-  set_number(L, "waiting_poll", e->wait_poll.len);
-  set_number(L, "timers", (double)e->timers.len);
-  set_number(L, "requests", (double)e->requests);
-  set_number(L, "creates", (double)e->creates_sent);
-  set_number(L, "polls", (double)e->polls_sent);
-  set_number(L, "wakeups", (double)e->wakeups);
+  set_integer(L, "live", (lua_Integer)mk_engine_live(e));
+  set_integer(L, "in_flight", (lua_Integer)e->in_flight);
+  set_integer(L, "waiting_submit", (lua_Integer)e->wait_submit.len);
+  set_integer(L, "waiting_poll", (lua_Integer)e->wait_poll.len);
+  set_integer(L, "timers", (lua_Integer)e->timers.len);
+  set_integer(L, "requests", (lua_Integer)e->requests);
+  set_integer(L, "creates", (lua_Integer)e->creates_sent);
+  set_integer(L, "polls", (lua_Integer)e->polls_sent);
+  set_integer(L, "wakeups", (lua_Integer)e->wakeups);
   return 1;
 }
 

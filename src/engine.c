@@ -259,6 +259,10 @@ static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
   SET(CURLOPT_HTTPHEADER, e->api_headers);
   SET(CURLOPT_WRITEFUNCTION, on_body);
   SET(CURLOPT_WRITEDATA, x);
+  /* libcurl silently re-sends a request whose reused connection died before
+   * any answer; for createTask that may create a second task. A connection
+   * of its own for each createTask means libcurl never does. */
+  if (op->type == MK_OP_JOB && op->state == MK_SUBMITTING) SET(CURLOPT_FRESH_CONNECT, 1L);
   if (op->post) {
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)op->body_len);
     SET(CURLOPT_POSTFIELDS, op->body);
