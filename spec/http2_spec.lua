@@ -16,7 +16,9 @@ describe("over HTTPS", function()
     ssl_certificate_key PREFIX/key.pem;
     access_log PREFIX/access.log conns;
     location = /api/v1/jobs/recordInfo { default_type application/json; return 200 ]] .. RECORD .. [[; }
-    location = /api/v1/chat/credit { default_type application/json; return 200 '{"code":200,"msg":"success","data":7}'; }
+    location = /api/v1/chat/credit {
+      default_type application/json; return 200 '{"code":200,"msg":"success","data":7}';
+    }
   }
 ]])
   end)

@@ -24,7 +24,8 @@ function nginx.start(http_block)
   local prefix = helper.tmpdir()
   local port = free_port()
   assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
-    .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1"):format(prefix, prefix)))
+    .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1")
+    :format(prefix, prefix)))
   http_block = http_block:gsub("PORT", tostring(port)):gsub("PREFIX", prefix)
   write(prefix .. "/nginx.conf", ([[
 worker_processes 1;
