@@ -18,7 +18,8 @@ local CONCURRENCY = tonumber(arg[2]) or 64
 local JOB_SECONDS = 0.05 -- each job takes this long in the emulator: about two polls each
 
 local here = (arg[0]:match("^(.*)/[^/]+$") or ".") .. "/.."
-local mock = assert(io.popen("exec lua5.4 " .. here .. "/bin/modkie mock --port 0 --credits 1e12 --job-seconds " .. JOB_SECONDS))
+local mock = assert(io.popen("exec lua5.4 " .. here .. "/bin/modkie mock --port 0 --credits 1e12 --job-seconds "
+  .. JOB_SECONDS))
 local line = assert(mock:read("*l"), "the emulator did not start")
 local url, pid = line:match("(http://[%d.]+:%d+)"), line:match("pid=(%d+)")
 
