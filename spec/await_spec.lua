@@ -207,6 +207,19 @@ describe("await", function()
     assert.equal("config", cerr.kind)
     assert.equal(0, c:step(0))
   end)
+
+  it("closes on leaving a <close> scope in Lua 5.4", function()
+    if _VERSION ~= "Lua 5.4" then return pending("to-be-closed variables are Lua 5.4") end
+    -- compiled at run time: the syntax would not load on older Luas
+    local job = assert(load([[
+      local helper, m, KLING = ...
+      local c <close> = helper.client(m)
+      return assert(c:submit(KLING, { prompt = "scoped [seconds=60]" }))
+    ]]))(helper, m, KLING)
+    local _, err = job:await(1)
+    assert.equal("cancelled", err.kind)
+    assert.is_true(job.client._closed)
+  end)
 end)
 
 describe("polling", function()
