@@ -328,6 +328,41 @@ describe("modkie.batch.run", function()
       assert.equal("ambiguous", report.rows[1].state)
     end)
 
+    it("runs inside a coroutine of the client (client:run) without blocking it", function()
+      local t = tag()
+      local report, other
+      client:run(function()
+        -- another job of the same client progresses while the batch runs
+        client:go(function()
+          other = assert(assert(client:submit(KLING, { prompt = "beside " .. t })):await(10))
+        end)
+        report = assert(batch.run{ client = client, model = KLING, download = dir, journal = dir .. "/j",
+          concurrency = 2, rows = { { prompt = "s1 " .. t .. " [outputs=2]" }, { prompt = "s2 " .. t },
+            { prompt = "s3 " .. t .. " [fail]" } } })
+      end)
+      assert.equal(2, report.succeeded)
+      assert.equal(1, report.failed)
+      assert.equal(3, report.files)
+      assert.equal("success", other.state)
+    end)
+
+    it("runs in a foreign coroutine with the client's wait function", function()
+      local t = tag()
+      local c = helper.client(m, { wait = function() coroutine.yield() end })
+      local co = coroutine.create(function()
+        return batch.run{ client = c, model = KLING, rows = { { prompt = "u1 " .. t }, { prompt = "u2 " .. t } } }
+      end)
+      local ok, report, yields = nil, nil, -1
+      repeat
+        ok, report = coroutine.resume(co)
+        assert(ok, report)
+        yields = yields + 1
+      until coroutine.status(co) == "dead"
+      c:close()
+      assert.equal(2, report.succeeded)
+      assert.is_true(yields > 0, "it gave control back while waiting")
+    end)
+
     it("propagates an error raised by a callback, and the journal still resumes", function()
       local t = tag()
       local rows = { { prompt = "a " .. t }, { prompt = "b " .. t } }
