@@ -352,7 +352,8 @@ describe("modkie.batch.run", function()
       local co = coroutine.create(function()
         return batch.run{ client = c, model = KLING, rows = { { prompt = "u1 " .. t }, { prompt = "u2 " .. t } } }
       end)
-      local ok, report, yields = nil, nil, -1
+      local ok, report
+      local yields = -1
       repeat
         ok, report = coroutine.resume(co)
         assert(ok, report)
