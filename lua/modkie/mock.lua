@@ -40,7 +40,8 @@ options:
   --stall-seconds S   how long a stall holds its answer (default 35)
   --huge-bytes N      padding of a huge answer (default 9437184, > 8 MiB)
   --state FILE        keep tasks, balances and counters in FILE: loaded on
-                      start, written as they change (survives kill -9)
+                      start, written as they change; tasks and balances
+                      survive kill -9, counters may lag by 0.2 s
   --max-connections N open connections kept at most (default 900, max 1000)
   --verbose           access log on stderr
   --help              this text
