@@ -24,7 +24,7 @@ SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
 VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua
 
-.PHONY: all core deps test-deps test lint demo install install-lib clean bench asan valgrind
+.PHONY: all core deps test-deps test test-all lint demo install install-lib clean bench asan valgrind
 
 all: deps $(CORE)
 
@@ -41,8 +41,19 @@ $(CORE): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SANITIZE) $(WARN) -fPIC -shared -I$(LUA_INC) $(CURL_INC:%=-I%) $(SRC) -o $@ $(LIBS)
 
+# MODKIE_TEST_LUA: the Lua the specs start bin/modkie (emulator, CLI) with
 test: test-deps $(CORE)
-	$(BUSTED) $(BUSTED_ARGS) $(SPECS)
+	MODKIE_TEST_LUA=$(LUA) $(BUSTED) $(BUSTED_ARGS) $(SPECS)
+
+# The whole suite on every Lua: 5.1, 5.2, 5.3, 5.4 and LuaJIT (OpenResty's fork,
+# the one Debian's nginx Lua module runs), each with the C core built for it.
+test-all: test-deps
+	@tools/deps luas
+	$(MAKE) --no-print-directory test LUA=lua5.1 LUA_VERSION=5.1
+	$(MAKE) --no-print-directory test LUA=lua5.2 LUA_VERSION=5.2
+	$(MAKE) --no-print-directory test LUA=lua5.3 LUA_VERSION=5.3
+	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4
+	$(MAKE) --no-print-directory test LUA=luajit LUA_INC=/usr/include/luajit-2.1 BUILD=build/luajit
 
 lint: test-deps
 	luacheck lua spec bin/modkie examples bench

@@ -377,6 +377,7 @@ static void on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   mk_judge_poll(u->e, op, &r, &v);
   if (v.next == MK_NEXT_RETRY) {
     op->attempts++;
+    op->garbled = v.garbled ? op->garbled + 1 : 0;
     emit_retry(ev, op, &v);
     schedule(L, u, op, v.delay);
   } else if (v.next == MK_NEXT_DONE && v.state == MK_ERROR) {
@@ -384,7 +385,7 @@ static void on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
     mk_engine_release(u->e, op);
   } else {
     op->polls++;
-    op->attempts = 0;
+    op->attempts = op->garbled = 0;
     if (v.next == MK_NEXT_DONE) {
       begin(ev, op, "done");
       set_string(L, "state", mk_state_name(v.state));

@@ -62,6 +62,7 @@ typedef struct mk_op {
   char *body;
   size_t body_len;
   int attempts;           /* retries spent on the current exchange */
+  int garbled;            /* polls: garbled answers in a row (retried `retries` times) */
 
   char *task_id;          /* jobs, once accepted */
   double created;         /* monotonic time the op was made */

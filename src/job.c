@@ -164,10 +164,12 @@ void mk_judge_poll(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict 
     }
   }
   /* A job outlives a gateway outage: transient errors are retried until the
-   * job's deadline (unless retries = 0); garbled answers `retries` times. */
+   * job's deadline (unless retries = 0); garbled answers `retries` times in a
+   * row, counted apart so that an outage does not use up their allowance. */
   if ((p.retry == RETRY_TRANSIENT && e->retries > 0) ||
-      (p.retry == RETRY_LIMITED && op->attempts < e->retries)) {
+      (p.retry == RETRY_LIMITED && op->garbled < e->retries)) {
     retry(e, op, v, POLL_BACKOFF_CAP);
+    v->garbled = p.retry == RETRY_LIMITED;
     return;
   }
   give_up(v, &p, p.retry == RETRY_LIMITED ? e->retries : 0);

@@ -34,6 +34,7 @@ typedef struct mk_verdict {
   long status;          /* HTTP status, 0 when none */
   long code;            /* API code, 0 when none */
   int retryable;        /* the caller may try again later */
+  int garbled;          /* RETRY of a poll because the answer was garbled */
   double delay;         /* RETRY: seconds to wait */
 } mk_verdict;
 
