@@ -27,6 +27,7 @@ local DEFAULT_CONCURRENCY = 8
 local TICK_BLOCK = 1       -- most seconds a blocking step waits (progress ticks)
 local TICK_YIELD = 0.05    -- scheduler/ngx/user waits: how soon a new task id is journaled
 local PROGRESS_EVERY = 1   -- seconds between progress calls when nothing changed
+local PROGRESS_MIN = 0.1   -- seconds between progress calls at most (counting walks every row)
 
 -- Kinds of a refused createTask that will refuse every other row too: stop submitting.
 local FATAL = { auth = true, credits = true, config = true }
@@ -514,11 +515,13 @@ function Runner:counts()
   return c
 end
 
-function Runner:progress(force)
+-- `changed`: something ended; `true` (start, end) always reports.
+function Runner:progress(changed)
   local fn = self.opts.on_progress
   if not fn then return end
   local now = core.now()
-  if not force and now - self.last_progress < PROGRESS_EVERY then return end
+  local since = now - self.last_progress
+  if changed ~= true and since < (changed and PROGRESS_MIN or PROGRESS_EVERY) then return end
   self.last_progress = now
   local p = self:counts()
   p.elapsed = now - self.started
@@ -544,12 +547,12 @@ function Runner:loop()
   self:progress(true)
   while true do
     self:fill()
-    self:progress(self:collect())
+    self:progress(self:collect() and "changed")
     if #self.active == 0 then
       if self.halted or self.qhead > #self.queue then break end
     else
       self:pump()
-      self:progress(self:collect())
+      self:progress(self:collect() and "changed")
     end
   end
   self:progress(true)
