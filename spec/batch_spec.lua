@@ -438,6 +438,7 @@ describe("modkie.batch.run", function()
       assert.equal(2, again.succeeded)
       assert.equal(1, again.failed)
       assert.equal(70, again.credits)
+      assert.equal("70", tostring(again.credits), "an integer, as in the first run")
       for i = 1, 3 do
         assert.equal(first.rows[i].id, again.rows[i].id)
         assert.equal(first.rows[i].state, again.rows[i].state)
@@ -594,12 +595,17 @@ describe("modkie.batch.run", function()
       assert.is_nil(text:find(canary, 1, true))
     end)
 
-    it("fails with a config error when the journal cannot be written", function()
+    it("creates the journal's folder, and fails with a config error when it cannot", function()
+      local t = tag()
+      assert(batch.run{ client = client, model = KLING, rows = { { prompt = "deep " .. t } },
+        journal = dir .. "/a/b/j.jsonl" })
+      assert.matches('"type":"done"', H.read(dir .. "/a/b/j.jsonl"))
+      H.write(dir .. "/file", "")
       local r, err = batch.run{ client = client, model = KLING, rows = { { prompt = "x" } },
-        journal = dir .. "/no/such/dir/j.jsonl" }
+        journal = dir .. "/file/j.jsonl" }
       assert.is_nil(r)
       assert.equal("config", err.kind)
-      assert.matches("no/such/dir/j.jsonl", err.message, 1, true)
+      assert.matches("file/j.jsonl: cannot create its folder", err.message, 1, true)
     end)
   end)
 

@@ -79,6 +79,12 @@ end
 
 -- ---------------------------------------------------------------- small helpers
 
+-- cjson reads every number as a float on Lua 5.3+: 35 comes back as 35.0.
+local function integral(n)
+  if type(n) == "number" and n == math.floor(n) then return math.floor(n) end
+  return n
+end
+
 local function file_exists(path)
   local f = io.open(path, "rb")
   if f then f:close() return true end
@@ -190,6 +196,14 @@ function Runner:restore()
   local opts = self.opts
   local state = { jobs = {} }
   if opts.journal then
+    local parent = opts.journal:match("^(.*)/[^/]*$")
+    if parent and parent ~= "" then
+      local ok, merr = download.mkdir_p(parent)
+      if not ok then
+        return nil, Error.new("config", ("journal %s: cannot create its folder: %s"):format(opts.journal,
+          tostring(merr)), { path = opts.journal })
+      end
+    end
     local j, err = journal_mod.open(opts.journal)
     if not j then return nil, err end
     self.journal, state = j, j.state
@@ -245,7 +259,7 @@ function Runner:restore()
       adopt[#adopt + 1] = e
     elseif st == "success" then
       e.restored, e.state, e.id = true, "success", js.id
-      e.urls, e.credits, e.output = done.urls or {}, done.credits, done.output
+      e.urls, e.credits, e.output = done.urls or {}, integral(done.credits), done.output
       if js.files then
         e.files = {}
         for n, name in ipairs(js.files) do e.files[n] = self:path_of(name) end
