@@ -199,7 +199,7 @@ function batch_cli.main(argv)
     on_progress = function(p)
       if not announced then
         announced = true
-        if not opts.quiet then
+        if not opts.quiet and not opts.json then
           local msg = ("batch: %d %s from %s"):format(p.total, p.total == 1 and "job" or "jobs", opts.rows)
           if p.skipped > 0 then msg = msg .. (", %d done in an earlier run"):format(p.skipped) end
           if journal then msg = msg .. "; journal " .. journal end
