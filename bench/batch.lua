@@ -5,6 +5,8 @@
 --   make all && LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/lua5.4/?.so;;' \
 --     /usr/bin/time -v lua5.4 bench/batch.lua [rows=10000] [concurrency=200] [job_seconds=0.2] [poll=0.1]
 --
+-- BENCH_KEEP=1 keeps the rows and the journal, and prints the command that
+-- resumes from them (it sends nothing, so it needs no emulator).
 -- Rate limits are off in the client (the emulator does not enforce them
 -- without --limits); each job takes `job_seconds` in the emulator and is
 -- polled every `poll` seconds. Prints numbers; never fails on them.
@@ -105,8 +107,14 @@ io.write(("journal: %.1f MiB, %d bytes per row\n"):format(size_of(opts.journal) 
 -- the resume from the finished journal, in a fresh process
 local lua = os.getenv("LUA") or "lua5.4"
 io.stdout:flush()
-os.execute(("%s %s/bench/batch.lua --resume %s %s"):format(lua, here, dir, url))
+local resume = ("%s %s/bench/batch.lua --resume %s %s"):format(lua, here, dir, url)
+os.execute(resume)
 
 os.execute("kill " .. pid)
 mock:close()
-os.execute("rm -rf '" .. dir .. "'")
+if os.getenv("BENCH_KEEP") then
+  -- the resume sends nothing: measure it alone, e.g. with /usr/bin/time -v
+  io.write(("kept %s; the resume again: %s\n"):format(dir, resume))
+else
+  os.execute("rm -rf '" .. dir .. "'")
+end
