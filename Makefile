@@ -7,7 +7,7 @@ CC ?= gcc
 CFLAGS ?= -O2 -g
 WARN = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 SANITIZE ?=
-LIBS = -lcurl
+LIBS = -lcurl -lcrypto
 PREFIX ?= /usr/local
 INSTALL_LMOD ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 INSTALL_CMOD ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
@@ -99,3 +99,5 @@ valgrind: test-deps $(CORE) $(NODLCLOSE)
 	LD_PRELOAD=$(CURDIR)/$(NODLCLOSE) valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --trace-children=no \
 	  $(LUA) /usr/bin/busted --ignore-lua $(BUSTED_ARGS) $(VALGRIND_SPECS)
+
+-include fuzz/fuzz.mk

@@ -16,6 +16,7 @@
 
 #include "compat.h"
 #include "engine.h"
+#include "hmac.h"
 #include "job.h"
 
 #define ENGINE_MT "modkie.core.engine"
@@ -610,7 +611,8 @@ static const luaL_Reg engine_meta[] = {
 
 static const luaL_Reg functions[] = {
   {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir},
-  {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty}, {NULL, NULL}
+  {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty},
+  {"hmac_sha256", mk_l_hmac_sha256}, {"equal", mk_l_equal}, {NULL, NULL}
 };
 
 int luaopen_modkie_core(lua_State *L) {
