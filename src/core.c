@@ -501,6 +501,24 @@ static int l_timeout(lua_State *L) {
   return 1;
 }
 
+/* engine:fds() -> { {fd = n, events = "r" | "w" | "rw"}, ... }: the sockets a host's
+ * event loop should watch; when one is ready, or timeout() runs out, call step(0). */
+static int l_fds(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  size_t n, i;
+  const struct pollfd *p = mk_engine_sockets(u->e, &n);
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    int r = (p[i].events & POLLIN) != 0, w = (p[i].events & POLLOUT) != 0;
+    lua_createtable(L, 0, 2);
+    set_integer(L, "fd", p[i].fd);
+    lua_pushstring(L, r && w ? "rw" : w ? "w" : "r");
+    lua_setfield(L, -2, "events");
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  return 1;
+}
+
 /* engine:stats() -> table of counters */
 static int l_stats(lua_State *L) {
   engine_ud *u = check_ud(L);
@@ -601,7 +619,7 @@ static int l_isatty(lua_State *L) {
 
 static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
-  {"timer", l_timer}, {"cancel", l_cancel}, {"step", l_step}, {"timeout", l_timeout},
+  {"timer", l_timer}, {"cancel", l_cancel}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
   {"stats", l_stats}, {"close", l_close}, {"closed", l_closed}, {NULL, NULL}
 };
 

@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 #define SLOT_BITS 24
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define GEN_MASK ((1u << 28) - 1) /* handles stay below 2^52: exact in a double */
-/* libcurl 7.88 can leave a multiplexed HTTP/2 transfer unnoticed until a poll
+/* libcurl 7.88 can leave a multiplexed HTTP/2 transfer unnoticed until a wait
  * times out; while transfers are active, never sleep longer than this. */
 #define ACTIVE_POLL_CAP 0.05
 #define TIMER_POLL 1
@@ -424,21 +425,101 @@ static void collect(mk_engine *e) {
   }
 }
 
-/* Seconds until something needs doing, capped at `cap`; for curl_multi_poll. */
+/* ---- sockets: libcurl says which to watch (socket callback), we poll them ---- */
+
+static short poll_events(int what) {
+  return (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+}
+
+/* libcurl tells us what to wait for on socket s. `socketp` holds the
+ * socket's index + 1 in e->pfds (0 for a socket we do not know yet). */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud, void *socketp) {
+  mk_engine *e = ud;
+  size_t i = (size_t)(uintptr_t)socketp;
+  (void)easy;
+  if (what == CURL_POLL_REMOVE) {
+    if (i) {
+      e->pfds[i - 1] = e->pfds[--e->npfds]; /* the last entry takes the freed place */
+      if (i - 1 < e->npfds) curl_multi_assign(e->multi, e->pfds[i - 1].fd, (void *)(uintptr_t)i);
+      curl_multi_assign(e->multi, s, NULL);
+    }
+    return 0;
+  }
+  if (!i) {
+    if (e->npfds == e->cap_pfds) {
+      size_t cap = e->cap_pfds ? e->cap_pfds * 2 : 16;
+      struct pollfd *p = realloc(e->pfds, cap * sizeof *p);
+      if (!p) return -1;
+      e->pfds = p;
+      e->cap_pfds = cap;
+    }
+    e->pfds[e->npfds].fd = s;
+    i = ++e->npfds;
+    curl_multi_assign(e->multi, s, (void *)(uintptr_t)i);
+  }
+  e->pfds[i - 1].events = poll_events(what);
+  e->pfds[i - 1].revents = 0;
+  return 0;
+}
+
+/* libcurl's own timer: when it wants curl_multi_socket_action(TIMEOUT). */
+static int on_timer(CURLM *multi, long ms, void *ud) {
+  mk_engine *e = ud;
+  (void)multi;
+  e->curl_due = ms < 0 ? -1 : mk_now() + (double)ms / 1000.0;
+  return 0;
+}
+
+static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errlen) {
+  int running;
+  CURLMcode mc = curl_multi_socket_action(e->multi, s, flags, &running);
+  if (mc != CURLM_OK) {
+    snprintf(err, errlen, "curl_multi_socket_action: %s", curl_multi_strerror(mc));
+    return -1;
+  }
+  collect(e);
+  return 0;
+}
+
+/* Wait up to `wait` seconds for the watched sockets, then let libcurl act on
+ * the ready ones. */
+static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
+  int ms = (int)(wait * 1000 + 0.999), n, ready = 0;
+  size_t i;
+  n = poll(e->pfds, (nfds_t)e->npfds, ms);
+  e->wakeups++;
+  if (n < 0) return errno == EINTR ? 0 : (snprintf(err, errlen, "poll: %s", strerror(errno)), -1);
+  if (n == 0) return 0;
+  /* acting may add or remove sockets: note the ready ones first */
+  if (e->nready_cap < e->npfds) {
+    struct pollfd *r = realloc(e->ready, e->npfds * sizeof *r);
+    if (!r) return (snprintf(err, errlen, "out of memory"), -1);
+    e->ready = r;
+    e->nready_cap = e->npfds;
+  }
+  for (i = 0; i < e->npfds; i++)
+    if (e->pfds[i].revents) e->ready[ready++] = e->pfds[i];
+  for (i = 0; i < (size_t)ready; i++) {
+    short rev = e->ready[i].revents;
+    int flags = ((rev & (POLLIN | POLLHUP)) ? CURL_CSELECT_IN : 0) | ((rev & POLLOUT) ? CURL_CSELECT_OUT : 0) |
+                ((rev & (POLLERR | POLLNVAL)) ? CURL_CSELECT_ERR : 0);
+    if (act(e, e->ready[i].fd, flags, err, errlen) != 0) return -1;
+  }
+  return 0;
+}
+
+/* Seconds until something needs doing, capped at `cap`. */
 static double idle_for(mk_engine *e, double now, double cap) {
   double wait = cap;
   mk_timer *t = mk_heap_top(&e->timers);
   if (t && t->due - now < wait) wait = t->due - now;
+  if (e->curl_due >= 0 && e->curl_due - now < wait) wait = e->curl_due - now;
   if (e->in_flight < e->max_in_flight) {
     if (e->wait_submit.head && mk_rate_wait(&e->submit_rate, now) < wait) wait = mk_rate_wait(&e->submit_rate, now);
     if (e->wait_poll.head && mk_rate_wait(&e->poll_rate, now) < wait) wait = mk_rate_wait(&e->poll_rate, now);
     if (e->wait_slot.head) wait = 0;
   }
-  if (e->in_flight) {
-    long ms = -1;
-    if (wait > ACTIVE_POLL_CAP) wait = ACTIVE_POLL_CAP;
-    if (curl_multi_timeout(e->multi, &ms) == CURLM_OK && ms >= 0 && ms / 1000.0 < wait) wait = ms / 1000.0;
-  }
+  if (e->in_flight && wait > ACTIVE_POLL_CAP) wait = ACTIVE_POLL_CAP;
   return wait > 0 ? wait : 0;
 }
 
@@ -448,29 +529,18 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
     double wait;
     fire_due(e, now);
     pump(e, now);
-    if (e->in_flight) {
-      int running;
-      CURLMcode mc = curl_multi_perform(e->multi, &running);
-      if (mc != CURLM_OK) {
-        snprintf(err, errlen, "curl_multi_perform: %s", curl_multi_strerror(mc));
-        return -1;
-      }
-      collect(e);
+    if (e->curl_due >= 0 && e->curl_due <= now) {
+      e->curl_due = -1;
+      if (act(e, CURL_SOCKET_TIMEOUT, 0, err, errlen) != 0) return -1;
     }
     if (e->done_head) return 0;
+    wait = until > now ? idle_for(e, now, until - now) : 0;
+    if (e->npfds || wait > 0) {
+      if (poll_sockets(e, wait, err, errlen) != 0) return -1;
+      if (e->done_head) return 0;
+    }
     now = mk_now();
     if (now >= until) return 0;
-    wait = idle_for(e, now, until - now);
-    if (wait > 0 || e->in_flight) {
-      int ms = (int)(wait * 1000 + 0.999);
-      CURLMcode mc = curl_multi_poll(e->multi, NULL, 0, ms, NULL);
-      if (mc != CURLM_OK) {
-        snprintf(err, errlen, "curl_multi_poll: %s", curl_multi_strerror(mc));
-        return -1;
-      }
-      e->wakeups++;
-      now = mk_now();
-    }
   }
 }
 
@@ -480,6 +550,11 @@ double mk_engine_next_wakeup(mk_engine *e) {
   if (!e->in_flight && !mk_heap_top(&e->timers) && !e->wait_submit.head && !e->wait_poll.head && !e->wait_slot.head)
     return -1;
   return idle_for(e, now, 3600.0);
+}
+
+const struct pollfd *mk_engine_sockets(const mk_engine *e, size_t *n) {
+  *n = e->npfds;
+  return e->pfds;
 }
 
 /* ---- ops ---- */
@@ -742,7 +817,12 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
     goto oom;
   e->rng = cfg->seed ? cfg->seed : ((uint64_t)(wall_now() * 1e6) ^ (uint64_t)(uintptr_t)e);
   if (!e->rng) e->rng = 88172645463325252ULL;
-  if (curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
+  e->curl_due = -1;
+  if (curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+      curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e) != CURLM_OK ||
+      curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
+      curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e) != CURLM_OK ||
+      curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)cfg->max_connections) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->max_connections) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections) != CURLM_OK) {
@@ -768,6 +848,8 @@ void mk_engine_free(mk_engine *e) {
     xfer_free(x);
   }
   if (e->multi) curl_multi_cleanup(e->multi);
+  free(e->pfds);
+  free(e->ready);
   curl_slist_free_all(e->api_headers);
   curl_slist_free_all(e->auth_file_headers);
   mk_heap_free(&e->timers);

@@ -3,13 +3,17 @@
  * An "op" is anything the engine runs for the Lua layer: a job (createTask,
  * then recordInfo polls until it ends), a one-off API call, a download, or a
  * plain timer. Each op has at most one transfer in flight and one pending
- * timer. The engine never calls into Lua: `mk_engine_run` moves time and I/O
+ * timer. I/O goes through libcurl's socket interface: libcurl names the
+ * sockets to watch, the engine polls them (or a host's event loop does, see
+ * mk_engine_sockets). The engine never calls into Lua: `mk_engine_run` moves time and I/O
  * forward and queues the ops that need a decision on a "done" list, which the
  * bindings drain afterwards. */
 #ifndef MODKIE_ENGINE_H
 #define MODKIE_ENGINE_H
 
 #include <curl/curl.h>
+#include <poll.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "heap.h"
@@ -118,7 +122,12 @@ typedef struct mk_engine {
   int in_flight, max_in_flight;
   uint64_t rng;
   unsigned long long requests, polls_sent, creates_sent;
-  unsigned long long wakeups;  /* returns from curl_multi_poll: shows there is no busy loop */
+  unsigned long long wakeups;  /* returns from poll(): shows there is no busy loop */
+  struct pollfd *pfds;         /* the sockets libcurl wants watched, and for what */
+  size_t npfds, cap_pfds;
+  struct pollfd *ready;        /* scratch: the sockets one poll found ready */
+  size_t nready_cap;
+  double curl_due;             /* when libcurl's own timer runs out; -1: none */
 } mk_engine;
 
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen);
@@ -153,6 +162,8 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen);
 mk_op *mk_engine_pop_done(mk_engine *e);
 /* Seconds until the engine next needs to run (0: now), or -1 when idle. */
 double mk_engine_next_wakeup(mk_engine *e);
+/* The sockets to watch (fd and POLLIN/POLLOUT), for a host's own event loop. */
+const struct pollfd *mk_engine_sockets(const mk_engine *e, size_t *n);
 /* Ops not yet released. */
 uint32_t mk_engine_live(const mk_engine *e);
 

@@ -436,6 +436,15 @@ function Client:timeout()
   return self._engine:timeout()
 end
 
+--- The sockets a host's own event loop should watch for this client:
+-- `{ {fd = n, events = "r" | "w" | "rw"}, … }`. When one is ready, or
+-- `client:timeout()` seconds pass, call `client:step(0)`, then ask again:
+-- the set changes as connections open and close.
+function Client:fds()
+  if self._closed then return {} end
+  return self._engine:fds()
+end
+
 --- Start `fn(...)` as a coroutine run by this client. It starts on the next
 -- step; inside it, await yields instead of blocking.
 -- @treturn thread the coroutine
