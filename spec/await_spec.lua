@@ -99,6 +99,25 @@ describe("await", function()
     c:close()
   end)
 
+  it("gives way to a single Ctrl-C while it blocks", function()
+    local lua = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
+    local script = ("package.path, package.cpath = %q, %q "
+      .. "local c = require('modkie').new{ base_url = %q, api_key = 'k', poll_interval = 30 } "
+      .. "assert(c:submit('kling/kling-3-0', { prompt = 'long [seconds=60]' })):await()")
+      :format(package.path, package.cpath, m.url)
+    local log = os.tmpname()
+    -- one SIGINT, then up to 5 s for the process to end: it must not need a second one
+    local sh = ([[%s -e %s >/dev/null 2>%s & p=$!; sleep 0.5; kill -INT $p
+      for i in $(seq 50); do kill -0 $p 2>/dev/null || break; sleep 0.1; done
+      if kill -0 $p 2>/dev/null; then kill -9 $p; echo still-running; else wait $p; echo exit=$?; fi]])
+      :format(lua, helper.shell_quote(script), log)
+    local out = assert(io.popen(sh)):read("*a")
+    local stderr = helper.read_file(log)
+    os.remove(log)
+    assert.matches("exit=1", out)
+    assert.matches("interrupted!", stderr)
+  end)
+
   it("times out with kind 'timeout' and the job keeps going", function()
     local job = assert(client:submit(KLING, { prompt = "slow [seconds=0.8]" }))
     local res, err = job:await(0.1)
@@ -253,16 +272,34 @@ describe("polling", function()
     client:close()
   end)
 
-  it("falls back to the default schedule when poll_interval fails, and logs why", function()
+  it("raises a failing poll_interval's error from step, loses no event, keeps the job going", function()
+    local fail = true
+    local client = helper.client(m, { poll_interval = function()
+      if fail then error("oops in poll_interval") end
+      return 0.02
+    end })
+    local job = assert(client:submit(KLING, { prompt = "x [seconds=0.2]" }))
+    local ok, err
+    repeat ok, err = pcall(client.step, client, 0.05) until not ok
+    assert.matches("oops in poll_interval", err)
+    assert.is_nil(job.id)
+    client:step(0) -- the events of the step that raised come with the next one
+    assert.is_string(job.id, "the accepted event of that step still arrived")
+    fail = false
+    local res = assert(job:await(10))
+    assert.equal(job.id, res.id)
+    client:close()
+  end)
+
+  it("warns and polls on the default schedule when poll_interval returns nonsense", function()
     local warned
     local client = helper.client(m, {
-      poll_interval = function() error("oops") end,
+      poll_interval = function() return "soon" end,
       log = function(_, event, f) if event == "warning" then warned = f.message end end,
     })
     local job = assert(client:submit(KLING, { prompt = "x" }))
-    client:step(0.2)
     while not job.id do client:step(0.05) end
-    assert.matches("oops", warned)
+    assert.matches("poll_interval must return a number", warned)
     job:cancel()
     client:close()
   end)

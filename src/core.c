@@ -28,6 +28,8 @@ typedef struct engine_ud {
   int interval_ref;      /* poll_interval function, or LUA_NOREF */
   double fixed_interval; /* poll_interval number, or -1 */
   int stepping;          /* guards against step re-entered from a Lua callback */
+  int raised_ref;        /* an error Lua raised during a step (Ctrl-C, a bad poll_interval), or LUA_NOREF */
+  int carry_ref;         /* events of a step that raised, handed out by the next step, or LUA_NOREF */
 } engine_ud;
 
 static engine_ud *check_ud(lua_State *L) {
@@ -110,7 +112,7 @@ static int l_new(lua_State *L) {
 
   u = (engine_ud *)lua_newuserdata(L, sizeof *u);
   u->e = NULL;
-  u->decode_ref = u->interval_ref = LUA_NOREF;
+  u->decode_ref = u->interval_ref = u->raised_ref = u->carry_ref = LUA_NOREF;
   u->fixed_interval = -1;
   u->stepping = 0;
   luaL_getmetatable(L, ENGINE_MT);
@@ -247,20 +249,34 @@ static void emit_error(events *ev, mk_op *op, const char *type, const mk_verdict
   emit(ev);
 }
 
+/* Keep the error on top of the stack (popped) to raise once the step is over:
+ * an error raised while Lua ran inside step (the interpreter's Ctrl-C, a
+ * poll_interval that fails) must reach the caller, and no event may be lost. */
+static void keep_raised(lua_State *L, engine_ud *u) {
+  if (u->raised_ref == LUA_NOREF) u->raised_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_pop(L, 1);
+}
+
 /* Decode the body with cjson and read the envelope's facts. Leaves two values
- * on the stack: the decoded envelope (or nil) and its `data` (or nil). */
-static void read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
+ * on the stack: the decoded envelope (or nil) and its `data` (or nil).
+ * Returns -1 when decoding raised (cjson.safe raises only for no memory or an
+ * interrupt): the reply is then left to be read again by the next step. */
+static int read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   const mk_result *res = &op->result;
   memset(r, 0, sizeof *r);
   r->res = res;
   lua_pushnil(L);
   lua_pushnil(L);
-  if (op->type == MK_OP_DOWNLOAD || res->body_len == 0) return;
+  if (op->type == MK_OP_DOWNLOAD || res->body_len == 0) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, u->decode_ref);
   lua_pushlstring(L, res->body, res->body_len);
-  if (lua_pcall(L, 1, 1, 0) != 0 || !lua_istable(L, -1)) {
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    keep_raised(L, u);
+    return -1;
+  }
+  if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
-    return;
+    return 0;
   }
   lua_replace(L, -3);
   r->json = 1;
@@ -279,19 +295,21 @@ static void read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   lua_pop(L, 1);
   lua_getfield(L, -2, "data");
   lua_replace(L, -2);
-  if (lua_isnil(L, -1) || lua_islightuserdata(L, -1)) return; /* absent, or cjson.null */
+  if (lua_isnil(L, -1) || lua_islightuserdata(L, -1)) return 0; /* absent, or cjson.null */
   r->has_data = 1;
-  if (!lua_istable(L, -1)) return;
+  if (!lua_istable(L, -1)) return 0;
   lua_getfield(L, -1, "taskId");
   if (lua_type(L, -1) == LUA_TSTRING) r->task_id = lua_tostring(L, -1);
   lua_pop(L, 1);
   lua_getfield(L, -1, "state");
   if (lua_type(L, -1) == LUA_TSTRING) r->state = lua_tostring(L, -1);
   lua_pop(L, 1);
+  return 0;
 }
 
 /* Seconds until a job's next poll: the user's function or number, else the
- * gateway's recommended schedule. */
+ * gateway's recommended schedule. A function that raises: the job goes on
+ * on the default schedule and step raises the error once it is done. */
 static double next_interval(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   double elapsed = mk_now() - op->accepted;
   if (u->interval_ref != LUA_NOREF) {
@@ -299,21 +317,18 @@ static double next_interval(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, u->interval_ref);
     lua_pushnumber(L, elapsed);
     lua_pushnumber(L, op->polls);
-    if (lua_pcall(L, 2, 1, 0) == 0 && lua_type(L, -1) == LUA_TNUMBER) secs = lua_tonumber(L, -1);
-    if (secs >= 0 && secs == secs) {
-      lua_pop(L, 1);
-      return secs;
+    if (lua_pcall(L, 2, 1, 0) != 0) {
+      keep_raised(L, u);
+      return mk_default_interval(elapsed, mk_random(u->e));
     }
+    if (lua_type(L, -1) == LUA_TNUMBER) secs = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (secs >= 0 && secs == secs) return secs;
     /* keep the job going on the default schedule; tell the log why */
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      lua_pop(L, 1);
-      lua_pushliteral(L, "poll_interval must return a number >= 0");
-    }
     begin(ev, op, "warning");
-    lua_pushvalue(L, -2);
+    lua_pushliteral(L, "poll_interval must return a number >= 0; polling on the default schedule");
     lua_setfield(L, -2, "message");
     emit(ev);
-    lua_pop(L, 1);
   } else if (u->fixed_interval >= 0) {
     return u->fixed_interval;
   }
@@ -335,11 +350,11 @@ static void emit_retry(events *ev, mk_op *op, const mk_verdict *v) {
   emit(ev);
 }
 
-static void on_create(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+static int on_create(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   mk_reply r;
   mk_verdict v;
   int top = lua_gettop(L);
-  read_reply(L, u, op, &r);
+  if (read_reply(L, u, op, &r) != 0) return -1;
   mk_judge_create(u->e, op, &r, &v);
   if (v.next == MK_NEXT_RETRY) {
     op->attempts++;
@@ -368,13 +383,14 @@ static void on_create(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
     mk_engine_release(u->e, op);
   }
   lua_settop(L, top);
+  return 0;
 }
 
-static void on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+static int on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   mk_reply r;
   mk_verdict v;
   int top = lua_gettop(L);
-  read_reply(L, u, op, &r);
+  if (read_reply(L, u, op, &r) != 0) return -1;
   mk_judge_poll(u->e, op, &r, &v);
   if (v.next == MK_NEXT_RETRY) {
     op->attempts++;
@@ -409,13 +425,14 @@ static void on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
     }
   }
   lua_settop(L, top);
+  return 0;
 }
 
-static void on_call(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+static int on_call(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   mk_reply r;
   mk_verdict v;
   int top = lua_gettop(L);
-  read_reply(L, u, op, &r);
+  if (read_reply(L, u, op, &r) != 0) return -1;
   mk_judge_call(u->e, op, &r, &v);
   if (v.next == MK_NEXT_RETRY) {
     op->attempts++;
@@ -437,6 +454,7 @@ static void on_call(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
     mk_engine_release(u->e, op);
   }
   lua_settop(L, top);
+  return 0;
 }
 
 static void on_deadline(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
@@ -468,11 +486,18 @@ static int l_step(lua_State *L) {
     u->stepping = 0;
     return luaL_error(L, "modkie: %s", err);
   }
-  if (u->e->done_head) { /* nothing finished: no table made, a frame's update() allocates nothing */
+  if (u->carry_ref != LUA_NOREF) { /* what the last step could not hand out */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->carry_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, u->carry_ref);
+    u->carry_ref = LUA_NOREF;
+    ev.list = lua_gettop(L);
+    ev.n = (int)mk_rawlen(L, ev.list);
+  } else if (u->e->done_head) { /* nothing finished: no table made, a frame's update() allocates nothing */
     lua_newtable(L);
     ev.list = lua_gettop(L);
   }
   while ((op = mk_engine_pop_done(u->e))) {
+    int rc = 0;
     if (op->done_why == MK_DONE_TIMER) {
       begin(&ev, op, "timer");
       emit(&ev);
@@ -480,13 +505,26 @@ static int l_step(lua_State *L) {
     } else if (op->done_why == MK_DONE_DEADLINE) {
       on_deadline(L, u, op, &ev);
     } else if (op->type == MK_OP_JOB) {
-      if (op->state == MK_SUBMITTING) on_create(L, u, op, &ev);
-      else on_poll(L, u, op, &ev);
+      rc = op->state == MK_SUBMITTING ? on_create(L, u, op, &ev) : on_poll(L, u, op, &ev);
     } else {
-      on_call(L, u, op, &ev);
+      rc = on_call(L, u, op, &ev);
+    }
+    if (rc != 0) { /* its reply is read again by the next step */
+      mk_engine_unpop_done(u->e, op);
+      break;
     }
   }
   u->stepping = 0;
+  if (u->raised_ref != LUA_NOREF) {
+    if (ev.n) {
+      lua_pushvalue(L, ev.list);
+      u->carry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->raised_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, u->raised_ref);
+    u->raised_ref = LUA_NOREF;
+    return lua_error(L);
+  }
   if (!ev.n) return 0;
   lua_pushvalue(L, ev.list);
   return 1;
@@ -545,7 +583,9 @@ static int l_close(lua_State *L) {
   }
   luaL_unref(L, LUA_REGISTRYINDEX, u->decode_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, u->interval_ref);
-  u->decode_ref = u->interval_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, u->raised_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, u->carry_ref);
+  u->decode_ref = u->interval_ref = u->raised_ref = u->carry_ref = LUA_NOREF;
   return 0;
 }
 

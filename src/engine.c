@@ -101,6 +101,13 @@ static void remove_done(mk_engine *e, mk_op *op) {
   op->on_done = 0;
 }
 
+void mk_engine_unpop_done(mk_engine *e, mk_op *op) {
+  op->on_done = 1;
+  op->done_next = e->done_head;
+  e->done_head = op;
+  if (!e->done_tail) e->done_tail = op;
+}
+
 mk_op *mk_engine_pop_done(mk_engine *e) {
   mk_op *op = e->done_head;
   if (!op) return NULL;
@@ -482,13 +489,13 @@ static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errle
 }
 
 /* Wait up to `wait` seconds for the watched sockets, then let libcurl act on
- * the ready ones. */
+ * the ready ones. Returns 1 when a signal cut the wait short. */
 static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
   int ms = (int)(wait * 1000 + 0.999), n, ready = 0;
   size_t i;
   n = poll(e->pfds, (nfds_t)e->npfds, ms);
   e->wakeups++;
-  if (n < 0) return errno == EINTR ? 0 : (snprintf(err, errlen, "poll: %s", strerror(errno)), -1);
+  if (n < 0) return errno == EINTR ? 1 : (snprintf(err, errlen, "poll: %s", strerror(errno)), -1);
   if (n == 0) return 0;
   /* acting may add or remove sockets: note the ready ones first */
   if (e->nready_cap < e->npfds) {
@@ -536,8 +543,10 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
     if (e->done_head) return 0;
     wait = until > now ? idle_for(e, now, until - now) : 0;
     if (e->npfds || wait > 0) {
-      if (poll_sockets(e, wait, err, errlen) != 0) return -1;
-      if (e->done_head) return 0;
+      int rc = poll_sockets(e, wait, err, errlen);
+      if (rc < 0) return -1;
+      /* a signal: back to Lua now, where the interpreter's Ctrl-C hook can run */
+      if (rc > 0 || e->done_head) return 0;
     }
     now = mk_now();
     if (now >= until) return 0;

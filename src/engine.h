@@ -160,6 +160,8 @@ void mk_engine_stop(mk_engine *e, mk_op *op);
  * Returns 0, or -1 with err set on a libcurl multi failure. */
 int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen);
 mk_op *mk_engine_pop_done(mk_engine *e);
+/* Put an op just popped back at the front of the done list. */
+void mk_engine_unpop_done(mk_engine *e, mk_op *op);
 /* Seconds until the engine next needs to run (0: now), or -1 when idle. */
 double mk_engine_next_wakeup(mk_engine *e);
 /* The sockets to watch (fd and POLLIN/POLLOUT), for a host's own event loop. */
