@@ -5,7 +5,7 @@ LUA_INC ?= /usr/include/lua$(LUA_VERSION)
 BUILD ?= build/lua$(LUA_VERSION)
 CC ?= gcc
 CFLAGS ?= -O2 -g
-WARN = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+WARN = -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 SANITIZE ?=
 LIBS = -lcurl -lcrypto
 PREFIX ?= /usr/local

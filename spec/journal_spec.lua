@@ -138,6 +138,19 @@ describe("modkie.journal", function()
     assert.matches("cannot open it for writing", err.message)
   end)
 
+  it("is locked while open: a second batch on the same journal is refused, not mixed in", function()
+    local j = assert(journal.open(path))
+    local lua = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
+    local script = ("package.path, package.cpath = %q, %q "
+      .. "local j, err = require('modkie.journal').open(%q) io.write(j and 'opened' or err.message)")
+      :format(package.path, package.cpath, path)
+    local other = assert(io.popen(lua .. " -e " .. require("spec.helper").shell_quote(script))):read("*a")
+    assert.matches("cannot lock it", other)
+    assert(j:close())
+    local again = assert(journal.open(path))
+    assert(again:close())
+  end)
+
   it("makes appended records durable only on sync (and write = append + sync)", function()
     local j = assert(journal.open(path))
     assert(j:append({ type = "submit", job = "1", fp = "a" }))

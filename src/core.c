@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -651,6 +653,39 @@ static int l_fsync(lua_State *L) {
   return 1;
 }
 
+/* core.lock(file) -> true | nil, message: an exclusive lock on the open file,
+ * without waiting; held until the file is closed or the process ends. */
+static int l_lock(lua_State *L) {
+  FILE *f = check_file(L, 1);
+  if (flock(fileno(f), LOCK_EX | LOCK_NB) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, errno == EWOULDBLOCK ? "locked by another process" : strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.fsync_dir(path) -> true | nil, message: make a new name in the folder durable */
+static int l_fsync_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDONLY | O_DIRECTORY), rc;
+  if (fd < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  rc = fsync(fd);
+  close(fd);
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* core.isatty(file) -> boolean */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty(fileno(check_file(L, 1))));
@@ -670,6 +705,7 @@ static const luaL_Reg engine_meta[] = {
 static const luaL_Reg functions[] = {
   {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir},
   {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty},
+  {"lock", l_lock}, {"fsync_dir", l_fsync_dir},
   {"hmac_sha256", mk_l_hmac_sha256}, {"equal", mk_l_equal}, {NULL, NULL}
 };
 

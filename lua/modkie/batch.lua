@@ -25,6 +25,13 @@ local batch = {}
 
 local DEFAULT_CONCURRENCY = 8
 local TICK_BLOCK = 1       -- most seconds a blocking step waits (progress ticks)
+-- Can a coroutine yield from inside pcall here? (Not on PUC Lua 5.1.)
+local YIELD_ACROSS_PCALL = (function()
+  local co = coroutine.create(function() pcall(coroutine.yield) end)
+  coroutine.resume(co)
+  return coroutine.status(co) == "suspended"
+end)()
+
 local TICK_YIELD = 0.05    -- scheduler/ngx/user waits: how soon a new task id is journaled
 local PROGRESS_EVERY = 1   -- seconds between progress calls when nothing changed
 local PROGRESS_MIN = 0.1   -- seconds between progress calls at most (counting walks every row)
@@ -620,7 +627,12 @@ function batch.run(opts)
   local runner = new_runner(opts, plan)
   local ok, rerr = runner:restore()
   if not ok then return nil, rerr end
-  local fine, failure = pcall(runner.loop, runner)
+  -- Lua 5.1 cannot yield across pcall: where the loop yields (a scheduler
+  -- coroutine, OpenResty, a wait function) it runs unprotected there, and an
+  -- error leaves its jobs running in the client (the journal still resumes).
+  local protect = (runner.mode == "block" or YIELD_ACROSS_PCALL) and pcall
+    or function(f, ...) return true, f(...) end
+  local fine, failure = protect(runner.loop, runner)
   if not fine then
     runner:abort()
     if Error.is(failure) then return nil, failure end -- the journal could not be written

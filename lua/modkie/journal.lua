@@ -180,25 +180,40 @@ local Journal = {}
 Journal.__index = Journal
 
 --- Open the journal at `path` for appending, after replaying what it holds.
--- The caller must not let two processes write one journal at once.
+-- The journal is locked (flock) while open: a second process that opens it
+-- gets an error instead of mixing its records in. A journal the call creates
+-- has its folder synced, so the new name survives a power cut.
 -- @treturn[1] Journal with `state` (the replay), `path`
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function journal.open(path)
-  local text = ""
-  if exists(path) then
-    local err
-    text, err = read_all(path)
-    if not text then
-      return nil, Error.new("config", ("journal %s: cannot read it: %s"):format(path, tostring(err)), { path = path })
+  local function fail(what, err)
+    return nil, Error.new("config", ("journal %s: %s: %s"):format(path, what, tostring(err)), { path = path })
+  end
+  local created = not exists(path)
+  local f, oerr = io.open(path, "ab")
+  if not f then return fail("cannot open it for writing", oerr) end
+  local locked, lerr = core.lock(f)
+  if not locked then
+    f:close()
+    return fail("cannot lock it (is another batch using this journal?)", lerr)
+  end
+  if created then
+    local synced, serr = core.fsync_dir(path:match("^(.*)/[^/]*$") or ".")
+    if not synced then
+      f:close()
+      return fail("cannot sync its folder", serr)
     end
   end
+  local text, err = read_all(path)
+  if not text then
+    f:close()
+    return fail("cannot read it", err)
+  end
   local state, rerr = journal.replay(text, path)
-  if not state then return nil, rerr end
-  local f, oerr = io.open(path, "ab")
-  if not f then
-    return nil, Error.new("config", ("journal %s: cannot open it for writing: %s"):format(path, tostring(oerr)),
-      { path = path })
+  if not state then
+    f:close()
+    return nil, rerr
   end
   local self = setmetatable({ path = path, file = f, state = state, dirty = false }, Journal)
   -- end a line torn by a crash, so the next record starts on its own line
