@@ -8,6 +8,7 @@ local Error = require "modkie.error"
 local Job = require "modkie.job"
 local models = require "modkie.models"
 local record = require "modkie.record"
+local closest = require("modkie.suggest").closest
 local wait = require "modkie.wait"
 
 local Client = {}
@@ -31,29 +32,9 @@ local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number =
   validate = { boolean = true }, meta = true }
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
--- Levenshtein distance, for "did you mean" on a mistyped option.
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
 local function suggest(name, known)
-  local best, best_d
-  for k in pairs(known) do
-    local d = distance(name, k)
-    if not best_d or d < best_d or (d == best_d and k < best) then best, best_d = k, d end
-  end
-  if best_d and best_d <= 2 then return " (did you mean '" .. best .. "'?)" end
-  return ""
+  local best = closest(name, known)
+  return best and " (did you mean '" .. best .. "'?)" or ""
 end
 
 --- Raise on unknown option names and wrong types: a typo must not pass silently.

@@ -2,31 +2,13 @@
 -- flags, positionals, `--` to end flags. Errors name the flag.
 -- @module modkie.cli.args
 
+local closest = require("modkie.suggest").closest
+
 local args = {}
 
--- Levenshtein distance, for "did you mean".
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
 local function suggest(name, flags)
-  local best, best_d
-  for k in pairs(flags) do
-    local d = distance(name, k)
-    if not best_d or d < best_d or (d == best_d and k < best) then best, best_d = k, d end
-  end
-  if best_d and best_d <= 2 then return " (did you mean --" .. best .. "?)" end
-  return ""
+  local best = closest(name, flags)
+  return best and " (did you mean --" .. best .. "?)" or ""
 end
 
 -- Value checkers: return the parsed value, or nil and why.
