@@ -80,6 +80,17 @@ local function variants_source(text, name, expand)
     cache[t] = fn
     return fn
   end
+  -- compile each text expand made (passing its error through)
+  local function compile_all(texts, err)
+    if not texts then return nil, err end
+    local list = {}
+    for i, t in ipairs(texts) do
+      local fn, cerr = compile(t)
+      if not fn then return nil, cerr end
+      list[i] = fn
+    end
+    return list
+  end
   if not expand then
     local fn, err = compile(text)
     if not fn then return nil, err end
@@ -89,14 +100,8 @@ local function variants_source(text, name, expand)
   local random, seed = nil, nil
   if type(expand) == "table" then random, seed = expand.random, expand.seed end
   if not random then
-    local texts, err = template.expand(text, { name = name })
-    if not texts then return nil, err end
-    local list = {}
-    for i, t in ipairs(texts) do
-      local fn, cerr = compile(t)
-      if not fn then return nil, cerr end
-      list[i] = fn
-    end
+    local list, err = compile_all(template.expand(text, { name = name }))
+    if not list then return nil, err end
     return function() return list end
   end
   -- check the syntax once, so a broken template is one error, not one per row
@@ -105,16 +110,8 @@ local function variants_source(text, name, expand)
   return function(row)
     -- a seed per row: picks differ between rows, yet a rerun picks the same
     -- (the journal's fingerprints depend on it)
-    local texts, err = template.expand(text, { name = name, random = random,
-      seed = tostring(seed or 0) .. ":" .. tostring(row), row = row })
-    if not texts then return nil, err end
-    local list = {}
-    for i, t in ipairs(texts) do
-      local fn, cerr = compile(t)
-      if not fn then return nil, cerr end
-      list[i] = fn
-    end
-    return list
+    return compile_all(template.expand(text, { name = name, random = random,
+      seed = tostring(seed or 0) .. ":" .. tostring(row), row = row }))
   end
 end
 
