@@ -284,6 +284,11 @@ local on = {}
 
 function on.accepted(self, job, ev)
   job.id, job.state = ev.task_id, "queued"
+  local signal = job._accept
+  if signal then -- wake job:accepted() callers
+    signal.done = true
+    for co in pairs(signal.waiters) do self:_ready_push(co) end
+  end
   self:_emit("info", "accepted", { task_id = job.id, model = job.model })
 end
 

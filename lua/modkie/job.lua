@@ -45,6 +45,25 @@ function Job:await(timeout)
   return self.result
 end
 
+--- Wait until the gateway has accepted the job (its `id` is known), not
+-- for the job to end: e.g. to write the task id down before going on.
+-- @tparam[opt] number timeout seconds
+-- @treturn[1] string the task id
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error why the job ended without an id, or "timeout"
+function Job:accepted(timeout)
+  Error.check(1, "accepted", timeout, "?number")
+  if not self.id and not self.done then
+    local signal = self._accept or { done = false, waiters = {} }
+    self._accept = signal
+    if not wait.any(self.client, { signal, self }, timeout) then
+      return nil, wait.timeout_error("accepted: createTask", timeout)
+    end
+  end
+  if self.id then return self.id end
+  return nil, self.error
+end
+
 --- The result if the job has ended, without waiting: `res` or `nil, err`;
 -- `nil` alone while it runs.
 function Job:poll()
