@@ -24,7 +24,7 @@ SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
 VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua
 
-.PHONY: all core deps test-deps test test-all lint demo install install-lib clean bench asan valgrind
+.PHONY: all core deps test-deps test test-all test-openresty lint demo install install-lib clean bench asan valgrind
 
 all: deps $(CORE)
 
@@ -41,9 +41,16 @@ $(CORE): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SANITIZE) $(WARN) -fPIC -shared -I$(LUA_INC) $(CURL_INC:%=-I%) $(SRC) -o $@ $(LIBS)
 
-# MODKIE_TEST_LUA: the Lua the specs start bin/modkie (emulator, CLI) with
+# MODKIE_TEST_LUA: the Lua the specs start bin/modkie (emulator, CLI) with.
+# The OpenResty specs need nginx's Lua module and the LuaJIT build: test-openresty.
 test: test-deps $(CORE)
-	MODKIE_TEST_LUA=$(LUA) $(BUSTED) $(BUSTED_ARGS) $(SPECS)
+	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --exclude-tags=openresty $(BUSTED_ARGS) $(SPECS)
+
+# examples/openresty/nginx.conf in a real nginx (Debian's, with its LuaJIT Lua module)
+test-openresty: test-deps $(CORE)
+	@tools/deps luas openresty
+	$(MAKE) --no-print-directory core LUA_INC=/usr/include/luajit-2.1 BUILD=build/luajit
+	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --tags=openresty $(BUSTED_ARGS) spec/openresty_spec.lua
 
 # The whole suite on every Lua: 5.1, 5.2, 5.3, 5.4 and LuaJIT (OpenResty's fork,
 # the one Debian's nginx Lua module runs), each with the C core built for it.
@@ -54,6 +61,7 @@ test-all: test-deps
 	$(MAKE) --no-print-directory test LUA=lua5.3 LUA_VERSION=5.3
 	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4
 	$(MAKE) --no-print-directory test LUA=luajit LUA_INC=/usr/include/luajit-2.1 BUILD=build/luajit
+	$(MAKE) --no-print-directory test-openresty
 
 lint: test-deps
 	luacheck lua spec bin/modkie examples bench

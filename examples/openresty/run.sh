@@ -1,0 +1,18 @@
+#!/bin/sh
+# Run examples/openresty/nginx.conf: PORT and GATEWAY as arguments (defaults
+# 8080 and the emulator at http://127.0.0.1:8089), in a private prefix.
+#   make core LUA_INC=/usr/include/luajit-2.1 BUILD=build/luajit
+#   lua5.4 bin/modkie mock --port 8089 &   # the gateway emulator
+#   examples/openresty/run.sh 8080 http://127.0.0.1:8089
+#   curl 'http://127.0.0.1:8080/generate?prompt=a+red+fox'
+set -eu
+port=${1:-8080}
+gateway=${2:-http://127.0.0.1:8089}
+secret=${MODKIE_WEBHOOK_SECRET:-demo-secret}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+prefix=${PREFIX:-$(mktemp -d)}
+mkdir -p "$prefix/logs"
+sed -e "s|__PORT__|$port|g" -e "s|__ROOT__|$root|g" -e "s|__GATEWAY__|$gateway|g" -e "s|__SECRET__|$secret|g" \
+  "$root/examples/openresty/nginx.conf" > "$prefix/nginx.conf"
+echo "nginx on http://127.0.0.1:$port (prefix $prefix)"
+exec nginx -p "$prefix" -c "$prefix/nginx.conf" -g "daemon off;"

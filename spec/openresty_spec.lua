@@ -1,0 +1,141 @@
+-- modkie inside nginx: examples/openresty/nginx.conf on Debian's nginx with
+-- its Lua module (LuaJIT), against the emulator. Run by `make test-openresty`
+-- (part of `make test-all`), which builds the C module for LuaJIT first.
+local helper = require "spec.helper"
+local socket = require "socket"
+local cjson = require "cjson"
+local core = require "modkie.core"
+
+local SECRET = "whsec-test-1"
+
+local function free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+-- A raw HTTP/1.0 request on its own connection; returns the socket (the
+-- answer is read later) and the time it was sent.
+local function send(port, method, path, headers, body)
+  local c = assert(socket.connect("127.0.0.1", port))
+  local lines = { ("%s %s HTTP/1.0"):format(method, path), "Host: 127.0.0.1" }
+  for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+  if body then lines[#lines + 1] = "Content-Length: " .. #body end
+  assert(c:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")))
+  return c, socket.gettime()
+end
+
+-- Read a whole HTTP/1.0 answer: status, headers (lower-case names), body.
+local function answer(c, timeout)
+  c:settimeout(timeout or 30)
+  local text, err, partial = c:receive("*a")
+  c:close()
+  text = text or partial
+  assert(text and text ~= "", "no answer: " .. tostring(err))
+  local head, body = text:match("^(.-)\r\n\r\n(.*)$")
+  local status = tonumber(head:match("^HTTP/%d%.%d (%d+)"))
+  local headers = {}
+  for k, v in head:gmatch("\r\n([^:]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
+  return status, headers, body
+end
+
+local function request(port, method, path, headers, body)
+  return answer((send(port, method, path, headers, body)))
+end
+
+local function hex(s)
+  return (s:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end))
+end
+
+describe("OpenResty #openresty", function()
+  local m, port, prefix
+
+  setup(function()
+    m = helper.mock({ "--job-seconds", "2" })
+    port = free_port()
+    prefix = helper.tmpdir()
+    local cmd = ("PREFIX=%s MODKIE_WEBHOOK_SECRET=%s examples/openresty/run.sh %d %s >%s/run.log 2>&1 &")
+      :format(prefix, SECRET, port, m.url, prefix)
+    assert(os.execute(cmd))
+    for _ = 1, 100 do
+      local c = socket.connect("127.0.0.1", port)
+      if c then c:close() return end
+      socket.sleep(0.05)
+    end
+    error("nginx did not start: " .. tostring(helper.read_file(prefix .. "/run.log"))
+      .. tostring(helper.read_file(prefix .. "/logs/error.log")))
+  end)
+
+  teardown(function()
+    local pid = helper.read_file(prefix .. "/logs/nginx.pid")
+    if pid then os.execute("kill " .. pid:match("%d+")) end
+    m.stop()
+    socket.sleep(0.1)
+    helper.rmdir(prefix)
+  end)
+
+  it("awaits a job inside a request while the worker keeps answering others", function()
+    local job = send(port, "GET", "/generate?prompt=a+red+fox")
+    local latencies, max = {}, 0
+    for i = 1, 40 do
+      local c, sent = send(port, "GET", "/ping")
+      local status, _, body = answer(c, 5)
+      latencies[i] = socket.gettime() - sent
+      if latencies[i] > max then max = latencies[i] end
+      assert.equal(200, status)
+      assert.same({ pong = true }, cjson.decode(body))
+      socket.sleep(0.02)
+    end
+    -- every ping was answered while the job was still waiting (the job takes 2 s):
+    -- had await blocked the one worker, no ping could have come back before it
+    job:settimeout(0)
+    local early, err = job:receive(1)
+    assert.is_nil(early)
+    assert.equal("timeout", err)
+    local status, _, body = answer(job, 30)
+    assert.equal(200, status)
+    local res = cjson.decode(body)
+    assert.matches("^task_", res.id)
+    assert.equal(1, #res.urls)
+    table.sort(latencies)
+    print(("\n[openresty] 40 pings during one await: p50 %.2f ms, max %.2f ms (one worker)")
+      :format(latencies[20] * 1000, max * 1000))
+  end)
+
+  it("serves many awaiting requests at once from one worker", function()
+    local jobs = {}
+    for i = 1, 10 do jobs[i] = send(port, "GET", "/generate?prompt=many+" .. i) end
+    local ids = {}
+    for i = 1, 10 do
+      local status, _, body = answer(jobs[i], 30)
+      assert.equal(200, status)
+      ids[cjson.decode(body).id] = true
+    end
+    local n = 0
+    for _ in pairs(ids) do n = n + 1 end
+    assert.equal(10, n)
+  end)
+
+  it("says why await cannot run in a phase that cannot yield, instead of blocking", function()
+    local status, headers = request(port, "GET", "/wrong-phase")
+    assert.equal(200, status)
+    assert.matches("cannot wait in nginx's 'header_filter' phase", headers["x-await-error"])
+  end)
+
+  it("verifies the gateway's callback and parses it", function()
+    local record = cjson.encode({ code = 200, msg = "success", data = {
+      taskId = "task_cb_1", model = "kling/kling-3-0", state = "success",
+      resultJson = cjson.encode({ resultUrls = { "https://cdn.example/v.mp4" } }),
+    } })
+    local sig = "sha256=" .. hex(core.hmac_sha256(SECRET, record))
+    local status, _, body = request(port, "POST", "/callback",
+      { ["Content-Type"] = "application/json", ["X-ModKie-Signature"] = sig }, record)
+    assert.equal(200, status, body)
+    assert.same({ id = "task_cb_1", urls = { "https://cdn.example/v.mp4" } }, cjson.decode(body))
+    local tampered = record:gsub("v%.mp4", "w.mp4")
+    status = request(port, "POST", "/callback",
+      { ["Content-Type"] = "application/json", ["X-ModKie-Signature"] = sig }, tampered)
+    assert.equal(401, status)
+  end)
+end)
