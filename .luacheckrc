@@ -2,4 +2,5 @@
 std = "max"
 max_line_length = 120
 files["spec"] = { std = "+busted" }
+files["examples/love"] = { globals = { "love" } }
 exclude_files = { "build/**" }

@@ -24,12 +24,19 @@ SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
 VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua
 
-.PHONY: all core deps test-deps test test-all test-openresty lint demo install install-lib clean bench asan valgrind
+.PHONY: all core examples deps test-deps test test-all test-openresty lint demo install install-lib clean bench asan valgrind
 
 all: deps $(CORE)
 
 # the C module alone, no package checks (luarocks builds this)
 core: $(CORE)
+
+# examples/host: a C program embedding Lua 5.4 with a 60 Hz frame loop
+HOST = build/examples/modkie-host
+examples: $(HOST)
+$(HOST): examples/host/main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -I/usr/include/lua5.4 $< -o $@ -llua5.4
 
 deps:
 	@tools/deps build
@@ -43,7 +50,7 @@ $(CORE): $(SRC) $(HDR)
 
 # MODKIE_TEST_LUA: the Lua the specs start bin/modkie (emulator, CLI) with.
 # The OpenResty specs need nginx's Lua module and the LuaJIT build: test-openresty.
-test: test-deps $(CORE)
+test: test-deps $(CORE) $(HOST)
 	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --exclude-tags=openresty $(BUSTED_ARGS) $(SPECS)
 
 # examples/openresty/nginx.conf in a real nginx (Debian's, with its LuaJIT Lua module)
