@@ -1,0 +1,61 @@
+# fuzz/fuzz.mk: libFuzzer harnesses (included by the Makefile; see fuzz/README.md).
+#   make fuzz          each harness FUZZ_SECONDS (default 60) seconds
+#   make fuzz-smoke    each harness FUZZ_SMOKE_SECONDS (default 3) seconds: CI
+#   make fuzz-build    build them only
+#   make fuzz-repro FUZZ_NAME=csv INPUT=file    run one harness on one input
+#   make fuzz-findings                          replay fuzz/findings/*/ inputs
+# Every run prints one TAP line per harness and fails on any finding.
+
+FUZZ_CC ?= clang
+FUZZ_BUILD ?= build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 3
+# the C harnesses; the Lua ones are fuzz/lua/<name>.lua driven by lua_runner.c
+FUZZ_C = retry_after url buf judge reply
+FUZZ_LUA = csv jsonl template expand record mock_http
+FUZZ_NAMES ?= $(FUZZ_C) $(FUZZ_LUA)
+FUZZ_SAN = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -I$(LUA_INC) $(CURL_INC:%=-I%)
+FUZZ_CORE = $(filter-out src/core.c,$(SRC))
+FUZZ_BINS = $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-repro fuzz-findings
+
+fuzz-deps:
+	@tools/deps build
+	@fuzz/deps.sh
+
+fuzz-build: fuzz-deps $(FUZZ_BINS)
+
+# http.c alone: these harnesses test what http.c parses
+$(FUZZ_BUILD)/fuzz_retry_after $(FUZZ_BUILD)/fuzz_url $(FUZZ_BUILD)/fuzz_buf: $(FUZZ_BUILD)/fuzz_%: fuzz/%.c fuzz/fuzz.h src/http.c src/http.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/http.c -o $@ -lcurl
+
+# job.c with the engine it reads (mk_random) and the rest of the core (hmac.c needs Lua)
+$(FUZZ_BUILD)/fuzz_judge: fuzz/judge.c fuzz/fuzz.h $(FUZZ_CORE) $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
+
+# reply.c includes core.c itself (its static read_reply and handlers)
+$(FUZZ_BUILD)/fuzz_reply: fuzz/reply.c fuzz/fuzz.h $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
+
+$(FUZZ_LUA:%=$(FUZZ_BUILD)/fuzz_%): $(FUZZ_BUILD)/fuzz_%: fuzz/lua_runner.c fuzz/lua/%.lua
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_ROOT='"$(CURDIR)"' -DFUZZ_SCRIPT='"$(CURDIR)/fuzz/lua/$*.lua"' $< -o $@ \
+	  -llua$(LUA_VERSION) -lm
+
+fuzz: fuzz-build
+	@fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+fuzz-smoke: fuzz-build
+	@fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_NAMES)
+
+fuzz-repro: fuzz-build
+	@test -n "$(FUZZ_NAME)" -a -n "$(INPUT)" || { echo "usage: make fuzz-repro FUZZ_NAME=<harness> INPUT=<file>" >&2; exit 2; }
+	$(FUZZ_BUILD)/fuzz_$(FUZZ_NAME) -runs=1 $(INPUT)
+
+fuzz-findings: fuzz-build
+	@fuzz/findings.sh $(FUZZ_BUILD)

@@ -1,0 +1,65 @@
+--- Fuzz harness: record.result and record.failure on arbitrary decoded JSON,
+-- both as the record itself (decoded as client.lua's engine decodes bodies:
+-- cjson.safe, depth 64) and as a Kie-style `resultJson` string.
+-- Properties (issue 5: every body is untrusted, wrong types give a sane
+-- value, never a Lua error):
+--  * nothing raises;
+--  * result: state "success", `urls` a list of non-empty strings, `credits`,
+--    `created_at`, `completed_at`, `cost_time` each nil or a number that is
+--    not NaN, `id` and `model` nil or strings, `raw` the record;
+--  * failure: a modkie.Error of kind "failed", retryable, message a string,
+--    `code` nil, a number or a string, `task_id` nil or a string.
+local record = require "modkie.record"
+local Error = require "modkie.error"
+local cjson = require("cjson.safe").new()
+local F = require "fuzzutil"
+local check, show = F.check, F.show
+
+cjson.decode_max_depth(64)
+
+local JOB = { id = "task_job", model = "kling/kling-3-0" }
+
+local function number_or_nil(v, what)
+  if F.known("record-nan") then check(v == nil or type(v) == "number", "%s is %s", what, show(v)) return end
+  check(v == nil or (type(v) == "number" and v == v), "%s is %s", what, show(v))
+end
+
+local function string_or_nil(v, what)
+  check(v == nil or type(v) == "string", "%s is %s", what, show(v))
+end
+
+local function check_record(rec, job)
+  local res = record.result(rec, job)
+  check(type(res) == "table" and res.state == "success", "result %s", show(res))
+  check(type(res.urls) == "table", "urls is %s", show(res.urls))
+  local n = 0
+  for k, u in pairs(res.urls) do
+    n = n + 1
+    check(math.type(k) == "integer" and type(u) == "string" and u ~= "", "urls[%s] = %s", show(k), show(u))
+  end
+  check(n == #res.urls, "urls has holes")
+  number_or_nil(res.credits, "credits")
+  number_or_nil(res.created_at, "created_at")
+  number_or_nil(res.completed_at, "completed_at")
+  number_or_nil(res.cost_time, "cost_time")
+  if not F.known("record-id-type") then
+    string_or_nil(res.id, "id")
+    string_or_nil(res.model, "model")
+  end
+  check(res.raw == rec, "raw is not the record")
+
+  local err = record.failure(rec, job)
+  F.check_error(err, "failed", "failure")
+  check(Error.is(err) and err.retryable == true, "failure not retryable")
+  check(err.code == nil or type(err.code) == "number" or type(err.code) == "string", "code is %s", show(err.code))
+  string_or_nil(err.task_id, "task_id")
+end
+
+return function(data)
+  local value = cjson.decode(data)
+  if type(value) == "table" then
+    check_record(value, JOB)
+    check_record(value, nil)
+  end
+  check_record({ taskId = "task_1", state = "success", resultJson = data }, JOB)
+end
