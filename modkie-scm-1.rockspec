@@ -28,13 +28,13 @@ build = {
   type = "make",
   build_target = "core",
   build_variables = {
-    BUILD = "build/rock",
+    BUILD = "build/rock$(LUA_INCDIR)", -- one build per Lua
     CFLAGS = "$(CFLAGS)",
     LUA_INC = "$(LUA_INCDIR)",
   },
   install_target = "install-lib",
   install_variables = {
-    BUILD = "build/rock",
+    BUILD = "build/rock$(LUA_INCDIR)", -- one build per Lua
     INSTALL_LMOD = "$(LUADIR)",
     INSTALL_CMOD = "$(LIBDIR)",
   },
