@@ -28,7 +28,7 @@ wait.owners = setmetatable({}, { __mode = "k" })
 
 -- ngx phases in which ngx.sleep may yield.
 local NGX_YIELDABLE = {
-  rewrite = true, access = true, content = true, timer = true,
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
 }
 local NGX_MAX_SLEEP = 0.5
