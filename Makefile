@@ -116,3 +116,4 @@ valgrind: test-deps $(CORE) $(NODLCLOSE)
 	  $(LUA) /usr/bin/busted --ignore-lua $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
 -include fuzz/fuzz.mk
+-include bench/bench.mk
