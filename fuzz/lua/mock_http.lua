@@ -62,8 +62,9 @@ local function serve(chunks)
   return log, table.concat(sock.out)
 end
 
--- Split `out` into answers; check each is well-formed.
-local function answers(out)
+-- Split `out` into answers; check each is well-formed. `log` says which
+-- answers are to HEAD requests (a length, no body).
+local function answers(out, log)
   local list, pos = {}, 1
   while pos <= #out do
     local e = out:find("\r\n\r\n", pos, true)
@@ -73,11 +74,12 @@ local function answers(out)
     check(status, "bad status line: %s", show(head:sub(1, 80)))
     local length = head:match("\r\nContent%-Length: (%d+)")
     check(length, "no Content-Length in %s", show(head))
-    list[#list + 1] = { status = tonumber(status), head = head, body = out:sub(e + 4, e + 3 + tonumber(length)) }
-    pos = e + 4 + tonumber(length)
+    local req = log[#list + 1]
+    local n = (req and req[1] == "HEAD") and 0 or tonumber(length)
+    list[#list + 1] = { status = tonumber(status), head = head, body = out:sub(e + 4, e + 3 + n) }
+    pos = e + 4 + n
     if head:find("\r\nConnection: close", 1, true) then
-      -- a truncated body ends the connection early: nothing may follow it
-      check(pos > #out or #list[#list].body < tonumber(length) or pos > #out, "answer after Connection: close")
+      check(pos > #out, "more after Connection: close: %s", show(out:sub(pos, pos + 80)))
       break
     end
   end
@@ -96,7 +98,7 @@ return function(data)
     pos = pos + n
   end
   local log1, out1 = serve(chunks)
-  answers(out1)
+  answers(out1, log1)
   local log2, out2 = serve({ text })
   check(F.equal(log1, log2), "requests differ by chunking: %s vs %s", show(log1), show(log2))
   check(out1 == out2, "answers differ by chunking:\n%s\nvs\n%s", show(out1), show(out2))
