@@ -50,8 +50,9 @@ $(CORE): $(SRC) $(HDR)
 
 # MODKIE_TEST_LUA: the Lua the specs start bin/modkie (emulator, CLI) with.
 # The OpenResty specs need nginx's Lua module and the LuaJIT build: test-openresty.
+EXCLUDE_TAGS ?= openresty
 test: test-deps $(CORE) $(HOST)
-	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --exclude-tags=openresty $(BUSTED_ARGS) $(SPECS)
+	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --exclude-tags=$(EXCLUDE_TAGS) $(BUSTED_ARGS) $(SPECS)
 
 # examples/openresty/nginx.conf in a real nginx (Debian's, with its LuaJIT Lua module)
 test-openresty: test-deps $(CORE)
@@ -59,15 +60,18 @@ test-openresty: test-deps $(CORE)
 	$(MAKE) --no-print-directory core LUA_INC=/usr/include/luajit-2.1 BUILD=build/luajit
 	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --tags=openresty $(BUSTED_ARGS) spec/openresty_spec.lua
 
-# The whole suite on every Lua: 5.1, 5.2, 5.3, 5.4 and LuaJIT (OpenResty's fork,
-# the one Debian's nginx Lua module runs), each with the C core built for it.
+# The suite on every Lua: 5.1, 5.2, 5.3, 5.4 and LuaJIT (OpenResty's fork, the
+# one Debian's nginx Lua module runs), each with the C core built for it. The
+# long-running specs (#slow: the 500-job fault rounds, the SIGKILL batches)
+# run on 5.4; the other Luas run everything else.
 test-all: test-deps
 	@tools/deps luas
-	$(MAKE) --no-print-directory test LUA=lua5.1 LUA_VERSION=5.1
-	$(MAKE) --no-print-directory test LUA=lua5.2 LUA_VERSION=5.2
-	$(MAKE) --no-print-directory test LUA=lua5.3 LUA_VERSION=5.3
 	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4
-	$(MAKE) --no-print-directory test LUA=luajit LUA_INC=/usr/include/luajit-2.1 BUILD=build/luajit
+	$(MAKE) --no-print-directory test LUA=lua5.1 LUA_VERSION=5.1 EXCLUDE_TAGS=openresty,slow
+	$(MAKE) --no-print-directory test LUA=lua5.2 LUA_VERSION=5.2 EXCLUDE_TAGS=openresty,slow
+	$(MAKE) --no-print-directory test LUA=lua5.3 LUA_VERSION=5.3 EXCLUDE_TAGS=openresty,slow
+	$(MAKE) --no-print-directory test LUA=luajit LUA_INC=/usr/include/luajit-2.1 BUILD=build/luajit \
+	  EXCLUDE_TAGS=openresty,slow
 	$(MAKE) --no-print-directory test-openresty
 
 lint: test-deps

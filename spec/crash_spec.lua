@@ -52,7 +52,7 @@ local function whole_files(dir)
   return out
 end
 
-describe("a batch killed with SIGKILL", function()
+describe("a batch killed with SIGKILL #slow", function()
   local m, dir, rows_path, tpl_path, jpath, out
   local env
 

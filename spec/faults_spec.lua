@@ -149,7 +149,7 @@ local function check_round(f)
   assert.are.equal(after, f.errors.ambiguous or 0)
 end
 
-describe("fault suite: 500 jobs, one client, 20% faulty polls and 10% faulty creates", function()
+describe("fault suite: 500 jobs, one client, 20% faulty polls and 10% faulty creates #slow", function()
   local m, client, dir, args
   local figures = {}
 
@@ -410,7 +410,7 @@ describe("fault suite: client bug reproductions", function()
   -- serves both: after `retries` transient errors in a row (an outage, a
   -- maintenance window), the first garbled answer ends the job with
   -- `protocol` at once, though the task runs fine on the gateway.
-  it("CLIENT BUG: one garbled poll answer after `retries` transient errors ends the job", function()
+  it("regression: one garbled poll answer after `retries` transient errors does not end the job", function()
     local m = helper.mock { "--job-seconds", "0", "--retry-after", "0" }
     local client = helper.client(m, { timeout = 5, retries = 4 })
     local res, err
