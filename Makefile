@@ -109,7 +109,7 @@ asan: test-deps $(NODLCLOSE)
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" LD_PRELOAD="$(ASAN_RT) $(CURDIR)/$(NODLCLOSE)" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(LUA) /usr/bin/busted --ignore-lua $(BUSTED_ARGS) $(SPECS)
+	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS) $(BUSTED_ARGS) $(SPECS)
 
 # The spec suite's C paths under valgrind memcheck: no invalid access, no
 # definite leak. The emulator processes the specs start are not traced.
@@ -117,7 +117,7 @@ valgrind: test-deps $(CORE) $(NODLCLOSE)
 	@tools/deps check
 	LD_PRELOAD=$(CURDIR)/$(NODLCLOSE) valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --trace-children=no \
-	  $(LUA) /usr/bin/busted --ignore-lua $(BUSTED_ARGS) $(VALGRIND_SPECS)
+	  $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS) $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
 -include fuzz/fuzz.mk
 -include bench/bench.mk

@@ -22,12 +22,14 @@ function canned.start()
   local s = { url = url, port = tonumber(url:match(":(%d+)$")), pid = pid, dir = dir }
 
   --- From now on, a request for `name` (the path's last segment) gets `body`
-  -- with HTTP `status` (default 200) and `content_type`.
-  function s.answer(name, body, status, content_type)
+  -- with HTTP `status` (default 200) and `content_type`; `no_length`: sent
+  -- without Content-Length, ended by closing the connection.
+  function s.answer(name, body, status, content_type, no_length)
     write(dir .. "/" .. name .. ".body", body)
     local base = dir .. "/" .. name
     if status then write(base .. ".status", tostring(status)) else os.remove(base .. ".status") end
     if content_type then write(base .. ".type", content_type) else os.remove(base .. ".type") end
+    if no_length then write(base .. ".nolength", "") else os.remove(base .. ".nolength") end
   end
 
   --- The requests seen so far, one "METHOD TARGET auth=yes|no" string each.

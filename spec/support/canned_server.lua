@@ -5,7 +5,9 @@
 --
 -- A request for a path whose last segment is NAME (query ignored) gets the
 -- bytes of DIR/NAME.body, with status DIR/NAME.status (default 200) and type
--- DIR/NAME.type (default application/json); no NAME.body: a 404. Each request
+-- DIR/NAME.type (default application/json); no NAME.body: a 404. With a file
+-- DIR/NAME.nolength, no Content-Length: the body ends when the connection
+-- closes (as a server streaming a file of unknown size). Each request
 -- is appended to DIR/requests.log as "METHOD TARGET auth=yes|no". One
 -- connection at a time, closed after each answer: simple, and enough here.
 local socket = require "socket"
@@ -50,8 +52,8 @@ local function serve(c)
   local status = tonumber(read(dir .. "/" .. name .. ".status") or "") or (body and 200 or 404)
   local ctype = read(dir .. "/" .. name .. ".type") or "application/json"
   body = body or '{"code":404,"msg":"no canned answer for ' .. name .. '"}'
-  c:send(("HTTP/1.1 %d Canned\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n")
-    :format(status, ctype, #body))
+  local length = read(dir .. "/" .. name .. ".nolength") and "" or ("Content-Length: %d\r\n"):format(#body)
+  c:send(("HTTP/1.1 %d Canned\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n"):format(status, ctype, length))
   c:send(body)
 end
 
