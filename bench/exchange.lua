@@ -1,0 +1,173 @@
+-- bench/exchange.lua: the Lua contenders of the exchange benchmark (bench/run.lua
+-- starts them, one process per run; bench/exchange.c is the raw C baseline).
+-- W exchanges with C in flight: even ones POST createTask with the body in
+-- BODY_FILE, odd ones GET recordInfo; each answer decoded and a field read
+-- (data.taskId, data.state).
+--
+--   lua5.4 bench/exchange.lua modkie    URL BODY_FILE W C [CA_FILE]   (also luajit)
+--   lua5.1 bench/exchange.lua lua-http  URL BODY_FILE W C [CA_FILE]   (Debian packages lua-http for 5.1 only)
+--   lua5.4 bench/exchange.lua socket.http URL BODY_FILE W 1 [CA_FILE] (sequential; https through LuaSec)
+--
+-- Prints one line: exchanges= errors= wall= cpu= rss_kb=  (cpu: os.clock(),
+-- the process's user + system time, around the run; rss_kb: peak, VmHWM).
+-- Prints numbers; never fails on them.
+local CLIENT, URL, BODY_FILE = arg[1], arg[2], arg[3]
+local W, C, CA_FILE = tonumber(arg[4]), tonumber(arg[5]), arg[6]
+assert(CLIENT and URL and BODY_FILE and W and C, "usage: exchange.lua CLIENT URL BODY_FILE W C [CA_FILE]")
+
+local CREATE = "/api/v1/jobs/createTask"
+local RECORD = "/api/v1/jobs/recordInfo?taskId=task_bench_1"
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function peak_kb()
+  local f = io.open("/proc/self/status")
+  if not f then return -1 end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmHWM:%s*(%d+)")) or -1
+end
+
+local BODY = slurp(BODY_FILE)
+local now -- a monotonic clock in seconds
+
+-- The answer is the contract's envelope with the field of its kind.
+local function good(data, post)
+  if type(data) ~= "table" then return false end
+  local v = data[post and "taskId" or "state"]
+  return type(v) == "string" and v ~= ""
+end
+
+local contenders = {}
+
+-- modkie: C coroutines run by client:go, each making exchanges one after
+-- another with client:_call (the engine path of client:record/credits: one
+-- libcurl multi handle, keep-alive, HTTP/2 multiplexing, cjson inside step).
+function contenders.modkie()
+  local modkie = require "modkie"
+  local core = require "modkie.core"
+  now = core.now
+  local client = modkie.new{ base_url = URL, api_key = "bench", rate = false, retries = 0,
+    max_connections = C, ca_file = CA_FILE }
+  local next_i, errors = 0, 0
+  local function worker()
+    while next_i < W do
+      local i = next_i
+      next_i = next_i + 1
+      local post = i % 2 == 0
+      local data = post and client:_call("POST", CREATE, BODY) or client:_call("GET", RECORD)
+      if not good(data, post) then errors = errors + 1 end
+    end
+  end
+  local cpu0, t0 = os.clock(), now()
+  client:run(function()
+    for _ = 1, C do client:go(worker) end
+  end)
+  local wall, cpu = now() - t0, os.clock() - cpu0
+  client:close()
+  return W, errors, wall, cpu
+end
+
+-- lua-http (cqueues): its request:go() opens a connection per request, so
+-- this uses its connection objects directly, the fastest way it offers:
+-- over HTTP/1.1 one keep-alive connection per worker, over HTTP/2 one
+-- connection whose streams the C workers share.
+contenders["lua-http"] = function()
+  local cqueues = require "cqueues"
+  local http_client = require "http.client"
+  local http_headers = require "http.headers"
+  local cjson = require "cjson"
+  now = cqueues.monotime
+  local scheme, host, port = URL:match("^(https?)://([^:/]+):(%d+)")
+  local tls = scheme == "https"
+  local ctx
+  if tls then
+    local http_tls = require "http.tls"
+    local x509 = require "openssl.x509"
+    ctx = http_tls.new_client_context()
+    ctx:getStore():add(x509.new(slurp(CA_FILE)))
+  end
+  local function connect()
+    local conn = assert(http_client.connect{ host = host, port = tonumber(port), tls = tls, ctx = ctx,
+      version = tls and 2 or 1.1 })
+    assert(conn:connect(10))
+    return conn
+  end
+  local authority = host .. ":" .. port
+  local function request(conn, post)
+    local h = http_headers.new()
+    h:append(":method", post and "POST" or "GET")
+    h:append(":scheme", scheme)
+    h:append(":authority", authority)
+    h:append(":path", post and CREATE or RECORD)
+    h:append("authorization", "Bearer bench")
+    h:append("accept", "application/json")
+    if post then
+      h:append("content-type", "application/json")
+      h:append("content-length", tostring(#BODY))
+    end
+    local stream = assert(conn:new_stream())
+    assert(stream:write_headers(h, not post))
+    if post then assert(stream:write_chunk(BODY, true)) end
+    local rh = assert(stream:get_headers())
+    local body = assert(stream:get_body_as_string())
+    stream:shutdown()
+    local ok, doc = pcall(cjson.decode, body)
+    return rh:get(":status") == "200" and ok and type(doc) == "table" and good(doc.data, post)
+  end
+  local next_i, errors = 0, 0
+  local cq = cqueues.new()
+  local cpu0, t0 = os.clock(), now()
+  local shared = tls and connect() or nil
+  for _ = 1, C do
+    cq:wrap(function()
+      local conn = shared or connect()
+      while next_i < W do
+        local i = next_i
+        next_i = next_i + 1
+        if not request(conn, i % 2 == 0) then errors = errors + 1 end
+      end
+      if not shared then conn:close() end
+    end)
+  end
+  assert(cq:loop())
+  local wall, cpu = now() - t0, os.clock() - cpu0
+  if shared then shared:close() end
+  return W, errors, wall, cpu
+end
+
+-- LuaSocket's socket.http (LuaSec's ssl.https for https): one exchange at a
+-- time, a new connection for each (it sends "Connection: close").
+contenders["socket.http"] = function()
+  local socket = require "socket"
+  local ltn12 = require "ltn12"
+  local cjson = require "cjson"
+  local https = URL:match("^https:")
+  local http = https and require "ssl.https" or require "socket.http"
+  now = socket.gettime
+  local errors = 0
+  local cpu0, t0 = os.clock(), now()
+  for i = 0, W - 1 do
+    local post = i % 2 == 0
+    local out = {}
+    local _, status = http.request{
+      url = URL .. (post and CREATE or RECORD), method = post and "POST" or "GET",
+      sink = ltn12.sink.table(out), source = post and ltn12.source.string(BODY) or nil,
+      headers = { authorization = "Bearer bench", accept = "application/json",
+        ["content-type"] = post and "application/json" or nil, ["content-length"] = post and #BODY or nil },
+      cafile = CA_FILE, verify = https and "peer" or nil, protocol = https and "tlsv1_2" or nil,
+    }
+    local ok, doc = pcall(cjson.decode, table.concat(out))
+    if not (status == 200 and ok and type(doc) == "table" and good(doc.data, post)) then errors = errors + 1 end
+  end
+  return W, errors, now() - t0, os.clock() - cpu0
+end
+
+local run = assert(contenders[CLIENT], "unknown client " .. tostring(CLIENT))
+local n, errors, wall, cpu = run()
+io.write(("exchanges=%d errors=%d wall=%.6f cpu=%.6f rss_kb=%d\n"):format(n, errors, wall, cpu, peak_kb()))

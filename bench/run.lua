@@ -1,0 +1,770 @@
+-- bench/run.lua: `make bench`. Every benchmark of bench/ in one run, modkie
+-- side by side with its baselines on the same server and workload; prints
+-- the tables and writes them, with the machine, the versions and the
+-- commands, to bench/RESULTS.md.
+--
+--   make bench                      (builds what it needs, then runs this)
+--   BENCH_ROUNDS=5 make bench       rounds of the exchange matrix (median kept; default 3)
+--   BENCH_QUICK=1 make bench        small sizes, one round: a smoke run, minutes -> seconds
+--   BENCH_QUIET_WAIT=300 make bench wait up to 300 s for a 1-minute load average under 0.5 first
+--   BENCH_RESULTS=path              where the note goes (default bench/RESULTS.md)
+--
+-- Exchange level: a private nginx (worker_processes 1) answers fixed
+-- createTask / recordInfo JSON over HTTP/1.1 and over HTTPS + HTTP/2; each
+-- contender makes W exchanges with C in flight (bench/exchange.c, the raw C
+-- baseline; bench/exchange.lua, the Lua contenders). Job level: the emulator,
+-- jobs of 30-300 s scaled down, polled on several schedules
+-- (bench/polling.lua). Scale: 10,000 jobs in one client (bench/scale.lua).
+-- Then the older benches (jobs.lua, frame.lua, batch.lua), verbatim.
+-- A benchmark prints numbers: this never fails on them.
+local socket = require "socket"
+
+local QUICK = os.getenv("BENCH_QUICK") ~= nil and os.getenv("BENCH_QUICK") ~= ""
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or (QUICK and 1 or 3)
+local OUT = os.getenv("BENCH_RESULTS") or "bench/RESULTS.md"
+local QUIET_WAIT = tonumber(os.getenv("BENCH_QUIET_WAIT")) or 0
+local T0 = socket.gettime()
+
+-- ---------------------------------------------------------------- helpers
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local s = p:read("a")
+  p:close()
+  return (s:gsub("%s+$", ""))
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function tmpdir()
+  return sh("mktemp -d /tmp/modkie-bench.XXXXXX")
+end
+
+local function free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+local function kv(line)
+  local t = {}
+  for k, v in (line or ""):gmatch("([%w_]+)=(%S+)") do t[k] = tonumber(v) or v end
+  return t
+end
+
+local function median(xs)
+  local s = {}
+  for i, x in ipairs(xs) do s[i] = x end
+  table.sort(s)
+  if #s == 0 then return nil end
+  if #s % 2 == 1 then return s[(#s + 1) // 2] end
+  return (s[#s // 2] + s[#s // 2 + 1]) / 2
+end
+
+local function quantile(xs, q)
+  local s = {}
+  for i, x in ipairs(xs) do s[i] = x end
+  table.sort(s)
+  if #s == 0 then return nil end
+  return s[math.max(1, math.ceil(#s * q))]
+end
+
+local function mean(xs)
+  local sum = 0
+  for _, x in ipairs(xs) do sum = sum + x end
+  return #xs > 0 and sum / #xs or nil
+end
+
+local function fmt(x, f)
+  if x == nil then return "–" end
+  return (f or "%.1f"):format(x)
+end
+
+local function load1()
+  return tonumber((read_file("/proc/loadavg") or ""):match("^(%S+)"))
+end
+
+local note = {}   -- the lines of RESULTS.md
+local function say(s)
+  s = s or ""
+  io.write(s, "\n")
+  io.stdout:flush()
+  note[#note + 1] = s
+end
+
+local function progress(s)
+  io.stderr:write(("[bench %5.0fs] %s\n"):format(socket.gettime() - T0, s))
+end
+
+local function table_md(header, rows)
+  local out = { "| " .. table.concat(header, " | ") .. " |" }
+  local sep = {}
+  for i = 1, #header do sep[i] = i == 1 and "---" or "---:" end
+  out[#out + 1] = "|" .. table.concat(sep, "|") .. "|"
+  for _, r in ipairs(rows) do out[#out + 1] = "| " .. table.concat(r, " | ") .. " |" end
+  return table.concat(out, "\n")
+end
+
+-- Servers on CPU 0, clients on CPU 1, when there are two CPUs and taskset.
+local PIN_SERVER, PIN_CLIENT = "", ""
+local NPROC = tonumber(sh("nproc")) or 1
+if NPROC >= 2 and sh("command -v taskset") ~= "" then
+  PIN_SERVER, PIN_CLIENT = "taskset -c 0 ", "taskset -c 1 "
+end
+
+local LUA_PATH = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' "
+local ENV54 = LUA_PATH .. "LUA_CPATH='build/lua5.4/?.so;;' "
+local ENVJIT = LUA_PATH .. "LUA_CPATH='build/luajit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;' "
+local ENV51 = "LUA_PATH=';;' LUA_CPATH=';;' "
+
+local commands = {} -- what ran, for the note
+local function remember(what, cmd)
+  if not commands[what] then
+    commands[what] = true
+    commands[#commands + 1] = ("%s:\n    %s"):format(what, cmd)
+  end
+end
+
+--- Start the emulator on a free port; returns url, pid, handle.
+local function start_emulator(args)
+  local cmd = ("exec env %s%slua5.4 bin/modkie mock --port 0 --credits 1e12 %s"):format(ENV54, PIN_SERVER, args)
+  local p = assert(io.popen(cmd))
+  local line = assert(p:read("l"), "the emulator did not start")
+  return line:match("(http://[%d.]+:%d+)"), line:match("pid=(%d+)"), p
+end
+
+local function stop_emulator(pid, p)
+  os.execute("kill " .. pid)
+  p:close()
+end
+
+-- ---------------------------------------------------------------- the machine
+
+if QUIET_WAIT > 0 then
+  local until_t = socket.gettime() + QUIET_WAIT
+  while (load1() or 0) >= 0.5 and socket.gettime() < until_t do
+    progress(("load %.2f: waiting for a quiet machine"):format(load1() or -1))
+    socket.sleep(10)
+  end
+end
+
+local function pkg(name)
+  local v = sh("dpkg-query -W -f='${Version}' " .. name .. " 2>/dev/null")
+  return v ~= "" and v or "?"
+end
+
+local load_start = read_file("/proc/loadavg"):match("^(%S+ %S+ %S+)")
+local machine = {
+  ("- CPU: %s, %d cores; %s"):format(
+    (read_file("/proc/cpuinfo") or ""):match("model name%s*:%s*([^\n]+)") or "?", NPROC,
+    sh("uname -srm")),
+  ("- memory: %.1f GiB"):format((tonumber((read_file("/proc/meminfo") or ""):match("MemTotal:%s*(%d+)")) or 0)
+    / 1048576),
+  ("- load average at start: %s%s"):format(load_start,
+    PIN_SERVER ~= "" and "; servers pinned to CPU 0, clients to CPU 1 (taskset)" or "; not pinned"),
+  ("- %s; %s"):format(sh("lua5.4 -v"), sh("luajit -v"):match("^(LuaJIT %S+)") or "LuaJIT ?"),
+  ("- %s (%s)"):format(sh("lua5.1 -v 2>&1"):match("^(Lua %S+)") or "Lua 5.1", "lua-http and cqueues run here"),
+  ("- %s"):format(sh(ENV54 .. [[lua5.4 -e 'io.write(require("modkie.core").curl_version)']])),
+  ("- nginx %s (Debian nginx-light %s); OpenSSL %s"):format(sh("nginx -v"):match("nginx/(%S+)") or "?",
+    pkg("nginx-light"), pkg("libssl3")),
+  ("- Debian packages: libcjson1 %s, lua-cjson %s, lua-http %s, lua-cqueues %s, lua-socket %s, lua-sec %s, "
+    .. "luajit2 %s"):format(pkg("libcjson1"), pkg("lua-cjson"), pkg("lua-http"), pkg("lua-cqueues"),
+    pkg("lua-socket"), pkg("lua-sec"), pkg("luajit2")),
+  ("- modkie %s (git %s), C core and bench/exchange.c built with %s, -O2"):format(
+    sh(ENV54 .. [[lua5.4 -e 'io.write(require("modkie").VERSION)']]), sh("git rev-parse --short HEAD"),
+    sh("gcc --version"):match("^([^\n]+)")),
+}
+
+-- ---------------------------------------------------------------- exchange level
+
+local RECORD = [[{"code":200,"msg":"success","data":{"taskId":"task_bench_1","model":"kling/kling-3-0",]]
+  .. [["state":"success","param":"{\"model\":\"kling/kling-3-0\",\"input\":{\"prompt\":\"a red fox at dawn\"}}",]]
+  .. [["resultJson":"{\"resultUrls\":[\"https://files.example/task_bench_1-0.mp4\"]}","failCode":"",]]
+  .. [["failMsg":"","costTime":92000,"completeTime":1700000092000,"createTime":1700000000000,]]
+  .. [["creditsConsumed":80}}]]
+local CREATE = [[{"code":200,"msg":"success","data":{"taskId":"task_bench_1"}}]]
+
+-- nginx's single-quoted strings: \ and ' escaped
+local function ngx_quote(s)
+  return "'" .. s:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'"
+end
+
+local function start_nginx()
+  local n = { prefix = tmpdir(), h1 = free_port(), h2 = free_port() }
+  local p = n.prefix
+  assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
+    .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1"):format(p, p)),
+    "openssl could not make a certificate")
+  n.cert = p .. "/cert.pem"
+  n.log = p .. "/access.log"
+  -- createTask reads the request body before answering (echo module): with
+  -- `return`, nginx answers first and resets the HTTP/2 stream whose body it
+  -- did not read, which libcurl 7.88 reports as an error.
+  write_file(p .. "/nginx.conf", ([[
+load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
+worker_processes 1;
+daemon on;
+pid %s/nginx.pid;
+error_log %s/error.log;
+events { worker_connections 4096; }
+http {
+  log_format conn '$connection $status';
+  access_log %s conn buffer=64k flush=50ms;
+  client_body_temp_path %s;
+  proxy_temp_path %s;
+  fastcgi_temp_path %s;
+  uwsgi_temp_path %s;
+  scgi_temp_path %s;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  http2_max_concurrent_streams 1024;
+  default_type application/json;
+  server {
+    listen 127.0.0.1:%d;
+    listen 127.0.0.1:%d ssl http2;
+    ssl_certificate %s/cert.pem;
+    ssl_certificate_key %s/key.pem;
+    location = /api/v1/jobs/createTask { echo_read_request_body; echo -n %s; }
+    location = /api/v1/jobs/recordInfo { return 200 %s; }
+  }
+}
+]]):format(p, p, n.log, p, p, p, p, p, n.h1, n.h2, p, p, ngx_quote(CREATE), ngx_quote(RECORD)))
+  assert(os.execute(("%snginx -p %s -c %s/nginx.conf -e %s/error.log"):format(PIN_SERVER, p, p, p)),
+    "nginx did not start")
+  for _ = 1, 100 do
+    local c = socket.connect("127.0.0.1", n.h1)
+    if c then c:close() break end
+    socket.sleep(0.02)
+  end
+  socket.sleep(0.1)
+  n.offset = #(read_file(n.log) or "")
+  return n
+end
+
+local function stop_nginx(n)
+  local pid = read_file(n.prefix .. "/nginx.pid")
+  if pid then os.execute("kill " .. pid:match("%d+")) end
+  socket.sleep(0.1)
+  os.execute("rm -rf '" .. n.prefix .. "'")
+end
+
+--- The access log's lines since the last call: requests, distinct $connection, non-200.
+local function server_side(n)
+  socket.sleep(0.2) -- the log's buffer is flushed every 50 ms
+  local s = read_file(n.log) or ""
+  local new = s:sub(n.offset + 1)
+  n.offset = #s
+  local conns, nconn, requests, bad = {}, 0, 0, 0
+  for c, status in new:gmatch("(%d+) (%d+)\n") do
+    requests = requests + 1
+    if status ~= "200" then bad = bad + 1 end
+    if not conns[c] then conns[c], nconn = true, nconn + 1 end
+  end
+  return { requests = requests, connections = nconn, bad = bad }
+end
+
+local PROTOCOLS = {
+  { key = "h1", title = "HTTP/1.1 (plain)" },
+  { key = "h2", title = "HTTPS + HTTP/2" },
+}
+local CS = { 1, 16, 256 }
+
+-- Contenders: how to run one, how many exchanges (by C), which C, which rounds.
+local CONTENDERS = {
+  { key = "c", name = "raw C: libcurl multi + epoll", w = 10000,
+    cmd = function(url, body, w, c, ca)
+      return ("%sbuild/bench/exchange %s %s %d %d socket %s"):format(PIN_CLIENT, url, body, w, c, ca or "")
+    end },
+  { key = "cpoll", name = "raw C: curl_multi_poll loop", w = 10000,
+    cmd = function(url, body, w, c, ca)
+      return ("%sbuild/bench/exchange %s %s %d %d poll %s"):format(PIN_CLIENT, url, body, w, c, ca or "")
+    end },
+  { key = "m54", name = "modkie, Lua 5.4", w = 10000, w1 = 2000,
+    cmd = function(url, body, w, c, ca)
+      return ("%s%slua5.4 bench/exchange.lua modkie %s %s %d %d %s"):format(ENV54, PIN_CLIENT, url, body, w, c,
+        ca or "")
+    end },
+  { key = "mjit", name = "modkie, LuaJIT", w = 10000, w1 = 2000,
+    cmd = function(url, body, w, c, ca)
+      return ("%s%sluajit bench/exchange.lua modkie %s %s %d %d %s"):format(ENVJIT, PIN_CLIENT, url, body, w, c,
+        ca or "")
+    end },
+  { key = "lh", name = "lua-http (Lua 5.1, cqueues)", w = 4000,
+    cmd = function(url, body, w, c, ca)
+      return ("%s%slua5.1 bench/exchange.lua lua-http %s %s %d %d %s"):format(ENV51, PIN_CLIENT, url, body, w, c,
+        ca or "")
+    end },
+  { key = "ls", name = "socket.http (Lua 5.4, sequential)", w = 2000, only_c = 1, first_round = true,
+    w_h2 = 40, name_h2 = "socket.http + LuaSec (HTTPS/1.1, sequential)",
+    cmd = function(url, body, w, c, ca)
+      return ("%s%slua5.4 bench/exchange.lua socket.http %s %s %d %d %s"):format(ENV54, PIN_CLIENT, url, body, w, c,
+        ca or "")
+    end },
+}
+
+local function exchanges_for(ct, proto, c)
+  if ct.only_c and c ~= ct.only_c then return nil end
+  local w = (proto == "h2" and ct.w_h2) or (c == 1 and ct.w1) or ct.w
+  if QUICK then w = math.max((proto == "h2" and ct.w_h2) and 10 or 200, w // 10) end
+  return w
+end
+
+local exch = {} -- exch[proto][c][key] = { runs = {...} }
+local function exchange_level()
+  progress("exchange level: starting nginx")
+  local n = start_nginx()
+  local body = n.prefix .. "/body.json"
+  local frame = [[{"model":"kling/kling-3-0","input":{"prompt":"","aspect_ratio":"16:9","duration":5}}]]
+  write_file(body, frame:gsub('"prompt":""', '"prompt":"' .. ("a"):rep(1024 - #frame) .. '"'))
+  for _, proto in ipairs(PROTOCOLS) do
+    exch[proto.key] = {}
+    for _, c in ipairs(CS) do exch[proto.key][c] = {} end
+  end
+  for round = 1, ROUNDS do
+    for _, proto in ipairs(PROTOCOLS) do
+      local url = proto.key == "h1" and ("http://127.0.0.1:" .. n.h1) or ("https://127.0.0.1:" .. n.h2)
+      local ca = proto.key == "h2" and n.cert or nil
+      for _, c in ipairs(CS) do
+        for _, ct in ipairs(CONTENDERS) do
+          local w = exchanges_for(ct, proto.key, c)
+          if w and (round == 1 or not ct.first_round) then
+            local cmd = ct.cmd(url, body, w, c, ca)
+            remember(ct.name, cmd:gsub("127%.0%.0%.1:%d+", "127.0.0.1:PORT"):gsub(n.prefix, "PREFIX"))
+            progress(("round %d/%d %s C=%d %s, W=%d"):format(round, ROUNDS, proto.key, c, ct.name, w))
+            local line = sh(cmd)
+            local r = kv(line:match("exchanges=[^\n]*"))
+            local srv = server_side(n)
+            if r.exchanges then
+              r.server = srv
+              local slot = exch[proto.key][c][ct.key] or { runs = {} }
+              exch[proto.key][c][ct.key] = slot
+              slot.runs[#slot.runs + 1] = r
+            else
+              progress("  failed: " .. line:sub(1, 300))
+            end
+          end
+        end
+      end
+    end
+  end
+  stop_nginx(n)
+end
+
+-- The median run's figures of a contender.
+local function summary(slot)
+  if not slot then return nil end
+  local rate, cpu, rss, conns, errors = {}, {}, {}, {}, 0
+  for _, r in ipairs(slot.runs) do
+    rate[#rate + 1] = r.exchanges / r.wall
+    cpu[#cpu + 1] = r.cpu / r.exchanges * 1e6
+    rss[#rss + 1] = r.rss_kb / 1024
+    conns[#conns + 1] = r.server.connections
+    errors = errors + r.errors + r.server.bad + math.abs(r.server.requests - r.exchanges)
+  end
+  table.sort(conns)
+  local c = conns[1] == conns[#conns] and tostring(conns[1]) or (conns[1] .. "–" .. conns[#conns])
+  return { rate = median(rate), cpu = median(cpu), rss = median(rss), conns = c, conns_max = conns[#conns],
+    errors = errors, runs = #slot.runs, w = slot.runs[1].exchanges }
+end
+
+local function ratio(a, b)
+  if not a or not b or b == 0 then return nil end
+  return a / b
+end
+
+local function exchange_tables()
+  for _, proto in ipairs(PROTOCOLS) do
+    say(("### %s"):format(proto.title))
+    say()
+    local rows = {}
+    for _, c in ipairs(CS) do
+      local base = summary(exch[proto.key][c].c)
+      for _, ct in ipairs(CONTENDERS) do
+        local s = summary(exch[proto.key][c][ct.key])
+        if s then
+          local name = proto.key == "h2" and ct.name_h2 or ct.name
+          rows[#rows + 1] = {
+            name, tostring(c), tostring(s.w), fmt(s.rate, "%.0f"), fmt(ratio(s.rate, base and base.rate), "%.2f"),
+            fmt(s.cpu, "%.1f"), fmt(ratio(s.cpu, base and base.cpu), "%.2f"), fmt(s.rss, "%.1f"),
+            fmt(ratio(s.rss, base and base.rss), "%.2f"), s.conns, tostring(s.errors),
+          }
+        end
+      end
+    end
+    say(table_md({ "client", "C", "W", "exch/s", "× C", "CPU µs/exch", "× C", "peak RSS MiB", "× C",
+      "connections", "errors" }, rows))
+    say()
+  end
+end
+
+-- ---------------------------------------------------------------- job level
+
+local FACTOR = QUICK and 0.02 or 0.1
+local MODELS = { -- a spread of 30-300 s overall, each model with its own typical duration
+  { name = "bench/fast", lo = 30, hi = 90 },
+  { name = "bench/medium", lo = 90, hi = 180 },
+  { name = "bench/slow", lo = 180, hi = 300 },
+}
+local PER_MODEL = QUICK and 8 or 20
+local ARRIVALS = 120 -- seconds (unscaled) over which the jobs arrive
+local WARM = 10      -- durations per model the warm learned schedule starts with
+local SCHEDULES = {
+  { key = "default", name = "modkie default (2–3 s, 5–10 s, 15–30 s, jittered)" },
+  { key = "fixed=0.5", name = "fixed 0.5 s (replicate-js)" },
+  { key = "fixed=2", name = "fixed 2 s" },
+  { key = "fixed=10", name = "fixed 10 s" },
+  { key = "learned", name = "learned per model, cold (history from this run only)" },
+  { key = "learned-warm", name = "learned per model, warm (10 earlier durations per model)" },
+}
+
+local jobs = {} -- jobs[schedule] = { {duration, polls, delay, informed}, ... }; procs[schedule] = cpu, requests
+local job_meta = {}
+local function job_level()
+  progress("job level: starting the emulator")
+  local url, pid, p = start_emulator("--job-seconds 1")
+  local dir = tmpdir()
+  local plan = dir .. "/plan.txt"
+  math.randomseed(6)
+  local lines = {}
+  for _, m in ipairs(MODELS) do
+    for _ = 1, PER_MODEL do
+      lines[#lines + 1] = ("%s %.4f %.4f"):format(m.name, math.random() * ARRIVALS * FACTOR,
+        (m.lo + math.random() * (m.hi - m.lo)) * FACTOR)
+    end
+  end
+  for _, m in ipairs(MODELS) do -- the warm schedule's history: earlier jobs of the same models
+    for _ = 1, WARM do lines[#lines + 1] = ("warm %s %.4f"):format(m.name, m.lo + math.random() * (m.hi - m.lo)) end
+  end
+  write_file(plan, table.concat(lines, "\n") .. "\n")
+  local start = socket.gettime() + 1.5
+  local procs = {}
+  for _, s in ipairs(SCHEDULES) do
+    jobs[s.key] = {}
+    job_meta[s.key] = { cpu = 0, requests = 0, errors = 0 }
+    for _, m in ipairs(MODELS) do
+      local cmd = ("%s%slua5.4 bench/polling.lua %s %s %s %s %g %.3f"):format(ENV54, PIN_CLIENT, url, plan, s.key,
+        m.name, FACTOR, start)
+      remember("job level, one process per schedule and model (" .. s.key .. ")",
+        cmd:gsub("127%.0%.0%.1:%d+", "127.0.0.1:PORT"):gsub(dir, "DIR"):gsub("%d+%.%d%d%d$", "START"))
+      procs[#procs + 1] = { s = s.key, p = assert(io.popen(cmd .. " 2>&1")) }
+    end
+  end
+  progress(("job level: %d processes, jobs of %g-%g s at x%g, arrivals over %g s"):format(#procs, 30 * FACTOR,
+    300 * FACTOR, FACTOR, ARRIVALS * FACTOR))
+  for _, pr in ipairs(procs) do
+    local out = pr.p:read("a")
+    pr.p:close()
+    for line in out:gmatch("[^\n]+") do
+      local t = kv(line)
+      if line:match("^job ") then
+        local list = jobs[pr.s]
+        list[#list + 1] = { duration = t.duration / FACTOR, polls = t.polls, delay = t.delay / FACTOR,
+          informed = t.informed == 1 }
+      elseif line:match("^proc ") then
+        job_meta[pr.s].cpu = job_meta[pr.s].cpu + t.cpu
+        job_meta[pr.s].requests = job_meta[pr.s].requests + t.requests
+      else
+        job_meta[pr.s].errors = job_meta[pr.s].errors + 1
+        progress("  " .. pr.s .. ": " .. line:sub(1, 200))
+      end
+    end
+  end
+  stop_emulator(pid, p)
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+local function job_figures(list)
+  local polls, delays, rel = {}, {}, {}
+  for i, j in ipairs(list) do
+    polls[i], delays[i], rel[i] = j.polls, j.delay, j.delay / j.duration
+  end
+  return { n = #list, polls = mean(polls), delay = median(delays), p90 = quantile(delays, 0.9),
+    rel = median(rel), rel90 = quantile(rel, 0.9) }
+end
+
+local function job_tables()
+  local base = job_figures(jobs["fixed=2"])
+  local rows = {}
+  local function row(name, list, key)
+    local f = job_figures(list)
+    if f.n == 0 then return end
+    rows[#rows + 1] = { name, tostring(f.n), fmt(f.polls, "%.1f"), fmt(ratio(f.polls, base.polls), "%.2f"),
+      fmt(f.delay, "%.2f"), fmt(f.p90, "%.2f"), fmt(f.rel and f.rel * 100, "%.1f %%"),
+      fmt(f.rel90 and f.rel90 * 100, "%.1f %%"), key and tostring(job_meta[key].requests) or "" }
+  end
+  for _, s in ipairs(SCHEDULES) do row(s.name, jobs[s.key], s.key) end
+  local informed = {}
+  for _, j in ipairs(jobs.learned) do if j.informed then informed[#informed + 1] = j end end
+  row("learned, cold: only its jobs submitted once 5 of their model had ended", informed)
+  say(table_md({ "schedule", "jobs", "polls/job", "× fixed 2 s", "notice delay p50 s", "p90 s",
+    "delay / duration p50", "p90", "requests" }, rows))
+  say()
+end
+
+-- ---------------------------------------------------------------- scale
+
+local scale
+local function scale_level()
+  progress("scale: starting the emulator")
+  local url, pid, p = start_emulator("--job-seconds 3600")
+  local n = QUICK and 2000 or 10000
+  local cmd = ("%s%slua5.4 bench/scale.lua %s %d 5 %d"):format(ENV54, PIN_CLIENT, url, n, QUICK and 5 or 10)
+  remember("scale", cmd:gsub("127%.0%.0%.1:%d+", "127.0.0.1:PORT"))
+  progress(("scale: %d jobs"):format(n))
+  local out = sh(cmd)
+  scale = kv(out:match("jobs=[^\n]*"))
+  if not scale.jobs then progress("  failed: " .. out:sub(1, 300)) end
+  stop_emulator(pid, p)
+end
+
+local function scale_table()
+  local s = scale
+  if not s or not s.jobs then
+    say("(the scale run failed)")
+    return
+  end
+  local beyond = (s.rss_end_kb - s.rss0_kb) - (s.lua_end_kb - s.lua0_kb)
+  local peak_beyond = (s.hwm_kb - s.rss0_kb) - (s.lua_end_kb - s.lua0_kb)
+  s.beyond_mib, s.peak_beyond_mib = beyond / 1024, peak_beyond / 1024
+  s.cpu_poll_us = s.poll_cpu / math.max(1, s.polls) * 1e6
+  local rows = {
+    { "jobs in flight in one client", tostring(s.jobs), "" },
+    { "submit: createTask until every task id is in (each on a connection of its own)",
+      fmt(s.accept_wall, "%.2f s"), fmt(s.accept_cpu / s.creates * 1e6, "%.0f µs client CPU per create") },
+    { "polling: every job every 5 s", fmt(s.polls / s.poll_wall, "%.0f polls/s"),
+      fmt(s.cpu_poll_us, "%.1f µs client CPU per poll") },
+    { "Lua state's own data (collectgarbage 'count') with the jobs", fmt((s.lua_end_kb - s.lua0_kb) / 1024, "%.1f MiB"),
+      fmt((s.lua_end_kb - s.lua0_kb) * 1024 / s.jobs, "%.0f B per job") },
+    { "RSS growth beyond the Lua state, after polling", fmt(s.beyond_mib, "%.1f MiB"),
+      fmt(beyond * 1024 / s.jobs, "%.0f B per job") },
+    { "peak RSS beyond the Lua state (VmHWM)", fmt(s.peak_beyond_mib, "%.1f MiB"),
+      ("process peak %.1f MiB"):format(s.hwm_kb / 1024) },
+    { "step(0) with nothing ready, " .. s.jobs .. " jobs waiting", fmt(s.step_p50, "p50 %.2f µs"),
+      fmt(s.step_p99, "p99 %.2f µs") .. fmt(s.step_max, ", max %.0f µs") },
+  }
+  say(table_md({ "figure", "value", "" }, rows))
+  say()
+end
+
+-- ---------------------------------------------------------------- the older benches
+
+local legacy = {}
+local function legacy_benches()
+  local list = {
+    { "bench/jobs.lua 200 64", "jobs/s through the emulator, modkie vs socket.http (200 jobs)" },
+    { "bench/frame.lua 1000 20000", "update() cost with 1000 jobs waiting" },
+    { "bench/batch.lua 10000 200", "a 10,000-row batch with a journal, and its resume" },
+  }
+  if QUICK then list = { { "bench/frame.lua 1000 5000", "update() cost with 1000 jobs waiting" } } end
+  for _, b in ipairs(list) do
+    local cmd = ("%s%slua5.4 %s"):format(ENV54, PIN_CLIENT, b[1])
+    remember(b[1], cmd)
+    progress(b[1])
+    legacy[#legacy + 1] = { title = b[2], cmd = b[1], out = sh(cmd) }
+  end
+end
+
+-- ---------------------------------------------------------------- targets
+
+local CAUSES = {
+  cpu = "Per exchange modkie does, besides libcurl's own work: curl_easy_reset and about 20 curl_easy_setopt "
+    .. "(each transfer is set up from scratch, including CURLOPT_TIMEOUT_MS and CONNECTTIMEOUT_MS, which add "
+    .. "libcurl timers), a poll() over every socket it watches on each wakeup (O(connections), where the C "
+    .. "baseline's epoll is O(ready)), an op with copies of its URL and body, and on the Lua side an event "
+    .. "table, a coroutine resume and cjson building the whole answer as tables. libcurl itself is 50-70 % of "
+    .. "both clients' CPU, so the Lua layer is not where most of the gap is.",
+  stall = "At C = 1 each exchange waits about a millisecond for nothing: libcurl asks for its timeout "
+    .. "callback with 0 ms when a transfer is added; the engine stores that as `now + 0` measured a moment later "
+    .. "than the `now` its loop compares with, so the timer looks a few microseconds away, the wait rounds up "
+    .. "to poll(…, 1 ms), and with no socket to watch yet the engine sleeps 1 ms before sending. A sequential "
+    .. "client pays it on every request.",
+  streams = "libcurl allows 100 streams per HTTP/2 connection unless CURLMOPT_MAX_CONCURRENT_STREAMS says "
+    .. "otherwise; with more in flight it opens another connection. modkie does not set it.",
+  polls = "The default schedule polls every 2–3 s for a job's first 30 s and every 5–10 s until 2 minutes, "
+    .. "whatever the model: a job that cannot end before 90 s still gets ~20 polls it could not need.",
+  delay = "Between 2 and 5 minutes the default polls every 15–30 s: a job ending there waits half an interval on "
+    .. "average.",
+  rss = "Per job: the C op (URL, task id), its heap entries and the Lua Job table with the input; libcurl's "
+    .. "buffers for the connections in use.",
+  throughput = "lua-http's throughput is bounded by cqueues and the Lua HTTP parser; modkie's by the shared "
+    .. "nginx worker and the per-exchange costs above.",
+}
+
+local function target_rows()
+  local t = {}
+  local function add(figure, measured, target, worse_if_above, cause, unit)
+    if not measured then return end
+    local miss = worse_if_above and measured / target or target / measured
+    t[#t + 1] = { figure = figure, measured = measured, target = target, miss = miss, cause = cause,
+      unit = unit or "", above = worse_if_above }
+  end
+  for _, proto in ipairs(PROTOCOLS) do
+    local cap = proto.key == "h1" and 1.15 or 1.3
+    for _, c in ipairs({ 16, 256 }) do
+      local base, m = summary(exch[proto.key][c].c), summary(exch[proto.key][c].m54)
+      if base and m then
+        add(("modkie CPU per exchange, %s, C = %d, × raw C"):format(proto.key == "h1" and "HTTP/1.1" or "HTTP/2", c),
+          m.cpu / base.cpu, cap, true, CAUSES.cpu, "×")
+      end
+    end
+    for _, c in ipairs(CS) do
+      local lh, m = summary(exch[proto.key][c].lh), summary(exch[proto.key][c].m54)
+      if lh and m then
+        add(("modkie throughput, %s, C = %d, × lua-http"):format(proto.key, c), m.rate / lh.rate, 3, false,
+          c == 1 and CAUSES.stall or CAUSES.throughput, "×")
+      end
+      local m54 = summary(exch[proto.key][c].m54)
+      if m54 then
+        if proto.key == "h1" then
+          add(("modkie connections, HTTP/1.1, C = %d"):format(c), m54.conns_max, c, true,
+            "libcurl opens a connection per concurrent request and keeps it alive.", "")
+        else
+          add(("modkie connections, HTTP/2, C = %d"):format(c), m54.conns_max, 1, true, CAUSES.streams, "")
+        end
+      end
+    end
+    local ls, m1 = summary(exch[proto.key][1].ls), summary(exch[proto.key][1].m54)
+    if ls and m1 then
+      add(("modkie throughput, %s, C = 1, × socket.http"):format(proto.key), m1.rate / ls.rate, 3, false,
+        CAUSES.stall, "×")
+    end
+  end
+  if jobs.default and #jobs.default > 0 then
+    local d, f2 = job_figures(jobs.default), job_figures(jobs["fixed=2"])
+    add("default schedule's polls per job, × fixed 2 s", d.polls / f2.polls, 1 / 3, true, CAUSES.polls, "×")
+    add("default schedule's median notice delay / job duration", d.rel, 0.10, true, CAUSES.delay, "")
+  end
+  if scale and scale.peak_beyond_mib then
+    add("10,000 jobs: peak RSS beyond the Lua state, MiB", scale.peak_beyond_mib, 64, true, CAUSES.rss, "MiB")
+  end
+  table.sort(t, function(a, b) return a.miss > b.miss end)
+  return t
+end
+
+local function targets_section()
+  local t = target_rows()
+  local rows = {}
+  for _, r in ipairs(t) do
+    local v = r.unit == "×" and ("%.2f×"):format(r.measured) or r.unit == "MiB" and ("%.1f"):format(r.measured)
+      or (r.target < 1 and r.unit == "" and r.measured < 1) and ("%.1f %%"):format(r.measured * 100)
+      or ("%g"):format(r.measured)
+    local goal = r.unit == "×" and ("%s %.2f×"):format(r.above and "≤" or "≥", r.target)
+      or (r.target < 1 and r.unit == "") and ("≤ %.0f %%"):format(r.target * 100)
+      or ("%s %g"):format(r.above and "≤" or "≥", r.target)
+    rows[#rows + 1] = { r.figure, goal, v, r.miss > 1.0001 and ("missed by %.2f×"):format(r.miss) or "met" }
+  end
+  say(table_md({ "target", "goal", "measured", "" }, rows))
+  say()
+  say("The three figures furthest from their targets, and what limits them:")
+  say()
+  for i = 1, math.min(3, #t) do
+    say(("%d. **%s**: %s. %s"):format(i, t[i].figure, rows[i][3] .. " against " .. rows[i][2], t[i].cause))
+    say()
+  end
+end
+
+-- ---------------------------------------------------------------- run everything
+
+exchange_level()
+job_level()
+scale_level()
+legacy_benches()
+local load_end = read_file("/proc/loadavg"):match("^(%S+ %S+ %S+)")
+
+say("# modkie benchmarks")
+say()
+say(("Written by `make bench` (bench/run.lua) on %s, in %.0f s%s. A benchmark prints numbers: none of this "
+  .. "fails a build. Ratios (×) are to the raw C client in the same run; each exchange figure is the median of "
+  .. "%d round%s (rounds interleave every contender)."):format(os.date("!%Y-%m-%d %H:%M UTC"), socket.gettime() - T0,
+  QUICK and ", BENCH_QUICK (small sizes: not the figures to quote)" or "", ROUNDS, ROUNDS == 1 and "" or "s"))
+say()
+say("## Machine and versions")
+say()
+for _, l in ipairs(machine) do say(l) end
+say(("- load average at the end: %s"):format(load_end))
+say()
+say("## Targets")
+say()
+targets_section()
+say("## Exchange level")
+say()
+say("W exchanges with C in flight against one nginx worker on loopback: even ones `POST "
+  .. "/api/v1/jobs/createTask` with a 1 KiB JSON body, odd ones `GET /api/v1/jobs/recordInfo`; every answer "
+  .. "decoded and a field read (`data.taskId`, `data.state`). CPU is the client process's user + system time "
+  .. "around the run (clock() / CLOCK_PROCESS_CPUTIME_ID), peak RSS its VmHWM, connections counted at the server "
+  .. "(distinct `$connection` in the access log), errors any answer that was not 200 with the field. modkie "
+  .. "runs `client:_call` (the engine path of `client:record` and `client:credits`: libcurl multi, keep-alive, "
+  .. "HTTP/2 multiplexing, cjson inside `step`), `max_connections = C`, `rate = false`, from C coroutines of "
+  .. "`client:go`. lua-http runs on Lua 5.1 (Debian packages it for 5.1 and 5.2 only) over its connection "
+  .. "objects — its `request:go()` opens a connection per request — one keep-alive connection per worker over "
+  .. "HTTP/1.1, one shared connection over HTTP/2. socket.http is sequential with a connection per request "
+  .. "(LuaSec's ssl.https, HTTP/1.1 over TLS, for the HTTPS row). nginx allows 1024 streams per HTTP/2 connection "
+  .. "and a million requests per connection.")
+say()
+exchange_tables()
+say("A job's `createTask` is not sent on a reused connection: modkie gives each its own connection "
+  .. "(CURLOPT_FRESH_CONNECT), so libcurl can never silently re-send a create on a connection that died and "
+  .. "create (and bill) a second task. The exchange level above uses `_call`, which reuses connections; the scale "
+  .. "run below shows what the choice costs a job: a connect (and over HTTPS a full TLS handshake) per job, "
+  .. "compared with the CPU of one poll on a kept-alive connection. Polls, the calls a job makes most of, reuse "
+  .. "connections.")
+say()
+say("## Job level")
+say()
+say(("The emulator, %d jobs (%d per model) of %s, durations uniform in each model's range "
+  .. "(30–300 s overall), arriving at random over %d s; run %g× faster than life, every schedule scaled by the "
+  .. "same factor (it sees elapsed / %g and its answer is multiplied by %g), so polls and delays are what an "
+  .. "unscaled run would show. The notice delay is from the job's end on the server (`completeTime`) to "
+  .. "`await` returning. Every schedule sees the same jobs, all at once, one client per schedule and model. "
+  .. "The learned schedule is bench-side (bench/polling.lua): the default schedule, but no poll before 0.9 × "
+  .. "the 5th percentile of its model's last 100 completed durations, once 5 have completed."):format(
+  #MODELS * PER_MODEL, PER_MODEL, table.concat((function()
+    local names = {}
+    for i, m in ipairs(MODELS) do names[i] = ("%s (%d–%d s)"):format(m.name, m.lo, m.hi) end
+    return names
+  end)(), ", "), ARRIVALS, 1 / FACTOR, FACTOR, FACTOR))
+say()
+job_tables()
+say("## Scale")
+say()
+say("One client, jobs submitted at once (rate limits off) to the emulator, whose jobs do not end while we "
+  .. "measure; then every job polled every 5 s; then every next poll 10 minutes away and `step(0)` timed "
+  .. "20,000 times with nothing ready.")
+say()
+scale_table()
+if #legacy > 0 then
+  say("## The older benches")
+  say()
+  for _, l in ipairs(legacy) do
+    say(("`%s`: %s"):format(l.cmd, l.title))
+    say()
+    say("```")
+    say(l.out)
+    say("```")
+    say()
+  end
+end
+say("## Commands")
+say()
+say("`make bench` builds the C core for Lua 5.4 and LuaJIT and bench/exchange.c, starts nginx (a private prefix, a "
+  .. "self-signed certificate from the openssl CLI) and the emulator on free ports, and runs, from the "
+  .. "repository's root:")
+say()
+say("```")
+for _, c in ipairs(commands) do say(c) end
+say("```")
+write_file(OUT, table.concat(note, "\n") .. "\n")
+progress("wrote " .. OUT)
