@@ -88,7 +88,7 @@ describe("modkie.new options", function()
 
   -- CURLOPT_USERAGENT is given the string as is: "ok\r\nX-Injected: 1" sends
   -- a header line of its own (seen on the wire with a LuaSocket listener).
-  it("CLIENT BUG: a user_agent with CR or LF is accepted and injects a header into every request", function()
+  it("CLIENT BUG: a user_agent with CR or LF is accepted and injects a header into every request #clientbug", function()
     for _, ua in ipairs({ "ok\r\nX-Injected: 1", "ok\nX-Injected: 1", "ok\0x" }) do
       local ok = pcall(modkie.new, { user_agent = ua })
       assert(not ok, ("user_agent %q was accepted"):format(ua))

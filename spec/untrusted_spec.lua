@@ -333,7 +333,7 @@ describe("untrusted bodies", function()
     -- Client:_call returns p.data; an envelope without `data` leaves it nil
     -- with no error, and credits/record/download_url pass that nil on as
     -- `nil, nil`.
-    it("CLIENT BUG: an envelope without data makes credits, record and download_url return nil, nil", function()
+    it("CLIENT BUG: an envelope without data: credits, record, download_url return nil, nil #clientbug", function()
       for _, e in ipairs({ "credit", "record", "download-url" }) do
         local res, err = call(e, '{"code":200,"msg":"success"}')
         assert.is_nil(res)
@@ -344,7 +344,7 @@ describe("untrusted bodies", function()
 
     -- record.result takes `id = rec.taskId` whatever its type, ahead of the
     -- job's own id: a number (42.0 on 5.3+) or a table becomes result.id.
-    it("CLIENT BUG: a record whose taskId is not a string makes result.id that value, not the job's id", function()
+    it("CLIENT BUG: a record's taskId that is not a string becomes result.id, not the job's id #clientbug", function()
       for _, v in ipairs({ "42", '{"id":"task_u"}', "[1]", "true" }) do
         local res, err = call("recordInfo", envelope('{"taskId":' .. v .. ',"state":"success"}'))
         assert(res, tostring(err))
@@ -353,7 +353,7 @@ describe("untrusted bodies", function()
     end)
 
     -- Client:download_url returns any non-empty string in data as the link.
-    it("CLIENT BUG: download_url passes on a data string that is no URL ('x', 'file:///etc/passwd')", function()
+    it("CLIENT BUG: download_url passes on a data string that is no URL ('x', 'file:///...') #clientbug", function()
       for _, data in ipairs({ '"x"', '"file:///etc/passwd"', '" https://cdn.example/a.mp4"' }) do
         local res, err = call("download-url", envelope(data))
         assert(res == nil, data .. " came back as a download link: " .. tostring(res))
@@ -368,7 +368,7 @@ describe("untrusted bodies", function()
     -- never answers, credits() with timeout = 1 waits forever (a fresh client
     -- times out after 1 s). Run in a child process so that the hang cannot
     -- hang the suite.
-    it("CLIENT BUG: after a request over libcurl's 1 MiB limit, the client's timeouts never fire", function()
+    it("CLIENT BUG: after a request over libcurl's 1 MiB limit, the client's timeouts never fire #clientbug", function()
       local script = [[
         local modkie = require "modkie"
         local socket = require "socket"
