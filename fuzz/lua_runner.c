@@ -38,6 +38,11 @@ static void line_hook(lua_State *L, lua_Debug *ar) {
   prev_line = here >> 1;
 }
 
+#ifdef FUZZ_WITH_CORE
+/* the C core, built into this binary with the sanitizers (webhook: HMAC) */
+int luaopen_modkie_core(lua_State *L);
+#endif
+
 static lua_State *L;
 static int fuzz_ref = LUA_NOREF;
 
@@ -54,6 +59,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   L = luaL_newstate();
   if (!L) abort();
   luaL_openlibs(L);
+#ifdef FUZZ_WITH_CORE
+  luaL_requiref(L, "modkie.core", luaopen_modkie_core, 0);
+  lua_pop(L, 1);
+#endif
   /* the repo's modules first, then the system's (cjson, socket) */
   if (luaL_dostring(L, "package.path = '" FUZZ_ROOT "/lua/?.lua;" FUZZ_ROOT "/lua/?/init.lua;" FUZZ_ROOT "/fuzz/lua/?.lua;' .. package.path") != 0 ||
       luaL_loadfile(L, FUZZ_SCRIPT) != 0 || lua_pcall(L, 0, 1, 0) != 0 || !lua_isfunction(L, -1)) {
