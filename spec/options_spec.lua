@@ -88,7 +88,7 @@ describe("modkie.new options", function()
 
   -- CURLOPT_USERAGENT is given the string as is: "ok\r\nX-Injected: 1" sends
   -- a header line of its own (seen on the wire with a LuaSocket listener).
-  it("CLIENT BUG: a user_agent with CR or LF is accepted and injects a header into every request #clientbug", function()
+  it("regression: a user_agent with CR or LF is accepted and injects a header into every request", function()
     for _, ua in ipairs({ "ok\r\nX-Injected: 1", "ok\nX-Injected: 1", "ok\0x" }) do
       local ok = pcall(modkie.new, { user_agent = ua })
       assert(not ok, ("user_agent %q was accepted"):format(ua))
@@ -125,7 +125,7 @@ describe("submit and job options", function()
       assert.is_false(ok)
       assert.matches(c[2], err, 1, true)
     end
-    assert.has_error(function() client:job("") end, "bad argument #1 to 'job' (task id must not be empty)")
+    assert.has_error(function() client:job("") end, "bad argument #1 to 'job' (a task id of 1 to 1024 bytes expected)")
     assert.has_error(function() client:job(42) end, "bad argument #1 to 'job' (string expected, got number)")
   end)
 

@@ -42,13 +42,15 @@ static engine_ud *check_ud(lua_State *L) {
 
 /* ---- options ---- */
 
-static double opt_number(lua_State *L, int t, const char *key, double dflt) {
+/* A number option, within [lo, hi] so that the casts below stay defined. */
+static double opt_number(lua_State *L, int t, const char *key, double dflt, double lo, double hi) {
   double v;
   lua_getfield(L, t, key);
   if (lua_isnil(L, -1)) v = dflt;
   else if (lua_type(L, -1) == LUA_TNUMBER) v = lua_tonumber(L, -1);
   else return luaL_error(L, "modkie.core: option '%s' must be a number", key);
   lua_pop(L, 1);
+  if (!(v >= lo && v <= hi)) return luaL_error(L, "modkie.core: option '%s' is out of range", key);
   return v;
 }
 
@@ -101,13 +103,13 @@ static int l_new(lua_State *L) {
   cfg.user_agent = opt_string(L, 1, "user_agent");
   if (!cfg.user_agent) cfg.user_agent = "modkie/" MODKIE_CORE_VERSION;
   cfg.ca_file = opt_string(L, 1, "ca_file");
-  cfg.timeout_ms = (long)(opt_number(L, 1, "timeout", 30) * 1000);
-  cfg.connect_timeout_ms = (long)(opt_number(L, 1, "connect_timeout", 10) * 1000);
-  cfg.retries = (int)opt_number(L, 1, "retries", 4);
-  cfg.max_body = (size_t)opt_number(L, 1, "max_body", 8 * 1024 * 1024);
-  cfg.max_download = (long long)opt_number(L, 1, "max_download", 0);
-  cfg.max_connections = (int)opt_number(L, 1, "max_connections", 16);
-  cfg.seed = (uint64_t)opt_number(L, 1, "seed", 0);
+  cfg.timeout_ms = (long)(opt_number(L, 1, "timeout", 30, 0.001, 1e6) * 1000);
+  cfg.connect_timeout_ms = (long)(opt_number(L, 1, "connect_timeout", 10, 0.001, 1e6) * 1000);
+  cfg.retries = (int)opt_number(L, 1, "retries", 4, 0, 1000);
+  cfg.max_body = (size_t)opt_number(L, 1, "max_body", 8 * 1024 * 1024, 1, 1e12);
+  cfg.max_download = (long long)opt_number(L, 1, "max_download", 0, 0, 1e15);
+  cfg.max_connections = (int)opt_number(L, 1, "max_connections", 16, 1, 10000);
+  cfg.seed = (uint64_t)opt_number(L, 1, "seed", 0, 0, 9007199254740992.0);
   if (cfg.max_connections < 1) cfg.max_connections = 1;
   opt_rate(L, 1, "submit_rate", &cfg.submit_limit, &cfg.submit_per);
   opt_rate(L, 1, "poll_rate", &cfg.poll_limit, &cfg.poll_per);
@@ -283,9 +285,13 @@ static int read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   lua_replace(L, -3);
   r->json = 1;
   lua_getfield(L, -2, "code");
-  if (lua_type(L, -1) == LUA_TNUMBER || (lua_type(L, -1) == LUA_TSTRING && lua_tonumber(L, -1) != 0)) {
-    r->has_code = 1;
-    r->code = (long)lua_tonumber(L, -1);
+  if (lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TSTRING) {
+    /* a whole number in range, or (a string of) one; anything else is no code */
+    lua_Number n = lua_tonumber(L, -1);
+    if (n >= 0 && n <= 99999 && n == (lua_Number)(long)n && (lua_type(L, -1) == LUA_TNUMBER || n != 0)) {
+      r->has_code = 1;
+      r->code = (long)n;
+    }
   }
   lua_pop(L, 1);
   lua_getfield(L, -2, "msg");
@@ -464,7 +470,7 @@ static void on_deadline(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   (void)L;
   memset(&v, 0, sizeof v);
   v.kind = "deadline";
-  snprintf(v.message, sizeof v.message, "the job did not end within its deadline (%.0f s)", op->deadline.due - op->created);
+  snprintf(v.message, sizeof v.message, "the job did not end within its deadline (%g s)", op->deadline.due - op->created);
   v.retryable = 0;
   emit_error(ev, op, "done", &v);
   mk_engine_release(u->e, op);

@@ -14,6 +14,7 @@
 /* libcurl 7.88 can leave a multiplexed HTTP/2 transfer unnoticed until a wait
  * times out; while transfers are active, never sleep longer than this. */
 #define ACTIVE_POLL_CAP 0.05
+#define WATCHDOG_GRACE 2.0 /* seconds past a request's timeout before the engine ends it itself */
 #define TIMER_POLL 1
 #define TIMER_DEADLINE 2
 
@@ -26,6 +27,8 @@ struct mk_xfer {
   long long file_bytes;
   int too_large, write_failed;
   int in_multi;  /* added to the multi handle and not yet removed */
+  double started;
+  mk_xfer *fprev, *fnext; /* the list of transfers in flight, for the watchdog */
   double retry_after;
   char errbuf[CURL_ERROR_SIZE];
   char write_error[128];
@@ -222,6 +225,10 @@ static void leave_multi(mk_engine *e, mk_xfer *x) {
   curl_multi_remove_handle(e->multi, x->easy);
   x->in_multi = 0;
   e->in_flight--;
+  if (x->fprev) x->fprev->fnext = x->fnext;
+  else e->flying = x->fnext;
+  if (x->fnext) x->fnext->fprev = x->fprev;
+  x->fprev = x->fnext = NULL;
 }
 
 /* Detach the op's transfer from the multi handle (if still there) and recycle it. */
@@ -337,6 +344,11 @@ static void start(mk_engine *e, mk_op *op) {
     return;
   }
   x->in_multi = 1;
+  x->started = mk_now();
+  x->fprev = NULL;
+  x->fnext = e->flying;
+  if (e->flying) e->flying->fprev = x;
+  e->flying = x;
   e->in_flight++;
   e->requests++;
   if (op->type == MK_OP_JOB) {
@@ -479,11 +491,16 @@ static int on_timer(CURLM *multi, long ms, void *ud) {
 
 static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errlen) {
   int running;
+  long ms = -1;
   CURLMcode mc = curl_multi_socket_action(e->multi, s, flags, &running);
   if (mc != CURLM_OK) {
     snprintf(err, errlen, "curl_multi_socket_action: %s", curl_multi_strerror(mc));
     return -1;
   }
+  /* libcurl calls the timer callback only when its deadline changes; ask it
+   * directly, so a deadline it kept through a failed transfer is not lost */
+  if (curl_multi_timeout(e->multi, &ms) == CURLM_OK)
+    e->curl_due = ms < 0 ? -1 : mk_now() + (double)ms / 1000.0;
   collect(e);
   return 0;
 }
@@ -515,6 +532,28 @@ static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
   return 0;
 }
 
+/* A safety net under libcurl's own timeouts: an API transfer still in flight
+ * well past its timeout is ended here (seen with libcurl 7.88 after a request
+ * it refused as too large: the next transfer on the client was never timed out). */
+static void watchdog(mk_engine *e, double now) {
+  double limit = (double)e->timeout_ms / 1000.0 + WATCHDOG_GRACE;
+  mk_xfer *x = e->flying, *next;
+  for (; x; x = next) {
+    mk_op *op = x->op;
+    next = x->fnext;
+    if (op->type == MK_OP_DOWNLOAD || now - x->started < limit) continue;
+    leave_multi(e, x);
+    memset(&op->result, 0, sizeof op->result);
+    op->result.curl = CURLE_OPERATION_TIMEDOUT;
+    op->result.sent = 1; /* unknown: for createTask that means ambiguous */
+    op->result.retry_after = -1;
+    op->result.body = "";
+    snprintf(x->errbuf, sizeof x->errbuf, "no answer within %.0f s (the transfer stalled)", limit);
+    op->result.error = x->errbuf;
+    push_done(e, op, MK_DONE_XFER);
+  }
+}
+
 /* Seconds until something needs doing, capped at `cap`. */
 static double idle_for(mk_engine *e, double now, double cap) {
   double wait = cap;
@@ -540,6 +579,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
       e->curl_due = -1;
       if (act(e, CURL_SOCKET_TIMEOUT, 0, err, errlen) != 0) return -1;
     }
+    if (e->flying) watchdog(e, now);
     if (e->done_head) return 0;
     wait = until > now ? idle_for(e, now, until - now) : 0;
     if (e->npfds || wait > 0) {

@@ -119,6 +119,7 @@ typedef struct mk_engine {
   mk_queue wait_submit, wait_poll, wait_slot;
   mk_op *done_head, *done_tail;
   mk_xfer *spare;           /* reusable transfers (each keeps its easy handle) */
+  mk_xfer *flying;          /* transfers in flight (API and downloads) */
   int in_flight, max_in_flight;
   uint64_t rng;
   unsigned long long requests, polls_sent, creates_sent;

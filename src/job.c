@@ -138,8 +138,14 @@ void mk_judge_create(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdic
     v->kind = "ambiguous";
     return;
   }
-  if (r->task_id && r->task_id[0]) {
+  if (r->task_id && r->task_id[0] && strlen(r->task_id) <= MK_MAX_TASK_ID) {
     v->next = MK_NEXT_ACCEPTED;
+    return;
+  }
+  if (r->task_id && r->task_id[0]) {
+    fail(v, "protocol", r->res->http, r->code);
+    snprintf(v->message, sizeof v->message, "createTask: the taskId is over %d bytes; a task may have been created",
+             MK_MAX_TASK_ID);
     return;
   }
   fail(v, "ambiguous", r->res->http, r->code);

@@ -7,6 +7,9 @@
 
 #include "engine.h"
 
+/* Longer task ids are refused: they would not fit a recordInfo request line. */
+#define MK_MAX_TASK_ID 1024
+
 /* The facts the bindings read out of a response body. */
 typedef struct mk_reply {
   const mk_result *res;

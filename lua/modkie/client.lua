@@ -113,7 +113,8 @@ local function check_base_url(url, allow_insecure)
   end
   if url:find("[%s%c]") then error("modkie.new: base_url must not contain spaces or control characters", 3) end
   local hostname = host:gsub("^.*@", ""):gsub(":%d*$", ""):lower()
-  if scheme == "http" and not allow_insecure and not LOOPBACK[hostname] and not hostname:match("^127%.") then
+  local loopback = LOOPBACK[hostname] or hostname:match("^127%.%d+%.%d+%.%d+$")
+  if scheme == "http" and not allow_insecure and not loopback then
     error("modkie.new: base_url '" .. url .. "' is plain http to another host: the API key would cross the network "
       .. "unencrypted; use https, or pass allow_insecure = true", 3)
   end
@@ -139,6 +140,10 @@ function Client.new(opts)
   check_options("modkie.new", opts, OPTIONS)
   check_numbers(opts)
 
+  if opts.user_agent and not opts.user_agent:match("^[\32-\126]+$") then
+    error("modkie.new: option 'user_agent' must be printable ASCII (no line breaks), and not empty", 2)
+  end
+  if opts.ca_file == "" then error("modkie.new: option 'ca_file' must name a file", 2) end
   local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
   local key = check_key(opts.api_key or os.getenv("MODKIE_API_KEY"))
@@ -193,6 +198,15 @@ local function closed()
   return Error.new("config", "the client is closed")
 end
 
+local MAX_TASK_ID = 1024 -- longer would not fit a request line
+
+local function check_task_id(fname, task_id)
+  Error.check(1, fname, task_id, "string")
+  if task_id == "" or #task_id > MAX_TASK_ID then
+    error(("bad argument #1 to '%s' (a task id of 1 to %d bytes expected)"):format(fname, MAX_TASK_ID), 3)
+  end
+end
+
 local function deadline_seconds(d)
   if d == false then return 0 end
   return d
@@ -238,11 +252,10 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "config"
 function Client:job(task_id, opts)
-  Error.check(1, "job", task_id, "string")
+  check_task_id("job", task_id)
   Error.check(2, "job", opts, "?table")
   opts = opts or {}
   check_options("job", opts, JOB_OPTIONS)
-  if task_id == "" then error("bad argument #1 to 'job' (task id must not be empty)", 2) end
   if self._closed then return nil, closed() end
   if not self._has_key then return nil, no_key() end
   local deadline = opts.deadline
@@ -491,6 +504,9 @@ function Client:_call(method, path, body)
   local p = new_pending(self, self._engine:call(method, path, body))
   wait.any(self, { p })
   if p.error then return nil, p.error end
+  if p.data == nil or type(p.data) == "userdata" then -- absent, or JSON null
+    return nil, Error.new("protocol", path:match("[^/?]+%f[?%z]") .. ": the answer has no data")
+  end
   return p.data
 end
 
@@ -508,10 +524,12 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Client:record(task_id)
-  Error.check(1, "record", task_id, "string")
+  check_task_id("record", task_id)
   local data, err = self:_call("GET", "/api/v1/jobs/recordInfo?taskId=" .. percent_encode(task_id))
   if not data then return nil, err end
-  if type(data) ~= "table" then return nil, Error.new("protocol", "recordInfo: data is not a record") end
+  if type(data) ~= "table" or (next(data) ~= nil and data[1] ~= nil) then
+    return nil, Error.new("protocol", "recordInfo: data is not a record")
+  end
   return data
 end
 
@@ -536,8 +554,8 @@ function Client:download_url(url)
   Error.check(1, "download_url", url, "string")
   local data, err = self:_call("POST", "/api/v1/common/download-url", self._json.encode({ url = url }))
   if data == nil then return nil, err end
-  if type(data) ~= "string" or data == "" then
-    return nil, Error.new("protocol", "download-url: data is not a URL")
+  if type(data) ~= "string" or not data:match("^[Hh][Tt][Tt][Pp][Ss]?://[^%s%c]+$") then
+    return nil, Error.new("protocol", "download-url: data is not an http(s) URL")
   end
   return data
 end

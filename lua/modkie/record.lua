@@ -74,9 +74,10 @@ end
 function record.result(rec, job)
   local output = record.output(rec)
   local cost = tonumber(present(rec.costTime))
+  local id, model = present(rec.taskId), present(rec.model)
   return {
-    id = present(rec.taskId) or (job and job.id),
-    model = present(rec.model) or (job and job.model),
+    id = type(id) == "string" and id or (job and job.id),
+    model = type(model) == "string" and model or (job and job.model),
     state = "success",
     urls = record.urls(rec, output),
     output = output,
