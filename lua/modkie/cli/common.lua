@@ -87,7 +87,7 @@ common.CLIENT_HELP = [[
 --- Make a client from the flags; the key comes from MODKIE_API_KEY only.
 -- @treturn[1] modkie.Client
 -- @treturn[2] nil
--- @treturn[2] modkie.Error kind "config"
+-- @treturn[2] modkie.Error kind "config" (a malformed key) or "validation" (a bad flag or MODKIE_BASE_URL)
 function common.client(opts, extra)
   local modkie = require "modkie"
   local o = { base_url = opts.base_url, timeout = opts.http_timeout, poll_interval = opts.poll_interval,
@@ -95,9 +95,11 @@ function common.client(opts, extra)
   for k, v in pairs(extra or {}) do o[k] = v end
   local ok, client = pcall(modkie.new, o)
   if not ok then
-    -- modkie.new raises on a bad option value (a malformed URL…); the key is never in the text
+    -- modkie.new raises on a bad option value: a malformed key is a key problem
+    -- (exit 3), anything else (a malformed URL…) a usage error (exit 2); the
+    -- key is never in the text
     local msg = tostring(client):gsub("^[^:]*:%d+: ", "")
-    return nil, Error.new("config", msg)
+    return nil, Error.new(msg:find("API key", 1, true) and "config" or "validation", msg)
   end
   return client
 end
