@@ -284,25 +284,25 @@ local CS = { 1, 16, 256 }
 
 -- Contenders: how to run one, how many exchanges (by C), which C, which rounds.
 local CONTENDERS = {
-  { key = "c", name = "raw C: libcurl multi + epoll", w = 10000,
+  { key = "c", name = "raw C: libcurl multi + epoll", w = 10000, w1 = 4000,
     cmd = function(url, body, w, c, ca)
       return ("%sbuild/bench/exchange %s %s %d %d socket %s"):format(PIN_CLIENT, url, body, w, c, ca or "")
     end },
-  { key = "cpoll", name = "raw C: curl_multi_poll loop", w = 10000,
+  { key = "cpoll", name = "raw C: curl_multi_poll loop", w = 10000, w1 = 4000, first_round = true,
     cmd = function(url, body, w, c, ca)
       return ("%sbuild/bench/exchange %s %s %d %d poll %s"):format(PIN_CLIENT, url, body, w, c, ca or "")
     end },
-  { key = "m54", name = "modkie, Lua 5.4", w = 10000, w1 = 2000,
+  { key = "m54", name = "modkie, Lua 5.4", w = 10000, w1 = 1000,
     cmd = function(url, body, w, c, ca)
       return ("%s%slua5.4 bench/exchange.lua modkie %s %s %d %d %s"):format(ENV54, PIN_CLIENT, url, body, w, c,
         ca or "")
     end },
-  { key = "mjit", name = "modkie, LuaJIT", w = 10000, w1 = 2000,
+  { key = "mjit", name = "modkie, LuaJIT", w = 10000, w1 = 1000,
     cmd = function(url, body, w, c, ca)
       return ("%s%sluajit bench/exchange.lua modkie %s %s %d %d %s"):format(ENVJIT, PIN_CLIENT, url, body, w, c,
         ca or "")
     end },
-  { key = "lh", name = "lua-http (Lua 5.1, cqueues)", w = 4000,
+  { key = "lh", name = "lua-http (Lua 5.1, cqueues)", w = 3000, w1 = 2000,
     cmd = function(url, body, w, c, ca)
       return ("%s%slua5.1 bench/exchange.lua lua-http %s %s %d %d %s"):format(ENV51, PIN_CLIENT, url, body, w, c,
         ca or "")
@@ -314,6 +314,26 @@ local CONTENDERS = {
         ca or "")
     end },
 }
+
+-- BENCH_VARIANTS: the core with bench/patches/ applied (make bench-variants), beside the shipped one
+if (os.getenv("BENCH_VARIANTS") or "") ~= "" then
+  local patches = {}
+  for name in sh("ls bench/patches/*.patch 2>/dev/null"):gmatch("[^\n]+") do
+    patches[#patches + 1] = name:match("([^/]+)%.patch$"):match("^(%d+)")
+  end
+  for i = 1, #patches do
+    local dir = ("build/variants/p%d"):format(i)
+    if read_file(dir .. "/modkie/core.so") then
+      local env = LUA_PATH .. ("LUA_CPATH='%s/?.so;;' "):format(dir)
+      table.insert(CONTENDERS, 4 + i, { key = "v" .. i, name = ("modkie, Lua 5.4, core + patches %s (not shipped)"):format(
+        table.concat(patches, "+", 1, i)), w = 10000, w1 = 4000,
+        cmd = function(url, body, w, c, ca)
+          return ("%s%slua5.4 bench/exchange.lua modkie %s %s %d %d %s"):format(env, PIN_CLIENT, url, body, w, c,
+            ca or "")
+        end })
+    end
+  end
+end
 
 local function exchanges_for(ct, proto, c)
   if ct.only_c and c ~= ct.only_c then return nil end
@@ -404,7 +424,7 @@ local function exchange_tables()
         end
       end
     end
-    say(table_md({ "client", "C", "W", "exch/s", "× C", "CPU µs/exch", "× C", "peak RSS MiB", "× C",
+    say(table_md({ "client", "C", "W", "exch/s", "× raw C", "CPU µs/exch", "× raw C", "peak RSS MiB", "× raw C",
       "connections", "errors" }, rows))
     say()
   end
@@ -579,37 +599,58 @@ end
 
 -- ---------------------------------------------------------------- targets
 
+-- What limits each figure, from profiling (perf, strace -c, and builds of the
+-- core with one change at a time; bench/RESULTS.md's "Profiling" section).
 local CAUSES = {
-  cpu = "Per exchange modkie does, besides libcurl's own work: curl_easy_reset and about 20 curl_easy_setopt "
-    .. "(each transfer is set up from scratch, including CURLOPT_TIMEOUT_MS and CONNECTTIMEOUT_MS, which add "
-    .. "libcurl timers), a poll() over every socket it watches on each wakeup (O(connections), where the C "
-    .. "baseline's epoll is O(ready)), an op with copies of its URL and body, and on the Lua side an event "
-    .. "table, a coroutine resume and cjson building the whole answer as tables. libcurl itself is 50-70 % of "
-    .. "both clients' CPU, so the Lua layer is not where most of the gap is.",
-  stall = "At C = 1 each exchange waits about a millisecond for nothing: libcurl asks for its timeout "
-    .. "callback with 0 ms when a transfer is added; the engine stores that as `now + 0` measured a moment later "
-    .. "than the `now` its loop compares with, so the timer looks a few microseconds away, the wait rounds up "
-    .. "to poll(…, 1 ms), and with no socket to watch yet the engine sleeps 1 ms before sending. A sequential "
-    .. "client pays it on every request.",
+  stall = "Each time the engine starts transfers and nothing else is due, it sleeps about a millisecond for "
+    .. "nothing: libcurl asks for its timer with 0 ms when a transfer is added, the engine stores that as "
+    .. "`mk_now() + 0` taken after the `now` its loop compares with, so the timer looks a few microseconds away, "
+    .. "the wait rounds up to `poll(…, 1 ms)`, and the request goes out a millisecond late. A sequential "
+    .. "caller pays it on every exchange (about 1.2 ms, against an exchange of 0.1–0.3 ms); with more in "
+    .. "flight it costs fewer but still many wakeups. Storing a 0 ms timeout as due now (`curl_due = 0`) "
+    .. "makes C = 1 about 19× faster and takes ~10 % off modkie's CPU per exchange in every column.",
+  cpu = "Measured with the core rebuilt one change at a time: the 1 ms stall above (~10 % of modkie's CPU "
+    .. "per exchange), over HTTP/2 beyond 100 in flight the extra connections below, and then the Lua side "
+    .. "(~12 % of modkie's samples: an event table per answer, cjson building the answer as Lua tables, the "
+    .. "collector freeing them). Both clients make the same syscalls per exchange (strace -c); re-setting the "
+    .. "easy handle per transfer (curl_easy_reset and ~20 setopt) and the per-request timeouts measured "
+    .. "within noise.",
   streams = "libcurl allows 100 streams per HTTP/2 connection unless CURLMOPT_MAX_CONCURRENT_STREAMS says "
-    .. "otherwise; with more in flight it opens another connection. modkie does not set it.",
-  polls = "The default schedule polls every 2–3 s for a job's first 30 s and every 5–10 s until 2 minutes, "
-    .. "whatever the model: a job that cannot end before 90 s still gets ~20 polls it could not need.",
-  delay = "Between 2 and 5 minutes the default polls every 15–30 s: a job ending there waits half an interval on "
-    .. "average.",
-  rss = "Per job: the C op (URL, task id), its heap entries and the Lua Job table with the input; libcurl's "
+    .. "otherwise; beyond that each waiting transfer opens a connection of its own (a TLS handshake each), "
+    .. "here 156 for 256 in flight. modkie does not set it; setting it to the in-flight cap "
+    .. "(4 × max_connections) gives one connection and takes modkie's CPU at C = 256 over HTTP/2 from "
+    .. "~1.5× to ~1.2× the raw C client's.",
+  polls = function(x)
+    return ("The default schedule polls every 2–3 s for a job's first 30 s and every 5–10 s until 2 minutes, "
+      .. "whatever the model: in a 30–300 s spread most of those polls come before any job can end. A schedule "
+      .. "that skips the polls before its model's usual duration (learned, warm) takes %s polls per job "
+      .. "with about the same notice delay."):format(fmt(x.learned_polls, "%.1f"))
+  end,
+  delay = "Between 2 and 5 minutes the default polls every 15–30 s: a job ending there waits half an interval "
+    .. "on average.",
+  rss = "Per job: the C op (URL, task id, timers in a heap), the Lua Job table with its input, and libcurl's "
     .. "buffers for the connections in use.",
-  throughput = "lua-http's throughput is bounded by cqueues and the Lua HTTP parser; modkie's by the shared "
-    .. "nginx worker and the per-exchange costs above.",
+  throughput = function(x)
+    return ("The server is the limit: one nginx worker on a core of its own. The raw C client itself reaches "
+      .. "only %s× lua-http's throughput here, so no client can show 3× over one that gets within a third of "
+      .. "the server's ceiling; modkie's own shortfall against the raw C client is the CPU per exchange above, "
+      .. "the 1 ms stall, and over HTTP/2 at C = 256 the extra connections."):format(fmt(x.raw_vs_lh, "%.2f"))
+  end,
+  h1conns = "libcurl opens a connection per concurrent request and keeps each alive.",
 }
+
+local function cause_text(cause, x)
+  if type(cause) == "function" then return cause(x or {}) end
+  return cause
+end
 
 local function target_rows()
   local t = {}
-  local function add(figure, measured, target, worse_if_above, cause, unit)
+  local function add(figure, measured, target, worse_if_above, cause, unit, x)
     if not measured then return end
     local miss = worse_if_above and measured / target or target / measured
     t[#t + 1] = { figure = figure, measured = measured, target = target, miss = miss, cause = cause,
-      unit = unit or "", above = worse_if_above }
+      text = cause_text(cause, x), unit = unit or "", above = worse_if_above }
   end
   for _, proto in ipairs(PROTOCOLS) do
     local cap = proto.key == "h1" and 1.15 or 1.3
@@ -621,16 +662,15 @@ local function target_rows()
       end
     end
     for _, c in ipairs(CS) do
-      local lh, m = summary(exch[proto.key][c].lh), summary(exch[proto.key][c].m54)
+      local lh, m, raw = summary(exch[proto.key][c].lh), summary(exch[proto.key][c].m54), summary(exch[proto.key][c].c)
       if lh and m then
         add(("modkie throughput, %s, C = %d, × lua-http"):format(proto.key, c), m.rate / lh.rate, 3, false,
-          c == 1 and CAUSES.stall or CAUSES.throughput, "×")
+          c == 1 and CAUSES.stall or CAUSES.throughput, "×", { raw_vs_lh = raw and raw.rate / lh.rate })
       end
       local m54 = summary(exch[proto.key][c].m54)
       if m54 then
         if proto.key == "h1" then
-          add(("modkie connections, HTTP/1.1, C = %d"):format(c), m54.conns_max, c, true,
-            "libcurl opens a connection per concurrent request and keeps it alive.", "")
+          add(("modkie connections, HTTP/1.1, C = %d"):format(c), m54.conns_max, c, true, CAUSES.h1conns, "")
         else
           add(("modkie connections, HTTP/2, C = %d"):format(c), m54.conns_max, 1, true, CAUSES.streams, "")
         end
@@ -644,7 +684,9 @@ local function target_rows()
   end
   if jobs.default and #jobs.default > 0 then
     local d, f2 = job_figures(jobs.default), job_figures(jobs["fixed=2"])
-    add("default schedule's polls per job, × fixed 2 s", d.polls / f2.polls, 1 / 3, true, CAUSES.polls, "×")
+    local warm = jobs["learned-warm"] and #jobs["learned-warm"] > 0 and job_figures(jobs["learned-warm"])
+    add("default schedule's polls per job, × fixed 2 s", d.polls / f2.polls, 1 / 3, true, CAUSES.polls, "×",
+      { learned_polls = warm and warm.polls })
     add("default schedule's median notice delay / job duration", d.rel, 0.10, true, CAUSES.delay, "")
   end
   if scale and scale.peak_beyond_mib then
@@ -668,11 +710,15 @@ local function targets_section()
   end
   say(table_md({ "target", "goal", "measured", "" }, rows))
   say()
-  say("The three figures furthest from their targets, and what limits them:")
+  say("The three figures furthest from their targets (the furthest of each cause), and what limits them:")
   say()
-  for i = 1, math.min(3, #t) do
-    say(("%d. **%s**: %s. %s"):format(i, t[i].figure, rows[i][3] .. " against " .. rows[i][2], t[i].cause))
-    say()
+  local seen, n = {}, 0
+  for i = 1, #t do
+    if n < 3 and not seen[t[i].cause] then
+      seen[t[i].cause], n = true, n + 1
+      say(("%d. **%s**: %s against %s. %s"):format(n, t[i].figure, rows[i][3], rows[i][2], t[i].text))
+      say()
+    end
   end
 end
 
