@@ -325,8 +325,8 @@ if (os.getenv("BENCH_VARIANTS") or "") ~= "" then
     local dir = ("build/variants/p%d"):format(i)
     if read_file(dir .. "/modkie/core.so") then
       local env = LUA_PATH .. ("LUA_CPATH='%s/?.so;;' "):format(dir)
-      table.insert(CONTENDERS, 4 + i, { key = "v" .. i, name = ("modkie, Lua 5.4, core + patches %s (not shipped)"):format(
-        table.concat(patches, "+", 1, i)), w = 10000, w1 = 4000,
+      local name = ("modkie, Lua 5.4, core + patches %s (not shipped)"):format(table.concat(patches, "+", 1, i))
+      table.insert(CONTENDERS, 4 + i, { key = "v" .. i, name = name, w = 10000, w1 = 4000,
         cmd = function(url, body, w, c, ca)
           return ("%s%slua5.4 bench/exchange.lua modkie %s %s %d %d %s"):format(env, PIN_CLIENT, url, body, w, c,
             ca or "")
