@@ -7,6 +7,7 @@
 --   lua5.4 bench/exchange.lua modkie    URL BODY_FILE W C [CA_FILE]   (also luajit)
 --   lua5.1 bench/exchange.lua lua-http  URL BODY_FILE W C [CA_FILE]   (Debian packages lua-http for 5.1 only)
 --   lua5.4 bench/exchange.lua socket.http URL BODY_FILE W 1 [CA_FILE] (sequential; https through LuaSec)
+--   lua5.4 bench/exchange.lua modkie-jobs URL BODY_FILE W C [CA_FILE] (W / 2 jobs: createTask + one poll each)
 --
 -- Prints one line: exchanges= errors= wall= cpu= rss_kb=  (cpu: os.clock(),
 -- the process's user + system time, around the run; rss_kb: peak, VmHWM).
@@ -71,6 +72,34 @@ function contenders.modkie()
   local wall, cpu = now() - t0, os.clock() - cpu0
   client:close()
   return W, errors, wall, cpu
+end
+
+-- modkie jobs: W / 2 jobs, each a createTask (on a connection of its own, by
+-- design) and a recordInfo (nginx's record says "success": one poll), C in
+-- flight, polled at once (poll_interval = 0). What the fresh connection per
+-- createTask costs, next to the exchanges above.
+contenders["modkie-jobs"] = function()
+  local modkie = require "modkie"
+  local core = require "modkie.core"
+  now = core.now
+  local client = modkie.new{ base_url = URL, api_key = "bench", rate = false, retries = 0, poll_interval = 0,
+    max_connections = C, ca_file = CA_FILE }
+  local jobs, next_i, errors = W // 2, 0, 0
+  local input = { prompt = BODY }
+  local function worker()
+    while next_i < jobs do
+      next_i = next_i + 1
+      local res = client:submit("kling/kling-3-0", input, { validate = false }):await()
+      if not (res and res.state == "success") then errors = errors + 1 end
+    end
+  end
+  local cpu0, t0 = os.clock(), now()
+  client:run(function()
+    for _ = 1, C do client:go(worker) end
+  end)
+  local wall, cpu = now() - t0, os.clock() - cpu0
+  client:close()
+  return jobs * 2, errors, wall, cpu
 end
 
 -- lua-http (cqueues): its request:go() opens a connection per request, so
