@@ -767,6 +767,10 @@ say(("Written by `make bench` (bench/run.lua) on %s, in %.0f s%s. A benchmark pr
   .. "%d round%s (rounds interleave every contender)."):format(os.date("!%Y-%m-%d %H:%M UTC"), socket.gettime() - T0,
   QUICK and ", BENCH_QUICK (small sizes: not the figures to quote)" or "", ROUNDS, ROUNDS == 1 and "" or "s"))
 say()
+say("What limits each figure, the profiles behind it and the proposed fixes: [FINDINGS.md](FINDINGS.md) "
+  .. "(written by hand; `BENCH_VARIANTS=1 make bench` measures the core with bench/patches/ applied beside the "
+  .. "shipped one).")
+say()
 say("## Machine and versions")
 say()
 for _, l in ipairs(machine) do say(l) end
