@@ -23,7 +23,7 @@ local QUICK = os.getenv("BENCH_QUICK") ~= nil and os.getenv("BENCH_QUICK") ~= ""
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or (QUICK and 1 or 3)
 local OUT = os.getenv("BENCH_RESULTS") or "bench/RESULTS.md"
 local QUIET_WAIT = tonumber(os.getenv("BENCH_QUIET_WAIT")) or 0
-local T0 = socket.gettime()
+local T0 = socket.gettime() -- reset after BENCH_QUIET_WAIT
 
 -- ---------------------------------------------------------------- helpers
 
@@ -153,12 +153,15 @@ end
 
 -- ---------------------------------------------------------------- the machine
 
+local waited = 0
 if QUIET_WAIT > 0 then
   local until_t = socket.gettime() + QUIET_WAIT
   while (load1() or 0) >= 0.5 and socket.gettime() < until_t do
     progress(("load %.2f: waiting for a quiet machine"):format(load1() or -1))
     socket.sleep(10)
   end
+  waited = socket.gettime() - T0
+  T0 = socket.gettime() -- the run's own time starts here
 end
 
 local function pkg(name)
@@ -173,7 +176,8 @@ local machine = {
     sh("uname -srm")),
   ("- memory: %.1f GiB"):format((tonumber((read_file("/proc/meminfo") or ""):match("MemTotal:%s*(%d+)")) or 0)
     / 1048576),
-  ("- load average at start: %s%s"):format(load_start,
+  ("- load average at start: %s%s%s"):format(load_start,
+    waited > 0 and (" (after waiting %.0f s for one under 0.5)"):format(waited) or "",
     PIN_SERVER ~= "" and "; servers pinned to CPU 0, clients to CPU 1 (taskset)" or "; not pinned"),
   ("- %s; %s"):format(sh("lua5.4 -v"), sh("luajit -v"):match("^(LuaJIT %S+)") or "LuaJIT ?"),
   ("- %s (%s)"):format(sh("lua5.1 -v 2>&1"):match("^(Lua %S+)") or "Lua 5.1", "lua-http and cqueues run here"),
