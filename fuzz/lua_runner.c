@@ -53,6 +53,13 @@ static int traceback(lua_State *LL) {
   return 1;
 }
 
+/* At exit (libFuzzer's normal end): close the state, so the harness's
+ * finalizers run (they remove temporary files). */
+static void close_state(void) {
+  if (L) lua_close(L);
+  L = NULL;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
@@ -71,6 +78,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   }
   fuzz_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_sethook(L, line_hook, LUA_MASKLINE, 0);
+  atexit(close_state);
   return 0;
 }
 

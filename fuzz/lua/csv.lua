@@ -15,7 +15,7 @@ local F = require "fuzzutil"
 local check, show = F.check, F.show
 
 local SEPARATORS = { ",", ";", "\t", "|" }
-local path = os.tmpname()
+local path = F.tmpname()
 
 local function quote(s)
   return '"' .. s:gsub('"', '""') .. '"'

@@ -62,6 +62,16 @@ function M.check_count(v, what, optional)
   M.check(math.type(v) == "integer" and v >= 1, "%s is %s, not a positive integer", what, tostring(v))
 end
 
+local keep = {}
+
+--- A temporary file name, removed when the Lua state closes (the runner
+-- closes it at exit).
+function M.tmpname()
+  local path = os.tmpname()
+  keep[#keep + 1] = setmetatable({}, { __gc = function() os.remove(path) end })
+  return path
+end
+
 --- Input reader: `r:byte()`, `r:rest()`, `r:cut(sep)` (up to the separator).
 function M.reader(data)
   local pos = 1

@@ -9,7 +9,7 @@ local cjson = require "cjson"
 local F = require "fuzzutil"
 local check, show = F.check, F.show
 
-local path = os.tmpname()
+local path = F.tmpname()
 
 local function stream(text)
   local f = assert(io.open(path, "wb"))
