@@ -481,11 +481,18 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud, void *sock
   return 0;
 }
 
+/* When libcurl's timer runs out, from its "ms from now": -1 none, 0 at once.
+ * "At once" is 0, not now: a clock read here is later than the run loop's
+ * `now`, and the few microseconds between would round up to a 1 ms sleep. */
+static double curl_deadline(long ms) {
+  return ms < 0 ? -1 : ms == 0 ? 0 : mk_now() + (double)ms / 1000.0;
+}
+
 /* libcurl's own timer: when it wants curl_multi_socket_action(TIMEOUT). */
 static int on_timer(CURLM *multi, long ms, void *ud) {
   mk_engine *e = ud;
   (void)multi;
-  e->curl_due = ms < 0 ? -1 : mk_now() + (double)ms / 1000.0;
+  e->curl_due = curl_deadline(ms);
   return 0;
 }
 
@@ -499,8 +506,7 @@ static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errle
   }
   /* libcurl calls the timer callback only when its deadline changes; ask it
    * directly, so a deadline it kept through a failed transfer is not lost */
-  if (curl_multi_timeout(e->multi, &ms) == CURLM_OK)
-    e->curl_due = ms < 0 ? -1 : mk_now() + (double)ms / 1000.0;
+  if (curl_multi_timeout(e->multi, &ms) == CURLM_OK) e->curl_due = curl_deadline(ms);
   collect(e);
   return 0;
 }
@@ -874,7 +880,11 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
       curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)cfg->max_connections) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->max_connections) != CURLM_OK ||
-      curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections) != CURLM_OK) {
+      curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections) != CURLM_OK ||
+      /* libcurl's default is 100 streams per HTTP/2 connection; past that each
+       * transfer opens a connection of its own (PIPEWAIT does not queue it) */
+      curl_multi_setopt(e->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
+                        (long)(e->max_in_flight > 100 ? e->max_in_flight : 100)) != CURLM_OK) {
     snprintf(err, errlen, "could not configure libcurl's multi handle");
     mk_engine_free(e);
     return NULL;
