@@ -325,7 +325,8 @@ static double next_interval(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, u->interval_ref);
     lua_pushnumber(L, elapsed);
     lua_pushnumber(L, op->polls);
-    if (lua_pcall(L, 2, 1, 0) != 0) {
+    lua_pushnumber(L, (lua_Number)mk_op_handle(op)); /* the Lua layer maps it to the job */
+    if (lua_pcall(L, 3, 1, 0) != 0) {
       keep_raised(L, u);
       return mk_default_interval(elapsed, mk_random(u->e));
     }

@@ -8,6 +8,7 @@ local Error = require "modkie.error"
 local Job = require "modkie.job"
 local models = require "modkie.models"
 local record = require "modkie.record"
+local schedule = require "modkie.schedule"
 local closest = require("modkie.suggest").closest
 local wait = require "modkie.wait"
 
@@ -22,7 +23,8 @@ local OPTIONS = {
   api_key = { string = true }, base_url = { string = true },
   timeout = { number = true }, connect_timeout = { number = true },
   deadline = { number = true, boolean = true }, retries = { number = true },
-  rate = { table = true, boolean = true }, poll_interval = { number = true, ["function"] = true },
+  rate = { table = true, boolean = true },
+  poll_interval = { number = true, ["function"] = true, string = true }, poll_history = { table = true },
   max_connections = { number = true }, wait = { ["function"] = true }, log = { ["function"] = true },
   user_agent = { string = true }, ca_file = { string = true },
   max_body = { number = true }, max_download = { number = true },
@@ -144,6 +146,13 @@ function Client.new(opts)
     error("modkie.new: option 'user_agent' must be printable ASCII (no line breaks), and not empty", 2)
   end
   if opts.ca_file == "" then error("modkie.new: option 'ca_file' must name a file", 2) end
+  if type(opts.poll_interval) == "string" and opts.poll_interval ~= "learn" then
+    error("modkie.new: option 'poll_interval' must be seconds, a function or \"learn\", got \""
+      .. opts.poll_interval .. "\"", 2)
+  end
+  if opts.poll_history and opts.poll_interval ~= "learn" then
+    error("modkie.new: option 'poll_history' goes with poll_interval = \"learn\"", 2)
+  end
   local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
   local key = check_key(opts.api_key or os.getenv("MODKIE_API_KEY"))
@@ -164,13 +173,33 @@ function Client.new(opts)
     _active = 0,     -- jobs not yet ended
     _log = opts.log, _wait = opts.wait,
   }, Client)
+  -- The engine calls poll_interval with a job's handle; hand the job (or its
+  -- model) over instead. Weakly: a function the engine holds must not keep
+  -- the client alive.
+  local weak = setmetatable({ client = self }, { __mode = "v" })
+  local function job_of(h)
+    local c = weak.client
+    return c and c._ops[h]
+  end
+  local interval = opts.poll_interval
+  if interval == "learn" then
+    local learner = schedule.learner(opts.poll_history)
+    self._learner = learner
+    interval = function(elapsed, polls, h)
+      local job = job_of(h)
+      return learner:interval(elapsed, polls, job and job.model)
+    end
+  elseif type(interval) == "function" then
+    local user = interval
+    interval = function(elapsed, polls, h) return user(elapsed, polls, job_of(h)) end
+  end
   -- The key goes to the C engine and nowhere else: no Lua table holds it.
   self._engine = core.new({
     base_url = base_url, api_key = key, decode = json.decode,
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     retries = opts.retries, max_body = opts.max_body, max_download = opts.max_download,
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
-    poll_interval = opts.poll_interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
+    poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
     seed = opts.seed,
   })
   return self
@@ -328,6 +357,9 @@ function on.done(self, job, ev)
   local result, err
   if ev.state == "success" then
     result = record.result(ev.record, job)
+    if self._learner and result.created_at and result.completed_at then
+      self._learner:record(job.model, result.completed_at - result.created_at)
+    end
   elseif ev.state == "failed" then
     err = record.failure(ev.record, job)
   else
@@ -585,6 +617,13 @@ end
 
 Client.__close = Client.close
 Client.__gc = Client.close
+
+--- With `poll_interval = "learn"`: the job durations learned so far,
+-- `{ [model] = { seconds, … } }`, to start another client warm
+-- (`poll_history = …`); nil otherwise.
+function Client:poll_history()
+  return self._learner and self._learner:history()
+end
 
 --- Engine counters: live ops, transfers in flight, requests sent, …
 function Client:stats()
