@@ -30,9 +30,7 @@ local function check_refusal(ok, err, secret, what)
   F.check_error(err, "auth", what)
   check(REASONS[err.reason], "%s: reason %s", what, show(err.reason))
   check(type(err.field) == "string", "%s: field %s", what, show(err.field))
-  if #secret >= 6 then
-    check(not err.message:find(secret, 1, true), "%s: the message shows the secret: %s", what, err.message)
-  end
+  check(not err.message:find(secret, 1, true), "%s: the message shows the secret: %s", what, err.message)
 end
 
 local function check_parse(body)
@@ -57,7 +55,8 @@ return function(data)
   local flags = r.byte()
   local secret, sig, ts = r.cut("\0"), r.cut("\0"), r.cut("\0")
   local body = r.rest()
-  if secret == "" then secret = "whsec_fuzz" end
+  -- a byte no message has by itself: finding the secret in one is a leak
+  secret = "whsec\1" .. secret
   local names = NAMES[flags % 3 + 1]
   local headers = {}
   if flags & 4 ~= 0 then headers[names[1]] = sig end
