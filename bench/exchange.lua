@@ -84,7 +84,7 @@ contenders["modkie-jobs"] = function()
   now = core.now
   local client = modkie.new{ base_url = URL, api_key = "bench", rate = false, retries = 0, poll_interval = 0,
     max_connections = C, ca_file = CA_FILE }
-  local jobs, next_i, errors = W // 2, 0, 0
+  local jobs, next_i, errors = math.floor(W / 2), 0, 0
   local input = { prompt = BODY }
   local function worker()
     while next_i < jobs do
