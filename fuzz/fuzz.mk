@@ -1,6 +1,7 @@
 # fuzz/fuzz.mk: libFuzzer harnesses (included by the Makefile; see fuzz/README.md).
 #   make fuzz          each harness FUZZ_SECONDS (default 60) seconds
 #   make fuzz-smoke    each harness FUZZ_SMOKE_SECONDS (default 3) seconds: CI
+#                      (FUZZ_JOBS at once, default the CPU count: ~40 s on 2 CPUs with -j2)
 #   make fuzz-build    build them only
 #   make fuzz-repro FUZZ_NAME=csv INPUT=file    run one harness on one input
 #   make fuzz-findings                          replay fuzz/findings/*/ inputs
@@ -26,6 +27,8 @@ fuzz-deps:
 	@fuzz/deps.sh
 
 fuzz-build: fuzz-deps $(FUZZ_BINS)
+# clang must be there before any harness is compiled (make -j)
+$(FUZZ_BINS): | fuzz-deps
 
 # http.c alone: these harnesses test what http.c parses
 $(FUZZ_BUILD)/fuzz_retry_after $(FUZZ_BUILD)/fuzz_url $(FUZZ_BUILD)/fuzz_buf: $(FUZZ_BUILD)/fuzz_%: fuzz/%.c fuzz/fuzz.h src/http.c src/http.h
