@@ -21,7 +21,7 @@ one() {
   args=(-max_total_time="$secs" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$art" -close_fd_mask=1)
   dict=$name
-  case $name in reply|record|jsonl|webhook) dict=json ;; esac # bodies and rows are JSON
+  case $name in reply|record|jsonl|webhook|journal) dict=json ;; esac # bodies and rows are JSON
   [ -f "$root/fuzz/dict/$dict.dict" ] && args+=(-dict="$root/fuzz/dict/$dict.dict")
   case $name in
     mock_http) args+=(-max_len=20000) ;; # past the 16 KiB head limit
