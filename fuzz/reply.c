@@ -65,26 +65,6 @@ static const char CHECKER[] =
 
 static int checker_ref = LUA_NOREF;
 
-/* Known findings (fuzz/findings/README.md) not yet fixed in core.c: inputs
- * that reach them are skipped unless FUZZ_STRICT is set, so the smoke run
- * stays green and the fuzzer goes on looking past them. */
-static int strict;
-static int skip_ref = LUA_NOREF;
-
-/* skip(body) -> true when the body only reaches a known finding */
-static const char SKIP[] =
-  "local decode = ...\n"
-  "return function(body)\n"
-  "  local env = decode(body)\n"
-  "  local code = type(env) == 'table' and (type(env.code) == 'number' or type(env.code) == 'string')\n"
-  "    and tonumber(env.code)\n"
-  "  -- code-out-of-range: (long) of a double outside long's range is undefined\n"
-  "  if code and (code ~= code or code >= 2^63 or code < -2^63) then return true end\n"
-  "  -- code-fraction: 200.5 is truncated to 200, a success\n"
-  "  if code and code ~= math.floor(code) then return true end\n"
-  "  return false\n"
-  "end\n";
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
@@ -102,16 +82,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     fprintf(stderr, "reply: %s\n", lua_tostring(L, -1));
     abort();
   }
-  /* stack: engine, decode; each chunk takes the decoder */
+  /* stack: engine, decode; the checker takes the decoder */
   if (luaL_loadstring(L, CHECKER) != 0) abort();
   lua_pushvalue(L, -2);
   lua_call(L, 1, 1);
   checker_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (luaL_loadstring(L, SKIP) != 0) abort();
-  lua_insert(L, -2);
-  lua_call(L, 1, 1);
-  skip_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  strict = getenv("FUZZ_STRICT") != NULL;
+  lua_pop(L, 1);
   U = (engine_ud *)luaL_checkudata(L, -1, ENGINE_MT);
   luaL_ref(L, LUA_REGISTRYINDEX); /* the engine lives as long as the process */
   lua_settop(L, 0);
@@ -157,16 +133,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t len;
   char *body;
   int top = lua_gettop(L), curl_ok;
-
-  if (!strict) {
-    int skip;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, skip_ref);
-    lua_pushlstring(L, (const char *)f.p, f.n); /* the body */
-    lua_call(L, 1, 1);
-    skip = lua_toboolean(L, -1);
-    lua_settop(L, top);
-    if (skip) return 0;
-  }
 
   switch (kind) {
     case 0: op = mk_engine_submit(e, "{}", 2, 0); break;

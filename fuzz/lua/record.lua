@@ -42,10 +42,8 @@ local function check_record(rec, job)
   number_or_nil(res.created_at, "created_at")
   number_or_nil(res.completed_at, "completed_at")
   number_or_nil(res.cost_time, "cost_time")
-  if not F.known("record-id-type") then
-    string_or_nil(res.id, "id")
-    string_or_nil(res.model, "model")
-  end
+  string_or_nil(res.id, "id")
+  string_or_nil(res.model, "model")
   check(res.raw == rec, "raw is not the record")
 
   local err = record.failure(rec, job)
