@@ -46,6 +46,18 @@ end
 
 local contenders = {}
 
+-- Run C coroutines of `worker` on a modkie client until all end, then close
+-- it. Returns wall and CPU seconds.
+local function run_workers(client, worker)
+  local cpu0, t0 = os.clock(), now()
+  client:run(function()
+    for _ = 1, C do client:go(worker) end
+  end)
+  local wall, cpu = now() - t0, os.clock() - cpu0
+  client:close()
+  return wall, cpu
+end
+
 -- modkie: C coroutines run by client:go, each making exchanges one after
 -- another with client:_call (the engine path of client:record/credits: one
 -- libcurl multi handle, keep-alive, HTTP/2 multiplexing, cjson inside step).
@@ -65,12 +77,7 @@ function contenders.modkie()
       if not good(data, post) then errors = errors + 1 end
     end
   end
-  local cpu0, t0 = os.clock(), now()
-  client:run(function()
-    for _ = 1, C do client:go(worker) end
-  end)
-  local wall, cpu = now() - t0, os.clock() - cpu0
-  client:close()
+  local wall, cpu = run_workers(client, worker)
   return W, errors, wall, cpu
 end
 
@@ -93,12 +100,7 @@ contenders["modkie-jobs"] = function()
       if not (res and res.state == "success") then errors = errors + 1 end
     end
   end
-  local cpu0, t0 = os.clock(), now()
-  client:run(function()
-    for _ = 1, C do client:go(worker) end
-  end)
-  local wall, cpu = now() - t0, os.clock() - cpu0
-  client:close()
+  local wall, cpu = run_workers(client, worker)
   return jobs * 2, errors, wall, cpu
 end
 

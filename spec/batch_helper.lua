@@ -7,20 +7,12 @@ local H = {}
 local LUA = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
 local q = helper.shell_quote
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = helper.read_file
 H.read = slurp
 
---- Write `text` to `path`.
+--- Write `text` to `path`; returns the path.
 function H.write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
+  helper.write_file(path, text)
   return path
 end
 

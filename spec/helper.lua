@@ -68,9 +68,25 @@ end
 
 function helper.rmdir(p) os.execute("rm -rf " .. shell_quote(p)) end
 
+--- The bytes of file `p`, or nil when it cannot be opened.
 function helper.read_file(p)
   local f = io.open(p, "rb"); if not f then return nil end
   local s = f:read("*a"); f:close(); return s
+end
+
+--- Write `text` to file `p`, replacing it.
+function helper.write_file(p, text)
+  local f = assert(io.open(p, "wb"))
+  f:write(text)
+  f:close()
+end
+
+--- A TCP port on 127.0.0.1 that nothing listens on right now.
+function helper.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
 end
 
 helper.shell_quote = shell_quote

@@ -5,18 +5,7 @@ local helper = require "spec.helper"
 
 local nginx = {}
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local free_port, write = helper.free_port, helper.write_file
 
 --- Start nginx with `http_block` (the inside of `http { }`; `PORT` and
 -- `PREFIX` in it are replaced). Returns { port, prefix, cert, stop(), log() }.

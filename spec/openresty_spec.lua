@@ -8,12 +8,7 @@ local core = require "modkie.core"
 
 local SECRET = "whsec-test-1"
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local free_port = helper.free_port
 
 -- A raw HTTP/1.0 request on its own connection; returns the socket (the
 -- answer is read later) and the time it was sent.

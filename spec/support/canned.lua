@@ -5,11 +5,7 @@ local canned = {}
 
 local LUA = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = helper.write_file
 
 --- Start a server. Returns { url, port, pid, answer(), requests(), stop() }.
 function canned.start()
