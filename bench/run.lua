@@ -710,6 +710,15 @@ local function target_rows()
       add(("modkie throughput, %s, C = 1, × socket.http"):format(proto.key), m1.rate / ls.rate, 3, false,
         CAUSES.throughput, "×", { c = 1, who = "socket.http", raw_vs = raw1 and raw1.rate / ls.rate,
           m_vs_raw = raw1 and m1.rate / raw1.rate })
+      -- socket.http has no concurrency: its one sequential rate is what a
+      -- user of it gets at any C, so modkie's rate at C is set against it
+      for _, c in ipairs({ 16, 256 }) do
+        local mc = summary(exch[proto.key][c].m54)
+        if mc then
+          add(("modkie throughput, %s, C = %d, × socket.http (sequential)"):format(proto.key, c), mc.rate / ls.rate,
+            3, false, CAUSES.throughput, "×", { c = c, who = "socket.http" })
+        end
+      end
     end
   end
   if jobs.default and #jobs.default > 0 then
