@@ -40,6 +40,7 @@ describe("modkie.new options", function()
       { poll_interval = -1 }, { poll_interval = nan },
       { max_connections = 0 }, { max_connections = 1.5 }, { max_connections = math.huge },
       { max_body = 0 }, { max_body = -5 }, { max_body = nan },
+      { max_body = 0.5 }, { max_body = math.huge }, { max_body = -math.huge }, { max_body = 1e13 }, { max_body = 2^64 },
       { max_download = -1 }, { max_download = nan },
       { seed = -1 }, { seed = 1.5 },
       { retries = -1 }, { retries = math.huge },
@@ -51,6 +52,24 @@ describe("modkie.new options", function()
       assert.matches("option '" .. name .. "' must be", err, 1, true)
       assert.matches(tostring(value), err, 1, true)
     end
+  end)
+
+  -- fuzz/findings/buf/cap-size-max: the size_t cast of max_body in core.new
+  -- must stay defined, and the buffer cap wrapped at SIZE_MAX. modkie.new
+  -- says the range itself (it passed math.huge, 0.5 and 1e13 on to core.new,
+  -- which raised from inside client.lua); core.new refuses them too.
+  it("regression: max_body outside 1 to 1e12 is refused by modkie.new and by core.new, naming it", function()
+    for _, v in ipairs({ 0.5, math.huge, 1e13, 2^48, 2^64 }) do
+      assert.equal("modkie.new: option 'max_body' must be a number of bytes from 1 to 1e12, got " .. tostring(v),
+        refused({ max_body = v }))
+    end
+    local core = require "modkie.core"
+    for _, v in ipairs({ 0, -1, 0.5, math.huge, -math.huge, 0 / 0, 1e13, 2^64 }) do
+      local ok, err = pcall(core.new, { base_url = "http://127.0.0.1:9", decode = tostring, max_body = v })
+      assert.is_false(ok, tostring(v))
+      assert.matches("option 'max_body'", err, 1, true)
+    end
+    for _, v in ipairs({ 1, 1e12 }) do modkie.new({ max_body = v }):close() end
   end)
 
   it("refuses malformed rate pairs, naming the one", function()

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,10 @@ int mk_buf_append(mk_buf *b, const char *p, size_t n) {
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 1024;
     char *data;
-    while (cap < b->len + n + 1) cap *= 2;
-    if (cap > b->max + 1) cap = b->max + 1;
+    while (cap < b->len + n + 1) cap = cap > SIZE_MAX / 2 ? b->len + n + 1 : cap * 2;
+    /* at most max + 1 bytes; compared as cap - 1 (cap is never 0) so that a max
+     * of SIZE_MAX ("no limit") does not wrap max + 1 to 0 */
+    if (cap - 1 > b->max) cap = b->max + 1;
     data = realloc(b->data, cap);
     if (!data) return -1;
     b->data = data;

@@ -59,11 +59,13 @@ end
 local function above(min) return function(v) return v > min end end
 local function from(min) return function(v) return v >= min end end
 local function whole_from(min) return function(v) return v >= min and v == math.floor(v) and v < math.huge end end
+local function within(min, max) return function(v) return v >= min and v <= max end end
 local NUMBER_RULES = {
   timeout = { above(0), "a number > 0" },
   connect_timeout = { above(0), "a number > 0" },
   max_connections = { whole_from(1), "a whole number >= 1" },
-  max_body = { above(0), "a number of bytes > 0" },
+  -- the C core takes 1 to 1e12 bytes (a size_t cast must stay defined): say so here, not from deep in core.new
+  max_body = { within(1, 1e12), "a number of bytes from 1 to 1e12" },
   max_download = { from(0), "a number of bytes >= 0 (0: no cap)" },
   retries = { whole_from(0), "a whole number >= 0" },
   poll_interval = { from(0), "a number of seconds >= 0, or a function" },
