@@ -359,6 +359,31 @@ describe("modkie.rows.open", function()
     assert.matches("duplicate column name 'a'", err2.message)
   end)
 
+  -- fuzz finding csv/blank-cr: open skipped any line of blanks and CRs,
+  -- read (like the docs) only blanks before a CRLF's CR: " \r " is data.
+  it("regression: agrees with read on what a blank line is (a CR not at the line end is data)", function()
+    for _, text in ipairs({ "h\n \r \nx\n", "h\n\r\r\nx\n", "h\n \t\r\n\r\nx\n", "\r\t\nx\n", "h\r\n\t \r" }) do
+      local path = tmpfile(".csv", text)
+      local want, meta = rows.read(path)
+      local iter, reader = rows.open(path)
+      if want == nil then
+        assert.is_nil(iter, ("%q"):format(text))
+        assert.equal(meta.message, reader.message)
+      else
+        local got = {}
+        local lines = {}
+        while true do
+          local row, _, line = reader:next()
+          if not row then break end
+          got[#got + 1], lines[#lines + 1] = row, line
+        end
+        assert.same(want, got, ("%q"):format(text))
+        assert.same(meta.lines, lines, ("%q"):format(text))
+      end
+    end
+    assert.same({ { h = " \r " }, { h = "x" } }, (stream(tmpfile(".csv", "h\n \r \nx\n"))))
+  end)
+
   it("streams 10,000 rows", function()
     local lines = { "id,prompt" }
     for i = 1, 10000 do lines[#lines + 1] = i .. ',"p ' .. i .. '"' end

@@ -100,12 +100,6 @@ return function(data)
       check(F.equal(list, again), "round trip rows %s, want %s", show(again), show(list))
     end
   end
-  if F.known("csv-blank-cr") then
-    -- a line of blanks and CRs: parse_csv reads it as a row, rows.open skips it
-    for line in (text:gsub("^\239\187\191", "") .. "\n"):gmatch("([^\n]*)\n") do
-      if line:find("^[ \t\r]+$") and not line:find("^[ \t]*\r?$") then return end
-    end
-  end
   local slist, smeta = stream(text, sep)
   if slist == nil then
     check_refusal(smeta, "open")

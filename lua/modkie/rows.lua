@@ -423,12 +423,15 @@ local function read_line(self)
 end
 
 -- Next CSV record (list or row) from the file, skipping blank lines.
+-- Blank is what skip_blank says (blanks, then the CR of a CRLF): a CR
+-- anywhere else is data, so that `read` and `open` agree on " \r " (fuzz
+-- finding csv/blank-cr).
 local function next_record(self, cols, ncols)
   local l
   repeat
     l = read_line(self)
     if not l then return nil end
-  until find(l, "[^ \t\r]")
+  until not match(l, "^[ \t]*\r?$")
   local start_line, s = self.line, l
   while true do
     local rec, n, at, fi = parse_record(s, 1, self.sepb, self.pat, cols, ncols)
