@@ -572,14 +572,18 @@ local scale
 local function scale_level()
   progress("scale: starting the emulator")
   local url, pid, p = start_emulator("--job-seconds 3600")
+  -- a second one enforcing the gateway's poll limit (10 per s; creates free)
+  local lurl, lpid, lp = start_emulator("--job-seconds 3600 --limits create=1000000/1")
   local n = QUICK and 2000 or 10000
-  local cmd = ("%s%slua5.4 bench/scale.lua %s %d 5 %d"):format(ENV54, PIN_CLIENT, url, n, QUICK and 5 or 10)
+  local cmd = ("%s%slua5.4 bench/scale.lua %s %d 5 %d 20000 %s"):format(ENV54, PIN_CLIENT, url, n, QUICK and 5 or 10,
+    lurl)
   remember("scale", cmd:gsub("127%.0%.0%.1:%d+", "127.0.0.1:PORT"))
   progress(("scale: %d jobs"):format(n))
   local out = sh(cmd)
   scale = kv(out:match("jobs=[^\n]*"))
   if not scale.jobs then progress("  failed: " .. out:sub(1, 300)) end
   stop_emulator(pid, p)
+  stop_emulator(lpid, lp)
 end
 
 local function scale_table()
@@ -606,6 +610,10 @@ local function scale_table()
       ("process peak %.1f MiB"):format(s.hwm_kb / 1024) },
     { "step(0) with nothing ready, " .. s.jobs .. " jobs waiting", fmt(s.step_p50, "p50 %.2f µs"),
       fmt(s.step_p99, "p99 %.2f µs") .. fmt(s.step_max, ", max %.0f µs") },
+    { "default poll rate limit (10 per s), every job wanting a poll every 5 s: polls/s",
+      s.limited_polls and s.limited_polls >= 0 and fmt(s.limited_polls / s.limited_wall, "%.2f polls/s") or "not run",
+      s.limited_429 and s.limited_429 >= 0 and (s.limited_429 .. " answered 429 by an emulator enforcing 10 per s")
+        or "" },
   }
   say(table_md({ "figure", "value", "" }, rows))
   say()
