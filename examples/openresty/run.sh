@@ -14,5 +14,11 @@ prefix=${PREFIX:-$(mktemp -d)}
 mkdir -p "$prefix/logs"
 sed -e "s|__PORT__|$port|g" -e "s|__ROOT__|$root|g" -e "s|__GATEWAY__|$gateway|g" -e "s|__SECRET__|$secret|g" \
   "$root/examples/openresty/nginx.conf" > "$prefix/nginx.conf"
+# Started as root, nginx runs its workers as nobody, who may not be allowed
+# to read this checkout (under /root, or any folder closed to others) and
+# then answers 500 for every request. A private dev server runs them as
+# root instead; NGINX_USER names another user.
+user=""
+[ "$(id -u)" = 0 ] && user="user ${NGINX_USER:-root};"
 echo "nginx on http://127.0.0.1:$port (prefix $prefix)"
-exec nginx -p "$prefix" -c "$prefix/nginx.conf" -g "daemon off;"
+exec nginx -p "$prefix" -c "$prefix/nginx.conf" -g "daemon off; $user"
