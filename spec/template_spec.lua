@@ -301,6 +301,20 @@ describe("modkie.template.render", function()
       assert.matches("delimiter", compile_err("{{=<% %>=}}").message)
     end)
 
+    -- like expand/deep-nesting (fuzz finding): rendering sections nested
+    -- 100,000 deep in a list raised "stack overflow" out of the renderer
+    it("regression: refuses sections nested more than 200 deep, at the 201st", function()
+      local deep = ("{{#a}}"):rep(100000) .. "x" .. ("{{/a}}"):rep(100000)
+      local err = compile_err("\n" .. deep)
+      assert.equal(2, err.line)
+      assert.equal(6 * 200 + 1, err.column)
+      assert.equal("a", err.field)
+      assert.matches("sections nested more than 200 deep", err.message, 1, true)
+      assert.matches("sections nested more than 200 deep", render_err(deep, { a = { 1 } }).message, 1, true)
+      local ok = ("{{#a}}"):rep(200) .. "{{.}}" .. ("{{/a}}"):rep(200)
+      assert.equal("1", render(ok, { a = { 1 } }))
+    end)
+
     it("reports syntax errors from render too, with the row and template name", function()
       local err = render_err("{{#a}}", {}, { row = 4, name = "prompt.txt" })
       assert.equal(4, err.row)
@@ -451,6 +465,16 @@ describe("modkie.template.expand", function()
     local err2 = expand_err("{a|b}{c|d}", { limit = 3 })
     assert.equal(4, err2.count)
     assert.equal(4, #assert(expand("{a|b}{c|d}", { limit = 4 })))
+  end)
+
+  -- fuzz finding expand/deep-nesting: 80,000 '{' raised "stack overflow"
+  it("regression: refuses groups nested more than 200 deep with an error, not a raise", function()
+    local err = expand_err("ab\n" .. ("{"):rep(80000))
+    assert.equal(2, err.line)
+    assert.equal(201, err.column)
+    assert.matches("groups nested more than 200 deep (line 2, column 201)", err.message, 1, true)
+    assert.matches("nested more than 200 deep", expand_err(("{x|"):rep(300) .. ("}"):rep(300)).message)
+    assert.same({ ("a"):rep(200) }, expand(("{a"):rep(200) .. ("}"):rep(200)))
   end)
 
   it("does not overflow the count for huge expansions", function()

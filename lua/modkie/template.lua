@@ -33,6 +33,7 @@
 -- tags alone on their line ("standalone", Mustache rule) remove the whole
 -- line, so they leave no blank lines. Partials (`{{>x}}`) and delimiter
 -- changes (`{{=<% %>=}}`) are not supported and are syntax errors.
+-- Sections nest at most 200 deep (deeper is a syntax error).
 --
 -- **Escape.** `\{{` renders a literal `{{` (so `\{{name}}` renders
 -- `{{name}}`). In general, a run of n backslashes right before `{{` renders
@@ -49,13 +50,14 @@
 -- message and `err.template`. Wrong argument types raise.
 --
 -- **Alternatives** (`expand`): `{red|green|blue} car` lists every
--- combination, first group varying slowest; groups nest (`{a {x|y}|b}`), may
--- have empty options (`{|very }big`), and a group without `|` is a single
--- option (`{single}` gives "single"). `\{`, `\}`, `\|` and `\\` are literal
--- characters; outside any group a lone `|` is literal. `{{…}}` Mustache tags
--- pass through untouched (as do any backslashes right before them): `{{`
--- starts a tag when a `}}` closes it before any other `{`, otherwise the
--- first `{` opens a group (so `{{red|blue} car|bike}` is a nested group).
+-- combination, first group varying slowest; groups nest (`{a {x|y}|b}`, at
+-- most 200 deep: deeper is an error), may have empty options (`{|very }big`),
+-- and a group without `|` is a single option (`{single}` gives "single").
+-- `\{`, `\}`, `\|` and `\\` are literal characters; outside any group a
+-- lone `|` is literal. `{{…}}` Mustache tags pass through untouched (as do
+-- any backslashes right before them): `{{` starts a tag when a `}}` closes
+-- it before any other `{`, otherwise the first `{` opens a group (so
+-- `{{red|blue} car|bike}` is a nested group).
 -- Both orders work: expand the template first and render each variant per
 -- row (recommended: row values are then never read as alternatives), or
 -- render first and expand the result (then a `{`, `}` or `|` inside a row's
@@ -82,6 +84,12 @@ local M = {}
 
 local BACKSLASH, LBRACE, RBRACE, PIPE = 92, 123, 125, 124
 local TWO53 = 2 ^ 53
+-- Deepest nesting of sections (compile) and of `{…}` groups (expand). The
+-- parser of groups and the renderer of sections recurse once per level: past
+-- some tens of thousands of levels Lua raises "stack overflow" instead of
+-- the error being returned (fuzz finding expand/deep-nesting), and lookups
+-- cost a walk of the whole context stack.
+local MAX_DEPTH = 200
 
 ---------------------------------------------------------------------------
 -- Errors
@@ -501,6 +509,9 @@ local function build(text)
     elseif kind == "var" then
       cur[#cur + 1] = var_node(t.name, t.filters, t.pos)
     elseif kind == "#" or kind == "^" then
+      if #open >= MAX_DEPTH then
+        raise(t.pos, "sections nested more than " .. MAX_DEPTH .. " deep", { field = t.name })
+      end
       open[#open + 1] = { tok = t, parent = cur }
       cur = {}
     elseif kind == "/" then
@@ -665,6 +676,7 @@ local function parse_seq(text, pos, depth)
         pos = e + 1
       else
         flush()
+        if depth >= MAX_DEPTH then raise(i, "groups nested more than " .. MAX_DEPTH .. " deep") end
         local group, p = { count = 0.0, options = {} }, i + 1
         while true do
           local opt, q, term = parse_seq(text, p, depth + 1)
