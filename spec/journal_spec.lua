@@ -102,6 +102,57 @@ describe("modkie.journal", function()
     assert.equal(1, st.torn)
   end)
 
+  -- fuzz finding journal/double-tear: a run killed while writing its first
+  -- line, right after a run killed mid-write, left a journal that no batch
+  -- could resume without a hand edit ("line 3 is damaged").
+  it("regression: ignores the torn lines of two and three crashes in a row", function()
+    H.write(path, '{"type":"run","v":1,"t":1}\n{"type":"submit","job":"1","row":1,"fp":"a"}\n'
+      .. '{"type":"done","job":"1","sta')
+    for crash = 2, 3 do
+      -- the next run ends the torn line and writes its `run` record...
+      local j = assert(journal.open(path))
+      assert(j:write({ type = "run", v = 1, model = "m", jobs = 2 }))
+      j:close()
+      -- ...and is killed while writing it
+      local f = assert(io.open(path, "rb"))
+      local text = f:read("*a")
+      f:close()
+      H.write(path, text:sub(1, #text - 12))
+      local st = assert(journal.read(path))
+      assert.equal(crash, st.torn)
+      assert.equal(1, st.runs)
+      assert.equal("submitting", st.jobs["1"].state)
+    end
+    -- a fourth run goes through: every torn line before it is ignored
+    local j = assert(journal.open(path))
+    assert(j:write({ type = "run", v = 1 }))
+    assert(j:write({ type = "accepted", job = "1", id = "task_1" }))
+    j:close()
+    local st = assert(journal.read(path))
+    assert.same({ 3, 2, 7 }, { st.torn, st.runs, st.lines })
+    assert.equal("accepted", st.jobs["1"].state)
+  end)
+
+  it("still refuses torn-looking lines that a crash cannot leave", function()
+    local head = '{"type":"run","v":1}\n{"type":"submit","job":"1"}\n{"type":"acc\n'
+    for _, c in ipairs({
+      -- a torn `run` line followed by anything but a run
+      { head .. '{"type":"run","v\n{"type":"submit","job":"2"}\n', 4 },
+      -- a torn line followed by a torn line that is not a `run`, then a run
+      { head .. '{"type":"submit","jo\n{"type":"run","v":1}\n', 3 },
+      { head .. 'garbage\n{"type":"run","v":1}\n{"type":"submit","job":"2"}\n', 3 },
+    }) do
+      H.write(path, c[1])
+      local st, err = journal.read(path)
+      assert.is_nil(st, c[1])
+      assert.equal(c[2], err.line)
+      assert.matches("line " .. c[2] .. " is damaged", err.message)
+    end
+    -- only torn lines up to the end: each may be a crash
+    H.write(path, head .. '{"type":"run","v":1,"t\n{"type":"submit","jo\n{"ty')
+    assert.equal(4, assert(journal.read(path)).torn)
+  end)
+
   it("refuses a damaged line in the middle, naming the file and line", function()
     H.write(path, '{"type":"run","v":1}\n{"type":"submit","job":"1"}\ngarbage here\n{"type":"submit","job":"2"}\n')
     local st, err = journal.read(path)
