@@ -785,6 +785,7 @@ describe("modkie mock: HTTP server in-process", function()
         if req.path == "/drop" then return { drop = true } end
         if req.path == "/cut" then return { status = 200, body = "0123456789", truncate = 4 } end
         if req.path == "/slow" then return { status = 200, body = "slow", delay = 0.2 } end
+        if req.path == "/x" then return { status = 200, body = "x=[" .. tostring(req.headers.x) .. "]" } end
         return { status = 200, body = "fine:" .. req.path }
       end,
       on_error = function() end,
@@ -821,6 +822,45 @@ describe("modkie mock: HTTP server in-process", function()
     assert.is_true(closed)
     assert.is_truthy(got:find("Content-Length: 10\r\n", 1, true), got)
     assert.are.equal("0123", got:match("\r\n\r\n(.*)$"))
+  end)
+
+  -- fuzz finding mock_http/slow-header-blanks: a header pattern that
+  -- backtracked over a run of blanks (0.6 s of CPU for this request), and a
+  -- search for the end of the head from its start on every read (1.8 s for
+  -- it byte by byte). The single-threaded emulator stalled meanwhile.
+  it("regression: reads a header with 16,000 blanks inside in linear time, in one piece or byte by byte", function()
+    local blanks = ("a" .. (" "):rep(16000) .. "b")
+    local request = "GET /x HTTP/1.1\r\nX: \t " .. blanks .. " \t\r\n\r\n"
+    local t0 = os.clock()
+    local got = exchange(request, "]")
+    assert.is_true(os.clock() - t0 < 0.2, "took " .. os.clock() - t0 .. " s of CPU")
+    assert.are.equal("x=[" .. blanks .. "]", got:match("\r\n\r\n(.*)$"))
+    -- byte by byte: a socket that hands the server one byte per read
+    local seen
+    local server = require("modkie.mock.http").new { handler = function(req)
+      seen = req.headers.x
+      return { status = 200, body = "ok" }
+    end }
+    local pos, sent = 0, {}
+    local sock = {
+      receive = function()
+        pos = pos + 1
+        if pos > #request then return nil, "closed", "" end
+        return nil, "timeout", request:sub(pos, pos)
+      end,
+      send = function(_, data, i) sent[#sent + 1] = data:sub(i or 1); return #data end,
+      close = function() return 1 end, setoption = function() return 1 end, shutdown = function() return 1 end,
+    }
+    local c = { sock = sock, inbuf = "", inparts = {}, inlen = 0, outq = {}, outhead = 1, outpos = 0, last = 0 }
+    server.conns[sock] = c
+    t0 = os.clock()
+    for _ = 1, #request + 1 do
+      if c.closed then break end
+      server:read(c, 0)
+    end
+    assert.is_true(os.clock() - t0 < 0.2, "took " .. os.clock() - t0 .. " s of CPU byte by byte")
+    assert.are.equal(blanks, seen)
+    assert.matches("^HTTP/1.1 200 OK", table.concat(sent))
   end)
 
   it("holds a delayed answer and the pipelined ones behind it", function()

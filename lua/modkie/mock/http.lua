@@ -16,6 +16,7 @@ local socket = require "socket"
 
 local gettime = socket.gettime
 local concat = table.concat
+local byte = string.byte
 
 local http = {}
 
@@ -94,8 +95,22 @@ local function parse_head(head)
     local line = head:sub(pos + 1, (nl or #head + 1) - 1)
     pos = nl
     if line:sub(-1) == "\r" then line = line:sub(1, -2) end
-    local name, value = line:match("^([^%s:]+):[ \t]*(.-)[ \t]*$")
+    local name, value = line:match("^([^%s:]+):(.*)$")
     if not name then return nil, 400, "malformed header line" end
+    -- the value without blanks at either end, found from each end: a
+    -- pattern `[ \t]*(.-)[ \t]*$` backtracks over a run of blanks at every
+    -- position, quadratic in the line (fuzz finding mock_http/slow-header-blanks)
+    local first, last = value:find("[^ \t]"), #value
+    if first then
+      local b = byte(value, last)
+      while b == 32 or b == 9 do
+        last = last - 1
+        b = byte(value, last)
+      end
+      value = value:sub(first, last)
+    else
+      value = ""
+    end
     name = name:lower()
     local old = headers[name]
     if old then
@@ -295,18 +310,39 @@ end
 local function consume(c, upto)
   c.inbuf = c.inbuf:sub(upto + 1)
   c.inlen = #c.inbuf
+  c.scan = nil
 end
 
 -- Take one complete request off the input: request, or nil (need more), or
 -- nil, status, message (the client broke the protocol).
 local function next_request(c)
+  local sc = c.scan
+  if sc then
+    -- A head has begun and its end was not in the input so far: look for it
+    -- only in the pieces that arrived since (and the 2 bytes before them),
+    -- without joining the input. Joining and searching it all on every read
+    -- is quadratic in a head that arrives a byte at a time (fuzz finding
+    -- mock_http/slow-header-blanks).
+    local parts = c.inparts
+    if #parts == sc.n then return nil end
+    local new = sc.tail .. concat(parts, "", sc.n + 1, #parts)
+    if not new:find("\n\r?\n") and c.inlen <= MAX_HEAD + 1 then
+      sc.n, sc.tail = #parts, new:sub(-2)
+      return nil
+    end
+  end
   local buf = input(c)
   if not c.head then
     local s = buf:find("[^\r\n]")
     if not s then consume(c, #buf); return nil end
-    local e1, e2 = buf:find("\r?\n\r?\n", s)
+    if s > 1 then -- blank lines before a request: drop them
+      consume(c, s - 1)
+      buf, s = c.inbuf, 1
+    end
+    local e1, e2 = buf:find("\r?\n\r?\n")
     if not e1 then
       if #buf - s > MAX_HEAD then return nil, 431, "request head too large" end
+      c.scan = { n = 0, tail = buf:sub(-2) } -- input() left no pieces
       return nil
     end
     if e1 - s > MAX_HEAD then return nil, 431, "request head too large" end
@@ -454,7 +490,7 @@ function Server:finish(c, now)
   if c.peer_closed then self:close_conn(c); return end
   c.sock:shutdown("send")
   c.lingering = now + LINGER
-  c.inparts, c.inbuf, c.inlen = {}, "", 0
+  c.inparts, c.inbuf, c.inlen, c.scan = {}, "", 0, nil
   self:update_interest(c)
 end
 
