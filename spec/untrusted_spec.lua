@@ -22,7 +22,9 @@ local function deep(n, leaf) return ("["):rep(n) .. (leaf or "1") .. ("]"):rep(n
 local MB = 1024 * 1024
 
 -- What each endpoint may give back: a protocol error, a documented kind, or a value that makes sense.
-local function opt_number(v) return v == nil or (type(v) == "number" and v == v) end
+local function opt_number(v)
+  return v == nil or (type(v) == "number" and v == v and v > -math.huge and v < math.huge)
+end
 
 local function sane_result(res)
   if type(res) ~= "table" or res.state ~= "success" or res.id ~= ID then return false, "id/state" end
@@ -348,6 +350,31 @@ describe("untrusted bodies", function()
         local res, err = call("recordInfo", envelope('{"taskId":' .. v .. ',"state":"success"}'))
         assert(res, tostring(err))
         assert.equal(ID, res.id, v)
+      end
+    end)
+
+    -- fuzz finding record/nan-numbers: lua-cjson reads nan, NaN, inf,
+    -- -Infinity and 1e999; credits and cost_time came out NaN (or infinite),
+    -- and with them a batch report's credit total.
+    it("regression: NaN and infinite numbers in a record or a balance count as absent", function()
+      local URL = [["resultJson":{"resultUrls":["https://cdn.example/u.mp4"]}]]
+      local res, err = call("recordInfo", envelope('{"taskId":"task_u","state":"success","creditsConsumed":nan,'
+        .. '"costTime":NaN,"createTime":inf,"completeTime":-Infinity,' .. URL .. "}"))
+      assert(res, tostring(err))
+      assert.same({}, { res.credits, res.cost_time, res.created_at, res.completed_at })
+      res = call("recordInfo", envelope('{"taskId":"task_u","state":"success","creditsConsumed":1e999,'
+        .. '"creditsCharged":-inf,"credits":35,"costTime":Infinity,"completeTime":1700000000000,' .. URL .. "}"))
+      assert.equal(35, res.credits)
+      assert.is_nil(res.cost_time)
+      assert.equal(1700000000, res.completed_at)
+      for _, v in ipairs({ "nan", "-inf", "1e999" }) do
+        res, err = call("recordInfo", envelope('{"taskId":"task_u","state":"fail","failCode":' .. v .. "}"))
+        assert.is_nil(res)
+        assert.equal("failed", err.kind)
+        assert.is_nil(err.code, v)
+        res, err = call("credit", envelope(v))
+        assert.is_nil(res, v)
+        assert.equal("protocol", err.kind)
       end
     end)
 

@@ -5,10 +5,10 @@
 -- value, never a Lua error):
 --  * nothing raises;
 --  * result: state "success", `urls` a list of non-empty strings, `credits`,
---    `created_at`, `completed_at`, `cost_time` each nil or a number that is
---    not NaN, `id` and `model` nil or strings, `raw` the record;
+--    `created_at`, `completed_at`, `cost_time` each nil or a finite number
+--    (not NaN, not infinite), `id` and `model` nil or strings, `raw` the record;
 --  * failure: a modkie.Error of kind "failed", retryable, message a string,
---    `code` nil, a number or a string, `task_id` nil or a string.
+--    `code` nil, a finite number or a string, `task_id` nil or a string.
 local record = require "modkie.record"
 local Error = require "modkie.error"
 local cjson = require("cjson.safe").new()
@@ -19,9 +19,12 @@ cjson.decode_max_depth(64)
 
 local JOB = { id = "task_job", model = "kling/kling-3-0" }
 
+local function finite(v)
+  return type(v) == "number" and v == v and v > -math.huge and v < math.huge
+end
+
 local function number_or_nil(v, what)
-  if F.known("record-nan") then check(v == nil or type(v) == "number", "%s is %s", what, show(v)) return end
-  check(v == nil or (type(v) == "number" and v == v), "%s is %s", what, show(v))
+  check(v == nil or finite(v), "%s is %s", what, show(v))
 end
 
 local function string_or_nil(v, what)
@@ -49,7 +52,7 @@ local function check_record(rec, job)
   local err = record.failure(rec, job)
   F.check_error(err, "failed", "failure")
   check(Error.is(err) and err.retryable == true, "failure not retryable")
-  check(err.code == nil or type(err.code) == "number" or type(err.code) == "string", "code is %s", show(err.code))
+  check(err.code == nil or finite(err.code) or type(err.code) == "string", "code is %s", show(err.code))
   string_or_nil(err.task_id, "task_id")
 end
 

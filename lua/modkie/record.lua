@@ -13,10 +13,23 @@ local record = {}
 local json = cjson.new()
 json.decode_max_depth(64)
 local null = cjson.null
+local huge = math.huge
 
---- A whole number as a Lua integer where the Lua has them (cjson decodes every number as a float).
-function record.number(v)
+-- A finite number from a number or a numeric string, else nil. lua-cjson
+-- reads `nan`, `NaN`, `inf`, `-Infinity` and `1e999`: such a value counts as
+-- absent, so that no credit total or time comparison meets it (fuzz finding
+-- record/nan-numbers).
+local function finite(v)
   v = tonumber(v)
+  if not v or v ~= v or v == huge or v == -huge then return nil end
+  return v
+end
+
+--- A number from a number or a numeric string, nil for anything else and
+-- for NaN and infinities; a whole number as a Lua integer where the Lua has
+-- them (cjson decodes every number as a float).
+function record.number(v)
+  v = finite(v)
   if v and math.tointeger then return math.tointeger(v) or v end
   return v
 end
@@ -28,8 +41,8 @@ end
 
 --- Unix seconds from a number that may be milliseconds.
 local function seconds(v)
-  v = tonumber(present(v))
-  if not v or v ~= v then return nil end
+  v = finite(present(v))
+  if not v then return nil end
   if v > 1e11 then return v / 1000 end -- after 1973 in ms, or year 5138 in s
   return v
 end
@@ -73,7 +86,7 @@ end
 --   `cost_time` in seconds
 function record.result(rec, job)
   local output = record.output(rec)
-  local cost = tonumber(present(rec.costTime))
+  local cost = finite(present(rec.costTime))
   local id, model = present(rec.taskId), present(rec.model)
   return {
     id = type(id) == "string" and id or (job and job.id),
@@ -81,7 +94,8 @@ function record.result(rec, job)
     state = "success",
     urls = record.urls(rec, output),
     output = output,
-    credits = record.number(present(rec.creditsConsumed) or present(rec.creditsCharged) or present(rec.credits)),
+    -- the first of the three that is a number (NaN and infinities are none)
+    credits = record.number(rec.creditsConsumed) or record.number(rec.creditsCharged) or record.number(rec.credits),
     created_at = seconds(rec.createTime),
     completed_at = seconds(rec.completeTime),
     cost_time = cost and cost / 1000 or nil,
@@ -94,8 +108,13 @@ end
 -- only on success, so such a job may be retried (`retryable = true`).
 function record.failure(rec, job)
   local code = present(rec.failCode)
-  if type(code) == "string" or type(code) == "number" then code = record.number(code) or code end
-  if type(code) ~= "number" and type(code) ~= "string" then code = nil end
+  if type(code) == "number" then
+    code = record.number(code) -- nil for NaN and infinities
+  elseif type(code) == "string" then
+    code = record.number(code) or code
+  else
+    code = nil
+  end
   local msg = present(rec.failMsg)
   if type(msg) ~= "string" then msg = nil end
   local id = present(rec.taskId) or (job and job.id)
