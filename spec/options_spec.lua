@@ -46,6 +46,9 @@ describe("modkie.new options", function()
       { retries = -1 }, { retries = math.huge },
       { deadline = 0 }, { deadline = -5 }, { deadline = nan },
       { timeout = nan }, { timeout = 0 },
+      -- beyond what the C core takes (its integer casts stay defined)
+      { timeout = math.huge }, { timeout = 1e-6 }, { connect_timeout = 1e7 }, { retries = 5000 },
+      { seed = 2^60 }, { max_download = math.huge }, { max_connections = 20000 },
     }) do
       local name, value = next(o)
       local err = refused(o)
@@ -77,10 +80,21 @@ describe("modkie.new options", function()
       { { poll = "x" }, "rate.poll" }, { { submit = { 1 } }, "rate.submit" }, { { poll = { 1, 0 } }, "rate.poll" },
       { { submit = { 1.5, 10 } }, "rate.submit" }, { { poll = { 10, -1 } }, "rate.poll" },
       { { poll = true }, "rate.poll" },
+      { { submit = { 1e20, 10 } }, "rate.submit" }, { { poll = { 2e6, 1 } }, "rate.poll" },
+      { { poll = { 10, math.huge } }, "rate.poll" },
     }) do
       local err = refused({ rate = c[1] })
       assert.matches("option '" .. c[2] .. "'", err, 1, true)
     end
+    -- the core bounds them itself: one timestamp per request of the window,
+    -- and a cast to int that must stay defined
+    local core = require "modkie.core"
+    for _, pair in ipairs({ { 1e20, 1 }, { 2e6, 1 }, { 1.5, 1 }, { 10, 0 }, { 10, 1 / 0 }, { 0 / 0, 1 } }) do
+      local ok, err = pcall(core.new, { base_url = "http://127.0.0.1:9", decode = tostring, submit_rate = pair })
+      assert.is_false(ok, tostring(pair[1]))
+      assert.matches("option 'submit_rate' is out of range", err, 1, true)
+    end
+    modkie.new({ rate = { submit = { 1e6, 1e6 } } }):close()
     assert.matches("unknown option 'rate.polls'", refused({ rate = { polls = { 1, 1 } } }), 1, true)
   end)
 

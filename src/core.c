@@ -6,6 +6,7 @@
  * machine needs are read out, and job.c decides what happens next. Lua code
  * runs only here, after libcurl has returned: never from inside libcurl. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,8 +74,13 @@ static void opt_rate(lua_State *L, int t, const char *key, int *limit, double *p
     lua_rawgeti(L, -2, 2);
     if (lua_type(L, -2) != LUA_TNUMBER || lua_type(L, -1) != LUA_TNUMBER)
       luaL_error(L, "modkie.core: option '%s' must be {requests, seconds}", key);
-    *limit = (int)lua_tonumber(L, -2);
-    *per = lua_tonumber(L, -1);
+    /* the limiter keeps one timestamp per request of the window: bound it,
+     * and keep the cast to int defined */
+    double n = lua_tonumber(L, -2), s = lua_tonumber(L, -1);
+    if (!(n >= 1 && n <= 1e6 && n == floor(n)) || !(s > 0 && s <= 1e6))
+      luaL_error(L, "modkie.core: option '%s' is out of range", key);
+    *limit = (int)n;
+    *per = s;
     lua_pop(L, 2);
   } else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
     luaL_error(L, "modkie.core: option '%s' must be {requests, seconds} or false", key);

@@ -58,19 +58,20 @@ end
 -- Numeric options: the range each accepts (NaN fails every one), for the error message.
 local function above(min) return function(v) return v > min end end
 local function from(min) return function(v) return v >= min end end
-local function whole_from(min) return function(v) return v >= min and v == math.floor(v) and v < math.huge end end
 local function within(min, max) return function(v) return v >= min and v <= max end end
+local function whole_within(min, max) return function(v) return v >= min and v <= max and v == math.floor(v) end end
+-- The ranges are the C core's (its casts to integers must stay defined): say
+-- so here, naming the option, not from deep in core.new.
 local NUMBER_RULES = {
-  timeout = { above(0), "a number > 0" },
-  connect_timeout = { above(0), "a number > 0" },
-  max_connections = { whole_from(1), "a whole number >= 1" },
-  -- the C core takes 1 to 1e12 bytes (a size_t cast must stay defined): say so here, not from deep in core.new
+  timeout = { within(0.001, 1e6), "a number of seconds from 0.001 to 1e6" },
+  connect_timeout = { within(0.001, 1e6), "a number of seconds from 0.001 to 1e6" },
+  max_connections = { whole_within(1, 10000), "a whole number from 1 to 10000" },
   max_body = { within(1, 1e12), "a number of bytes from 1 to 1e12" },
-  max_download = { from(0), "a number of bytes >= 0 (0: no cap)" },
-  retries = { whole_from(0), "a whole number >= 0" },
+  max_download = { within(0, 1e15), "a number of bytes from 0 (no cap) to 1e15" },
+  retries = { whole_within(0, 1000), "a whole number from 0 to 1000" },
   poll_interval = { from(0), "a number of seconds >= 0, or a function" },
   deadline = { above(0), "a number of seconds > 0, or false for none" },
-  seed = { whole_from(0), "a whole number >= 0" },
+  seed = { whole_within(0, 2 ^ 53), "a whole number from 0 to 2^53" },
 }
 
 local function check_numbers(opts)
@@ -85,8 +86,9 @@ end
 local function check_rate_pair(name, pair)
   if pair == false then return false end
   if type(pair) ~= "table" or type(pair[1]) ~= "number" or type(pair[2]) ~= "number"
-    or not whole_from(1)(pair[1]) or not above(0)(pair[2]) then
-    error(("modkie.new: option 'rate.%s' must be {requests, seconds} (a whole number >= 1 and a number > 0) or false")
+    or not whole_within(1, 1e6)(pair[1]) or not (pair[2] > 0 and pair[2] <= 1e6) then
+    error(("modkie.new: option 'rate.%s' must be {requests, seconds} (a whole number from 1 to 1e6 and a number "
+      .. "of seconds > 0 and <= 1e6) or false")
       :format(name), 4)
   end
   return pair
