@@ -56,9 +56,9 @@ describe("bad input", function()
     assert.has_error(function() modkie.new{ timeout = "5" } end,
       "modkie.new: option 'timeout' must be a number, got string")
     assert.has_error(function() modkie.new{ timeout = -1 } end,
-      "modkie.new: option 'timeout' must be a number > 0, got -1")
+      "modkie.new: option 'timeout' must be a number of seconds from 0.001 to 1e6, got -1")
     assert.has_error(function() modkie.new{ retries = 1.5 } end,
-      "modkie.new: option 'retries' must be a whole number >= 0, got 1.5")
+      "modkie.new: option 'retries' must be a whole number from 0 to 1000, got 1.5")
     assert.has_error(function() modkie.new{ deadline = true } end)
     assert.has_error(function() modkie.new{ rate = { submit = { 0, 10 } } } end)
     assert.has_error(function() modkie.new{ rate = { sumbit = { 1, 10 } } } end)
