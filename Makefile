@@ -24,7 +24,7 @@ SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
 VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua
 
-.PHONY: all core examples deps test-deps test test-all test-openresty lint demo install install-lib clean bench asan valgrind
+.PHONY: all core examples deps test-deps test test-all test-other-luas test-openresty lint demo install install-lib clean bench asan valgrind
 
 all: deps $(CORE)
 
@@ -67,12 +67,13 @@ test-openresty: test-deps $(CORE)
 test-all: test-deps
 	@tools/deps luas
 	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4
-	$(MAKE) --no-print-directory test LUA=lua5.1 LUA_VERSION=5.1 EXCLUDE_TAGS=openresty,slow
-	$(MAKE) --no-print-directory test LUA=lua5.2 LUA_VERSION=5.2 EXCLUDE_TAGS=openresty,slow
-	$(MAKE) --no-print-directory test LUA=lua5.3 LUA_VERSION=5.3 EXCLUDE_TAGS=openresty,slow
-	$(MAKE) --no-print-directory test LUA=luajit LUA_INC=/usr/include/luajit-2.1 BUILD=build/luajit \
-	  EXCLUDE_TAGS=openresty,slow
+	@$(MAKE) --no-print-directory test-other-luas
 	$(MAKE) --no-print-directory test-openresty
+
+# 5.1, 5.2, 5.3 and LuaJIT at once (tools/test-luas): the specs mostly wait
+# on the emulator's job timelines, ~90 s of wall time for ~20 s of CPU each.
+test-other-luas: test-deps
+	@MAKE="$(MAKE)" tools/test-luas
 
 lint: test-deps
 	luacheck lua spec bin/modkie examples bench
