@@ -41,6 +41,18 @@ http {
   end
   local n = { port = port, prefix = prefix, cert = prefix .. "/cert.pem" }
   function n.read(name) return helper.read_file(prefix .. "/" .. name) end
+  --- The lines of log `name`, once it has at least `at_least` (nginx writes
+  -- a line just after the answer, so it may trail the client by a moment).
+  function n.lines(name, at_least)
+    local lines
+    for _ = 1, 100 do
+      lines = {}
+      for l in (n.read(name) or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
+      if #lines >= (at_least or 0) then break end
+      helper.sleep(0.02)
+    end
+    return lines
+  end
   function n.stop()
     local pid = n.read("nginx.pid")
     if pid then os.execute("kill " .. pid:match("%d+") .. " 2>/dev/null") end

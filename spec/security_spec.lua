@@ -304,18 +304,7 @@ describe("redirects", function()
     return modkie.new{ base_url = "http://127.0.0.1:" .. gateway.port, api_key = key, rate = false, retries = 0,
       poll_interval = 0.05 }
   end
-  -- The access log's lines, once it has at least `n` (nginx writes a line
-  -- just after the answer, so it may trail the client by a moment).
-  local function log_of(server, n)
-    local lines
-    for _ = 1, 100 do
-      lines = {}
-      for l in (server.read("access.log") or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
-      if #lines >= (n or 0) then break end
-      helper.sleep(0.02)
-    end
-    return lines
-  end
+  local function log_of(server, n) return server.lines("access.log", n) end
 
   it("are not followed by API calls: the call fails and the other origin gets nothing", function()
     local c = client()
