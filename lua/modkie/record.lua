@@ -107,14 +107,10 @@ end
 -- failCode (a number when numeric), message from failMsg. Credits are charged
 -- only on success, so such a job may be retried (`retryable = true`).
 function record.failure(rec, job)
+  -- a number (none for NaN and infinities), a numeric string as its number,
+  -- any other string as it is
   local code = present(rec.failCode)
-  if type(code) == "number" then
-    code = record.number(code) -- nil for NaN and infinities
-  elseif type(code) == "string" then
-    code = record.number(code) or code
-  else
-    code = nil
-  end
+  code = record.number(code) or (type(code) == "string" and code or nil)
   local msg = present(rec.failMsg)
   if type(msg) ~= "string" then msg = nil end
   local id = present(rec.taskId) or (job and job.id)
