@@ -48,7 +48,8 @@ function helper.mock(args)
   function m.replay(path, task_id, answers)
     local list = {}
     for i, a in ipairs(answers) do list[i] = type(a) == "string" and { body = a } or a end
-    local status, body = m.request("POST", "/__mock/replay", cjson.encode({ path = path, taskId = task_id, answers = list }))
+    local status, body = m.request("POST", "/__mock/replay",
+      cjson.encode({ path = path, taskId = task_id, answers = list }))
     assert(status == 200, "replay refused: " .. tostring(type(body) == "table" and body.error or body))
   end
   function m.stop()
