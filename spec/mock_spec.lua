@@ -659,7 +659,10 @@ describe("modkie mock: HTTP", function()
       { "GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400 },
       { "POST /api/v1/jobs/createTask HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400 },
       { "POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400 },
-      { "POST /api/v1/jobs/createTask HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411 },
+      { "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400 },
+      { "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400 },
+      { "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400 },
+      { "POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501 },
       { "GET / HTTP/1.1\r\nX-Big: " .. string.rep("a", 20000) .. "\r\n\r\n", 431 },
       { "GET / HTTP/2.0\r\n\r\n", 505 },
     }
@@ -673,6 +676,29 @@ describe("modkie mock: HTTP", function()
     end
     local status = call(m, "GET", "/__mock/stats")
     assert.are.equal(200, status)
+  end)
+
+  it("accepts chunked request bodies, arriving in pieces, with extensions and trailers", function()
+    local c = connect(m)
+    finally(function() c:close() end)
+    local body = '{"model":"kling/kling-3-0","input":{"prompt":"sent in chunks"}}'
+    local pieces = { "POST /api/v1/jobs/createTask HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+      .. "Transfer-Encoding: chunked\r\n\r\n", ("%x;name=value\r\n"):format(10), body:sub(1, 10), "\r\n",
+      ("%X\r\n"):format(#body - 10) .. body:sub(11, 30), body:sub(31) .. "\r\n0\r\n", "X-Check: 1\r\n\r\n" }
+    for _, p in ipairs(pieces) do
+      assert(c:send(p))
+      helper.sleep(0.02)
+    end
+    local res = assert(read_response(c))
+    assert.are.equal(200, res.status)
+    local id = cjson.decode(res.body).data.taskId
+    local _, tasks = m.request("GET", "/__mock/tasks")
+    local prompts = {}
+    for _, t in ipairs(tasks) do prompts[t.taskId] = t.prompt end
+    assert.are.equal("sent in chunks", prompts[id])
+    -- the connection stays usable for the next request
+    assert(c:send(get_request("/__mock/stats")))
+    assert.are.equal(200, assert(read_response(c)).status)
   end)
 
   it("survives a client that disconnects mid-request", function()

@@ -1,6 +1,6 @@
 --- A small non-blocking HTTP/1.1 server for the emulator.
 -- One thread: a `socket.select` loop over non-blocking LuaSocket sockets.
--- It frames requests (Content-Length bodies only), keeps connections alive,
+-- It frames requests (Content-Length or chunked bodies), keeps connections alive,
 -- answers pipelined requests in order, writes big answers in pieces, and
 -- survives any client: a malformed request gets 400 and a close, a handler
 -- error gets 500. It knows nothing of the API; a handler maps a request to a
@@ -313,6 +313,41 @@ local function consume(c, upto)
   c.scan = nil
 end
 
+-- A chunked body: take the chunks that have arrived; the request once the
+-- last chunk (size 0) and the trailer section are in, nil while more is
+-- needed, or nil, status, message.
+local function next_chunk(c, buf)
+  local chunks, pos = c.chunks, 1
+  while true do
+    local eol = buf:find("\r\n", pos, true)
+    if not eol then
+      if #buf - pos > 1024 then return nil, 400, "chunk size line too long" end
+      break
+    end
+    local size = tonumber(buf:sub(pos, eol - 1):match("^%s*(%x+)%s*;?.-$") or "", 16)
+    if not size then return nil, 400, "bad chunk size" end
+    if size == 0 then
+      -- trailer fields, ended by an empty line (they are dropped)
+      local stop = buf:sub(eol, eol + 3) == "\r\n\r\n" and eol + 3 or select(2, buf:find("\r\n\r\n", eol, true))
+      if not stop then break end
+      local req = c.head
+      req.body = table.concat(chunks.parts)
+      consume(c, stop)
+      c.head, c.chunks = nil, nil
+      c.begun = c.inlen > 0 and c.last or nil
+      return req
+    end
+    if chunks.size + size > MAX_BODY then return nil, 413, "request body too large" end
+    if #buf < eol + 2 + size + 1 then break end
+    if buf:sub(eol + 2 + size, eol + 3 + size) ~= "\r\n" then return nil, 400, "chunk not ended by CRLF" end
+    chunks.parts[#chunks.parts + 1] = buf:sub(eol + 2, eol + 1 + size)
+    chunks.size = chunks.size + size
+    pos = eol + 4 + size
+  end
+  if pos > 1 then consume(c, pos - 1) end
+  return nil
+end
+
 -- Take one complete request off the input: request, or nil (need more), or
 -- nil, status, message (the client broke the protocol).
 local function next_request(c)
@@ -349,10 +384,17 @@ local function next_request(c)
     local req, status, msg = parse_head(buf:sub(s, e1 - 1))
     if not req then return nil, status, msg end
     local h = req.headers
-    if h["transfer-encoding"] then
-      return nil, 411, "chunked request bodies are not accepted: send Content-Length"
-    end
     local length = 0
+    if h["transfer-encoding"] then
+      -- only chunked (RFC 9112 7.1); with Content-Length too the framing is ambiguous: refuse
+      if not h["transfer-encoding"]:lower():match("^%s*chunked%s*$") then
+        return nil, 501, "only the chunked transfer coding is understood"
+      end
+      if h["content-length"] then return nil, 400, "both Transfer-Encoding and Content-Length" end
+      consume(c, e2)
+      c.head, c.chunks = req, { parts = {}, size = 0 }
+      return next_request(c)
+    end
     if h["content-length"] then
       if not h["content-length"]:match("^%d+$") then return nil, 400, "bad Content-Length" end
       length = tonumber(h["content-length"])
@@ -362,6 +404,7 @@ local function next_request(c)
     c.head, c.want = req, length
     buf = c.inbuf
   end
+  if c.chunks then return next_chunk(c, buf) end
   if #buf < c.want then return nil end
   local req = c.head
   req.body = buf:sub(1, c.want)
