@@ -50,8 +50,10 @@ Prints one line on start: "listening http://HOST:PORT pid=PID dialect=D",
 followed by " seed=N" when --faults is given.
 
 Faults: SPEC is ENDPOINT=KIND:FRACTION[,KIND:FRACTION…][;ENDPOINT=…] with
-endpoints create, poll, credits, download_url, files and kinds 500, 502, 503,
-455, 429 (error answers), reset (connection reset, no answer), stall (answer
+endpoints create, poll, credits, download_url, files and kinds 500, 455, 429
+(error answers in the dialect's style), 502 (HTTP 502, an HTML page) and 503
+(HTTP 503, empty body, Retry-After) as a proxy sends them, reset (connection
+reset, no answer), stall (answer
 held --stall-seconds), cut (body cut short), badjson (200 + invalid JSON),
 html (502 HTML page), huge (answer padded past 8 MiB), all (the fraction
 spread over every kind). 429 and 455 answer instead of the endpoint; the
