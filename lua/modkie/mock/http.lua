@@ -145,7 +145,10 @@ Server.__index = Server
 
 --- Make a server (not yet listening).
 -- opts: host, port, handler(req) -> response, log (function(line) or nil),
--- max_connections, on_error (function(message)), backlog.
+-- max_connections, on_error (function(message)), backlog, io (other sockets
+-- the loop watches, e.g. the callbacks' outgoing connections: an object with
+-- `watch()` -> read list, write list; `timeout(now)` -> seconds or nil;
+-- `ready(readable, writable, now)` called after every select).
 function http.new(opts)
   local self = setmetatable({}, Server)
   self.host = opts.host or "127.0.0.1"
@@ -156,6 +159,7 @@ function http.new(opts)
   self.max_connections = math.min(opts.max_connections or DEFAULT_MAX_CONNECTIONS,
     http.MAX_CONNECTIONS_LIMIT)
   self.backlog = opts.backlog or 1024
+  self.io = opts.io
   self.conns = {}           -- socket -> connection
   self.rset = new_set()     -- sockets we want to read from
   self.wset = new_set()     -- sockets with an answer not yet fully written
@@ -567,6 +571,14 @@ function Server:sweep(now)
   end
 end
 
+-- A new list: a's items, then b's (the sets' own lists stay the server's).
+local function joined(a, b)
+  local out = {}
+  for i = 1, #a do out[i] = a[i] end
+  for i = 1, #b do out[#a + i] = b[i] end
+  return out
+end
+
 --- Run one turn of the loop, waiting at most `timeout` seconds for I/O.
 function Server:step(timeout)
   local now = gettime()
@@ -575,7 +587,14 @@ function Server:step(timeout)
     local wait = c.held.at - now
     if wait < timeout then timeout = wait < 0 and 0 or wait end
   end
-  local readable, writable = socket.select(self.rset.list, self.wset.list, timeout)
+  local rlist, wlist, io = self.rset.list, self.wset.list, self.io
+  if io then
+    local xr, xw = io:watch()
+    if #xr > 0 or #xw > 0 then rlist, wlist = joined(rlist, xr), joined(wlist, xw) end
+    local t = io:timeout(now)
+    if t and t < timeout then timeout = t end
+  end
+  local readable, writable = socket.select(rlist, wlist, timeout)
   now = gettime()
   local dirty = self.dirty
   if next(dirty) then self.dirty = {} else dirty = NOTHING end
@@ -596,6 +615,7 @@ function Server:step(timeout)
     if c then self:guard(self.flush, c, now, true) end
   end
   if next(self.delayed) then self:wake_delayed(now) end
+  if io then io:ready(readable, writable, now) end
   if now >= self.next_sweep then self:sweep(now) end
 end
 
