@@ -6,10 +6,12 @@
  * machine needs are read out, and job.c decides what happens next. Lua code
  * runs only here, after libcurl has returned: never from inside libcurl. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -628,6 +630,15 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* core.time() -> Unix seconds with their fraction (the wall clock: the
+   journal's times, compared with the gateway's completeTime) */
+static int l_time(lua_State *L) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return luaL_error(L, "clock_gettime: %s", strerror(errno));
+  lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 /* core.mkdir(path) -> true | nil, message  (an existing directory is fine) */
 static int l_mkdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -699,6 +710,20 @@ static int l_fsync_dir(lua_State *L) {
   return 1;
 }
 
+/* core.realpath(path) -> the absolute path with no symlink, "." or ".." |
+   nil, message: where the review page's relative links start and end */
+static int l_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char buf[PATH_MAX];
+  if (realpath(path, buf) == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushstring(L, buf);
+  return 1;
+}
+
 /* core.isatty(file) -> boolean */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty(fileno(check_file(L, 1))));
@@ -716,9 +741,9 @@ static const luaL_Reg engine_meta[] = {
 };
 
 static const luaL_Reg functions[] = {
-  {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir},
+  {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"time", l_time}, {"mkdir", l_mkdir},
   {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty},
-  {"lock", l_lock}, {"fsync_dir", l_fsync_dir},
+  {"lock", l_lock}, {"fsync_dir", l_fsync_dir}, {"realpath", l_realpath},
   {"hmac_sha256", mk_l_hmac_sha256}, {"equal", mk_l_equal}, {NULL, NULL}
 };
 

@@ -12,6 +12,7 @@ commands:
   status ID        ask where a job is, once
   wait ID          wait for a job to end; print (and --download) its result
   batch            one job per row of a CSV/JSON Lines file, from a template
+  review JOURNAL   a batch's review page (HTML): every row's output, prompt, state
   validate MODEL   check an input against the model's schema (offline)
   credits          the account's credit balance
   models [MODEL]   the models modkie knows, or one model's fields
@@ -33,6 +34,7 @@ local commands = {
   status = lazy("modkie.cli.job", "status"),
   wait = lazy("modkie.cli.job", "wait"),
   batch = lazy("modkie.cli.batch", "main"),
+  review = lazy("modkie.cli.review", "main"),
   validate = lazy("modkie.cli.models", "validate"),
   models = lazy("modkie.cli.models", "models"),
   credits = lazy("modkie.cli.account", "credits"),

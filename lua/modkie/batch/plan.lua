@@ -119,7 +119,7 @@ end
 -- @tparam table opts the batch options (model, template | template_file,
 --   rows, input, fields, prompt_field, expand)
 -- @treturn[1] table `{ model, jobs = { {row, variant, key, line, prompt,
---   input, fp} … }, rows = n, problems = { {row, line, field, column, message} … },
+--   input, values (the row as read), fp} … }, rows = n, problems = { {row, line, field, column, message} … },
 --   credits_each }`
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error when the rows or the template cannot be read at all
@@ -234,7 +234,7 @@ function plan.build(opts)
       local key = many and (i .. "." .. k) or tostring(i)
       jobs[#jobs + 1] = {
         row = i, variant = many and k or nil, key = key, line = line,
-        prompt = job_input[prompt_field], input = job_input,
+        prompt = job_input[prompt_field], input = job_input, values = row,
         fp = fingerprint.of({ model, job_input }),
       }
     end

@@ -33,6 +33,10 @@ options:
   --journal FILE          the journal (default: FILE.journal next to --rows)
   --no-journal            run without a journal (an interrupted run cannot resume)
   --download DIR          save each row's outputs as DIR/<row>-<n>.<ext>
+  --review PAGE           write a review page (HTML) of the batch when it ends:
+                          each row's output, prompt, values, state and timings
+                          (`modkie review JOURNAL` rebuilds it at any time)
+  --review-by COLUMN      on that page, group the rows by a column's value
   --dry-run               render and validate every row, estimate the credits,
                           send nothing
   --resubmit-ambiguous    submit again rows whose earlier createTask had no
@@ -58,7 +62,8 @@ local FLAGS = {
   seed = { value = "string" }, concurrency = { value = "count" }, journal = { value = "nonempty" },
   ["no-journal"] = {}, download = { value = "nonempty" }, ["dry-run"] = {},
   ["resubmit-ambiguous"] = {}, ["retry-failed"] = {}, deadline = { value = "positive" },
-  ["callback-url"] = { value = "nonempty" },
+  ["callback-url"] = { value = "nonempty" }, review = { value = "nonempty" },
+  ["review-by"] = { value = "nonempty" },
 }
 for k, v in pairs(common.CLIENT_FLAGS) do FLAGS[k] = v end
 
@@ -146,6 +151,18 @@ local function print_summary(report, w)
   end
 end
 
+-- The review page from the journal; its trouble is said, not fatal (the
+-- batch's own outcome decides the exit code).
+local function write_review(journal, opts, finished)
+  local page, data = require("modkie.batch.review").write(journal, opts.review,
+    { by = opts.review_by, download = opts.download, finished = finished })
+  if page then
+    io.stderr:write(require("modkie.cli.review").summary(page, data))
+  else
+    common.fail(data, "review: ")
+  end
+end
+
 -- 0 when every row succeeded and was saved; else the most telling code.
 local function exit_code(report)
   if report.halted then return common.exit_for(report.halted) end
@@ -175,6 +192,10 @@ function batch_cli.main(argv)
   if not input then return common.fail(ierr) end
   local journal = opts.journal
   if not journal and not opts.no_journal then journal = opts.rows .. ".journal" end
+  if (opts.review or opts.review_by) and not journal then
+    return common.usage("batch", "--review builds the page from the journal: drop --no-journal")
+  end
+  if opts.review_by and not opts.review then return common.usage("batch", "--review-by goes with --review") end
 
   local client
   if not opts.dry_run then
@@ -213,6 +234,10 @@ function batch_cli.main(argv)
   local ok, report, err = pcall(require("modkie.batch").run, bopts)
   progress:finish()
   if client then client:close() end
+  -- the page, also after an interruption (the journal holds what happened)
+  if opts.review and not opts.dry_run and (not ok or report) then
+    write_review(journal, opts, ok)
+  end
   if not ok then
     if tostring(report):find("interrupted", 1, true) then
       io.stderr:write("\nmodkie batch: interrupted", journal and ("; the journal " .. journal
