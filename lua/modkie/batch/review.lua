@@ -349,7 +349,8 @@ nav.filter label{border:1px solid var(--line);border-radius:14px;padding:2px 12p
 #f-success:checked~main .card:not(.s-success),#f-failed:checked~main .card:not(.s-failed),
 #f-ambiguous:checked~main .card:not(.s-ambiguous),#f-running:checked~main .card:not(.s-running){display:none}
 #f-success:checked~main .group:not(:has(.s-success)),#f-failed:checked~main .group:not(:has(.s-failed)),
-#f-ambiguous:checked~main .group:not(:has(.s-ambiguous)),#f-running:checked~main .group:not(:has(.s-running)){display:none}
+#f-ambiguous:checked~main .group:not(:has(.s-ambiguous)),
+#f-running:checked~main .group:not(:has(.s-running)){display:none}
 main{padding:16px 20px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:14px}
 .group{margin:0 0 18px}
@@ -370,7 +371,8 @@ min-width:0;content-visibility:auto;contain-intrinsic-size:auto 420px}
 .media audio{width:100%}
 .tile{border:1px dashed #aaa;border-radius:4px;padding:10px;color:#555;background:#fafafa;overflow-wrap:anywhere}
 .prompt{white-space:pre-wrap;word-break:break-word;margin:6px 0;background:var(--bg);padding:6px 8px;border-radius:4px}
-.text{white-space:pre-wrap;word-break:break-word;margin:0;max-height:240px;overflow:auto;background:var(--bg);padding:6px 8px}
+.text{white-space:pre-wrap;word-break:break-word;margin:0;max-height:240px;overflow:auto;background:var(--bg);
+padding:6px 8px}
 dl.facts{display:grid;grid-template-columns:auto 1fr;gap:2px 10px;margin:6px 0;font-size:13px}
 dl.facts dt{color:#666}dl.facts dd{margin:0;word-break:break-all}
 .id{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
@@ -378,7 +380,8 @@ dl.facts dt{color:#666}dl.facts dd{margin:0;word-break:break-all}
 .s-ambiguous .error{border-color:#ead9a8;background:#fdf8e8}
 .error .msg{white-space:pre-wrap;word-break:break-word;font-weight:600}
 .todo{margin:4px 0 0}
-code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px;background:#eee;padding:0 3px;border-radius:3px}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px;background:#eee;padding:0 3px;
+border-radius:3px}
 details{margin:4px 0}summary{cursor:pointer;color:#444}
 table.kv{border-collapse:collapse;width:100%;font-size:12px;margin-top:4px}
 table.kv th{text-align:left;color:#666;font-weight:normal;padding:1px 8px 1px 0;vertical-align:top;white-space:nowrap}
@@ -442,7 +445,7 @@ local function todo(j, finished)
   return nil
 end
 
-local function media_html(j, m, poster)
+local function media_html(m, poster)
   local out = {}
   local label = ("output %d"):format(m.n)
   if m.href then
@@ -507,7 +510,7 @@ local function card_html(j, data)
   end
   local media = {}
   for _, m in ipairs(j.media) do
-    media[#media + 1] = media_html(j, m, m.kind == "video" and poster or nil)
+    media[#media + 1] = media_html(m, m.kind == "video" and poster or nil)
   end
   local text = output_text(j.output)
   if text then media[#media + 1] = ('<pre class="text">%s</pre>'):format(esc(text)) end
@@ -620,7 +623,8 @@ function review.html(data)
   local filters = { { "all", "all", #data.jobs }, { "success", "succeeded", t.succeeded },
     { "failed", "failed", t.failed }, { "ambiguous", "ambiguous", t.ambiguous }, { "running", "running", t.running } }
   for i, f in ipairs(filters) do
-    out[#out + 1] = ('<input class="f" type="radio" name="state" id="f-%s"%s>'):format(f[1], i == 1 and " checked" or "")
+    out[#out + 1] = ('<input class="f" type="radio" name="state" id="f-%s"%s>')
+      :format(f[1], i == 1 and " checked" or "")
   end
   out[#out + 1] = '<nav class="filter" aria-label="filter by state">'
   for _, f in ipairs(filters) do
