@@ -66,8 +66,7 @@ test-openresty: test-deps $(CORE)
 # The suite on every Lua: 5.1, 5.2, 5.3, 5.4 and LuaJIT (OpenResty's fork, the
 # one Debian's nginx Lua module runs), each with the C core built for it. The
 # long-running specs (#slow: the 500-job fault rounds, the SIGKILL batches)
-# and the #browser spec
-# run on 5.4; the other Luas run everything else.
+# and the #browser spec run on 5.4; the other Luas run everything else.
 test-all: test-deps
 	@tools/deps luas
 	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4
