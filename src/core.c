@@ -118,6 +118,7 @@ static int l_new(lua_State *L) {
   cfg.max_download = (long long)opt_number(L, 1, "max_download", 0, 0, 1e15);
   cfg.max_connections = (int)opt_number(L, 1, "max_connections", 16, 1, 10000);
   cfg.seed = (uint64_t)opt_number(L, 1, "seed", 0, 0, 9007199254740992.0);
+  cfg.record_grace = opt_number(L, 1, "record_grace", 60, 0, 1e6);
   if (cfg.max_connections < 1) cfg.max_connections = 1;
   opt_rate(L, 1, "submit_rate", &cfg.submit_limit, &cfg.submit_per);
   opt_rate(L, 1, "poll_rate", &cfg.poll_limit, &cfg.poll_per);
@@ -257,6 +258,7 @@ static void set_error(lua_State *L, const mk_verdict *v, const mk_op *op) {
 static void emit_error(events *ev, mk_op *op, const char *type, const mk_verdict *v) {
   begin(ev, op, type);
   set_string(ev->L, "state", mk_state_name(MK_ERROR));
+  if (op->type == MK_OP_JOB) set_integer(ev->L, "polls", op->polls);
   set_error(ev->L, v, op);
   emit(ev);
 }
@@ -277,6 +279,7 @@ static int read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   const mk_result *res = &op->result;
   memset(r, 0, sizeof *r);
   r->res = res;
+  r->progress = -1;
   lua_pushnil(L);
   lua_pushnil(L);
   if (op->type == MK_OP_DOWNLOAD || res->body_len == 0) return 0;
@@ -319,6 +322,12 @@ static int read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   lua_pop(L, 1);
   lua_getfield(L, -1, "state");
   if (lua_type(L, -1) == LUA_TSTRING) r->state = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "progress");
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number p = lua_tonumber(L, -1);
+    if (p >= 0 && p <= 100) r->progress = p; /* NaN fails both */
+  }
   lua_pop(L, 1);
   return 0;
 }
@@ -425,17 +434,23 @@ static int on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
       set_string(L, "state", mk_state_name(v.state));
       set_string(L, "server_state", r.state);
       set_integer(L, "polls", op->polls);
-      lua_pushvalue(L, top + 2);
-      lua_setfield(L, -2, "record");
+      lua_pushvalue(L, top + 1); /* the whole answer: Lua reads it as a callback body is read */
+      lua_setfield(L, -2, "answer");
       emit(ev);
       mk_engine_release(u->e, op);
     } else {
-      if (strncmp(op->server_state, r.state, sizeof op->server_state - 1) != 0 || op->state != v.state) {
+      /* a poll that changes neither state nor progress never reaches Lua
+       * (no state: a record not shown yet, "recordInfo is null") */
+      if (r.state && (strncmp(op->server_state, r.state, sizeof op->server_state - 1) != 0 ||
+                      op->state != v.state || op->progress != r.progress)) {
         snprintf(op->server_state, sizeof op->server_state, "%s", r.state);
         op->state = v.state;
+        op->progress = r.progress;
         begin(ev, op, "state");
         set_string(L, "state", mk_state_name(v.state));
         set_string(L, "server_state", r.state);
+        lua_pushvalue(L, top + 2);
+        lua_setfield(L, -2, "record");
         emit(ev);
       }
       schedule(L, u, op, next_interval(L, u, op, ev));

@@ -23,7 +23,8 @@ local function status_log(tty)
     if event == "accepted" then
       io.stderr:write("\r\27[Kaccepted ", tostring(f.task_id))
     elseif event == "state" then
-      io.stderr:write("\r\27[K", tostring(f.task_id), ": ", tostring(f.server_state or f.state))
+      io.stderr:write("\r\27[K", tostring(f.task_id), ": ", tostring(f.server_state or f.state),
+        f.progress and (" " .. tostring(f.progress) .. "%") or "")
     elseif event == "done" then
       io.stderr:write("\r\27[K")
     end

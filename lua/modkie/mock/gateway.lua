@@ -127,6 +127,7 @@ end
 --- Forget tasks and counters; balances back to the start.
 function Gateway:reset()
   self.tasks, self.task_list = {}, {}
+  self.replays = {}
   self.submits_by_prompt = {}
   self.stats = {}
   for _, name in ipairs(CONTROL_COUNTERS) do self.stats[name] = 0 end
@@ -493,6 +494,42 @@ local function mock_tasks(self, ctx)
   return answer(200, json.encode(json.array(list)))
 end
 
+-- POST /__mock/replay {"path": P, "taskId"?: ID, "answers": [{"status"?, "body", "headers"?}, …]}:
+-- the next requests to path P (for recordInfo: of task ID) get these answers
+-- verbatim, in order, the last one again and again: a test replays a
+-- documented answer byte for byte, whatever the emulator would have said.
+local function mock_replay(self, ctx)
+  local body = json.decode(ctx.req.body or "")
+  local answers = json.is_object(body) and body.answers
+  if type(body) ~= "table" or type(body.path) ~= "string" or type(answers) ~= "table" or #answers == 0 then
+    return answer(400, '{"ok":false,"error":"send {path, taskId?, answers: [{status?, body, headers?}, ...]}"}')
+  end
+  local list = {}
+  for i, a in ipairs(answers) do
+    if type(a) ~= "table" or type(a.body) ~= "string" then
+      return answer(400, '{"ok":false,"error":"answers[' .. i .. '].body must be a string"}')
+    end
+    local headers = { ["Content-Type"] = "application/json" }
+    if type(a.headers) == "table" then headers = a.headers end
+    list[i] = { status = tonumber(a.status) or 200, headers = headers, body = a.body }
+  end
+  local task = type(body.taskId) == "string" and body.taskId or ""
+  self.replays[body.path .. "?" .. task] = { list = list, n = 0 }
+  return answer(200, '{"ok":true}')
+end
+
+-- The replayed answer for this request, if a test asked for one.
+function Gateway:replayed(req)
+  if next(self.replays) == nil then return nil end
+  local task = ""
+  if req.path == "/api/v1/jobs/recordInfo" then task = query_params(req.query).taskId or "" end
+  local r = self.replays[req.path .. "?" .. task]
+  if not r then return nil end
+  r.n = math.min(r.n + 1, #r.list)
+  local a = r.list[r.n]
+  return { status = a.status, headers = a.headers, body = a.body }
+end
+
 local function mock_reset(self)
   self:reset()
   if self.on_reset then self.on_reset() end
@@ -524,6 +561,7 @@ local ROUTES = {
   ["/__mock/tasks"] = { name = "mock_tasks", method = "GET", fn = mock_tasks },
   ["/__mock/reset"] = { name = "mock_reset", method = "POST", fn = mock_reset },
   ["/__mock/credits"] = { name = "mock_credits", method = "POST", fn = mock_credits },
+  ["/__mock/replay"] = { name = "mock_replay", method = "POST", fn = mock_replay },
 }
 local FILE_ROUTE = { name = "file", method = "GET", counter = "files", fn = file }
 Gateway.ROUTES = ROUTES
@@ -546,6 +584,8 @@ function Gateway:answer(req)
   local path = req.path
   local route = ROUTES[path] or (path:sub(1, 7) == "/files/" and FILE_ROUTE) or nil
   if route and route.counter then stats[route.counter] = stats[route.counter] + 1 end
+  local replay = self:replayed(req)
+  if replay then return replay end
   local ctx = { req = req, now = self.clock(), route = route }
   local is_api = path:sub(1, 5) == "/api/"
   if is_api then
