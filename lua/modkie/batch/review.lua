@@ -186,7 +186,7 @@ function review.collect(path, opts)
     return nil, Error.new("config", ("review: no journal at %s"):format(path), { path = path })
   end
   f:close()
-  local state, err = journal_mod.read(path)
+  local state, err = journal_mod.read(path, { submits = true })
   if not state then return nil, err end
   local runs = state.run_records
   local last = runs[#runs] or {}
