@@ -146,6 +146,44 @@ describe("the review page in headless Chromium #browser", function()
       return getComputedStyle(c).display !== "none"; }).length;]]))
   end)
 
+  it("stays light with 1,000 rows: only the videos near the screen load", function()
+    local big = root .. "/big"
+    assert(os.execute(("mkdir -p %s/v && cd %s/v && for i in $(seq 1 1000); do ln %s/out/1-1.mp4 $i-1.mp4; done")
+      :format(H.shell_quote(big), H.shell_quote(big), H.shell_quote(root))))
+    local recs = { '{"type":"run","v":1,"model":"m","jobs":1000,"rows":1000,"t":1700000000,"download":"v",'
+      .. '"columns":["p"]}' }
+    for i = 1, 1000 do
+      recs[#recs + 1] = ('{"type":"submit","job":"%d","row":%d,"fp":"f","input":{"prompt":"clip %d"},'
+        .. '"values":{"p":"clip %d"},"t":1700000001}'):format(i, i, i, i)
+      recs[#recs + 1] = ('{"type":"done","job":"%d","state":"success","id":"t%d","urls":["http://h/%d.mp4"],'
+        .. '"credits":1,"created_at":1700000001,"completed_at":1700000009,"t":1700000010}'):format(i, i, i)
+      recs[#recs + 1] = ('{"type":"files","job":"%d","files":["%d-1.mp4"],"t":1700000010}'):format(i, i)
+    end
+    H.write_file(big .. "/journal.jsonl", table.concat(recs, "\n") .. "\n")
+    local out, code = run(("%s %s/bin/modkie review %s/journal.jsonl"):format(LUA,
+      H.shell_quote(require("modkie.core").realpath(".")), H.shell_quote(big)))
+    assert.equal(0, code, out)
+    local t0 = H.now()
+    session:get("file://" .. big .. "/v/review.html")
+    local loaded = H.now() - t0
+    assert.equal(1000, js([[return document.querySelectorAll("article.card").length;]]))
+    local started = session:execute_async([[var done = arguments[arguments.length - 1];
+      setTimeout(function () {
+        done(Array.from(document.querySelectorAll("video")).filter(function (v) {
+          return v.readyState > 0 || v.networkState === 2; }).length);
+      }, 1000);]])
+    assert.is_true(started > 0 and started <= 60, "videos loading at once: " .. tostring(started))
+    -- scrolled to the end, the last card's first frame loads
+    local last = session:execute_async([[var done = arguments[arguments.length - 1];
+      var v = document.querySelector("#job-1000 video"); v.scrollIntoView(); var t0 = Date.now();
+      (function wait() {
+        if (v.readyState >= 2 || Date.now() - t0 > 15000) done(v.readyState); else setTimeout(wait, 50);
+      })();]])
+    assert.is_true(last >= 2)
+    print(("\n[review] a 1,000-row page opened in %.2f s; %d of 1,000 videos started loading"):format(loaded,
+      started))
+  end)
+
   it("opens from a copy of its folder elsewhere (as from a zip), and keeps a screenshot", function()
     local moved = root .. "/moved"
     assert(os.execute(("cp -r %s/out %s"):format(H.shell_quote(root), H.shell_quote(moved))))
