@@ -270,6 +270,15 @@ describe("bin/modkie", function()
       assert.matches("row 2: failed task_[%w_]+: generation failed", r.err)
     end)
 
+    it("says once what many rows share: one summary line naming the rows", function()
+      write(5, { [2] = " [fail]", [3] = " [fail]", [4] = " [fail]" })
+      local r = modkie(args({ "--no-journal" }))
+      assert.equal(1, r.code)
+      assert.matches("\nproblems:\n  rows 2%-4 %(3 rows%): failed: generation failed\n", r.out)
+      local _, lines = r.out:gsub("generation failed", "")
+      assert.equal(1, lines)
+    end)
+
     it("exits 2 on invalid rows, listing each by row and line, and sends nothing", function()
       local before = m.stats().create_requests
       rows = H.write(dir .. "/rows.csv", "thing,duration\nok,5\nbad,five\nworse,0\n")

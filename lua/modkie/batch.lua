@@ -320,11 +320,14 @@ end
 
 -- ---------------------------------------------------------------- starting work
 
--- Fill free slots: new rows are recorded as submitting and synced together,
--- then handed to the client (createTask goes out on the next step).
+-- Fill free slots. New rows are handed to the client held at the door: a
+-- row is recorded as submitting (and synced) only once its createTask has
+-- its rate token and a connection, just before it goes out (see `send_held`),
+-- so a row still waiting in line is known never to have been sent.
 function Runner:fill()
   local free = self.concurrency - #self.active
-  local submits = {}
+  local sopts = { validate = false, deadline = self.opts.deadline, callback_url = self.opts.callback_url,
+    hold = true }
   while free > 0 and self.qhead <= #self.queue and not self.halted do
     local item = self.queue[self.qhead]
     self.qhead = self.qhead + 1
@@ -346,24 +349,33 @@ function Runner:fill()
         free = free + 1
       end
     else
-      submits[#submits + 1] = e
-      self:log({ type = "submit", job = e.key, row = e.row, fp = e.fp })
-    end
-  end
-  if #submits == 0 then return end
-  self:sync() -- durable before any of these createTasks can be sent
-  local sopts = { validate = false, deadline = self.opts.deadline, callback_url = self.opts.callback_url }
-  for _, e in ipairs(submits) do
-    e.restored, e.adopted, e.error, e.id = nil, nil, nil, nil
-    local job, err = self.client:submit(self.model, e.input, sopts)
-    if job then
-      e.state = "submitting"
-      self.active[#self.active + 1] = { entry = e, job = job }
-    else
-      self:refused(e, err)
+      e.restored, e.adopted, e.error, e.id = nil, nil, nil, nil
+      local job, err = self.client:submit(self.model, e.input, sopts)
+      if job then
+        e.state = "submitting"
+        self.active[#self.active + 1] = { entry = e, job = job }
+      else
+        self:refused(e, err)
+      end
     end
   end
   self:sync()
+end
+
+-- Jobs at the door: record them as submitting, sync once for all, then let
+-- their createTasks go.
+function Runner:send_held()
+  local door = {}
+  for _, a in ipairs(self.active) do
+    if a.job and a.job.held then
+      door[#door + 1] = a.job
+      local e = a.entry
+      self:log({ type = "submit", job = e.key, row = e.row, fp = e.fp })
+    end
+  end
+  if #door == 0 then return end
+  self:sync() -- durable before any of these createTasks can be sent
+  for _, job in ipairs(door) do job:send() end
 end
 
 -- A job that could not even start (no key, client closed): nothing was created.
@@ -497,6 +509,7 @@ function Runner:collect()
     end
   end
   self.active = keep
+  self:send_held()
   self:sync()
   for _, a in ipairs(downloads) do
     if self:start_download(a) then keep[#keep + 1] = a else finished[#finished + 1] = a end
@@ -558,7 +571,7 @@ function Runner:pump()
     self.client:step(TICK_BLOCK)
     return
   end
-  local watch = {}
+  local watch = { self.client:_door_signal() }
   for _, a in ipairs(self.active) do watch[#watch + 1] = a.job or a.download end
   wait.any(self.client, watch, TICK_YIELD)
 end

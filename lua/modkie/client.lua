@@ -31,7 +31,7 @@ local OPTIONS = {
   allow_insecure = { boolean = true }, seed = { number = true },
 }
 local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
-  validate = { boolean = true }, meta = true }
+  validate = { boolean = true }, meta = true, hold = { boolean = true } }
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
 local function suggest(name, known)
@@ -248,7 +248,9 @@ end
 --- Submit a job. Never blocks: createTask goes out on the next step.
 -- @tparam string model e.g. "kling/kling-3-0"
 -- @tparam table input the model's input fields
--- @tparam[opt] table opts `callback_url`, `deadline` (seconds, or false), `validate` (default true), `meta`
+-- @tparam[opt] table opts `callback_url`, `deadline` (seconds, or false), `validate` (default true), `meta`,
+--   `hold` (the createTask stops at the door once it has its rate token and a
+--   connection slot: `job.held` becomes true and it waits for `job:send()`)
 -- @treturn[1] modkie.Job
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation" (with `problems`) or "config"
@@ -270,8 +272,9 @@ function Client:submit(model, input, opts)
   end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
-  local h = self._engine:submit(body, deadline_seconds(deadline))
-  local job = Job.new(self, h, { model = model, input = input, meta = opts.meta, state = "submitting" })
+  local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold)
+  local job = Job.new(self, h, { model = model, input = input, meta = opts.meta, state = "submitting",
+    _hold = opts.hold or nil })
   self._ops[h] = job
   self._active = self._active + 1
   self:_emit("info", "submit", { model = model })
@@ -301,7 +304,7 @@ function Client:job(task_id, opts)
 end
 
 function Client:_finish(p, state, result, err)
-  p.done, p.state, p.result, p.error = true, state, result, err
+  p.done, p.state, p.result, p.error, p.held = true, state, result, err, nil
   if self._ops[p._h] == p then self._ops[p._h] = nil end
   if getmetatable(p) == Job then self._active = self._active - 1 end
   for co in pairs(p.waiters) do self:_ready_push(co) end
@@ -309,9 +312,12 @@ end
 
 function Client:_cancel(job)
   self._engine:cancel(job._h)
-  local msg = job.state == "submitting"
-    and "cancelled while createTask was pending or in flight; a task may still have been created"
-    or "cancelled"
+  local msg = "cancelled"
+  if job._hold and not job._sent then
+    msg = "cancelled before its createTask was sent: no task was created"
+  elseif job.state == "submitting" then
+    msg = "cancelled while createTask was pending or in flight; a task may still have been created"
+  end
   self:_finish(job, "cancelled", nil, Error.new("cancelled", msg, { task_id = job.id }))
   self:_emit("info", "done", { task_id = job.id, model = job.model, state = "cancelled" })
   return true
@@ -336,6 +342,34 @@ function on.accepted(self, job, ev)
     for co in pairs(signal.waiters) do self:_ready_push(co) end
   end
   self:_emit("info", "accepted", { task_id = job.id, model = job.model })
+end
+
+-- A held createTask is at the door: it waits for job:send().
+function on.ready(self, job)
+  job.held = true
+  local door = self._door
+  if door then -- wake a batch waiting for its door (Client:_door_signal)
+    self._door = nil
+    door.done = true
+    for co in pairs(door.waiters) do self:_ready_push(co) end
+  end
+  self:_emit("debug", "ready", { model = job.model })
+end
+
+--- Let a createTask held at the door go (see submit's `hold`).
+function Client:_send(job)
+  if not job.held then return false end
+  job.held = nil
+  job._sent = true
+  return self._engine:send(job._h)
+end
+
+--- A pending that is done at the next "ready" event of any job (for
+-- waiters that must record held jobs before they go out: the batch).
+function Client:_door_signal()
+  local door = self._door or { done = false, waiters = {}, client = self }
+  self._door = door
+  return door
 end
 
 function on.state(self, job, ev)

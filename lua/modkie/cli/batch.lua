@@ -4,6 +4,7 @@
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
 local Progress = require "modkie.cli.progress"
+local rowlist = require "modkie.batch.rowlist"
 
 local batch_cli = {}
 
@@ -125,17 +126,20 @@ local function print_summary(report, w)
     w("\n")
   end
   if report.journal then w(("journal: %s\n"):format(report.journal)) end
+  -- rows that say the same thing share a line (ids are in --json and the journal)
   local problems = {}
   for _, e in ipairs(report.rows) do
     if e.state ~= "success" and e.state ~= "pending" then
-      problems[#problems + 1] = ("  %s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. e.id) or "",
-        e.error and e.error.message or "?")
+      local why = e.error and e.error.message or "?"
+      problems[#problems + 1] = { row = e.row, variant = e.variant, text = e.state .. ": " .. why,
+        single = ("%s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. e.id) or "", why) }
     elseif e.download_error then
-      problems[#problems + 1] = ("  %s: saving failed: %s"):format(entry_name(e), e.download_error.message)
+      problems[#problems + 1] = { row = e.row, variant = e.variant,
+        text = "saving failed: " .. e.download_error.message }
     end
   end
   if #problems > 0 then
-    w("problems:\n", table.concat(problems, "\n"), "\n")
+    w("problems:\n  ", table.concat(rowlist.group(problems), "\n  "), "\n")
   end
   if report.halted then
     w(("stopped submitting: %s\n"):format(report.halted.message))
