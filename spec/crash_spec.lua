@@ -80,7 +80,7 @@ describe("a batch killed with SIGKILL #slow", function()
     local lines = { "n,subject,extra" }
     for i = 1, 12 do lines[#lines + 1] = ("%d,%s subject %d,%s"):format(i, name, i, extra and extra[i] or "") end
     H.write(rows_path, table.concat(lines, "\n") .. "\n")
-    H.write(tpl_path, "{{subject}} (row {{n}}) [outputs=2] [size=300000] {{extra}}\n")
+    H.write(tpl_path, "{{subject}} (row {{n}}) [outputs=2] [size=300000] {{extra | default \"\"}}\n")
     local prompts = {}
     for i = 1, 12 do
       prompts[i] = ("%s subject %d (row %d) [outputs=2] [size=300000] %s"):format(name, i, i, extra and extra[i] or "")

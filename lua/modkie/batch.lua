@@ -20,6 +20,7 @@ local download = require "modkie.download"
 local journal_mod = require "modkie.journal"
 local wait = require "modkie.wait"
 local plan_mod = require "modkie.batch.plan"
+local suggest = require "modkie.suggest"
 
 local batch = {}
 
@@ -48,13 +49,14 @@ local OPTIONS = {
   dry_run = { boolean = true }, resubmit_ambiguous = { boolean = true }, retry_failed = { boolean = true },
   deadline = { number = true, boolean = true }, callback_url = { string = true },
   on_progress = { ["function"] = true }, on_result = { ["function"] = true },
+  extra_columns = { boolean = true }, encoding = { string = true }, check_balance = { boolean = true },
 }
 
 local function check_options(opts)
   for k, v in pairs(opts) do
     local want = OPTIONS[k]
     if not want then
-      error(("modkie.batch.run: unknown option '%s'"):format(tostring(k)), 3)
+      error(("modkie.batch.run: unknown option '%s'%s"):format(tostring(k), suggest.hint(k, OPTIONS)), 3)
     end
     if not want[type(v)] then
       local names = {}
@@ -137,7 +139,7 @@ local function dry_report(opts, plan)
   -- rows with problems: one entry per row, in row order among the jobs
   local bad = {}
   for _, p in ipairs(plan.problems) do
-    if not bad[p.row] then
+    if p.row and not bad[p.row] then -- (a problem of the header has no row)
       bad[p.row] = p
       report.invalid = report.invalid + 1
     end
@@ -238,9 +240,6 @@ function Runner:restore()
         .. "new batch, or put the rows and template back as they were."):format(opts.journal, mismatch.why),
         { path = opts.journal, row = tonumber(mismatch.key:match("^%d+")), line = mismatch.line })
     end
-    local ok, werr = j:write({ type = "run", v = journal_mod.VERSION, model = self.model,
-      jobs = #self.entries, rows = self.plan.rows })
-    if not ok then return nil, werr end
   end
 
   local adopt, todo, fetch = {}, {}, {}
@@ -297,6 +296,44 @@ function Runner:restore()
   for _, e in ipairs(fetch) do self.queue[#self.queue + 1] = { kind = "fetch", entry = e } end
   for _, e in ipairs(todo) do self.queue[#self.queue + 1] = { kind = "submit", entry = e } end
   return true
+end
+
+-- Before anything is paid for: the download folder must take files, and
+-- the balance must cover the estimate (a run that stops halfway for credits
+-- leaves a batch half done).
+function Runner:preflight()
+  local opts = self.opts
+  if opts.download then
+    local ok, err = download.check_dir(opts.download)
+    if not ok then return nil, err end
+  end
+  local n = 0
+  for i = self.qhead, #self.queue do
+    if self.queue[i].kind == "submit" then n = n + 1 end
+  end
+  local each = self.plan.credits_each
+  if opts.check_balance == false or not each or n == 0 then return true end
+  local balance, err = self.client:credits()
+  if not balance then
+    err.message = ("batch: the balance could not be checked before sending (%s); check_balance = false "
+      .. "(--no-balance-check) sends without checking"):format(err.message)
+    return nil, err
+  end
+  local need = each * n
+  if balance < need then
+    return nil, Error.new("credits", ("batch: about %s credits are needed for %d %s (%s each, the model's "
+      .. "estimate), but the balance is %s; nothing was sent. Top up, or pass check_balance = false "
+      .. "(--no-balance-check) to send anyway"):format(tostring(need), n, n == 1 and "job" or "jobs",
+      tostring(each), tostring(balance)), { needed = need, balance = balance })
+  end
+  return true
+end
+
+-- This run's first journal record.
+function Runner:begin()
+  if not self.journal then return true end
+  return self.journal:write({ type = "run", v = journal_mod.VERSION, model = self.model,
+    jobs = #self.entries, rows = self.plan.rows })
 end
 
 function Runner:path_of(name)
@@ -621,7 +658,9 @@ end
 --   `prompt_field` ("prompt"), `expand` (true or `{random = n, seed = s}`),
 --   `concurrency` (8), `journal`, `download`, `dry_run`,
 --   `resubmit_ambiguous`, `retry_failed`, `deadline`, `callback_url`,
---   `on_progress(p)`, `on_result(entry, res, err)`
+--   `on_progress(p)`, `on_result(entry, res, err)`, `extra_columns` (allow
+--   columns nothing uses), `encoding` (of the rows file: "cp1252", "latin1"),
+--   `check_balance` (default true: the estimate must fit the balance)
 -- @treturn[1] table the report `{ total, succeeded, failed, ambiguous,
 --   skipped, pending, credits, files, download_failed, halted, elapsed,
 --   rows = { {row, variant, key, id, state, prompt, input, urls, files,
@@ -639,7 +678,12 @@ function batch.run(opts)
 
   local runner = new_runner(opts, plan)
   local ok, rerr = runner:restore()
-  if not ok then return nil, rerr end
+  if ok then ok, rerr = runner:preflight() end
+  if ok then ok, rerr = runner:begin() end
+  if not ok then
+    if runner.journal then runner.journal:close() end
+    return nil, rerr
+  end
   -- Lua 5.1 cannot yield across pcall: where the loop yields (a scheduler
   -- coroutine, OpenResty, a wait function) it runs unprotected there, and an
   -- error leaves its jobs running in the client (the journal still resumes).

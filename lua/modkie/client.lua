@@ -4,12 +4,13 @@
 
 local cjson = require "cjson.safe"
 local core = require "modkie.core"
+local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
 local Job = require "modkie.job"
 local models = require "modkie.models"
 local record = require "modkie.record"
 local schedule = require "modkie.schedule"
-local closest = require("modkie.suggest").closest
+local suggest = require "modkie.suggest"
 local wait = require "modkie.wait"
 
 local Client = {}
@@ -34,16 +35,11 @@ local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number =
   validate = { boolean = true }, meta = true, hold = { boolean = true } }
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
-local function suggest(name, known)
-  local best = closest(name, known)
-  return best and " (did you mean '" .. best .. "'?)" or ""
-end
-
 --- Raise on unknown option names and wrong types: a typo must not pass silently.
 local function check_options(fname, opts, known)
   for k, v in pairs(opts) do
     if type(k) ~= "string" or not known[k] then
-      local hint = type(k) == "string" and suggest(k, known) or ""
+      local hint = suggest.hint(k, known)
       error(("%s: unknown option '%s'%s"):format(fname, tostring(k), hint), 3)
     end
     if known[k] ~= true and not known[k][type(v)] then
@@ -269,6 +265,13 @@ function Client:submit(model, input, opts)
   local body, jerr = self._json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
+  end
+  if encoding.invalid(body) then -- raw bytes would make the body invalid JSON
+    local path, b, at = encoding.find_invalid({ input = input, model = model, callback_url = opts.callback_url })
+    local field = path and path:gsub("^input%.", "") or "input"
+    return nil, Error.new("validation", ("%s: byte 0x%02X at offset %d is not UTF-8 (JSON takes only UTF-8 text; "
+      .. "convert it first)"):format(field, b or 0, at or 0), { field = field,
+      problems = { { field = field, message = "is not UTF-8 text" } } })
   end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
