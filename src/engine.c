@@ -691,6 +691,7 @@ static mk_op *op_new(mk_engine *e, mk_op_type type) {
   op->timer.kind = TIMER_POLL;
   op->deadline.kind = TIMER_DEADLINE;
   op->result.retry_after = -1;
+  op->progress = -1;
   op->created = mk_now();
   e->slots[slot] = op;
   return op;
@@ -891,6 +892,7 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   e->timeout_ms = cfg->timeout_ms;
   e->connect_timeout_ms = cfg->connect_timeout_ms;
   e->retries = cfg->retries;
+  e->record_grace = cfg->record_grace;
   e->max_body = cfg->max_body;
   e->max_download = cfg->max_download;
   e->max_in_flight = cfg->max_connections * 4;

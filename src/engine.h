@@ -77,6 +77,7 @@ typedef struct mk_op {
   int hold;               /* jobs: stop createTask at the door (mk_engine_hold) */
   int held;               /* at the door: rate token spent, slot kept, waits for mk_engine_send */
   char server_state[32];
+  double progress;        /* jobs: the record's last progress (0-100), -1 when none */
 
   char *path, *tmp_path;  /* downloads */
   int send_auth;
@@ -100,6 +101,7 @@ typedef struct mk_config {
   int submit_limit; double submit_per;  /* limit <= 0 disables */
   int poll_limit; double poll_per;
   uint64_t seed;            /* 0: seed from the clock */
+  double record_grace;      /* seconds a new task's record may be missing ("recordInfo is null") */
 } mk_config;
 
 typedef struct mk_engine {
@@ -111,6 +113,7 @@ typedef struct mk_engine {
   int has_key;
   long timeout_ms, connect_timeout_ms;
   int retries;
+  double record_grace;
   size_t max_body;
   long long max_download;
   mk_rate submit_rate, poll_rate;

@@ -21,6 +21,7 @@ local journal_mod = require "modkie.journal"
 local wait = require "modkie.wait"
 local plan_mod = require "modkie.batch.plan"
 local suggest = require "modkie.suggest"
+local record = require "modkie.record"
 
 local batch = {}
 
@@ -49,7 +50,7 @@ local OPTIONS = {
   dry_run = { boolean = true }, resubmit_ambiguous = { boolean = true }, retry_failed = { boolean = true },
   deadline = { number = true, boolean = true }, callback_url = { string = true },
   on_progress = { ["function"] = true }, on_result = { ["function"] = true },
-  extra_columns = { boolean = true }, encoding = { string = true }, check_balance = { boolean = true },
+  extra_columns = { boolean = true, table = true }, encoding = { string = true }, check_balance = { boolean = true },
 }
 
 local function check_options(opts)
@@ -98,6 +99,32 @@ local function file_exists(path)
   local f = io.open(path, "rb")
   if f then f:close() return true end
   return false
+end
+
+-- A row's values as the journal keeps them (for the review page): text,
+-- numbers and booleans, and tables the journal can hold; nothing else.
+local function plain_values(row)
+  if type(row) ~= "table" then return nil end
+  local out, any = {}, false
+  for k, v in pairs(row) do
+    local t = type(v)
+    if type(k) == "string" and (t == "string" or t == "number" or t == "boolean"
+      or (t == "table" and journal_mod.encodable(v))) then
+      out[k], any = v, true
+    end
+  end
+  return any and out or nil
+end
+
+-- The gateway's times of a job (Unix seconds) and its polls, for the journal:
+-- with the record's `t` they give the job's duration and notice delay.
+local function timings(rec, job)
+  local t = { polls = job.polls }
+  if type(rec) == "table" then
+    local r = record.result(rec)
+    t.created_at, t.completed_at, t.cost_time = r.created_at, r.completed_at, r.cost_time
+  end
+  return t
 end
 
 -- What goes into the journal for an error: plain fields, never a record or input.
@@ -193,7 +220,7 @@ local function new_runner(opts, plan)
   for i, job in ipairs(plan.jobs) do
     self.entries[i] = {
       row = job.row, variant = job.variant, key = job.key, prompt = job.prompt, input = job.input,
-      state = "pending", fp = job.fp,
+      state = "pending", fp = job.fp, values = job.values,
     }
   end
   return self
@@ -332,8 +359,11 @@ end
 -- This run's first journal record.
 function Runner:begin()
   if not self.journal then return true end
+  local opts = self.opts
   return self.journal:write({ type = "run", v = journal_mod.VERSION, model = self.model,
-    jobs = #self.entries, rows = self.plan.rows })
+    jobs = #self.entries, rows = self.plan.rows, columns = self.plan.columns,
+    source = type(opts.rows) == "string" and opts.rows or nil, template = opts.template_file,
+    download = opts.download })
 end
 
 function Runner:path_of(name)
@@ -407,7 +437,8 @@ function Runner:send_held()
     if a.job and a.job.held then
       door[#door + 1] = a.job
       local e = a.entry
-      self:log({ type = "submit", job = e.key, row = e.row, fp = e.fp })
+      self:log({ type = "submit", job = e.key, row = e.row, fp = e.fp,
+        input = journal_mod.encodable(e.input) and e.input or nil, values = plain_values(e.values) })
     end
   end
   if #door == 0 then return end
@@ -490,8 +521,10 @@ function Runner:job_done(a)
   if job.state == "success" then
     local res = job.result
     e.state, e.urls, e.credits, e.output, e.result = "success", res.urls or {}, res.credits, res.output, res
+    local t = timings(res.raw, job)
     self:log({ type = "done", job = e.key, state = "success", id = e.id, urls = e.urls, credits = e.credits,
-      output = res.output })
+      output = res.output, created_at = t.created_at, completed_at = t.completed_at, cost_time = t.cost_time,
+      polls = t.polls })
     if self.opts.download and #e.urls > 0 then return "download" end
     return "finished"
   end
@@ -512,7 +545,9 @@ function Runner:job_done(a)
     e.state = "error"
     if FATAL[err.kind] and not e.id then self.halted = self.halted or err end
   end
-  self:log({ type = "done", job = e.key, state = e.state, id = e.id, error = error_record(err) })
+  local t = timings(err.record, job)
+  self:log({ type = "done", job = e.key, state = e.state, id = e.id, error = error_record(err),
+    created_at = t.created_at, completed_at = t.completed_at, cost_time = t.cost_time, polls = t.polls })
   return "finished"
 end
 
@@ -638,7 +673,7 @@ function Runner:report()
     download = self.opts.download, elapsed = core.now() - self.started, rows = self.entries,
   }
   for _, e in ipairs(self.entries) do
-    e.fp, e.file_names, e.result, e.downloading = nil, nil, nil, nil
+    e.fp, e.file_names, e.result, e.downloading, e.values = nil, nil, nil, nil, nil
   end
   return report
 end
@@ -658,8 +693,8 @@ end
 --   `prompt_field` ("prompt"), `expand` (true or `{random = n, seed = s}`),
 --   `concurrency` (8), `journal`, `download`, `dry_run`,
 --   `resubmit_ambiguous`, `retry_failed`, `deadline`, `callback_url`,
---   `on_progress(p)`, `on_result(entry, res, err)`, `extra_columns` (allow
---   columns nothing uses), `encoding` (of the rows file: "cp1252", "latin1"),
+--   `on_progress(p)`, `on_result(entry, res, err)`, `extra_columns` (true:
+--   allow columns nothing uses; a list: allow those), `encoding` (of the rows file: "cp1252", "latin1"),
 --   `check_balance` (default true: the estimate must fit the balance)
 -- @treturn[1] table the report `{ total, succeeded, failed, ambiguous,
 --   skipped, pending, credits, files, download_failed, halted, elapsed,

@@ -13,6 +13,7 @@ commands:
   wait ID          wait for a job to end; print (and --download) its result
   list             the tasks this command line submitted (no id is lost)
   batch            one job per row of a CSV/JSON Lines file, from a template
+  review JOURNAL   a batch's review page (HTML): every row's output, prompt, state
   validate MODEL   check an input against the model's schema (offline)
   credits          the account's credit balance
   models [MODEL]   the models modkie knows, or one model's fields
@@ -35,6 +36,7 @@ local commands = {
   wait = lazy("modkie.cli.job", "wait"),
   list = lazy("modkie.cli.job", "list"),
   batch = lazy("modkie.cli.batch", "main"),
+  review = lazy("modkie.cli.review", "main"),
   validate = lazy("modkie.cli.models", "validate"),
   models = lazy("modkie.cli.models", "models"),
   credits = lazy("modkie.cli.account", "credits"),

@@ -29,7 +29,7 @@ local OPTIONS = {
   max_connections = { number = true }, wait = { ["function"] = true }, log = { ["function"] = true },
   user_agent = { string = true }, ca_file = { string = true },
   max_body = { number = true }, max_download = { number = true },
-  allow_insecure = { boolean = true }, seed = { number = true },
+  allow_insecure = { boolean = true }, seed = { number = true }, record_grace = { number = true },
 }
 local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
   validate = { boolean = true }, meta = true, hold = { boolean = true } }
@@ -68,6 +68,7 @@ local NUMBER_RULES = {
   poll_interval = { from(0), "a number of seconds >= 0, or a function" },
   deadline = { above(0), "a number of seconds > 0, or false for none" },
   seed = { whole_within(0, 2 ^ 53), "a whole number from 0 to 2^53" },
+  record_grace = { within(0, 1e6), "a number of seconds from 0 to 1e6" },
 }
 
 local function check_numbers(opts)
@@ -200,7 +201,7 @@ function Client.new(opts)
     retries = opts.retries, max_body = opts.max_body, max_download = opts.max_download,
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
     poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
-    seed = opts.seed,
+    seed = opts.seed, record_grace = opts.record_grace,
   })
   return self
 end
@@ -377,8 +378,11 @@ end
 
 function on.state(self, job, ev)
   job.state, job.server_state = ev.state, ev.server_state
-  self:_emit("debug", "state",
-    { task_id = job.id, model = job.model, state = job.state, server_state = ev.server_state })
+  local rec = ev.record
+  job.progress = record.progress(rec)
+  job.updated_at = record.seconds(rec.updateTime) or job.updated_at
+  self:_emit("debug", "state", { task_id = job.id, model = job.model, state = job.state,
+    server_state = ev.server_state, progress = job.progress, updated_at = job.updated_at })
 end
 
 function on.retry(self, p, ev)
@@ -396,21 +400,25 @@ function on.done(self, job, ev)
   job.polls = ev.polls or job.polls
   if ev.server_state then job.server_state = ev.server_state end
   local result, err
-  if ev.state == "success" then
-    result = record.result(ev.record, job)
-    if self._learner and result.created_at and result.completed_at then
+  local state = ev.state
+  if state == "success" or state == "failed" then
+    -- the reader callbacks use too: the same body reads the same either way
+    result, err = record.read(ev.answer, job)
+    local rec = result and result.raw or (err and err.record) or {}
+    job.updated_at = record.seconds(rec.updateTime) or job.updated_at
+    job.progress = record.progress(rec) or (result and job.progress and 100) or job.progress
+    if result and self._learner and result.created_at and result.completed_at then
       self._learner:record(job.model, result.completed_at - result.created_at)
     end
-  elseif ev.state == "failed" then
-    err = record.failure(ev.record, job)
+    if not result and err.kind ~= "failed" then state = "error" end
   else
     local extra = { task_id = job.id }
     if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
     err = error_from(ev.error, extra)
   end
-  self:_finish(job, ev.state, result, err)
+  self:_finish(job, state, result, err)
   self:_emit(err and "warn" or "info", "done", {
-    task_id = job.id, model = job.model, state = ev.state, polls = job.polls,
+    task_id = job.id, model = job.model, state = state, polls = job.polls,
     kind = err and err.kind, message = err and err.message,
   })
 end

@@ -162,7 +162,7 @@ end
 -- @tparam table opts the batch options (model, template | template_file,
 --   rows, input, fields, prompt_field, expand)
 -- @treturn[1] table `{ model, jobs = { {row, variant, key, line, prompt,
---   input, fp} … }, rows = n, problems = { {row, line, field, column, message} … },
+--   input, values (the row as read), fp} … }, rows = n, problems = { {row, line, field, column, message} … },
 --   credits_each }`
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error when the rows or the template cannot be read at all
@@ -214,9 +214,13 @@ function plan.build(opts)
     p.message = (row and where(row, line) or "header") .. ": " .. msg
     problems[#problems + 1] = p
   end
-  if not opts.extra_columns then
+  if opts.extra_columns ~= true then
     local used = text and template.variables(text)
-    if used or not text then unused_columns(columns, field_type, used, schema, model, problem) end
+    if used or not text then
+      local allowed = {}
+      for _, col in ipairs(type(opts.extra_columns) == "table" and opts.extra_columns or {}) do allowed[col] = true end
+      unused_columns(columns, function(col) return allowed[col] or field_type(col) end, used, schema, model, problem)
+    end
   end
 
   for i, row in ipairs(rows) do
@@ -305,7 +309,7 @@ function plan.build(opts)
       local key = many and (i .. "." .. k) or tostring(i)
       jobs[#jobs + 1] = {
         row = i, variant = many and k or nil, key = key, line = line,
-        prompt = job_input[prompt_field], input = job_input,
+        prompt = job_input[prompt_field], input = job_input, values = row,
         fp = fingerprint.of({ model, job_input }),
       }
     end

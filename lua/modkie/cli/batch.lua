@@ -40,6 +40,11 @@ local BATCH = args.command {
     { name = "journal", value = "nonempty", arg = "FILE", help = "the journal (default: FILE.journal next to --rows)" },
     { name = "no-journal", help = "run without a journal (an interrupted run cannot resume)" },
     { name = "download", value = "nonempty", arg = "DIR", help = "save each row's outputs as DIR/<row>-<n>.<ext>" },
+    { name = "review", value = "nonempty", arg = "PAGE",
+      help = "write a review page (HTML) of the batch when it ends:\n"
+      .. "each row's output, prompt, values, state and timings\n(`modkie review JOURNAL` rebuilds it at any time)" },
+    { name = "review-by", value = "nonempty", arg = "COLUMN",
+      help = "on that page, group the rows by a column's value" },
     { name = "dry-run", help = "render and validate every row, estimate the credits,\nsend nothing" },
     { name = "no-balance-check", help = "submit even when the estimate is over the balance" },
     { name = "resubmit-ambiguous", help = "submit again rows whose earlier createTask had no\n"
@@ -144,6 +149,18 @@ local function print_summary(report, w)
   end
 end
 
+-- The review page from the journal; its trouble is said, not fatal (the
+-- batch's own outcome decides the exit code).
+local function write_review(journal, opts, finished)
+  local page, data = require("modkie.batch.review").write(journal, opts.review,
+    { by = opts.review_by, download = opts.download, finished = finished })
+  if page then
+    io.stderr:write(require("modkie.cli.review").summary(page, data))
+  else
+    common.fail(data, "review: ")
+  end
+end
+
 -- 0 when every row succeeded and was saved; else the most telling code.
 local function exit_code(report)
   if report.halted then return common.exit_for(report.halted) end
@@ -173,6 +190,10 @@ function batch_cli.main(argv)
   if not input then return common.fail(ierr) end
   local journal = opts.journal
   if not journal and not opts.no_journal then journal = opts.rows .. ".journal" end
+  if (opts.review or opts.review_by) and not journal then
+    return common.usage("batch", "--review builds the page from the journal: drop --no-journal")
+  end
+  if opts.review_by and not opts.review then return common.usage("batch", "--review-by goes with --review") end
 
   local client
   if not opts.dry_run then
@@ -200,7 +221,8 @@ function batch_cli.main(argv)
     fields = opts.field, prompt_field = opts.prompt_field, expand = expand, concurrency = opts.concurrency,
     journal = journal, download = opts.download, dry_run = opts.dry_run or nil,
     resubmit_ambiguous = opts.resubmit_ambiguous, retry_failed = opts.retry_failed,
-    deadline = opts.deadline, callback_url = opts.callback_url, extra_columns = opts.allow_extra_columns,
+    deadline = opts.deadline, callback_url = opts.callback_url, -- a column the review page groups by is used
+    extra_columns = opts.allow_extra_columns or (opts.review_by and { opts.review_by }) or nil,
     encoding = opts.encoding, check_balance = not opts.no_balance_check,
     on_progress = function(p)
       if not announced then
@@ -219,6 +241,10 @@ function batch_cli.main(argv)
   local ok, report, err = pcall(require("modkie.batch").run, bopts)
   progress:finish()
   if client then client:close() end
+  -- the page, also after an interruption (the journal holds what happened)
+  if opts.review and not opts.dry_run and (not ok or report) then
+    write_review(journal, opts, ok)
+  end
   if not ok then
     if tostring(report):find("interrupted", 1, true) then
       io.stderr:write("\nmodkie batch: interrupted", journal and ("; the journal " .. journal

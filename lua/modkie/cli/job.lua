@@ -31,8 +31,8 @@ end
 
 function Status:draw()
   if not self.tty then return end
-  io.stderr:write("\r\27[K", tostring(self.id or "submitting"), ": ", tostring(self.state or "waiting"), "  ",
-    common.clock(core.now() - self.started))
+  io.stderr:write("\r\27[K", tostring(self.id or "submitting"), ": ", tostring(self.state or "waiting"),
+    self.progress and (" " .. tostring(self.progress) .. "%") or "", "  ", common.clock(core.now() - self.started))
   io.stderr:flush()
 end
 
@@ -47,6 +47,7 @@ function Status:log()
       self.id, self.state = f.task_id, "accepted"
     elseif event == "state" then
       self.state = f.server_state or f.state
+      self.progress = f.progress
     else
       return
     end
