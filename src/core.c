@@ -156,12 +156,23 @@ static mk_op *check_op(lua_State *L, engine_ud *u, int i) {
   return mk_engine_lookup(u->e, (uint64_t)h);
 }
 
-/* engine:submit(json_body, deadline_seconds) -> handle */
+/* engine:submit(json_body, deadline_seconds, hold) -> handle; with hold the
+ * createTask waits at the door (a "ready" event) for engine:send(handle) */
 static int l_submit(lua_State *L) {
   engine_ud *u = check_ud(L);
   size_t len;
   const char *body = luaL_checklstring(L, 2, &len);
-  return push_handle(L, mk_engine_submit(u->e, body, len, luaL_optnumber(L, 3, 0)));
+  mk_op *op = mk_engine_submit(u->e, body, len, luaL_optnumber(L, 3, 0));
+  if (op && lua_toboolean(L, 4)) mk_engine_hold(op);
+  return push_handle(L, op);
+}
+
+/* engine:send(handle) -> true when a createTask held at the door went out */
+static int l_send(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_op *op = check_op(L, u, 2);
+  lua_pushboolean(L, op != NULL && mk_engine_send(u->e, op) == 0);
+  return 1;
 }
 
 /* engine:adopt(task_id, deadline_seconds) -> handle */
@@ -534,6 +545,9 @@ static int l_step(lua_State *L) {
       begin(&ev, op, "timer");
       emit(&ev);
       mk_engine_release(u->e, op);
+    } else if (op->done_why == MK_DONE_READY) {
+      begin(&ev, op, "ready");
+      emit(&ev);
     } else if (op->done_why == MK_DONE_DEADLINE) {
       on_deadline(L, u, op, &ev);
     } else if (op->type == MK_OP_JOB) {
@@ -598,6 +612,7 @@ static int l_stats(lua_State *L) {
   set_integer(L, "in_flight", (lua_Integer)e->in_flight);
   set_integer(L, "waiting_submit", (lua_Integer)e->wait_submit.len);
   set_integer(L, "waiting_poll", (lua_Integer)e->wait_poll.len);
+  set_integer(L, "held", (lua_Integer)e->held);
   set_integer(L, "timers", (lua_Integer)e->timers.len);
   set_integer(L, "requests", (lua_Integer)e->requests);
   set_integer(L, "creates", (lua_Integer)e->creates_sent);
@@ -747,7 +762,7 @@ static int l_isatty(lua_State *L) {
 
 static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
-  {"timer", l_timer}, {"cancel", l_cancel}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
+  {"timer", l_timer}, {"cancel", l_cancel}, {"send", l_send}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
   {"stats", l_stats}, {"close", l_close}, {"closed", l_closed}, {NULL, NULL}
 };
 

@@ -364,20 +364,46 @@ static mk_queue *line_for(mk_engine *e, mk_op *op) {
   return &e->wait_slot;
 }
 
-/* Start waiting exchanges while rate tokens and in-flight room allow. */
+/* Start waiting exchanges while rate tokens and in-flight room allow. A
+ * held createTask stops at the door with its token and slot instead. */
 static void pump(mk_engine *e, double now) {
-  while (e->in_flight < e->max_in_flight) {
+  while (e->in_flight + e->held < e->max_in_flight) {
     mk_op *op;
     if (e->wait_submit.head && mk_rate_take(&e->submit_rate, now)) op = e->wait_submit.head;
     else if (e->wait_poll.head && mk_rate_take(&e->poll_rate, now)) op = e->wait_poll.head;
     else if (e->wait_slot.head) op = e->wait_slot.head;
     else break;
     queue_remove(op);
-    start(e, op);
+    if (op->hold) {
+      op->hold = 0; /* only the first attempt: a retry is sent as it comes */
+      op->held = 1;
+      e->held++;
+      push_done(e, op, MK_DONE_READY);
+    } else {
+      start(e, op);
+    }
   }
 }
 
+int mk_engine_hold(mk_op *op) {
+  if (op->type != MK_OP_JOB || op->state != MK_SUBMITTING || !op->queue || op->xfer) return -1;
+  op->hold = 1;
+  return 0;
+}
+
+int mk_engine_send(mk_engine *e, mk_op *op) {
+  if (!op->held || op->on_done) return -1;
+  op->held = 0;
+  e->held--;
+  start(e, op);
+  return 0;
+}
+
 static void stop(mk_engine *e, mk_op *op) {
+  if (op->held) { /* its slot is free again */
+    op->held = 0;
+    e->held--;
+  }
   mk_heap_remove(&e->timers, &op->timer);
   mk_heap_remove(&e->timers, &op->deadline);
   queue_remove(op);
@@ -396,6 +422,7 @@ static void fire(mk_engine *e, mk_timer *t) {
       op->expired = 1; /* let createTask answer: the task id must not be lost */
       return;
     }
+    if (op->on_done && op->done_why == MK_DONE_READY) remove_done(e, op); /* it never left: the deadline is the news */
     stop(e, op);
     push_done(e, op, MK_DONE_DEADLINE);
   } else if (op->type == MK_OP_TIMER) {
@@ -566,7 +593,7 @@ static double idle_for(mk_engine *e, double now, double cap) {
   mk_timer *t = mk_heap_top(&e->timers);
   if (t && t->due - now < wait) wait = t->due - now;
   if (e->curl_due >= 0 && e->curl_due - now < wait) wait = e->curl_due - now;
-  if (e->in_flight < e->max_in_flight) {
+  if (e->in_flight + e->held < e->max_in_flight) {
     if (e->wait_submit.head && mk_rate_wait(&e->submit_rate, now) < wait) wait = mk_rate_wait(&e->submit_rate, now);
     if (e->wait_poll.head && mk_rate_wait(&e->poll_rate, now) < wait) wait = mk_rate_wait(&e->poll_rate, now);
     if (e->wait_slot.head) wait = 0;

@@ -7,30 +7,27 @@ local common = require "modkie.cli.common"
 
 local review_cli = {}
 
-review_cli.USAGE = [[
-usage: modkie review JOURNAL [--out PAGE] [--by COLUMN] [--download DIR]
-
-Write one static HTML page that shows what a batch made, row by row: the
-video (or image, audio, text), the rendered prompt, the row's values, the
-model input, the state, task id, credits, duration and notice delay; failed
-and ambiguous rows with their error and what to do. It reads only the
-journal and the download folder, so it works at any time, also while the
-batch runs (run it again to refresh). The page needs no server and no
-network: open it from disk, or zip its folder and share it.
-
-options:
-  --out PAGE        where the page goes (default: review.html in the batch's
-                    download folder, else JOURNAL.html)
-  --by COLUMN       group the rows by a column's value, side by side
-                    (default: a row's --expand variants together)
-  --download DIR    the download folder, if it moved since the batch ran
-  --json            print what the page shows (totals, path) as JSON
-]]
-
-local FLAGS = {
-  help = {}, json = {},
-  out = { value = "nonempty" }, by = { value = "nonempty" }, download = { value = "nonempty" },
+local REVIEW = args.command {
+  usage = "modkie review JOURNAL [--out PAGE] [--by COLUMN] [--download DIR]",
+  about = "Write one static HTML page that shows what a batch made, row by row: the\n"
+    .. "video (or image, audio, text), the rendered prompt, the row's values, the\n"
+    .. "model input, the state, task id, credits, duration and notice delay; failed\n"
+    .. "and ambiguous rows with their error and what to do. It reads only the\n"
+    .. "journal and the download folder, so it works at any time, also while the\n"
+    .. "batch runs (run it again to refresh). The page needs no server and no\n"
+    .. "network: open it from disk, or zip its folder and share it.",
+  positionals = { "JOURNAL" }, min = 1,
+  flags = {
+    { name = "out", value = "nonempty", arg = "PAGE", help = "where the page goes (default: review.html in the\n"
+      .. "batch's download folder, else JOURNAL.html)" },
+    { name = "by", value = "nonempty", arg = "COLUMN", help = "group the rows by a column's value, side by side\n"
+      .. "(default: a row's --expand variants together)" },
+    { name = "download", value = "nonempty", arg = "DIR",
+      help = "the download folder, if it moved since the batch ran" },
+    { name = "json", help = "print what the page shows (totals, path) as JSON" },
+  },
 }
+review_cli.USAGE = REVIEW.help
 
 --- One line for the terminal: the page and its totals.
 function review_cli.summary(page, data)
@@ -43,9 +40,9 @@ function review_cli.summary(page, data)
 end
 
 function review_cli.main(argv)
-  local opts, perr = args.parse(argv, { flags = FLAGS, positionals = { "JOURNAL" }, min = 1 })
+  local opts, perr = args.parse(argv, REVIEW.spec)
   if not opts then return common.usage("review", perr) end
-  if opts.help then io.stdout:write(review_cli.USAGE) return common.EXIT.ok end
+  if opts.help then io.stdout:write(REVIEW.help) return common.EXIT.ok end
   local journal = opts[1]
   local review = require "modkie.batch.review"
   local path, data = review.write(journal, opts.out, { by = opts.by, download = opts.download })
