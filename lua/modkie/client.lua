@@ -69,7 +69,7 @@ local NUMBER_RULES = {
   max_body = { within(1, 1e12), "a number of bytes from 1 to 1e12" },
   max_download = { within(0, 1e15), "a number of bytes from 0 (no cap) to 1e15" },
   retries = { whole_within(0, 1000), "a whole number from 0 to 1000" },
-  poll_interval = { from(0), "a number of seconds >= 0, or a function" },
+  poll_interval = { within(0, 1e6), "a number of seconds from 0 to 1e6, or a function" },
   deadline = { above(0), "a number of seconds > 0, or false for none" },
   seed = { whole_within(0, 2 ^ 53), "a whole number from 0 to 2^53" },
 }
@@ -447,13 +447,17 @@ function Client:step(timeout)
   if co and not main and wait.owners[co] == self then
     error("modkie: client:step called from a coroutine run by this client; use job:await or client:sleep", 2)
   end
-  if self._stepping then error("modkie: client:step called from inside step (a log hook?)", 2) end
+  if self._stepping then
+    error("modkie: client:step called from inside step (a log hook, poll_interval function or finaliser); "
+      .. "return from it, and step again from the code that called step", 2)
+  end
   if self._closed then return 0 end
   if #self._ready > 0 then timeout = 0 end
   self._stepping = true
   local ok, events = pcall(self._engine.step, self._engine, timeout or 0)
   if ok and events then ok, events = pcall(self._dispatch, self, events) end
   self._stepping = false
+  if self._close_pending then self:close() end -- close() called inside the step
   if not ok then error(events, 0) end
   self:_run_ready()
   return self._active
@@ -600,9 +604,15 @@ end
 
 --- Stop every job (they end "cancelled"), free the engine. Safe to call twice;
 -- also runs on garbage collection, and on `<close>` in Lua 5.4.
+-- Inside a step (a log hook, a poll_interval function, a finaliser) the close
+-- is deferred: it returns at once, and the client closes before step returns.
 function Client:close()
   if self._closed then return end
-  if self._stepping then error("modkie: client:close called from inside step", 2) end
+  if self._stepping then
+    self._close_pending = true
+    return
+  end
+  self._close_pending = nil
   if self._engine:closed() then -- collected with its engine: nothing left to stop
     self._closed = true
     return
