@@ -784,6 +784,24 @@ static int l_default_interval(lua_State *L) {
   return 1;
 }
 
+/* core.origin(url) -> { scheme =, host =, port =, loopback =, origin = "scheme://host:port" }
+ * | nil: where an http(s) URL connects, as libcurl reads it (http.c's
+ * mk_url_parse_origin, the one place origins are normalised). */
+static int l_origin(lua_State *L) {
+  mk_origin o;
+  char text[300];
+  if (mk_url_parse_origin(luaL_checkstring(L, 1), &o) != 0) return 0;
+  snprintf(text, sizeof text, "%s://%s:%ld", o.scheme, o.host, o.port);
+  lua_createtable(L, 0, 5);
+  set_string(L, "scheme", o.scheme);
+  set_string(L, "host", o.host);
+  set_integer(L, "port", o.port);
+  lua_pushboolean(L, o.loopback);
+  lua_setfield(L, -2, "loopback");
+  set_string(L, "origin", text);
+  return 1;
+}
+
 /* core.now() -> monotonic seconds */
 static int l_now(lua_State *L) {
   lua_pushnumber(L, mk_now());
@@ -880,7 +898,7 @@ static const luaL_Reg engine_meta[] = {
 static const luaL_Reg functions[] = {
   {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir},
   {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty},
-  {"lock", l_lock}, {"fsync_dir", l_fsync_dir},
+  {"lock", l_lock}, {"fsync_dir", l_fsync_dir}, {"origin", l_origin},
   {"hmac_sha256", mk_l_hmac_sha256}, {"equal", mk_l_equal}, {NULL, NULL}
 };
 

@@ -107,20 +107,21 @@ local function rates(rate)
   return submit, poll
 end
 
-local LOOPBACK = { localhost = true, ["127.0.0.1"] = true, ["[::1]"] = true }
-
 --- Check and normalise the base URL: http(s), no trailing slash; plain http
--- only to this machine unless allow_insecure.
+-- only to this machine unless allow_insecure. What counts as this machine is
+-- decided in C, by libcurl's own reading of the URL (core.origin): localhost,
+-- a dotted quad in 127.0.0.0/8 with every part <= 255, or [::1]. Any other
+-- host is a name a resolver (hosts file, DNS) could point anywhere.
 local function check_base_url(url, allow_insecure)
-  local scheme, host = url:match("^(%a[%w+.-]*)://([^/?#]+)")
+  local scheme = url:match("^(%a[%w+.-]*)://")
   scheme = scheme and scheme:lower()
   if scheme ~= "http" and scheme ~= "https" then
     error("modkie.new: base_url must be an http:// or https:// URL, got '" .. url .. "'", 3)
   end
   if url:find("[%s%c]") then error("modkie.new: base_url must not contain spaces or control characters", 3) end
-  local hostname = host:gsub("^.*@", ""):gsub(":%d*$", ""):lower()
-  local loopback = LOOPBACK[hostname] or hostname:match("^127%.%d+%.%d+%.%d+$")
-  if scheme == "http" and not allow_insecure and not loopback then
+  local origin = core.origin(url)
+  if not origin then error("modkie.new: base_url '" .. url .. "' is not a URL with a host", 3) end
+  if scheme == "http" and not allow_insecure and not origin.loopback then
     error("modkie.new: base_url '" .. url .. "' is plain http to another host: the API key would cross the network "
       .. "unencrypted; use https, or pass allow_insecure = true", 3)
   end
