@@ -219,7 +219,8 @@ describe("Lua run inside a step", function()
   -- an error in a finaliser, which Lua 5.1-5.3 and LuaJIT pass on from the
   -- allocation that ran it). Shown with a decoder whose result raises when read:
   -- the engine reads it with lua_getfield, as it would meet any such error.
-  it("regression: a Lua error that escapes a step leaves neither the engine marked as stepping nor a job lost", function()
+  it("regression: a Lua error that escapes a step leaves neither the engine marked as stepping nor a job lost",
+    function()
     local core = require "modkie.core"
     local cjson = require "cjson.safe"
     local raising = true

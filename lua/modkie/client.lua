@@ -57,7 +57,6 @@ end
 
 -- Numeric options: the range each accepts (NaN fails every one), for the error message.
 local function above(min) return function(v) return v > min end end
-local function from(min) return function(v) return v >= min end end
 local function within(min, max) return function(v) return v >= min and v <= max end end
 local function whole_within(min, max) return function(v) return v >= min and v <= max and v == math.floor(v) end end
 -- The ranges are the C core's (its casts to integers must stay defined): say
