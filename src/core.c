@@ -879,6 +879,35 @@ static int l_fsync_dir(lua_State *L) {
   return 1;
 }
 
+/* core.symlink(path) -> true when path names a symbolic link (not followed) */
+static int l_symlink(lua_State *L) {
+  struct stat st;
+  lua_pushboolean(L, lstat(luaL_checkstring(L, 1), &st) == 0 && S_ISLNK(st.st_mode));
+  return 1;
+}
+
+/* core.opened_as(file, path) -> true | nil, message: the open file is the
+ * regular file that path names, without following a symbolic link (so a link
+ * put in its place before it was opened is found out before anything is
+ * written through it). */
+static int l_opened_as(lua_State *L) {
+  FILE *f = check_file(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  struct stat fs, ps;
+  const char *why = NULL;
+  if (fstat(fileno(f), &fs) != 0 || lstat(path, &ps) != 0) why = strerror(errno);
+  else if (S_ISLNK(ps.st_mode)) why = "it is a symbolic link";
+  else if (!S_ISREG(ps.st_mode)) why = "it is not a regular file";
+  else if (fs.st_dev != ps.st_dev || fs.st_ino != ps.st_ino) why = "it was replaced while being opened";
+  if (!why) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
 /* core.isatty(file) -> boolean */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty(fileno(check_file(L, 1))));
@@ -899,6 +928,7 @@ static const luaL_Reg functions[] = {
   {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir},
   {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty},
   {"lock", l_lock}, {"fsync_dir", l_fsync_dir}, {"origin", l_origin},
+  {"symlink", l_symlink}, {"opened_as", l_opened_as},
   {"hmac_sha256", mk_l_hmac_sha256}, {"equal", mk_l_equal}, {NULL, NULL}
 };
 

@@ -4,6 +4,7 @@
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
 local Progress = require "modkie.cli.progress"
+local text = require("modkie.cli.escape").text
 
 local batch_cli = {}
 
@@ -100,10 +101,11 @@ local function print_dry(report, w)
     else
       local prompt = tostring(e.prompt or ""):gsub("%s+", " ")
       if #prompt > 100 then prompt = prompt:sub(1, 97) .. "..." end
+      prompt = text(prompt)
       w(("%s: %s  %s\n"):format(entry_name(e), e.state == "journaled" and "done earlier" or "ok", prompt))
     end
   end
-  for _, p in ipairs(report.problems) do w("  ", p.message, "\n") end
+  for _, p in ipairs(report.problems) do w("  ", text(p.message), "\n") end
   local jobs = report.total - report.invalid
   w(("\n%d %s, %d invalid %s; %d to submit"):format(jobs, jobs == 1 and "job" or "jobs", report.invalid,
     report.invalid == 1 and "row" or "rows", report.to_submit))
@@ -128,17 +130,17 @@ local function print_summary(report, w)
   local problems = {}
   for _, e in ipairs(report.rows) do
     if e.state ~= "success" and e.state ~= "pending" then
-      problems[#problems + 1] = ("  %s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. e.id) or "",
-        e.error and e.error.message or "?")
+      problems[#problems + 1] = ("  %s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. text(e.id)) or "",
+        text(e.error and e.error.message or "?"))
     elseif e.download_error then
-      problems[#problems + 1] = ("  %s: saving failed: %s"):format(entry_name(e), e.download_error.message)
+      problems[#problems + 1] = ("  %s: saving failed: %s"):format(entry_name(e), text(e.download_error.message))
     end
   end
   if #problems > 0 then
     w("problems:\n", table.concat(problems, "\n"), "\n")
   end
   if report.halted then
-    w(("stopped submitting: %s\n"):format(report.halted.message))
+    w(("stopped submitting: %s\n"):format(text(report.halted.message)))
   end
   if report.ambiguous > 0 then
     w("ambiguous rows may or may not have a task at the gateway: check them, then run again with "

@@ -4,6 +4,7 @@
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
 local record = require "modkie.record"
+local text = require("modkie.cli.escape").text
 
 local job_cli = {}
 
@@ -21,9 +22,9 @@ local function status_log(tty)
   if not tty then return nil end
   return function(_, event, f)
     if event == "accepted" then
-      io.stderr:write("\r\27[Kaccepted ", tostring(f.task_id))
+      io.stderr:write("\r\27[Kaccepted ", text(f.task_id))
     elseif event == "state" then
-      io.stderr:write("\r\27[K", tostring(f.task_id), ": ", tostring(f.server_state or f.state))
+      io.stderr:write("\r\27[K", text(f.task_id), ": ", text(f.server_state or f.state))
     elseif event == "done" then
       io.stderr:write("\r\27[K")
     end
@@ -45,10 +46,10 @@ local function finish(job, opts)
   elseif res then
     common.print_result(res, files)
   elseif job.id then
-    io.stdout:write(("id       %s\nstate    %s\n"):format(job.id, job.state))
+    io.stdout:write(("id       %s\nstate    %s\n"):format(text(job.id), text(job.state)))
     if err then
-      local code = err.code and (" (code " .. tostring(err.code) .. ")") or ""
-      io.stdout:write(("error    %s%s\n"):format(err.message, code))
+      local code = err.code and (" (code " .. text(err.code) .. ")") or ""
+      io.stdout:write(("error    %s%s\n"):format(text(err.message), code))
     end
   end
   if err then
@@ -122,7 +123,7 @@ function job_cli.submit(argv)
       if opts.json then
         io.stdout:write(common.json({ id = job.id, state = job.state, model = model }), "\n")
       else
-        io.stdout:write(job.id, "\n")
+        io.stdout:write(text(job.id), "\n")
       end
       code = EXIT.ok
     else
@@ -175,15 +176,15 @@ function job_cli.status(argv)
   if opts.json then
     io.stdout:write(common.json(out), "\n")
   else
-    io.stdout:write(("id       %s\nstate    %s"):format(out.id, state))
-    if server_state ~= state then io.stdout:write(" (", server_state, ")") end
+    io.stdout:write(("id       %s\nstate    %s"):format(text(out.id), state))
+    if server_state ~= state then io.stdout:write(" (", text(server_state), ")") end
     io.stdout:write("\n")
-    if type(out.model) == "string" then io.stdout:write(("model    %s\n"):format(out.model)) end
-    for _, u in ipairs(out.urls or {}) do io.stdout:write(("url      %s\n"):format(u)) end
-    if out.credits then io.stdout:write(("credits  %s\n"):format(tostring(out.credits))) end
+    if type(out.model) == "string" then io.stdout:write(("model    %s\n"):format(text(out.model))) end
+    for _, u in ipairs(out.urls or {}) do io.stdout:write(("url      %s\n"):format(text(u))) end
+    if out.credits then io.stdout:write(("credits  %s\n"):format(text(out.credits))) end
     if out.error then
-      io.stdout:write(("error    %s%s\n"):format(out.error.message,
-        out.error.code and (" (code " .. tostring(out.error.code) .. ")") or ""))
+      io.stdout:write(("error    %s%s\n"):format(text(out.error.message),
+        out.error.code and (" (code " .. text(out.error.code) .. ")") or ""))
     end
   end
   return EXIT.ok
