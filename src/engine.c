@@ -298,47 +298,32 @@ static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
-/* A new temporary file beside the download's path, made by this call and no
- * one else: O_EXCL never opens an existing file and never follows a symbolic
- * link (a link planted under a predictable name in a shared folder would
- * otherwise have modkie overwrite its target), O_NOFOLLOW says so twice. */
-static FILE *create_tmp(mk_engine *e, mk_op *op) {
-  size_t size = strlen(op->path) + 64;
-  int tries, fd = -1;
-  free(op->tmp_path);
-  op->tmp_path = malloc(size);
-  if (!op->tmp_path) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  for (tries = 0; tries < 100 && fd < 0; tries++) {
-    snprintf(op->tmp_path, size, "%s.%ld-%lu.part", op->path, (long)e->pid, ++e->tmp_seq);
-    fd = open(op->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
-  }
-  if (fd < 0) {
+/* The download's temporary file `<path>.part`, made new by this call: what
+ * is at that name is removed first (a leftover of a killed run, or a link
+ * planted in a shared folder: unlink removes the link, never its target),
+ * then O_EXCL creates the file and never follows a symbolic link (a link put
+ * there meanwhile makes the open fail, rather than have modkie overwrite the
+ * link's target); O_NOFOLLOW says so twice. */
+static FILE *create_tmp(mk_op *op) {
+  int fd;
+  FILE *f;
+  if (unlink(op->tmp_path) != 0 && errno != ENOENT) return NULL;
+  fd = open(op->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0) return NULL;
+  f = fdopen(fd, "wb");
+  if (!f) {
     int saved = errno;
-    free(op->tmp_path); /* not ours: never removed */
-    op->tmp_path = NULL;
+    close(fd);
+    remove(op->tmp_path);
     errno = saved;
-    return NULL;
   }
-  {
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-      int saved = errno;
-      close(fd);
-      remove(op->tmp_path);
-      errno = saved;
-    }
-    return f;
-  }
+  return f;
 }
 
 static int setup_download(mk_engine *e, mk_op *op, mk_xfer *x) {
   CURL *c = x->easy;
   CURLcode rc = CURLE_OK;
-  x->file = create_tmp(e, op);
+  x->file = create_tmp(op);
   if (!x->file) return -1;
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
   /* a large file may take long: give up on a slow transfer, not on total time */
@@ -865,7 +850,8 @@ mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path) {
   if (!op) return NULL;
   op->url = copy(url, strlen(url));
   op->path = copy(path, strlen(path));
-  if (!op->url || !op->path) {
+  op->tmp_path = join(path, ".part", NULL);
+  if (!op->url || !op->path || !op->tmp_path) {
     mk_engine_release(e, op);
     return NULL;
   }

@@ -101,7 +101,7 @@ typedef struct mk_op {
   struct mk_op *released_next;
   char server_state[32];
 
-  char *path, *tmp_path;  /* downloads: the final name, and the temporary one of the current attempt */
+  char *path, *tmp_path;  /* downloads */
   int send_auth;
 } mk_op;
 
@@ -134,7 +134,6 @@ typedef struct mk_engine {
   pid_t pid;                /* the process that made the engine: a forked child must not touch its connections */
   int held;                 /* see "Reentrancy" above */
   mk_op *released;          /* ops released while held */
-  unsigned long tmp_seq;    /* download temporary names */
   struct curl_slist *api_headers, *auth_file_headers;
   char *user_agent, *ca_file;
   int has_key;
