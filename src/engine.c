@@ -396,20 +396,46 @@ static mk_queue *line_for(mk_engine *e, mk_op *op) {
   return &e->wait_slot;
 }
 
-/* Start waiting exchanges while rate tokens and in-flight room allow. */
+/* Start waiting exchanges while rate tokens and in-flight room allow. A
+ * held createTask stops at the door with its token and slot instead. */
 static void pump(mk_engine *e, double now) {
-  while (e->in_flight < e->max_in_flight) {
+  while (e->in_flight + e->held < e->max_in_flight) {
     mk_op *op;
     if (e->wait_submit.head && mk_rate_take(&e->submit_rate, now)) op = e->wait_submit.head;
     else if (e->wait_poll.head && mk_rate_take(&e->poll_rate, now)) op = e->wait_poll.head;
     else if (e->wait_slot.head) op = e->wait_slot.head;
     else break;
     queue_remove(op);
-    start(e, op);
+    if (op->hold) {
+      op->hold = 0; /* only the first attempt: a retry is sent as it comes */
+      op->held = 1;
+      e->held++;
+      push_done(e, op, MK_DONE_READY);
+    } else {
+      start(e, op);
+    }
   }
 }
 
+int mk_engine_hold(mk_op *op) {
+  if (op->type != MK_OP_JOB || op->state != MK_SUBMITTING || !op->queue || op->xfer) return -1;
+  op->hold = 1;
+  return 0;
+}
+
+int mk_engine_send(mk_engine *e, mk_op *op) {
+  if (!op->held || op->on_done) return -1;
+  op->held = 0;
+  e->held--;
+  start(e, op);
+  return 0;
+}
+
 static void stop(mk_engine *e, mk_op *op) {
+  if (op->held) { /* its slot is free again */
+    op->held = 0;
+    e->held--;
+  }
   mk_heap_remove(&e->timers, &op->timer);
   mk_heap_remove(&e->timers, &op->deadline);
   queue_remove(op);
@@ -424,7 +450,7 @@ void mk_engine_stop(mk_engine *e, mk_op *op) {
 static void fire(mk_engine *e, mk_timer *t) {
   mk_op *op = t->owner;
   if (t->kind == TIMER_DEADLINE) {
-    if (op->on_done) {
+    if (op->on_done && op->done_why != MK_DONE_READY) {
       /* an answer is waiting to be read (a step that raised left it there):
        * its transfer and body must stay, and its handler decides */
       op->expired = 1;
@@ -434,6 +460,7 @@ static void fire(mk_engine *e, mk_timer *t) {
       op->expired = 1; /* let createTask answer: the task id must not be lost */
       return;
     }
+    if (op->on_done && op->done_why == MK_DONE_READY) remove_done(e, op); /* it never left: the deadline is the news */
     stop(e, op);
     push_done(e, op, MK_DONE_DEADLINE);
   } else if (op->type == MK_OP_TIMER) {
@@ -610,7 +637,7 @@ static double idle_for(mk_engine *e, double now, double cap) {
   mk_timer *t = mk_heap_top(&e->timers);
   if (t && t->due - now < wait) wait = t->due - now;
   if (e->curl_due >= 0 && e->curl_due - now < wait) wait = e->curl_due - now;
-  if (e->in_flight < e->max_in_flight) {
+  if (e->in_flight + e->held < e->max_in_flight) {
     if (e->wait_submit.head && mk_rate_wait(&e->submit_rate, now) < wait) wait = mk_rate_wait(&e->submit_rate, now);
     if (e->wait_poll.head && mk_rate_wait(&e->poll_rate, now) < wait) wait = mk_rate_wait(&e->poll_rate, now);
     if (e->wait_slot.head) wait = 0;
@@ -710,6 +737,7 @@ static mk_op *op_new(mk_engine *e, mk_op_type type) {
   op->timer.kind = TIMER_POLL;
   op->deadline.kind = TIMER_DEADLINE;
   op->result.retry_after = -1;
+  op->progress = -1;
   op->created = mk_now();
   e->slots[slot] = op;
   return op;
@@ -730,7 +758,7 @@ static void op_free(mk_engine *e, mk_op *op) {
 void mk_engine_release(mk_engine *e, mk_op *op) {
   if (op->released) return;
   mk_engine_stop(e, op);
-  if (e->held) { /* Lua may still hold it: freed at unhold */
+  if (e->stepping) { /* Lua may still hold it: freed when the step ends */
     op->released = 1;
     op->released_next = e->released;
     e->released = op;
@@ -739,12 +767,12 @@ void mk_engine_release(mk_engine *e, mk_op *op) {
   op_free(e, op);
 }
 
-void mk_engine_hold(mk_engine *e) {
-  e->held = 1;
+void mk_engine_begin_step(mk_engine *e) {
+  e->stepping = 1;
 }
 
-void mk_engine_unhold(mk_engine *e) {
-  e->held = 0;
+void mk_engine_end_step(mk_engine *e) {
+  e->stepping = 0;
   while (e->released) {
     mk_op *op = e->released;
     e->released = op->released_next;
@@ -977,6 +1005,7 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   e->timeout_ms = cfg->timeout_ms;
   e->connect_timeout_ms = cfg->connect_timeout_ms;
   e->retries = cfg->retries;
+  e->record_grace = cfg->record_grace;
   e->max_body = cfg->max_body;
   e->max_download = cfg->max_download;
   e->max_in_flight = cfg->max_connections * 4;
@@ -1012,7 +1041,7 @@ oom:
 void mk_engine_free(mk_engine *e) {
   uint32_t i;
   if (!e) return;
-  mk_engine_unhold(e);
+  mk_engine_end_step(e);
   for (i = 0; i < e->nslots; i++)
     if (e->slots[i]) mk_engine_release(e, e->slots[i]);
   while (e->spare) {

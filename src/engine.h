@@ -12,10 +12,10 @@
  * Reentrancy. While the bindings drain the done list they run Lua (the JSON
  * decoder, a poll_interval function, and any __gc finaliser at any
  * allocation), and that Lua may call back into the client. The bindings
- * bracket the drain with mk_engine_hold / mk_engine_unhold, and while the
- * engine is held:
+ * bracket the drain with mk_engine_begin_step / mk_engine_end_step, and
+ * during the step:
  *  - releasing an op (cancel, or a handler ending it) stops it at once (no
- *    request, timer or queue place is left) but frees it only at unhold; until
+ *    request, timer or queue place is left) but frees it only when the step ends; until
  *    then mk_engine_lookup no longer finds it, and scheduling it does nothing.
  *    So a pointer to an op stays valid memory for the whole step, and the rule
  *    for the bindings is: after Lua ran, an op is touched only once it has been
@@ -52,8 +52,9 @@ typedef enum {
   MK_SUCCESS, MK_FAILED, MK_ERROR, MK_CANCELLED
 } mk_job_state;
 
-/* Why an op is on the done list. */
-typedef enum { MK_DONE_XFER = 1, MK_DONE_DEADLINE, MK_DONE_TIMER } mk_done_why;
+/* Why an op is on the done list. READY: a held createTask is at the door
+ * (see mk_engine_hold). */
+typedef enum { MK_DONE_XFER = 1, MK_DONE_DEADLINE, MK_DONE_TIMER, MK_DONE_READY } mk_done_why;
 
 /* What a finished transfer left behind. */
 typedef struct mk_result {
@@ -97,9 +98,12 @@ typedef struct mk_op {
   double accepted;        /* jobs: time the task was accepted (or adopted) */
   int polls;
   int expired;            /* the deadline passed while an exchange was in flight or its answer unread */
-  int released;           /* released while the engine was held: freed at unhold */
+  int hold;               /* jobs: stop createTask at the door (mk_engine_hold) */
+  int held;               /* at the door: rate token spent, slot kept, waits for mk_engine_send */
+  int released;           /* released during a step: freed when it ends */
   struct mk_op *released_next;
   char server_state[32];
+  double progress;        /* jobs: the record's last progress (0-100), -1 when none */
 
   char *path, *tmp_path;  /* downloads */
   int send_auth;
@@ -123,6 +127,7 @@ typedef struct mk_config {
   int submit_limit; double submit_per;  /* limit <= 0 disables */
   int poll_limit; double poll_per;
   uint64_t seed;            /* 0: seed from the clock */
+  double record_grace;      /* seconds a new task's record may be missing ("recordInfo is null") */
 } mk_config;
 
 typedef struct mk_engine {
@@ -132,13 +137,14 @@ typedef struct mk_engine {
   struct curl_slist *pin;   /* CURLOPT_RESOLVE: `localhost` at base_url's port is loopback, whatever a resolver says */
   char *key, *key_json;     /* to redact the key from answers (key_json: as JSON escapes it), or NULL */
   pid_t pid;                /* the process that made the engine: a forked child must not touch its connections */
-  int held;                 /* see "Reentrancy" above */
-  mk_op *released;          /* ops released while held */
+  int stepping;             /* see "Reentrancy" above */
+  mk_op *released;          /* ops released during the step */
   struct curl_slist *api_headers, *auth_file_headers;
   char *user_agent, *ca_file;
   int has_key;
   long timeout_ms, connect_timeout_ms;
   int retries;
+  double record_grace;
   size_t max_body;
   long long max_download;
   mk_rate submit_rate, poll_rate;
@@ -152,6 +158,7 @@ typedef struct mk_engine {
   mk_xfer *spare;           /* reusable transfers (each keeps its easy handle) */
   mk_xfer *flying;          /* transfers in flight (API and downloads) */
   int in_flight, max_in_flight;
+  int held;                 /* createTasks at the door: each keeps an in-flight slot */
   uint64_t rng;
   unsigned long long requests, polls_sent, creates_sent;
   unsigned long long wakeups;  /* returns from poll(): shows there is no busy loop */
@@ -174,6 +181,14 @@ mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline);
 mk_op *mk_engine_call(mk_engine *e, int post, const char *path, const char *body, size_t len);
 mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path);
 mk_op *mk_engine_timer(mk_engine *e, double seconds);
+/* Make a job's createTask, still waiting in line, stop at the door: once it
+ * has its rate token and a transfer slot it goes on the done list (READY)
+ * instead of out, and keeps both until mk_engine_send lets it go. The caller
+ * can so record "about to send" durably first, and a createTask that never
+ * left is known never to have left. -1 when the op is not such a job. */
+int mk_engine_hold(mk_op *op);
+/* Send a createTask held at the door. -1 when the op is not held there. */
+int mk_engine_send(mk_engine *e, mk_op *op);
 /* createTask answered with a task id: the job polls recordInfo from now on. */
 int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id);
 
@@ -182,11 +197,11 @@ mk_op *mk_engine_lookup(mk_engine *e, uint64_t handle);
 
 /* Start the op's next exchange after `delay` seconds (poll, retry). */
 int mk_engine_schedule(mk_engine *e, mk_op *op, double delay);
-/* Stop everything the op is doing and free it (while held: at unhold). */
+/* Stop everything the op is doing and free it (during a step: when it ends). */
 void mk_engine_release(mk_engine *e, mk_op *op);
-/* Bracket code that runs Lua with ops in hand (see "Reentrancy"). */
-void mk_engine_hold(mk_engine *e);
-void mk_engine_unhold(mk_engine *e);
+/* Bracket a step: the code that runs Lua with ops in hand (see "Reentrancy"). */
+void mk_engine_begin_step(mk_engine *e);
+void mk_engine_end_step(mk_engine *e);
 /* Abort the op's transfer and timers, keep the op. */
 void mk_engine_stop(mk_engine *e, mk_op *op);
 
