@@ -16,9 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "grant.h"
 #include "heap.h"
 #include "http.h"
-#include "ratelimit.h"
 
 typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER } mk_op_type;
 
@@ -96,6 +96,8 @@ typedef struct mk_config {
   int max_connections;
   int submit_limit; double submit_per;  /* limit <= 0 disables */
   int poll_limit; double poll_per;
+  const char *share;        /* the account's windows: "file:/path", "redis://host:port/db", "host"; NULL: the client's own */
+  int clients;              /* clients sharing the account, for the fallback while the store is away; 0: from the store */
   uint64_t seed;            /* 0: seed from the clock */
 } mk_config;
 
@@ -110,7 +112,7 @@ typedef struct mk_engine {
   int retries;
   size_t max_body;
   long long max_download;
-  mk_rate submit_rate, poll_rate;
+  mk_grants grants;          /* rate windows: the client's own, or the account's in a store */
   mk_heap timers;
   mk_op **slots;
   uint32_t nslots, cap_slots;
@@ -123,12 +125,14 @@ typedef struct mk_engine {
   int in_flight, max_in_flight;
   uint64_t rng;
   unsigned long long requests, polls_sent, creates_sent;
+  unsigned long long rate_limited; /* answers 429 (HTTP or body code) */
   unsigned long long wakeups;  /* returns from poll(): shows there is no busy loop */
   struct pollfd *pfds;         /* the sockets libcurl wants watched, and for what */
   size_t npfds, cap_pfds;
   struct pollfd *ready;        /* scratch: the sockets one poll found ready */
   size_t nready_cap;
   double curl_due;             /* when libcurl's own timer runs out; -1: none */
+  double store_due;            /* when the rate store next needs a look; -1: none */
 } mk_engine;
 
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen);
@@ -166,7 +170,9 @@ void mk_engine_unpop_done(mk_engine *e, mk_op *op);
 /* Seconds until the engine next needs to run (0: now), or -1 when idle. */
 double mk_engine_next_wakeup(mk_engine *e);
 /* The sockets to watch (fd and POLLIN/POLLOUT), for a host's own event loop. */
-const struct pollfd *mk_engine_sockets(const mk_engine *e, size_t *n);
+const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n);
+/* Start what may start now: after the Lua layer answered the store's questions. */
+void mk_engine_pump(mk_engine *e);
 /* Ops not yet released. */
 uint32_t mk_engine_live(const mk_engine *e);
 

@@ -479,6 +479,19 @@ local function mock_tasks(self, ctx)
   return answer(200, json.encode(json.array(list)))
 end
 
+-- What the rate limits saw (--limits): every arrival's time per key, admitted or refused.
+local function mock_limits(self)
+  if not self.limits then return answer(200, '{"enabled":false}') end
+  local out = { enabled = true }
+  for name, l in pairs(self.limits) do
+    local r = l:report()
+    local keys = {}
+    for i, k in ipairs(r.keys) do keys[i] = { admitted = json.array(k.admitted), refused = json.array(k.refused) } end
+    out[name] = { limit = r.limit, window = r.window, keys = json.array(keys) }
+  end
+  return answer(200, json.encode(out))
+end
+
 local function mock_reset(self)
   self:reset()
   if self.on_reset then self.on_reset() end
@@ -509,6 +522,7 @@ local ROUTES = {
   ["/__mock/stats"] = { name = "mock_stats", method = "GET", fn = mock_stats },
   ["/__mock/tasks"] = { name = "mock_tasks", method = "GET", fn = mock_tasks },
   ["/__mock/reset"] = { name = "mock_reset", method = "POST", fn = mock_reset },
+  ["/__mock/limits"] = { name = "mock_limits", method = "GET", fn = mock_limits },
   ["/__mock/credits"] = { name = "mock_credits", method = "POST", fn = mock_credits },
 }
 local FILE_ROUTE = { name = "file", method = "GET", counter = "files", fn = file }
