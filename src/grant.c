@@ -87,6 +87,11 @@ static void come_back(mk_grants *g, double now) {
 int mk_grants_collect(mk_grants *g, double now) {
   int l, any = 0;
   if (!g->store) return 0;
+  if (g->store->lost) { /* it may return without what it knew: count it away from now */
+    g->store->lost = 0;
+    go_away(g, g->store->lost_why, now);
+    any = 1;
+  }
   for (l = 0; l < MK_LANES; l++) {
     mk_store_answer *ans = &g->store->answer[l];
     mk_grant *a = &g->lane[l];
@@ -100,6 +105,8 @@ int mk_grants_collect(mk_grants *g, double now) {
       go_away(g, ans->why, now);
       continue;
     }
+    /* grants from before are unknown: as after an outage (these grants wait for local tokens) */
+    if (ans->reset && !g->away) go_away(g, ans->why, now);
     if (g->away) come_back(g, now);
     if (ans->peers > 0) g->peers = ans->peers;
     a->banked += ans->granted;

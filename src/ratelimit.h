@@ -52,6 +52,7 @@ typedef struct mk_store_answer {
   double retry_in;  /* fewer than asked: seconds until asking again is worthwhile */
   int peers;        /* clients of the account the store saw lately (0: unknown) */
   int away;         /* the store could not answer; `why` says why */
+  int reset;        /* the store lost its windows (restarted, flushed): its last window is unknown */
   char why[200];
 } mk_store_answer;
 
@@ -81,6 +82,10 @@ struct mk_store {
   /* questions only the caller of mk_engine_run can answer (the Lua layer,
    * for an OpenResty shared dict): the engine returns to it while any is open */
   int host_questions;
+  /* the store's connection broke with no question out: the store may come
+   * back without the grants it gave out; set by the store, read by grant.c */
+  int lost;
+  char lost_why[200];
   struct { int want, limit; double per; } question[MK_LANES]; /* the host store's open questions */
 };
 

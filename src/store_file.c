@@ -10,11 +10,13 @@
  * seconds (a stopped process), the store counts as away.
  *
  * Layout (host byte order; the file is for this host only):
- *   head     magic "modkie1\n", u32 windows, u32 0, u64 bytes in use, peers[MAX_PEERS]
+ *   head     magic "modkie1\n", u32 windows, u32 0, u64 bytes in use, u64 epoch, peers[MAX_PEERS]
  *   windows  { account[16], u32 lane, u32 cap, u32 head, u32 used } + double times[cap]
  * A window's times are a ring of its last `cap` grants in CLOCK_MONOTONIC
  * seconds, the clock every process of the host shares. A time ahead of now
- * (left from before a reboot) counts as long past. The file is created with
+ * (left from before a reboot) counts as long past. The epoch is drawn each
+ * time the file is started (afresh): a client that sees it change knows the
+ * grants it saw before are gone, as after an outage. The file is created with
  * mode 0600; a file that is not empty and not in this layout is never written. */
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #include <errno.h>
@@ -45,6 +47,7 @@ typedef struct file_head {
   char magic[8];
   uint32_t windows, zero;
   uint64_t used;
+  uint64_t epoch;
   file_peer peers[MAX_PEERS];
 } file_head;
 
@@ -62,6 +65,7 @@ typedef struct file_store {
   size_t mapped;
   size_t where[MK_LANES];    /* each lane's window in the file, 0: look it up */
   double busy_since;         /* -1: the lock was free last time */
+  uint64_t epoch;            /* the file's epoch when last answered from, 0 before */
 } file_store;
 
 static double monotonic(void) {
@@ -120,6 +124,8 @@ static int start_afresh(file_store *f) {
   memset(h, 0, sizeof *h);
   memcpy(h->magic, MAGIC, sizeof h->magic);
   h->used = sizeof *h;
+  h->epoch = f->base.client ^ (uint64_t)(monotonic() * 1e9);
+  if (!h->epoch) h->epoch = 1;
   memset(f->where, 0, sizeof f->where);
   return 0;
 }
@@ -272,6 +278,11 @@ static void answer_locked(file_store *f, mk_lane lane, int want, int limit, doub
   now = monotonic(); /* read under the lock: grants are stamped in the order they are given */
   grant(w, want, limit, per, now, a);
   a->peers = count_peers(f, now);
+  if (f->epoch && f->epoch != ((file_head *)f->map)->epoch) {
+    a->reset = 1;
+    snprintf(a->why, sizeof a->why, "file:%.120s: started afresh (emptied or damaged): its windows were lost", f->path);
+  }
+  f->epoch = ((file_head *)f->map)->epoch;
 }
 
 static void file_ask(mk_store *s, mk_lane lane, int want, int limit, double per, double now) {

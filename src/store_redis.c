@@ -35,9 +35,11 @@
 #define DEFAULT_PORT 6379
 
 /* KEYS[1] the lane's grant times, newest first; KEYS[2] the account's
- * clients (a sorted set by when each last asked). ARGV: limit, window in
- * seconds, grants wanted, this client's id. Returns {granted, microseconds
- * until asking again is worthwhile, clients seen in the last minute}. */
+ * clients (a sorted set by when each last asked); KEYS[3] the account's
+ * epoch, made afresh when missing: a new one means Redis lost what it knew
+ * (a restart, a flush, an eviction). ARGV: limit, window in seconds, grants
+ * wanted, this client's id. Returns {granted, microseconds until asking
+ * again is worthwhile, clients seen in the last minute, epoch}. */
 static const char GRANT_SCRIPT[] =
   "if redis.replicate_commands then redis.replicate_commands() end\n"
   "local t = redis.call('TIME')\n"
@@ -65,7 +67,10 @@ static const char GRANT_SCRIPT[] =
   "redis.call('ZADD', KEYS[2], now, ARGV[4])\n"
   "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60)\n"
   "redis.call('PEXPIRE', KEYS[2], 120000)\n"
-  "return { granted, math.ceil(wait * 1000000), redis.call('ZCARD', KEYS[2]) }\n";
+  "local epoch = redis.call('GET', KEYS[3])\n"
+  "if not epoch then epoch = ARGV[4] .. '@' .. t[1] .. '.' .. t[2] end\n"
+  "redis.call('SET', KEYS[3], epoch, 'PX', 86400000)\n"
+  "return { granted, math.ceil(wait * 1000000), redis.call('ZCARD', KEYS[2]), epoch }\n";
 
 typedef struct redis_store redis_store;
 
@@ -90,7 +95,8 @@ struct redis_store {
   double connect_started;
   char why[160];           /* what went wrong last */
   char sha[41];
-  char keys[MK_LANES][64], clients_key[64], client[17];
+  char keys[MK_LANES][64], clients_key[64], epoch_key[64], client[17];
+  char epoch[64];          /* the epoch of the last answer, "" before the first */
   question q[MK_LANES];
 };
 
@@ -144,8 +150,9 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata) {
     answer_away(s, q, s->why);
     return;
   }
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
-      reply->element[1]->type != REDIS_REPLY_INTEGER || reply->element[2]->type != REDIS_REPLY_INTEGER) {
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
+      reply->element[1]->type != REDIS_REPLY_INTEGER || reply->element[2]->type != REDIS_REPLY_INTEGER ||
+      reply->element[3]->type != REDIS_REPLY_STRING) {
     note(s, "the grant script answered something else", NULL);
     answer_away(s, q, s->why);
     return;
@@ -155,6 +162,14 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata) {
                : reply->element[0]->integer > q->want ? q->want : (int)reply->element[0]->integer;
   a->retry_in = (double)reply->element[1]->integer / 1e6;
   a->peers = reply->element[2]->integer > 1000000 ? 1000000 : (int)reply->element[2]->integer;
+  if (strncmp(s->epoch, reply->element[3]->str, sizeof s->epoch - 1) != 0) {
+    if (s->epoch[0]) {
+      a->reset = 1;
+      note(s, "lost the account's windows (restarted or flushed)", NULL);
+      snprintf(a->why, sizeof a->why, "%s", s->why);
+    }
+    snprintf(s->epoch, sizeof s->epoch, "%s", reply->element[3]->str);
+  }
   a->ready = 1;
   q->since = -1;
 }
@@ -175,8 +190,13 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   else note(s, "cannot connect", ac->errstr);
 }
 
+/* A connection that broke: Redis may come back without the grants it gave out. */
 static void on_disconnect(const redisAsyncContext *ac, int status) {
-  if (status != REDIS_OK) note(ac->data, "connection lost", ac->errstr);
+  redis_store *s = ac->data;
+  if (status == REDIS_OK) return;
+  note(s, "connection lost", ac->errstr);
+  snprintf(s->base.lost_why, sizeof s->base.lost_why, "%s", s->why);
+  s->base.lost = 1;
 }
 
 static int resolve(redis_store *s) {
@@ -244,10 +264,10 @@ static int send_question(redis_store *s, question *q, int load) {
   snprintf(limit, sizeof limit, "%d", q->limit);
   snprintf(want, sizeof want, "%d", q->want);
   if (load)
-    return redisAsyncCommand(s->ac, on_reply, q, "EVAL %s 2 %s %s %s %s %s %s", GRANT_SCRIPT, lane_key, s->clients_key,
-                             limit, q->per, want, s->client) == REDIS_OK ? 0 : -1;
-  return redisAsyncCommand(s->ac, on_reply, q, "EVALSHA %s 2 %s %s %s %s %s %s", s->sha, lane_key, s->clients_key,
-                           limit, q->per, want, s->client) == REDIS_OK ? 0 : -1;
+    return redisAsyncCommand(s->ac, on_reply, q, "EVAL %s 3 %s %s %s %s %s %s %s", GRANT_SCRIPT, lane_key,
+                             s->clients_key, s->epoch_key, limit, q->per, want, s->client) == REDIS_OK ? 0 : -1;
+  return redisAsyncCommand(s->ac, on_reply, q, "EVALSHA %s 3 %s %s %s %s %s %s %s", s->sha, lane_key, s->clients_key,
+                           s->epoch_key, limit, q->per, want, s->client) == REDIS_OK ? 0 : -1;
 }
 
 static void make_keys(redis_store *s) {
@@ -257,6 +277,7 @@ static void make_keys(redis_store *s) {
   /* {…}: one hash slot per account on a Redis Cluster */
   for (i = 0; i < MK_LANES; i++) snprintf(s->keys[i], sizeof s->keys[i], "modkie:{%s}:%s", hex, LANE_NAMES[i]);
   snprintf(s->clients_key, sizeof s->clients_key, "modkie:{%s}:clients", hex);
+  snprintf(s->epoch_key, sizeof s->epoch_key, "modkie:{%s}:epoch", hex);
   snprintf(s->client, sizeof s->client, "%016llx", (unsigned long long)s->base.client);
 }
 
