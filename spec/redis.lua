@@ -30,8 +30,9 @@ function redis.start()
   function r.url(db) return ("redis://127.0.0.1:%d/%d"):format(r.port, db or 0) end
   function r.start()
     os.remove(pidfile)
-    assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --daemonize yes "
-      .. "--pidfile %s --logfile %s/redis.log --dir %s"):format(r.port, pidfile, dir, dir)), "redis-server did not start")
+    local cmd = ("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --daemonize yes "
+      .. "--pidfile %s --logfile %s/redis.log --dir %s"):format(r.port, pidfile, dir, dir)
+    assert(os.execute(cmd), "redis-server did not start")
     assert(answers(r.port, 10), "redis-server does not answer: " .. tostring(helper.read_file(dir .. "/redis.log")))
   end
   local function signal(sig)

@@ -902,8 +902,12 @@ static int init_grants(mk_engine *e, const mk_config *cfg, char *err, size_t err
   limit[MK_LANE_POLL] = cfg->poll_limit;
   per[MK_LANE_POLL] = cfg->poll_per;
   if (cfg->share && cfg->share[0]) {
-    store = mk_store_open(cfg->share, err, errlen);
-    if (!store) return -1;
+    char why[200];
+    store = mk_store_open(cfg->share, why, sizeof why);
+    if (!store) {
+      snprintf(err, errlen, "rate.shared: %s", why);
+      return -1;
+    }
     mk_account_id(e->origin, cfg->api_key ? cfg->api_key : "", store->account);
     store->client = (uint64_t)(mk_random(e) * 9007199254740992.0) ^ ((uint64_t)getpid() << 32);
   }

@@ -140,7 +140,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata) {
   mk_store_answer *a = &s->base.answer[q->lane];
   if (q->since < 0) return; /* given up on already */
   if (!reply) {
-    if (ac->err) note(s, "connection lost", ac->errstr);
+    if (ac->err && !s->why[0]) note(s, "connection lost", ac->errstr);
     answer_away(s, q, s->why[0] ? s->why : "redis: no answer");
     return;
   }
@@ -390,7 +390,7 @@ mk_store *mk_store_redis_new(const char *url, char *err, size_t errlen) {
   }
   if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
       curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !host[0]) {
-    snprintf(err, errlen, "redis: not a redis://host:port/db URL");
+    snprintf(err, errlen, "redis: not a redis://[[user]:password@]host[:port][/db] URL");
     goto done;
   }
   if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port) portn = strtol(port, &end, 10);
