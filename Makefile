@@ -41,8 +41,9 @@ $(HOST): examples/host/main.c
 deps:
 	@tools/deps build
 
+# browser: headless Chromium for the review page's spec (#browser)
 test-deps:
-	@tools/deps test
+	@tools/deps test browser
 
 $(CORE): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
@@ -50,6 +51,8 @@ $(CORE): $(SRC) $(HDR)
 
 # MODKIE_TEST_LUA: the Lua the specs start bin/modkie (emulator, CLI) with.
 # The OpenResty specs need nginx's Lua module and the LuaJIT build: test-openresty.
+# The #browser spec (the review page in headless Chromium) runs here, once:
+# not on the other Luas, nor under the sanitizers (Chromium would inherit them).
 EXCLUDE_TAGS ?= openresty
 test: test-deps $(CORE) $(HOST)
 	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --exclude-tags=$(EXCLUDE_TAGS) $(BUSTED_ARGS) $(SPECS)
@@ -63,9 +66,9 @@ test-openresty: test-deps $(CORE)
 # The suite on every Lua: 5.1, 5.2, 5.3, 5.4 and LuaJIT (OpenResty's fork, the
 # one Debian's nginx Lua module runs), each with the C core built for it. The
 # long-running specs (#slow: the 500-job fault rounds, the SIGKILL batches)
-# run on 5.4; the other Luas run everything else. The #shared specs (several
-# processes on one account: they wait on its rate windows) run on 5.4 beside
-# the other Luas.
+# and the #browser spec run on 5.4; the other Luas run everything else. The
+# #shared specs (several processes on one account: they wait on its rate
+# windows) run on 5.4 beside the other Luas.
 test-all: test-deps
 	@tools/deps luas
 	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4 EXCLUDE_TAGS=openresty,shared
@@ -118,7 +121,7 @@ asan: test-deps $(NODLCLOSE)
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" LD_PRELOAD="$(ASAN_RT) $(CURDIR)/$(NODLCLOSE)" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS) $(BUSTED_ARGS) $(SPECS)
+	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(SPECS)
 
 # The spec suite's C paths under valgrind memcheck: no invalid access, no
 # definite leak. The emulator processes the specs start are not traced.
@@ -126,7 +129,7 @@ valgrind: test-deps $(CORE) $(NODLCLOSE)
 	@tools/deps check
 	LD_PRELOAD=$(CURDIR)/$(NODLCLOSE) valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --trace-children=no \
-	  $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS) $(BUSTED_ARGS) $(VALGRIND_SPECS)
+	  $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
 -include fuzz/fuzz.mk
 -include bench/bench.mk

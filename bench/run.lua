@@ -7,7 +7,8 @@
 --   BENCH_ROUNDS=5 make bench       rounds of the exchange matrix (median kept; default 3)
 --   BENCH_QUICK=1 make bench        small sizes, one round: a smoke run, minutes -> seconds
 --   BENCH_QUIET_WAIT=300 make bench wait up to 300 s for a 1-minute load average under 0.5 first
---   BENCH_RESULTS=path              where the note goes (default bench/RESULTS.md)
+--   BENCH_RESULTS=path              where the note goes (default bench/RESULTS.md); the SVG plots
+--                                   (bench/plot.lua) go into the same folder
 --
 -- Exchange level: a private nginx (worker_processes 1) answers fixed
 -- createTask / recordInfo JSON over HTTP/1.1 and over HTTPS + HTTP/2; each
@@ -18,6 +19,8 @@
 -- Then the older benches (jobs.lua, frame.lua, batch.lua), verbatim.
 -- A benchmark prints numbers: this never fails on them.
 local socket = require "socket"
+package.path = "bench/?.lua;" .. package.path
+local plot = require "plot"
 
 local QUICK = os.getenv("BENCH_QUICK") ~= nil and os.getenv("BENCH_QUICK") ~= ""
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or (QUICK and 1 or 3)
@@ -772,6 +775,59 @@ local function targets_section()
   end
 end
 
+-- ---------------------------------------------------------------- plots
+
+local PLOT_DIR = OUT:match("^(.*)/[^/]*$") or "."
+local SHORT = { c = "raw C (epoll)", cpoll = "raw C (multi_poll)", m54 = "modkie 5.4", mjit = "modkie LuaJIT",
+  lh = "lua-http", ls = "socket.http" }
+
+--- The delay samples (seconds) of the job-level runs, one per schedule, named
+-- as in the tables: what plot.cdf takes (any set of named samples will do).
+local function delay_samples()
+  local samples = {}
+  for _, s in ipairs(SCHEDULES) do
+    local values = {}
+    for _, j in ipairs(jobs[s.key] or {}) do values[#values + 1] = j.delay end
+    if #values > 0 then samples[#samples + 1] = { name = s.name:gsub("`", ""), values = values } end
+  end
+  return samples
+end
+
+-- Writes the SVGs beside the note; returns their names, for the note's links.
+local function write_plots()
+  local names = { cpu = "cpu-per-exchange.svg", cdf = "notice-delay-cdf.svg", polls = "polls-per-job.svg" }
+  local groups, series, seen = {}, {}, {}
+  for _, proto in ipairs(PROTOCOLS) do
+    for _, c in ipairs(CS) do
+      local g = { label = ("%s, C = %d"):format(proto.key == "h1" and "HTTP/1.1" or "HTTP/2", c), values = {} }
+      for _, ct in ipairs(CONTENDERS) do
+        local sm = summary(exch[proto.key][c][ct.key])
+        local name = SHORT[ct.key] or ct.name
+        if sm then
+          g.values[name] = sm.cpu
+          if not seen[name] then seen[name] = true series[#series + 1] = name end
+        end
+      end
+      groups[#groups + 1] = g
+    end
+  end
+  plot.write(PLOT_DIR .. "/" .. names.cpu, plot.bars{ title = "Client CPU per exchange (lower is better)",
+    subtitle = "µs of user + system time per createTask or recordInfo exchange, median of the rounds; "
+      .. "socket.http is sequential (C = 1 only)", unit = "CPU µs per exchange", groups = groups, series = series })
+  plot.write(PLOT_DIR .. "/" .. names.cdf, plot.cdf{
+    title = "Notice delay: from a job's end on the server to await returning",
+    subtitle = ("%d jobs of 30–300 s per schedule, all in flight at once (job-level run, scaled to real time)")
+      :format(#MODELS * PER_MODEL), xlabel = "seconds", samples = delay_samples() })
+  local bars = {}
+  for _, sch in ipairs(SCHEDULES) do
+    local list = jobs[sch.key] or {}
+    if #list > 0 then bars[#bars + 1] = { name = sch.name:gsub("`", ""), value = job_figures(list).polls } end
+  end
+  plot.write(PLOT_DIR .. "/" .. names.polls, plot.hbars{ title = "recordInfo polls per job (mean)",
+    subtitle = "the same jobs, one schedule per client", unit = "polls per job", bars = bars })
+  return names
+end
+
 -- ---------------------------------------------------------------- run everything
 
 exchange_level()
@@ -779,6 +835,8 @@ job_level()
 scale_level()
 legacy_benches()
 local load_end = read_file("/proc/loadavg"):match("^(%S+ %S+ %S+)")
+local plots = write_plots()
+progress("wrote the plots: " .. plots.cpu .. ", " .. plots.cdf .. ", " .. plots.polls)
 
 say("# modkie benchmarks")
 say()
@@ -815,6 +873,8 @@ say("W exchanges with C in flight against one nginx worker on loopback: even one
   .. "and a million requests per connection.")
 say()
 exchange_tables()
+say(("![CPU per exchange, per contender and C](%s)"):format(plots.cpu))
+say()
 say("### What a job's own connection costs")
 say()
 say("A job's `createTask` is not sent on a reused connection: modkie gives each its own connection "
@@ -844,6 +904,10 @@ say(("The emulator, %d jobs (%d per model) of %s, durations uniform in each mode
   end)(), ", "), ARRIVALS, 1 / FACTOR, FACTOR, FACTOR))
 say()
 job_tables()
+say(("![Notice delay, CDF per schedule](%s)"):format(plots.cdf))
+say()
+say(("![Polls per job, per schedule](%s)"):format(plots.polls))
+say()
 say("## Scale")
 say()
 say("One client, jobs submitted at once (rate limits off) to the emulator, whose jobs do not end while we "

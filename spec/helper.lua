@@ -42,6 +42,16 @@ function helper.mock(args)
     return status, ok and decoded or text
   end
   function m.stats() local _, body = m.request("GET", "/__mock/stats"); return body end
+  --- Make the emulator answer requests to `path` (for recordInfo: of task
+  -- `task_id`) with `answers` verbatim, in order, the last one repeated:
+  -- each a body string, or { status =, body =, headers = }.
+  function m.replay(path, task_id, answers)
+    local list = {}
+    for i, a in ipairs(answers) do list[i] = type(a) == "string" and { body = a } or a end
+    local status, body = m.request("POST", "/__mock/replay",
+      cjson.encode({ path = path, taskId = task_id, answers = list }))
+    assert(status == 200, "replay refused: " .. tostring(type(body) == "table" and body.error or body))
+  end
   function m.stop()
     if m.stopped then return end
     m.stopped = true

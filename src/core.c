@@ -6,10 +6,12 @@
  * machine needs are read out, and job.c decides what happens next. Lua code
  * runs only here, after libcurl has returned: never from inside libcurl. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -116,6 +118,7 @@ static int l_new(lua_State *L) {
   cfg.max_download = (long long)opt_number(L, 1, "max_download", 0, 0, 1e15);
   cfg.max_connections = (int)opt_number(L, 1, "max_connections", 16, 1, 10000);
   cfg.seed = (uint64_t)opt_number(L, 1, "seed", 0, 0, 9007199254740992.0);
+  cfg.record_grace = opt_number(L, 1, "record_grace", 60, 0, 1e6);
   if (cfg.max_connections < 1) cfg.max_connections = 1;
   opt_rate(L, 1, "submit_rate", &cfg.submit_limit, &cfg.submit_per);
   opt_rate(L, 1, "poll_rate", &cfg.poll_limit, &cfg.poll_per);
@@ -155,12 +158,23 @@ static mk_op *check_op(lua_State *L, engine_ud *u, int i) {
   return mk_engine_lookup(u->e, (uint64_t)h);
 }
 
-/* engine:submit(json_body, deadline_seconds) -> handle */
+/* engine:submit(json_body, deadline_seconds, hold) -> handle; with hold the
+ * createTask waits at the door (a "ready" event) for engine:send(handle) */
 static int l_submit(lua_State *L) {
   engine_ud *u = check_ud(L);
   size_t len;
   const char *body = luaL_checklstring(L, 2, &len);
-  return push_handle(L, mk_engine_submit(u->e, body, len, luaL_optnumber(L, 3, 0)));
+  mk_op *op = mk_engine_submit(u->e, body, len, luaL_optnumber(L, 3, 0));
+  if (op && lua_toboolean(L, 4)) mk_engine_hold(op);
+  return push_handle(L, op);
+}
+
+/* engine:send(handle) -> true when a createTask held at the door went out */
+static int l_send(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_op *op = check_op(L, u, 2);
+  lua_pushboolean(L, op != NULL && mk_engine_send(u->e, op) == 0);
+  return 1;
 }
 
 /* engine:adopt(task_id, deadline_seconds) -> handle */
@@ -257,6 +271,7 @@ static void set_error(lua_State *L, const mk_verdict *v, const mk_op *op) {
 static void emit_error(events *ev, mk_op *op, const char *type, const mk_verdict *v) {
   begin(ev, op, type);
   set_string(ev->L, "state", mk_state_name(MK_ERROR));
+  if (op->type == MK_OP_JOB) set_integer(ev->L, "polls", op->polls);
   set_error(ev->L, v, op);
   emit(ev);
 }
@@ -277,6 +292,7 @@ static int decode_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   const mk_result *res = &op->result;
   memset(r, 0, sizeof *r);
   r->res = res;
+  r->progress = -1;
   lua_pushnil(L);
   lua_pushnil(L);
   if (op->type == MK_OP_DOWNLOAD || res->body_len == 0) return 0;
@@ -319,6 +335,12 @@ static int decode_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   lua_pop(L, 1);
   lua_getfield(L, -1, "state");
   if (lua_type(L, -1) == LUA_TSTRING) r->state = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "progress");
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number p = lua_tonumber(L, -1);
+    if (p >= 0 && p <= 100) r->progress = p; /* NaN fails both */
+  }
   lua_pop(L, 1);
   return 0;
 }
@@ -433,17 +455,23 @@ static int on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
       set_string(L, "state", mk_state_name(v.state));
       set_string(L, "server_state", r.state);
       set_integer(L, "polls", op->polls);
-      lua_pushvalue(L, top + 2);
-      lua_setfield(L, -2, "record");
+      lua_pushvalue(L, top + 1); /* the whole answer: Lua reads it as a callback body is read */
+      lua_setfield(L, -2, "answer");
       emit(ev);
       mk_engine_release(u->e, op);
     } else {
-      if (strncmp(op->server_state, r.state, sizeof op->server_state - 1) != 0 || op->state != v.state) {
+      /* a poll that changes neither state nor progress never reaches Lua
+       * (no state: a record not shown yet, "recordInfo is null") */
+      if (r.state && (strncmp(op->server_state, r.state, sizeof op->server_state - 1) != 0 ||
+                      op->state != v.state || op->progress != r.progress)) {
         snprintf(op->server_state, sizeof op->server_state, "%s", r.state);
         op->state = v.state;
+        op->progress = r.progress;
         begin(ev, op, "state");
         set_string(L, "state", mk_state_name(v.state));
         set_string(L, "server_state", r.state);
+        lua_pushvalue(L, top + 2);
+        lua_setfield(L, -2, "record");
         emit(ev);
       }
       schedule(L, u, op, next_interval(L, u, op, ev));
@@ -548,6 +576,9 @@ static int l_step(lua_State *L) {
       begin(&ev, op, "timer");
       emit(&ev);
       mk_engine_release(u->e, op);
+    } else if (op->done_why == MK_DONE_READY) {
+      begin(&ev, op, "ready");
+      emit(&ev);
     } else if (op->done_why == MK_DONE_DEADLINE) {
       on_deadline(L, u, op, &ev);
     } else if (op->type == MK_OP_JOB) {
@@ -613,6 +644,7 @@ static int l_stats(lua_State *L) {
   set_integer(L, "in_flight", (lua_Integer)e->in_flight);
   set_integer(L, "waiting_submit", (lua_Integer)e->wait_submit.len);
   set_integer(L, "waiting_poll", (lua_Integer)e->wait_poll.len);
+  set_integer(L, "held", (lua_Integer)e->held);
   set_integer(L, "timers", (lua_Integer)e->timers.len);
   set_integer(L, "requests", (lua_Integer)e->requests);
   set_integer(L, "creates", (lua_Integer)e->creates_sent);
@@ -720,6 +752,15 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* core.time() -> Unix seconds with their fraction (the wall clock: the
+   journal's times, compared with the gateway's completeTime) */
+static int l_time(lua_State *L) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return luaL_error(L, "clock_gettime: %s", strerror(errno));
+  lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 /* core.mkdir(path) -> true | nil, message  (an existing directory is fine) */
 static int l_mkdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -791,6 +832,20 @@ static int l_fsync_dir(lua_State *L) {
   return 1;
 }
 
+/* core.realpath(path) -> the absolute path with no symlink, "." or ".." |
+   nil, message: where the review page's relative links start and end */
+static int l_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char buf[PATH_MAX];
+  if (realpath(path, buf) == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushstring(L, buf);
+  return 1;
+}
+
 /* core.isatty(file) -> boolean */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty(fileno(check_file(L, 1))));
@@ -799,7 +854,7 @@ static int l_isatty(lua_State *L) {
 
 static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
-  {"timer", l_timer}, {"cancel", l_cancel}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
+  {"timer", l_timer}, {"cancel", l_cancel}, {"send", l_send}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
   {"stats", l_stats}, {"close", l_close}, {"closed", l_closed},
   {"questions", l_questions}, {"answer", l_answer}, {NULL, NULL}
 };
@@ -809,9 +864,9 @@ static const luaL_Reg engine_meta[] = {
 };
 
 static const luaL_Reg functions[] = {
-  {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"mkdir", l_mkdir},
+  {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"time", l_time}, {"mkdir", l_mkdir},
   {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty},
-  {"lock", l_lock}, {"fsync_dir", l_fsync_dir},
+  {"lock", l_lock}, {"fsync_dir", l_fsync_dir}, {"realpath", l_realpath},
   {"hmac_sha256", mk_l_hmac_sha256}, {"equal", mk_l_equal}, {NULL, NULL}
 };
 

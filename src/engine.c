@@ -394,15 +394,24 @@ static mk_op *next_poll(mk_engine *e) {
   return e->wait_poll.head;
 }
 
+/* Start a waiting exchange. A held createTask stops at the door with its
+ * grant and slot instead, as a "ready" event. */
 static void start_next(mk_engine *e, mk_op *op) {
   queue_remove(op);
-  start(e, op);
+  if (op->hold) {
+    op->hold = 0; /* only the first attempt: a retry is sent as it comes */
+    op->held = 1;
+    e->held++;
+    push_done(e, op, MK_DONE_READY);
+  } else {
+    start(e, op);
+  }
 }
 
 /* Start waiting exchanges while rate grants and in-flight room allow:
  * creates first, in the order they were submitted, then polls, then the rest. */
 static void pump(mk_engine *e, double now) {
-  int room = e->max_in_flight - e->in_flight, creates, polls;
+  int room = e->max_in_flight - e->in_flight - e->held, creates, polls;
   if (room <= 0) return;
   creates = mk_grants_take(&e->grants, MK_LANE_CREATE, e->wait_submit.len < room ? e->wait_submit.len : room, now);
   room -= creates;
@@ -410,7 +419,7 @@ static void pump(mk_engine *e, double now) {
   mk_grants_settle(&e->grants); /* a grant is spent now or never */
   while (creates-- > 0 && e->wait_submit.head) start_next(e, e->wait_submit.head);
   while (polls-- > 0 && e->wait_poll.head) start_next(e, next_poll(e));
-  while (e->in_flight < e->max_in_flight && e->wait_slot.head) start_next(e, e->wait_slot.head);
+  while (e->in_flight + e->held < e->max_in_flight && e->wait_slot.head) start_next(e, e->wait_slot.head);
 }
 
 void mk_engine_pump(mk_engine *e) {
@@ -425,7 +434,25 @@ static void store_tick(mk_engine *e, double now) {
   e->store_due = t < 0 ? -1 : now + t;
 }
 
+int mk_engine_hold(mk_op *op) {
+  if (op->type != MK_OP_JOB || op->state != MK_SUBMITTING || !op->queue || op->xfer) return -1;
+  op->hold = 1;
+  return 0;
+}
+
+int mk_engine_send(mk_engine *e, mk_op *op) {
+  if (!op->held || op->on_done) return -1;
+  op->held = 0;
+  e->held--;
+  start(e, op);
+  return 0;
+}
+
 static void stop(mk_engine *e, mk_op *op) {
+  if (op->held) { /* its slot is free again */
+    op->held = 0;
+    e->held--;
+  }
   mk_heap_remove(&e->timers, &op->timer);
   mk_heap_remove(&e->timers, &op->deadline);
   queue_remove(op);
@@ -444,6 +471,7 @@ static void fire(mk_engine *e, mk_timer *t) {
       op->expired = 1; /* let createTask answer: the task id must not be lost */
       return;
     }
+    if (op->on_done && op->done_why == MK_DONE_READY) remove_done(e, op); /* it never left: the deadline is the news */
     stop(e, op);
     push_done(e, op, MK_DONE_DEADLINE);
   } else if (op->type == MK_OP_TIMER) {
@@ -629,7 +657,7 @@ static double idle_for(mk_engine *e, double now, double cap) {
   if (t && t->due - now < wait) wait = t->due - now;
   if (e->curl_due >= 0 && e->curl_due - now < wait) wait = e->curl_due - now;
   if (e->store_due >= 0 && e->store_due - now < wait) wait = e->store_due - now;
-  if (e->in_flight < e->max_in_flight) {
+  if (e->in_flight + e->held < e->max_in_flight) {
     double w;
     if (e->wait_submit.head && (w = mk_grants_wait(&e->grants, MK_LANE_CREATE, now)) < wait) wait = w;
     if (e->wait_poll.head && (w = mk_grants_wait(&e->grants, MK_LANE_POLL, now)) < wait) wait = w;
@@ -730,6 +758,7 @@ static mk_op *op_new(mk_engine *e, mk_op_type type) {
   op->timer.kind = TIMER_POLL;
   op->deadline.kind = TIMER_DEADLINE;
   op->result.retry_after = -1;
+  op->progress = -1;
   op->created = mk_now();
   e->slots[slot] = op;
   return op;
@@ -956,6 +985,7 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   e->timeout_ms = cfg->timeout_ms;
   e->connect_timeout_ms = cfg->connect_timeout_ms;
   e->retries = cfg->retries;
+  e->record_grace = cfg->record_grace;
   e->max_body = cfg->max_body;
   e->max_download = cfg->max_download;
   e->max_in_flight = cfg->max_connections * 4;

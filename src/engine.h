@@ -28,8 +28,9 @@ typedef enum {
   MK_SUCCESS, MK_FAILED, MK_ERROR, MK_CANCELLED
 } mk_job_state;
 
-/* Why an op is on the done list. */
-typedef enum { MK_DONE_XFER = 1, MK_DONE_DEADLINE, MK_DONE_TIMER } mk_done_why;
+/* Why an op is on the done list. READY: a held createTask is at the door
+ * (see mk_engine_hold). */
+typedef enum { MK_DONE_XFER = 1, MK_DONE_DEADLINE, MK_DONE_TIMER, MK_DONE_READY } mk_done_why;
 
 /* What a finished transfer left behind. */
 typedef struct mk_result {
@@ -73,7 +74,10 @@ typedef struct mk_op {
   double accepted;        /* jobs: time the task was accepted (or adopted) */
   int polls;
   int expired;            /* deadline passed while createTask was in flight */
+  int hold;               /* jobs: stop createTask at the door (mk_engine_hold) */
+  int held;               /* at the door: rate token spent, slot kept, waits for mk_engine_send */
   char server_state[32];
+  double progress;        /* jobs: the record's last progress (0-100), -1 when none */
 
   char *path, *tmp_path;  /* downloads */
   int send_auth;
@@ -99,6 +103,7 @@ typedef struct mk_config {
   const char *share;        /* the account's windows: "file:/path", "redis://host:port/db", "host"; NULL: the client's own */
   int clients;              /* clients sharing the account, for the fallback while the store is away; 0: from the store */
   uint64_t seed;            /* 0: seed from the clock */
+  double record_grace;      /* seconds a new task's record may be missing ("recordInfo is null") */
 } mk_config;
 
 typedef struct mk_engine {
@@ -110,6 +115,7 @@ typedef struct mk_engine {
   int has_key;
   long timeout_ms, connect_timeout_ms;
   int retries;
+  double record_grace;
   size_t max_body;
   long long max_download;
   mk_grants grants;          /* rate windows: the client's own, or the account's in a store */
@@ -123,6 +129,7 @@ typedef struct mk_engine {
   mk_xfer *spare;           /* reusable transfers (each keeps its easy handle) */
   mk_xfer *flying;          /* transfers in flight (API and downloads) */
   int in_flight, max_in_flight;
+  int held;                 /* createTasks at the door: each keeps an in-flight slot */
   uint64_t rng;
   unsigned long long requests, polls_sent, creates_sent;
   unsigned long long rate_limited; /* answers 429 (HTTP or body code) */
@@ -147,6 +154,14 @@ mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline);
 mk_op *mk_engine_call(mk_engine *e, int post, const char *path, const char *body, size_t len);
 mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path);
 mk_op *mk_engine_timer(mk_engine *e, double seconds);
+/* Make a job's createTask, still waiting in line, stop at the door: once it
+ * has its rate token and a transfer slot it goes on the done list (READY)
+ * instead of out, and keeps both until mk_engine_send lets it go. The caller
+ * can so record "about to send" durably first, and a createTask that never
+ * left is known never to have left. -1 when the op is not such a job. */
+int mk_engine_hold(mk_op *op);
+/* Send a createTask held at the door. -1 when the op is not held there. */
+int mk_engine_send(mk_engine *e, mk_op *op);
 /* createTask answered with a task id: the job polls recordInfo from now on. */
 int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id);
 

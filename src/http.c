@@ -129,6 +129,7 @@ const char *mk_kind_for_code(long code) {
     case 404: case 410: return "not_found";
     case 400: case 413: case 422: return "validation";
     case 429: return "rate_limit";
+    case 408: case 455: return "server";   /* upstream too slow; maintenance */
     case 501: return "failed";
     default: return code >= 500 ? "server" : "protocol";
   }

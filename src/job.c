@@ -105,7 +105,8 @@ static void retry(mk_engine *e, const mk_op *op, mk_verdict *v, double cap) {
 /* After retries ran out, a transient error still says it is retryable. */
 static void give_up(mk_verdict *v, const problem *p, int retries) {
   size_t n = strlen(v->message);
-  v->retryable = p->retry == RETRY_TRANSIENT || p->safe;
+  /* a job that failed (501) was not charged: it may be submitted again */
+  v->retryable = p->retry == RETRY_TRANSIENT || p->safe || !strcmp(v->kind, "failed");
   if (retries > 0 && v->retryable)
     snprintf(v->message + n, sizeof v->message - n, " (gave up after %d retries)", retries);
 }
@@ -152,9 +153,44 @@ void mk_judge_create(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdic
   snprintf(v->message, sizeof v->message, "createTask: success without data.taskId; a task may have been created");
 }
 
+/* A record that says the task failed is the job's outcome, whatever envelope
+ * carries it: Kie wraps failed records in {"code": 501, "msg": "Playground
+ * task failed."}, and the record's own failCode and failMsg say why. */
+static int failed_record(const mk_reply *r) {
+  return r->res->curl == CURLE_OK && r->json && r->state && mk_classify_state(r->state) == MK_FAILED;
+}
+
+/* {"code": 422, "msg": "recordInfo is null"}: the gateway does not show the
+ * record yet. Right after createTask that is normal (the record appears a
+ * little later); modkie always sends a well-formed task id, so there is no
+ * other validation a poll can fail. */
+static int record_missing(const mk_reply *r) {
+  return r->res->curl == CURLE_OK && !r->has_data &&
+         ((r->has_code && r->code == 422) || r->res->http == 422);
+}
+
 void mk_judge_poll(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict *v) {
   problem p;
   memset(v, 0, sizeof *v);
+  if (failed_record(r)) {
+    v->next = MK_NEXT_DONE;
+    v->state = MK_FAILED;
+    v->kind = "failed";
+    return;
+  }
+  if (record_missing(r)) {
+    double waited = mk_now() - op->accepted;
+    if (waited < e->record_grace) { /* poll again on the job's schedule */
+      v->next = MK_NEXT_POLL;
+      v->state = op->state;
+      return;
+    }
+    fail(v, "not_found", r->res->http, 422);
+    snprintf(v->message, sizeof v->message,
+             "recordInfo: task %.160s not found: the gateway still answered '%.40s' %d s after it was accepted",
+             op->task_id, r->message ? r->message : "code 422", waited < 1e6 ? (int)waited : 1000000);
+    return;
+  }
   if (!find_problem(op, r, v, &p)) {
     mk_job_state s;
     if (!r->has_data || !r->state) {

@@ -20,6 +20,7 @@ typedef struct mk_reply {
   int has_data;         /* envelope "data" present and not null */
   const char *task_id;  /* createTask: data.taskId */
   const char *state;    /* recordInfo: data.state */
+  double progress;      /* recordInfo: data.progress (0-100), -1 when absent */
 } mk_reply;
 
 typedef enum {

@@ -4,13 +4,14 @@
 
 local cjson = require "cjson.safe"
 local core = require "modkie.core"
+local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
 local Job = require "modkie.job"
 local models = require "modkie.models"
 local record = require "modkie.record"
 local schedule = require "modkie.schedule"
 local SharedDict = require "modkie.shared_dict"
-local closest = require("modkie.suggest").closest
+local suggest = require "modkie.suggest"
 local wait = require "modkie.wait"
 
 local Client = {}
@@ -29,22 +30,17 @@ local OPTIONS = {
   max_connections = { number = true }, wait = { ["function"] = true }, log = { ["function"] = true },
   user_agent = { string = true }, ca_file = { string = true },
   max_body = { number = true }, max_download = { number = true },
-  allow_insecure = { boolean = true }, seed = { number = true },
+  allow_insecure = { boolean = true }, seed = { number = true }, record_grace = { number = true },
 }
 local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
-  validate = { boolean = true }, meta = true }
+  validate = { boolean = true }, meta = true, hold = { boolean = true } }
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
-
-local function suggest(name, known)
-  local best = closest(name, known)
-  return best and " (did you mean '" .. best .. "'?)" or ""
-end
 
 --- Raise on unknown option names and wrong types: a typo must not pass silently.
 local function check_options(fname, opts, known)
   for k, v in pairs(opts) do
     if type(k) ~= "string" or not known[k] then
-      local hint = type(k) == "string" and suggest(k, known) or ""
+      local hint = suggest.hint(k, known)
       error(("%s: unknown option '%s'%s"):format(fname, tostring(k), hint), 3)
     end
     if known[k] ~= true and not known[k][type(v)] then
@@ -73,6 +69,7 @@ local NUMBER_RULES = {
   poll_interval = { from(0), "a number of seconds >= 0, or a function" },
   deadline = { above(0), "a number of seconds > 0, or false for none" },
   seed = { whole_within(0, 2 ^ 53), "a whole number from 0 to 2^53" },
+  record_grace = { within(0, 1e6), "a number of seconds from 0 to 1e6" },
 }
 
 local function check_numbers(opts)
@@ -114,7 +111,7 @@ local function rates(rate)
   for k in pairs(rate) do
     if not RATE_KEYS[k] then
       error("modkie.new: unknown option 'rate." .. tostring(k) .. "' (rate takes submit, poll, shared and clients)"
-        .. suggest(tostring(k), RATE_KEYS), 3)
+        .. suggest.hint(tostring(k), RATE_KEYS), 3)
     end
   end
   local submit = rate.submit == nil and { 20, 10 } or check_rate_pair("submit", rate.submit)
@@ -226,7 +223,7 @@ function Client.new(opts)
     retries = opts.retries, max_body = opts.max_body, max_download = opts.max_download,
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
     poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
-    seed = opts.seed, share = share, clients = clients,
+    seed = opts.seed, record_grace = opts.record_grace, share = share, clients = clients,
   })
   return self
 end
@@ -270,7 +267,9 @@ end
 --- Submit a job. Never blocks: createTask goes out on the next step.
 -- @tparam string model e.g. "kling/kling-3-0"
 -- @tparam table input the model's input fields
--- @tparam[opt] table opts `callback_url`, `deadline` (seconds, or false), `validate` (default true), `meta`
+-- @tparam[opt] table opts `callback_url`, `deadline` (seconds, or false), `validate` (default true), `meta`,
+--   `hold` (the createTask stops at the door once it has its rate token and a
+--   connection slot: `job.held` becomes true and it waits for `job:send()`)
 -- @treturn[1] modkie.Job
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation" (with `problems`) or "config"
@@ -290,10 +289,18 @@ function Client:submit(model, input, opts)
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
   end
+  if encoding.invalid(body) then -- raw bytes would make the body invalid JSON
+    local path, b, at = encoding.find_invalid({ input = input, model = model, callback_url = opts.callback_url })
+    local field = path and path:gsub("^input%.", "") or "input"
+    return nil, Error.new("validation", ("%s: byte 0x%02X at offset %d is not UTF-8 (JSON takes only UTF-8 text; "
+      .. "convert it first)"):format(field, b or 0, at or 0), { field = field,
+      problems = { { field = field, message = "is not UTF-8 text" } } })
+  end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
-  local h = self._engine:submit(body, deadline_seconds(deadline))
-  local job = Job.new(self, h, { model = model, input = input, meta = opts.meta, state = "submitting" })
+  local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold)
+  local job = Job.new(self, h, { model = model, input = input, meta = opts.meta, state = "submitting",
+    _hold = opts.hold or nil })
   self._ops[h] = job
   self._active = self._active + 1
   self:_emit("info", "submit", { model = model })
@@ -323,7 +330,7 @@ function Client:job(task_id, opts)
 end
 
 function Client:_finish(p, state, result, err)
-  p.done, p.state, p.result, p.error = true, state, result, err
+  p.done, p.state, p.result, p.error, p.held = true, state, result, err, nil
   if self._ops[p._h] == p then self._ops[p._h] = nil end
   if getmetatable(p) == Job then self._active = self._active - 1 end
   for co in pairs(p.waiters) do self:_ready_push(co) end
@@ -331,9 +338,12 @@ end
 
 function Client:_cancel(job)
   self._engine:cancel(job._h)
-  local msg = job.state == "submitting"
-    and "cancelled while createTask was pending or in flight; a task may still have been created"
-    or "cancelled"
+  local msg = "cancelled"
+  if job._hold and not job._sent then
+    msg = "cancelled before its createTask was sent: no task was created"
+  elseif job.state == "submitting" then
+    msg = "cancelled while createTask was pending or in flight; a task may still have been created"
+  end
   self:_finish(job, "cancelled", nil, Error.new("cancelled", msg, { task_id = job.id }))
   self:_emit("info", "done", { task_id = job.id, model = job.model, state = "cancelled" })
   return true
@@ -360,10 +370,41 @@ function on.accepted(self, job, ev)
   self:_emit("info", "accepted", { task_id = job.id, model = job.model })
 end
 
+-- A held createTask is at the door: it waits for job:send().
+function on.ready(self, job)
+  job.held = true
+  local door = self._door
+  if door then -- wake a batch waiting for its door (Client:_door_signal)
+    self._door = nil
+    door.done = true
+    for co in pairs(door.waiters) do self:_ready_push(co) end
+  end
+  self:_emit("debug", "ready", { model = job.model })
+end
+
+--- Let a createTask held at the door go (see submit's `hold`).
+function Client:_send(job)
+  if not job.held then return false end
+  job.held = nil
+  job._sent = true
+  return self._engine:send(job._h)
+end
+
+--- A pending that is done at the next "ready" event of any job (for
+-- waiters that must record held jobs before they go out: the batch).
+function Client:_door_signal()
+  local door = self._door or { done = false, waiters = {}, client = self }
+  self._door = door
+  return door
+end
+
 function on.state(self, job, ev)
   job.state, job.server_state = ev.state, ev.server_state
-  self:_emit("debug", "state",
-    { task_id = job.id, model = job.model, state = job.state, server_state = ev.server_state })
+  local rec = ev.record
+  job.progress = record.progress(rec)
+  job.updated_at = record.seconds(rec.updateTime) or job.updated_at
+  self:_emit("debug", "state", { task_id = job.id, model = job.model, state = job.state,
+    server_state = ev.server_state, progress = job.progress, updated_at = job.updated_at })
 end
 
 function on.retry(self, p, ev)
@@ -381,21 +422,25 @@ function on.done(self, job, ev)
   job.polls = ev.polls or job.polls
   if ev.server_state then job.server_state = ev.server_state end
   local result, err
-  if ev.state == "success" then
-    result = record.result(ev.record, job)
-    if self._learner and result.created_at and result.completed_at then
+  local state = ev.state
+  if state == "success" or state == "failed" then
+    -- the reader callbacks use too: the same body reads the same either way
+    result, err = record.read(ev.answer, job)
+    local rec = result and result.raw or (err and err.record) or {}
+    job.updated_at = record.seconds(rec.updateTime) or job.updated_at
+    job.progress = record.progress(rec) or (result and job.progress and 100) or job.progress
+    if result and self._learner and result.created_at and result.completed_at then
       self._learner:record(job.model, result.completed_at - result.created_at)
     end
-  elseif ev.state == "failed" then
-    err = record.failure(ev.record, job)
+    if not result and err.kind ~= "failed" then state = "error" end
   else
     local extra = { task_id = job.id }
     if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
     err = error_from(ev.error, extra)
   end
-  self:_finish(job, ev.state, result, err)
+  self:_finish(job, state, result, err)
   self:_emit(err and "warn" or "info", "done", {
-    task_id = job.id, model = job.model, state = ev.state, polls = job.polls,
+    task_id = job.id, model = job.model, state = state, polls = job.polls,
     kind = err and err.kind, message = err and err.message,
   })
 end

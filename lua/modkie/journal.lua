@@ -37,7 +37,7 @@ json.decode_max_depth(32)
 json.encode_max_depth(32)
 
 local function new_state()
-  return { jobs = {}, runs = 0, lines = 0, torn = 0 }
+  return { jobs = {}, runs = 0, lines = 0, torn = 0, run_records = {} }
 end
 
 local function job_of(state, key, rec)
@@ -54,11 +54,11 @@ end
 local APPLY = {
   submit = function(js, rec, line)
     js.submits = js.submits + 1
-    js.fp, js.line = rec.fp, line
-    js.state, js.id, js.done, js.files = "submitting", nil, nil, nil
+    js.fp, js.line, js.submit = rec.fp, line, rec
+    js.state, js.id, js.done, js.files, js.accepted_t = "submitting", nil, nil, nil, nil
   end,
   accepted = function(js, rec)
-    js.id, js.state = rec.id, "accepted"
+    js.id, js.state, js.accepted_t = rec.id, "accepted", rec.t
   end,
   done = function(js, rec)
     js.done, js.state = rec, rec.state
@@ -85,8 +85,10 @@ end
 -- @tparam string text the file's content
 -- @tparam[opt] string path for messages
 -- @treturn[1] table `{ jobs = { [key] = { key, row, fp, line, submits, state,
---   id, done, files } }, runs, lines, torn }`; `state` is "submitting",
---   "accepted", or the `done` record's state
+--   id, submit, accepted_t, done, files } }, runs, run_records, lines, torn }`;
+--   `state` is "submitting", "accepted", or the `done` record's state;
+--   `submit` and `done` are the job's last such records; `run_records` the
+--   `run` records in order, each with `last_t`, the time of its run's last record
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation" naming the line
 function journal.replay(text, path)
@@ -139,9 +141,13 @@ function journal.replay(text, path)
       end
       state.runs = state.runs + 1
       state.model = rec.model
+      state.run_records[state.runs] = rec
+      rec.last_t = rec.t
     elseif rec and APPLY[rec.type] then
       if type(rec.job) ~= "string" then return nil, damaged(path, i, "no job key") end
       APPLY[rec.type](job_of(state, rec.job, rec), rec, i)
+      local run = state.run_records[state.runs]
+      if run and type(rec.t) == "number" then run.last_t = rec.t end
     end
     -- blank lines, and types written by a later version for its own use: skipped
   end
@@ -173,6 +179,12 @@ function journal.read(path)
     return nil, Error.new("config", ("journal %s: cannot read it: %s"):format(path, tostring(err)), { path = path })
   end
   return journal.replay(text, path)
+end
+
+--- Whether `v` can go into a record (JSON, nested at most 32 deep): an
+-- input the journal cannot hold is left out rather than stopping the batch.
+function journal.encodable(v)
+  return json.encode(v) ~= nil
 end
 
 --- One record as a JSON line (no newline): `type` and `job` first, so a
@@ -242,12 +254,13 @@ function journal.open(path)
   return self
 end
 
---- Add a record (buffered; `sync` makes it durable). Adds `t`, Unix seconds.
+--- Add a record (buffered; `sync` makes it durable). Adds `t`, Unix
+-- seconds to the millisecond (journals of older versions hold whole seconds).
 -- @treturn[1] true
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Journal:append(rec)
-  if rec.t == nil then rec.t = os.time() end
+  if rec.t == nil then rec.t = math.floor(core.time() * 1000 + 0.5) / 1000 end
   local line, jerr = journal.encode(rec)
   if not line then
     return nil, Error.new("config", "journal: cannot encode a record: " .. tostring(jerr), { path = self.path })

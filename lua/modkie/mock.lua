@@ -43,6 +43,9 @@ options:
                       start, written as they change; tasks and balances
                       survive kill -9, counters may lag by 0.2 s
   --max-connections N open connections kept at most (default 900, max 1000)
+  --media             serve playable media: each .mp4 output a short H.264
+                      clip (the input's aspect_ratio and duration, at most
+                      10 s), each .png a PNG image; default: patterned bytes
   --verbose           access log on stderr
   --help              this text
 
@@ -126,6 +129,7 @@ local FLAGS = {
   ["huge-bytes"] = { key = "huge_bytes", parse = number_flag(1, 1024 * 1024 * 1024, true) },
   state = { key = "state", parse = function(v) if v == "" then return nil, "must not be empty" end return v end },
   verbose = { key = "verbose", switch = true },
+  media = { key = "media", switch = true },
   help = { key = "help", switch = true },
 }
 
@@ -194,7 +198,7 @@ end
 -- step(t), run(), close(), url }.
 -- opts: as parse_args returns (host, port, dialect, job_seconds, api_key,
 -- credits, files_base, limits, verbose, max_connections, faults, seed,
--- retry_after, stall_seconds, huge_bytes, state).
+-- retry_after, stall_seconds, huge_bytes, state, media).
 function mock.new(opts)
   local m = {}
   local log
@@ -208,7 +212,7 @@ function mock.new(opts)
   m.gateway = Gateway.new {
     dialect = opts.dialect, job_seconds = opts.job_seconds, api_key = opts.api_key,
     credits = opts.credits, files_base = opts.files_base, limits = opts.limits,
-    faults = plan,
+    faults = plan, media = opts.media,
     intercept = function(name, ctx, gw, proceed) return plan:intercept(name, ctx, gw, proceed) end,
   }
   m.server = http.new {

@@ -342,20 +342,14 @@ end
 
 -- ---------------------------------------------------------------- parse
 
--- The same words the C core's mk_classify_state knows.
-local SUCCESS = { success = true, succeeded = true, completed = true }
-local FAILED = { fail = true, failed = true, failure = true, error = true, cancelled = true, canceled = true }
-
-local function broken(message, fields)
-  return nil, Error.new("protocol", "webhook: " .. message, fields)
-end
-
 --- Turn a callback body (either dialect) into what `job:await()` returns.
 -- Call it after `verify`. The body is untrusted: anything that is not the
--- contract is a `protocol` error, never a Lua error.
+-- contract is a `protocol` error, never a Lua error. It reads the body with
+-- the same reader as the poll path (`modkie.record.read`), so a callback and
+-- a recordInfo answer of the same JSON read the same way.
 -- @tparam string|table body the raw body (or a table already decoded from it)
 -- @treturn[1] table the result: `{ id, model, state = "success", urls, output,
---   credits, created_at, completed_at, cost_time, raw }`
+--   credits, created_at, completed_at, updated_at, cost_time, progress, raw }`
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "failed" (the job ran and failed: `code`,
 --   `message`, `task_id`), or "protocol" (not a callback of the contract, or a
@@ -365,40 +359,13 @@ function webhook.parse(body)
     Error.argument(1, "webhook.parse", "string expected, got " .. type(body))
   end
   local doc = decode(body)
-  if not doc then return broken("the body is not a JSON object") end
-  local code = present(doc.code)
-  if code ~= nil then
-    code = record.number(code)
-    if type(code) ~= "number" then return broken("code is not a number") end
+  if not doc then return nil, Error.new("protocol", "webhook: the body is not a JSON object") end
+  local res, err = record.read(doc)
+  if err and err.kind == "protocol" then
+    err.message = "webhook: " .. err.message
+    if err.server_state then err.message = err.message .. ": a callback reports a final state" end
   end
-  local msg = present(doc.msg) or present(doc.message)
-  if type(msg) ~= "string" then msg = nil end
-  local rec
-  if type(doc.data) == "table" then rec = doc.data
-  elseif present(doc.data) == nil and (doc.state ~= nil or doc.taskId ~= nil) then rec = doc end -- a bare record
-  if not rec then
-    return broken("the body has no record (data)" .. (msg and ": " .. msg or ""), { code = code })
-  end
-  local id, why = task_id_of(rec == doc and doc or { data = rec })
-  if not id then return broken("the record has no usable task id (" .. why .. ")", { code = code }) end
-  local state = rec.state
-  if type(state) ~= "string" then return broken("the record's state is not a string", { task_id = id, code = code }) end
-  local job = { id = id }
-  if SUCCESS[state] then
-    if code and code ~= 200 then
-      return broken(("code %s contradicts state %s"):format(tostring(code), state), { task_id = id, code = code })
-    end
-    return record.result(rec, job)
-  elseif FAILED[state] then
-    local err = record.failure(rec, job)
-    err.server_state = state
-    if err.code == nil and code and code ~= 200 then err.code = code end
-    if type(present(rec.failMsg)) ~= "string" and msg and code and code ~= 200 then err.message = msg end
-    err.task_id = id
-    return nil, err
-  end
-  return broken(("task %s has not ended (state %s): a callback reports a final state"):format(id, state),
-    { task_id = id, server_state = state })
+  return res, err
 end
 
 return webhook

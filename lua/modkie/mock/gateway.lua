@@ -18,6 +18,7 @@ local socket = require "socket"
 local json = require "modkie.mock.json"
 local directives = require "modkie.mock.directives"
 local files = require "modkie.mock.files"
+local media = require "modkie.mock.media"
 local Ledger = require "modkie.mock.ledger"
 local RateLimit = require "modkie.mock.ratelimit"
 
@@ -85,7 +86,7 @@ local CONTROL_COUNTERS = {
 -- Default rate limits: {requests, per seconds} (DESIGN.md §1).
 Gateway.DEFAULT_LIMITS = { create = { 20, 10 }, poll = { 10, 1 } }
 
---- opts: dialect, job_seconds, api_key, credits, files_base, limits (true for
+--- opts: dialect, job_seconds, api_key, credits, files_base, media (real clips and images), limits (true for
 -- the defaults, or { create = {n, s}, poll = {n, s} }, a missing one keeps its
 -- default), now (clock function, default socket.gettime), intercept (see
 -- Gateway:answer; e.g. a modkie.mock.faults plan's), faults (that plan: its
@@ -98,6 +99,7 @@ function Gateway.new(opts)
   self.api_key = opts.api_key
   self.start_credits = opts.credits or 10000
   self.files_base = opts.files_base
+  self.media = opts.media
   self.own_base = opts.own_base
   self.clock = opts.now or socket.gettime
   self.ledger = Ledger.new(self.start_credits)
@@ -125,6 +127,7 @@ end
 --- Forget tasks and counters; balances back to the start.
 function Gateway:reset()
   self.tasks, self.task_list = {}, {}
+  self.replays = {}
   self.submits_by_prompt = {}
   self.stats = {}
   for _, name in ipairs(CONTROL_COUNTERS) do self.stats[name] = 0 end
@@ -443,6 +446,18 @@ local function download_url(self, ctx)
   return self:ok(string.format("%s%stoken=%08x&expires=%d", url, sep, h, expires))
 end
 
+-- With --media: a real clip or image for an mp4 or png output, sized by the
+-- input's aspect_ratio (and, for a clip, its duration); nil for other kinds.
+local function playable(task, n)
+  if task.ext ~= "mp4" and task.ext ~= "png" then return nil end
+  local body = json.decode(task.raw or "")
+  local input = type(body) == "table" and type(body.input) == "table" and body.input or {}
+  local w, h = media.size(input.aspect_ratio)
+  local seed = task.id .. ":" .. n
+  if task.ext == "png" then return media.png(seed, w, h) end
+  return media.mp4(seed, w, h, input.duration)
+end
+
 local function file(self, ctx)
   local req = ctx.req
   if req.headers.authorization then
@@ -450,8 +465,8 @@ local function file(self, ctx)
   end
   local task, n = self:file_of(req.path, ctx.now)
   if not task then return self:http_error(404, "file not found") end
-  return answer(200, files.content(task.id, n, task.size),
-    { ["Content-Type"] = files.content_type(task.ext) })
+  local body = self.media and playable(task, n) or files.content(task.id, n, task.size)
+  return answer(200, body, { ["Content-Type"] = files.content_type(task.ext) })
 end
 
 local function mock_stats(self)
@@ -492,6 +507,42 @@ local function mock_limits(self)
   return answer(200, json.encode(out))
 end
 
+-- POST /__mock/replay {"path": P, "taskId"?: ID, "answers": [{"status"?, "body", "headers"?}, …]}:
+-- the next requests to path P (for recordInfo: of task ID) get these answers
+-- verbatim, in order, the last one again and again: a test replays a
+-- documented answer byte for byte, whatever the emulator would have said.
+local function mock_replay(self, ctx)
+  local body = json.decode(ctx.req.body or "")
+  local answers = json.is_object(body) and body.answers
+  if type(body) ~= "table" or type(body.path) ~= "string" or type(answers) ~= "table" or #answers == 0 then
+    return answer(400, '{"ok":false,"error":"send {path, taskId?, answers: [{status?, body, headers?}, ...]}"}')
+  end
+  local list = {}
+  for i, a in ipairs(answers) do
+    if type(a) ~= "table" or type(a.body) ~= "string" then
+      return answer(400, '{"ok":false,"error":"answers[' .. i .. '].body must be a string"}')
+    end
+    local headers = { ["Content-Type"] = "application/json" }
+    if type(a.headers) == "table" then headers = a.headers end
+    list[i] = { status = tonumber(a.status) or 200, headers = headers, body = a.body }
+  end
+  local task = type(body.taskId) == "string" and body.taskId or ""
+  self.replays[body.path .. "?" .. task] = { list = list, n = 0 }
+  return answer(200, '{"ok":true}')
+end
+
+-- The replayed answer for this request, if a test asked for one.
+function Gateway:replayed(req)
+  if next(self.replays) == nil then return nil end
+  local task = ""
+  if req.path == "/api/v1/jobs/recordInfo" then task = query_params(req.query).taskId or "" end
+  local r = self.replays[req.path .. "?" .. task]
+  if not r then return nil end
+  r.n = math.min(r.n + 1, #r.list)
+  local a = r.list[r.n]
+  return { status = a.status, headers = a.headers, body = a.body }
+end
+
 local function mock_reset(self)
   self:reset()
   if self.on_reset then self.on_reset() end
@@ -524,6 +575,7 @@ local ROUTES = {
   ["/__mock/reset"] = { name = "mock_reset", method = "POST", fn = mock_reset },
   ["/__mock/limits"] = { name = "mock_limits", method = "GET", fn = mock_limits },
   ["/__mock/credits"] = { name = "mock_credits", method = "POST", fn = mock_credits },
+  ["/__mock/replay"] = { name = "mock_replay", method = "POST", fn = mock_replay },
 }
 local FILE_ROUTE = { name = "file", method = "GET", counter = "files", fn = file }
 Gateway.ROUTES = ROUTES
@@ -546,6 +598,8 @@ function Gateway:answer(req)
   local path = req.path
   local route = ROUTES[path] or (path:sub(1, 7) == "/files/" and FILE_ROUTE) or nil
   if route and route.counter then stats[route.counter] = stats[route.counter] + 1 end
+  local replay = self:replayed(req)
+  if replay then return replay end
   local ctx = { req = req, now = self.clock(), route = route }
   local is_api = path:sub(1, 5) == "/api/"
   if is_api then
