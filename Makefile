@@ -22,7 +22,7 @@ export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 BUSTED = busted --lua=$(LUA)
 SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
-VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua
+VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua spec/store_spec.lua
 
 .PHONY: all core examples deps test-deps test test-all test-other-luas test-shared test-openresty lint demo install install-lib clean bench asan valgrind
 
