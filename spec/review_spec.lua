@@ -177,7 +177,7 @@ describe("review page", function()
     end)
 
     it("modkie review rebuilds the page while the batch runs, and batch --review writes it at the end", function()
-      local rows = H.write(dir .. "/rows.csv", "subject,tone\na fox [seconds=3],warm\na cat [seconds=3],cold\n"
+      local rows = H.write(dir .. "/rows.csv", "subject,tone\na fox [seconds=7],warm\na cat [seconds=7],cold\n"
         .. "a dog,warm\n")
       local tpl = H.write(dir .. "/t.txt", "{{subject}}\n")
       local p = H.spawn({ "batch", "--model", "kling/kling-3-0", "--rows", rows, "--template", tpl,
@@ -198,6 +198,13 @@ describe("review page", function()
       local mid = H.read(dir .. "/mid.html")
       assert.truthy(mid:find('class="card s%-running"'))
       assert.truthy(mid:find("tone = warm", 1, true))
+      -- the batch refreshes its own page as it runs (every 5 s)
+      while not H.read(dir .. "/out/review.html") do
+        assert(helper.now() - t0 < 20 and p.running(), "no page while the batch ran")
+        helper.sleep(0.1)
+      end
+      assert.truthy(p.running())
+      assert.truthy(H.read(dir .. "/out/review.html"):find('class="card s%-running"'))
       assert.equal(0, p.wait(30), p.err())
       p.clean()
       local html = H.read(dir .. "/out/review.html")

@@ -186,7 +186,7 @@ function review.collect(path, opts)
     return nil, Error.new("config", ("review: no journal at %s"):format(path), { path = path })
   end
   f:close()
-  local state, err = journal_mod.read(path)
+  local state, err = journal_mod.read(path, { submits = true })
   if not state then return nil, err end
   local runs = state.run_records
   local last = runs[#runs] or {}
@@ -200,6 +200,7 @@ function review.collect(path, opts)
   -- page goes along), else beside the journal
   data.page = opts.page or (dl and (dl:gsub("/+$", "") .. "/review.html")) or (path .. ".html")
   local page_dir = core.realpath(dirname(data.page))
+  local dl_real = dl and core.realpath(dl)
   data.download = dl
 
   local known_columns, col_order = {}, {}
@@ -260,10 +261,9 @@ function review.collect(path, opts)
         if type(name) == "string" and not name:find("/", 1, true) and not name:find("^%.%.?$") then
           m.name = name
           local full = dl and (dl:gsub("/+$", "") .. "/" .. name)
-          local real = full and core.realpath(full)
-          if real then
-            m.href = page_dir and relative(page_dir, real) or full
-            local head = read_head(full, 16)
+          local head = full and read_head(full, 16)
+          if head then
+            m.href = (page_dir and dl_real) and relative(page_dir, dl_real .. "/" .. name) or full
             local sniffed = review.sniff(head)
             if m.kind ~= "file" and sniffed == nil then m.unplayable = true end
             if sniffed and m.kind == "file" then m.kind = sniffed end
