@@ -220,7 +220,8 @@ local Journal = {}
 Journal.__index = Journal
 
 --- Open the journal at `path` for appending, after replaying what it holds.
--- The journal is locked (flock) while open: a second process that opens it
+-- A path that is a symbolic link is refused. The journal is locked (flock)
+-- while open: a second process that opens it
 -- gets an error instead of mixing its records in. A journal the call creates
 -- has its folder synced, so the new name survives a power cut.
 -- @treturn[1] Journal with `state` (the replay), `path`
@@ -230,9 +231,17 @@ function journal.open(path)
   local function fail(what, err)
     return nil, Error.new("config", ("journal %s: %s: %s"):format(path, what, tostring(err)), { path = path })
   end
+  -- never through a symbolic link: one planted in a shared folder would have
+  -- the batch append to (or create) a file of someone else's choosing
+  if core.symlink(path) then return fail("refused", "it is a symbolic link; name the journal file itself") end
   local created = not exists(path)
   local f, oerr = io.open(path, "ab")
   if not f then return fail("cannot open it for writing", oerr) end
+  local plain, perr = core.opened_as(f, path)
+  if not plain then
+    f:close()
+    return fail("refused", perr)
+  end
   local locked, lerr = core.lock(f)
   if not locked then
     f:close()

@@ -4,6 +4,7 @@
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
 local Progress = require "modkie.cli.progress"
+local text = require("modkie.cli.escape").text
 local rowlist = require "modkie.batch.rowlist"
 local plan = require "modkie.batch.plan"
 local tasks = require "modkie.cli.tasks"
@@ -100,10 +101,11 @@ local function print_dry(report, w)
     else
       local prompt = tostring(e.prompt or ""):gsub("%s+", " ")
       if #prompt > 100 then prompt = prompt:sub(1, 97) .. "..." end
+      prompt = text(prompt)
       w(("%s: %s  %s\n"):format(entry_name(e), e.state == "journaled" and "done earlier" or "ok", prompt))
     end
   end
-  for _, line in ipairs(plan.lines(report.problems)) do w("  ", line, "\n") end
+  for _, line in ipairs(plan.lines(report.problems)) do w("  ", text(line), "\n") end
   local jobs = report.total - report.invalid
   w(("\n%d %s, %d invalid %s; %d to submit"):format(jobs, jobs == 1 and "job" or "jobs", report.invalid,
     report.invalid == 1 and "row" or "rows", report.to_submit))
@@ -129,19 +131,19 @@ local function print_summary(report, w)
   local problems = {}
   for _, e in ipairs(report.rows) do
     if e.state ~= "success" and e.state ~= "pending" then
-      local why = e.error and e.error.message or "?"
+      local why = text(e.error and e.error.message or "?")
       problems[#problems + 1] = { row = e.row, variant = e.variant, text = e.state .. ": " .. why,
-        single = ("%s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. e.id) or "", why) }
+        single = ("%s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. text(e.id)) or "", why) }
     elseif e.download_error then
       problems[#problems + 1] = { row = e.row, variant = e.variant,
-        text = "saving failed: " .. e.download_error.message }
+        text = "saving failed: " .. text(e.download_error.message) }
     end
   end
   if #problems > 0 then
     w("problems:\n  ", table.concat(rowlist.group(problems), "\n  "), "\n")
   end
   if report.halted then
-    w(("stopped submitting: %s\n"):format(report.halted.message))
+    w(("stopped submitting: %s\n"):format(text(report.halted.message)))
   end
   if report.ambiguous > 0 then
     w("ambiguous rows may or may not have a task at the gateway: check them, then run again with "
