@@ -7,7 +7,7 @@ CC ?= gcc
 CFLAGS ?= -O2 -g
 WARN = -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 SANITIZE ?=
-LIBS = -lcurl -lcrypto -lm
+LIBS = -lcurl -lcrypto -lhiredis -lm
 PREFIX ?= /usr/local
 INSTALL_LMOD ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 INSTALL_CMOD ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
@@ -22,9 +22,9 @@ export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 BUSTED = busted --lua=$(LUA)
 SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
-VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua
+VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua spec/store_spec.lua
 
-.PHONY: all core examples deps test-deps test test-all test-other-luas test-openresty lint demo install install-lib clean bench asan valgrind
+.PHONY: all core examples deps test-deps test test-all test-other-luas test-shared test-openresty lint demo install install-lib clean bench asan valgrind
 
 all: deps $(CORE)
 
@@ -41,8 +41,9 @@ $(HOST): examples/host/main.c
 deps:
 	@tools/deps build
 
+# browser: headless Chromium for the review page's spec (#browser)
 test-deps:
-	@tools/deps test
+	@tools/deps test browser
 
 $(CORE): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
@@ -50,6 +51,8 @@ $(CORE): $(SRC) $(HDR)
 
 # MODKIE_TEST_LUA: the Lua the specs start bin/modkie (emulator, CLI) with.
 # The OpenResty specs need nginx's Lua module and the LuaJIT build: test-openresty.
+# The #browser spec (the review page in headless Chromium) runs here, once:
+# not on the other Luas, nor under the sanitizers (Chromium would inherit them).
 EXCLUDE_TAGS ?= openresty
 test: test-deps $(CORE) $(HOST)
 	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --exclude-tags=$(EXCLUDE_TAGS) $(BUSTED_ARGS) $(SPECS)
@@ -63,17 +66,25 @@ test-openresty: test-deps $(CORE)
 # The suite on every Lua: 5.1, 5.2, 5.3, 5.4 and LuaJIT (OpenResty's fork, the
 # one Debian's nginx Lua module runs), each with the C core built for it. The
 # long-running specs (#slow: the 500-job fault rounds, the SIGKILL batches)
-# run on 5.4; the other Luas run everything else.
+# and the #browser spec run on 5.4; the other Luas run everything else. The
+# #shared specs (several processes on one account: they wait on its rate
+# windows) run on 5.4 beside the other Luas.
 test-all: test-deps
 	@tools/deps luas
-	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4
+	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4 EXCLUDE_TAGS=openresty,shared
 	@$(MAKE) --no-print-directory test-other-luas
 	$(MAKE) --no-print-directory test-openresty
 
-# 5.1, 5.2, 5.3 and LuaJIT at once (tools/test-luas): the specs mostly wait
-# on the emulator's job timelines, ~90 s of wall time for ~20 s of CPU each.
+# 5.1, 5.2, 5.3 and LuaJIT at once, and the #shared specs on 5.4 beside them
+# (tools/test-luas): the specs mostly wait on the emulator's job timelines,
+# ~90 s of wall time for ~20 s of CPU each.
 test-other-luas: test-deps
 	@MAKE="$(MAKE)" tools/test-luas
+
+# The #shared specs alone: processes sharing an account's rate windows
+# through a file and Redis (redis-server started by the specs).
+test-shared: test-deps $(CORE)
+	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --tags=shared --exclude-tags=openresty $(BUSTED_ARGS) spec
 
 lint: test-deps
 	luacheck lua spec bin/modkie examples bench
@@ -96,7 +107,8 @@ clean:
 	rm -rf build
 
 # The whole spec suite with the C core built under AddressSanitizer and
-# UndefinedBehaviorSanitizer. lua5.4 itself is not instrumented, so the
+# UndefinedBehaviorSanitizer (with float-cast-overflow, which gcc's "undefined"
+# leaves out: a number from Lua cast to an integer out of range). lua5.4 itself is not instrumented, so the
 # sanitizer runtimes are preloaded; any report fails the run.
 ASAN_BUILD = build/asan
 ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
@@ -107,10 +119,10 @@ $(NODLCLOSE): tools/nodlclose.c
 
 asan: test-deps $(NODLCLOSE)
 	$(MAKE) --no-print-directory core BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+	  SANITIZE="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow"
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" LD_PRELOAD="$(ASAN_RT) $(CURDIR)/$(NODLCLOSE)" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS) $(BUSTED_ARGS) $(SPECS)
+	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(SPECS)
 
 # The spec suite's C paths under valgrind memcheck: no invalid access, no
 # definite leak. The emulator processes the specs start are not traced.
@@ -118,7 +130,7 @@ valgrind: test-deps $(CORE) $(NODLCLOSE)
 	@tools/deps check
 	LD_PRELOAD=$(CURDIR)/$(NODLCLOSE) valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --trace-children=no \
-	  $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS) $(BUSTED_ARGS) $(VALGRIND_SPECS)
+	  $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
 -include fuzz/fuzz.mk
 -include bench/bench.mk

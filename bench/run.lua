@@ -7,7 +7,8 @@
 --   BENCH_ROUNDS=5 make bench       rounds of the exchange matrix (median kept; default 3)
 --   BENCH_QUICK=1 make bench        small sizes, one round: a smoke run, minutes -> seconds
 --   BENCH_QUIET_WAIT=300 make bench wait up to 300 s for a 1-minute load average under 0.5 first
---   BENCH_RESULTS=path              where the note goes (default bench/RESULTS.md)
+--   BENCH_RESULTS=path              where the note goes (default bench/RESULTS.md); the SVG plots
+--                                   (bench/plot.lua) go into the same folder
 --
 -- Exchange level: a private nginx (worker_processes 1) answers fixed
 -- createTask / recordInfo JSON over HTTP/1.1 and over HTTPS + HTTP/2; each
@@ -15,9 +16,13 @@
 -- baseline; bench/exchange.lua, the Lua contenders). Job level: the emulator,
 -- jobs of 30-300 s scaled down, polled on several schedules
 -- (bench/polling.lua). Scale: 10,000 jobs in one client (bench/scale.lua).
+-- One account, several processes: N processes x jobs on one key, with each
+-- process's own windows and with a shared store (bench/shared.lua).
 -- Then the older benches (jobs.lua, frame.lua, batch.lua), verbatim.
 -- A benchmark prints numbers: this never fails on them.
 local socket = require "socket"
+package.path = "bench/?.lua;" .. package.path
+local plot = require "plot"
 
 local QUICK = os.getenv("BENCH_QUICK") ~= nil and os.getenv("BENCH_QUICK") ~= ""
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or (QUICK and 1 or 3)
@@ -619,6 +624,39 @@ local function scale_table()
   say()
 end
 
+-- ---------------------------------------------------------------- one account, several processes
+
+local shared_runs = {}
+local function shared_level()
+  local n, per = 4, QUICK and 10 or 25
+  local cmd = ("%slua5.4 bench/shared.lua %d %d 4"):format(ENV54, n, per)
+  remember("one account, several processes", cmd)
+  progress(("shared: %d processes x %d jobs on one key: own windows, a file, Redis"):format(n, per))
+  local out = sh(cmd)
+  for line in out:gmatch("store=[^\n]*") do shared_runs[#shared_runs + 1] = kv(line) end
+  if #shared_runs == 0 then progress("  failed: " .. out:sub(1, 300)) end
+end
+
+local function shared_table()
+  local names = { ["local"] = "each process its own (no store)", file = "shared: `file:`",
+    redis = "shared: `redis://`" }
+  if #shared_runs == 0 then
+    say("(the run failed)")
+    say()
+    return
+  end
+  local rows = {}
+  for _, r in ipairs(shared_runs) do
+    rows[#rows + 1] = { names[r.store] or r.store, ("%d of %d"):format(r.ok, r.processes * r.jobs), tostring(r.failed),
+      tostring(r.answered_429), ("%d of %d"):format(r.busiest_creates, r.create_limit),
+      ("%d of %d"):format(r.busiest_polls, r.poll_limit), fmt(r.creates_per_window), fmt(r.polls_per_window),
+      fmt(r.seconds, "%.1f s") }
+  end
+  say(table_md({ "windows", "jobs done", "failed", "answered 429", "busiest create window (sent / limit)",
+    "busiest poll window", "creates admitted per window", "polls admitted per window", "time to finish" }, rows))
+  say()
+end
+
 -- ---------------------------------------------------------------- the older benches
 
 local legacy = {}
@@ -772,13 +810,76 @@ local function targets_section()
   end
 end
 
+-- ---------------------------------------------------------------- plots
+
+local PLOT_DIR = OUT:match("^(.*)/[^/]*$") or "."
+local SHORT = { c = "raw C (epoll)", cpoll = "raw C (multi_poll)", m54 = "modkie 5.4", mjit = "modkie LuaJIT",
+  lh = "lua-http", ls = "socket.http" }
+
+--- The delay samples (seconds) of the job-level runs, one per schedule, named
+-- as in the tables: what plot.cdf takes (any set of named samples will do).
+local function delay_samples()
+  local samples = {}
+  for _, s in ipairs(SCHEDULES) do
+    local values = {}
+    for _, j in ipairs(jobs[s.key] or {}) do values[#values + 1] = j.delay end
+    if #values > 0 then samples[#samples + 1] = { name = s.name:gsub("`", ""), values = values } end
+  end
+  return samples
+end
+
+-- Writes the SVGs beside the note, and plots.json (what they are drawn
+-- from: `lua5.4 bench/plot.lua bench/plots.json` draws them again); returns
+-- their names, for the note's links.
+local function write_plots()
+  local names = { cpu = "cpu-per-exchange.svg", cdf = "notice-delay-cdf.svg", polls = "polls-per-job.svg" }
+  local groups, series, seen = {}, {}, {}
+  for _, proto in ipairs(PROTOCOLS) do
+    for _, c in ipairs(CS) do
+      local g = { label = ("%s, C = %d"):format(proto.key == "h1" and "HTTP/1.1" or "HTTP/2", c), values = {} }
+      for _, ct in ipairs(CONTENDERS) do
+        local sm = summary(exch[proto.key][c][ct.key])
+        local name = SHORT[ct.key] or ct.name
+        if sm then
+          g.values[name] = sm.cpu
+          if not seen[name] then seen[name] = true series[#series + 1] = name end
+        end
+      end
+      groups[#groups + 1] = g
+    end
+  end
+  local bars = {}
+  for _, sch in ipairs(SCHEDULES) do
+    local list = jobs[sch.key] or {}
+    if #list > 0 then bars[#bars + 1] = { name = sch.name:gsub("`", ""), value = job_figures(list).polls } end
+  end
+  local list = {
+    { file = names.cpu, kind = "bars", spec = { title = "Client CPU per exchange (lower is better)",
+      subtitle = "µs of user + system time per createTask or recordInfo exchange, median of the rounds; "
+        .. "socket.http is sequential (C = 1 only)", unit = "CPU µs per exchange", groups = groups,
+      series = series } },
+    { file = names.cdf, kind = "cdf", spec = {
+      title = "Notice delay: from a job's end on the server to await returning",
+      subtitle = ("%d jobs of 30–300 s per schedule, all in flight at once (job-level run, scaled to real time)")
+        :format(#MODELS * PER_MODEL), xlabel = "seconds", samples = delay_samples() } },
+    { file = names.polls, kind = "hbars", spec = { title = "recordInfo polls per job (mean)",
+      subtitle = "the same jobs, one schedule per client", unit = "polls per job", bars = bars } },
+  }
+  plot.draw_all(list, PLOT_DIR)
+  write_file(PLOT_DIR .. "/plots.json", require("cjson").encode(list) .. "\n")
+  return names
+end
+
 -- ---------------------------------------------------------------- run everything
 
 exchange_level()
 job_level()
 scale_level()
+shared_level()
 legacy_benches()
 local load_end = read_file("/proc/loadavg"):match("^(%S+ %S+ %S+)")
+local plots = write_plots()
+progress("wrote the plots: " .. plots.cpu .. ", " .. plots.cdf .. ", " .. plots.polls)
 
 say("# modkie benchmarks")
 say()
@@ -815,6 +916,8 @@ say("W exchanges with C in flight against one nginx worker on loopback: even one
   .. "and a million requests per connection.")
 say()
 exchange_tables()
+say(("![CPU per exchange, per contender and C](%s)"):format(plots.cpu))
+say()
 say("### What a job's own connection costs")
 say()
 say("A job's `createTask` is not sent on a reused connection: modkie gives each its own connection "
@@ -844,6 +947,10 @@ say(("The emulator, %d jobs (%d per model) of %s, durations uniform in each mode
   end)(), ", "), ARRIVALS, 1 / FACTOR, FACTOR, FACTOR))
 say()
 job_tables()
+say(("![Notice delay, CDF per schedule](%s)"):format(plots.cdf))
+say()
+say(("![Polls per job, per schedule](%s)"):format(plots.polls))
+say()
 say("## Scale")
 say()
 say("One client, jobs submitted at once (rate limits off) to the emulator, whose jobs do not end while we "
@@ -851,6 +958,17 @@ say("One client, jobs submitted at once (rate limits off) to the emulator, whose
   .. "20,000 times with nothing ready.")
 say()
 scale_table()
+say("## One account, several processes")
+say()
+say(("%d processes on one API key, %d jobs each submitted at once, against a fresh emulator for each row "
+  .. "that enforces the account's limits across all its clients and logs every request they counted; the "
+  .. "windows scaled 4× shorter on both sides (20 creates per 2.5 s, 10 polls per 0.25 s; jobs of 1 s polled "
+  .. "every 0.25 s). Each process is `spec/support/rate_worker.lua`, with `rate.clients = 4`. \"Busiest "
+  .. "window\" counts every request that reached the emulator in any window, refused or not; \"admitted per "
+  .. "window\" is what it let through over the run, per window length. See docs/scale.md."):format(
+  shared_runs[1] and shared_runs[1].processes or 4, shared_runs[1] and shared_runs[1].jobs or 0))
+say()
+shared_table()
 if #legacy > 0 then
   say("## The older benches")
   say()

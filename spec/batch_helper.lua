@@ -39,13 +39,26 @@ local function command(argv, env)
   return cmd
 end
 
---- Run `bin/modkie argv…` to its end: `{ code, out, err }`.
--- `env`: variables to set (false to unset); MODKIE_* not given are unset.
-function H.cli(argv, env)
+-- The command line's record of tasks goes to a folder of the specs' own,
+-- never to the user's ~/.local/state.
+local state_dir
+local function defaults(env)
   env = env or {}
   for _, k in ipairs({ "MODKIE_API_KEY", "MODKIE_BASE_URL" }) do
     if env[k] == nil then env[k] = false end
   end
+  if env.MODKIE_STATE_DIR == nil then
+    state_dir = state_dir or helper.tmpdir()
+    env.MODKIE_STATE_DIR = state_dir
+  end
+  return env
+end
+
+--- Run `bin/modkie argv…` to its end: `{ code, out, err }`.
+-- `env`: variables to set (false to unset); MODKIE_* not given are unset,
+-- but MODKIE_STATE_DIR, a folder of the specs' own.
+function H.cli(argv, env)
+  env = defaults(env)
   local out, err = os.tmpname(), os.tmpname()
   local ok, _, code = os.execute(command(argv, env) .. " >" .. out .. " 2>" .. err .. " </dev/null")
   if type(ok) == "number" then code = ok / 256 end -- Lua 5.1
@@ -59,10 +72,7 @@ end
 -- `pid`, `running()`, `signal(name)`, `wait(timeout)` -> exit code or nil,
 -- `out()`, `err()`.
 function H.spawn(argv, env)
-  env = env or {}
-  for _, k in ipairs({ "MODKIE_API_KEY", "MODKIE_BASE_URL" }) do
-    if env[k] == nil then env[k] = false end
-  end
+  env = defaults(env)
   local base = os.tmpname()
   -- the pid and rc files appear whole (renamed into place): a reader never sees half a number
   local script = ("%s >%s 2>%s </dev/null & pid=$!; echo $pid >%s && mv %s %s; wait $pid; echo $? >%s && mv %s %s")

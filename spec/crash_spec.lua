@@ -80,7 +80,7 @@ describe("a batch killed with SIGKILL #slow", function()
     local lines = { "n,subject,extra" }
     for i = 1, 12 do lines[#lines + 1] = ("%d,%s subject %d,%s"):format(i, name, i, extra and extra[i] or "") end
     H.write(rows_path, table.concat(lines, "\n") .. "\n")
-    H.write(tpl_path, "{{subject}} (row {{n}}) [outputs=2] [size=300000] {{extra}}\n")
+    H.write(tpl_path, "{{subject}} (row {{n}}) [outputs=2] [size=300000] {{extra | default \"\"}}\n")
     local prompts = {}
     for i = 1, 12 do
       prompts[i] = ("%s subject %d (row %d) [outputs=2] [size=300000] %s"):format(name, i, i, extra and extra[i] or "")
@@ -229,5 +229,95 @@ describe("a batch killed with SIGKILL #slow", function()
     for i = 1, 12 do
       assert.equal(caught[i] and before[i] + 1 or 1, stats.submits_by_prompt[prompts[i]], "row " .. i)
     end
+  end)
+end)
+
+-- Rows waiting on the client's own submit rate limit were never sent: a
+-- kill or Ctrl-C then must not leave them ambiguous (issue 11, item 1).
+describe("a batch stopped while rows wait on the submit rate limit #slow", function()
+  local m, dir, rows_path, tpl_path, jpath, env
+  local ROWS = 30 -- the client's default limit sends 20 at once, the other 10 wait ~10 s
+
+  setup(function()
+    m = helper.mock({ "--job-seconds", "0.3" })
+    env = { MODKIE_API_KEY = "test-key", MODKIE_BASE_URL = m.url }
+  end)
+  teardown(function() m.stop() end)
+  before_each(function()
+    dir = helper.tmpdir()
+    rows_path, tpl_path, jpath = dir .. "/rows.csv", dir .. "/template.txt", dir .. "/journal.jsonl"
+  end)
+  after_each(function() helper.rmdir(dir) end)
+
+  local function write_rows(name)
+    local lines, prompts = { "subject" }, {}
+    for i = 1, ROWS do
+      lines[#lines + 1] = ("%s %d"):format(name, i)
+      prompts[i] = ("%s %d at dawn"):format(name, i)
+    end
+    H.write(rows_path, table.concat(lines, "\n") .. "\n")
+    H.write(tpl_path, "{{subject}} at dawn\n")
+    return prompts
+  end
+
+  local function argv(extra)
+    local a = { "batch", "--model", KLING, "--rows", rows_path, "--template", tpl_path, "--journal", jpath,
+      "--concurrency", tostring(ROWS), "--poll-interval", "0.05", "--quiet" }
+    for _, x in ipairs(extra or {}) do a[#a + 1] = x end
+    return a
+  end
+
+  -- Stop the batch once the first 20 were accepted and the rest wait on the
+  -- rate limit; check the journal recorded only the rows that were sent.
+  local function kill_while_waiting(prompts)
+    local p = H.spawn(argv(), env)
+    local code = kill_at(p, jpath, function(st)
+      return count(st, "accepted") + count(st, "success") >= 20
+    end, "20 rows accepted")
+    local st = assert(journal.read(jpath))
+    local recorded, sent = 0, 0
+    for _, js in pairs(st.jobs) do recorded = recorded + js.submits end
+    for i = 1, ROWS do sent = sent + (m.stats().submits_by_prompt[prompts[i]] or 0) end
+    assert.equal(20, sent, "the emulator saw the 20 the rate limit let out")
+    assert.equal(sent, recorded, "only rows handed to the network are recorded as submitting")
+    p.clean()
+    return code
+  end
+
+  local function resume_all_once(prompts)
+    local r = H.cli(argv({ "--json" }), env)
+    local report = cjson.decode(r.out)
+    assert.equal(0, r.code, r.err)
+    assert.equal(ROWS, report.succeeded)
+    assert.equal(0, report.ambiguous)
+    local stats = m.stats()
+    for i = 1, ROWS do assert.equal(1, stats.submits_by_prompt[prompts[i]], "row " .. i .. " submitted once") end
+  end
+
+  it("SIGKILL: the rows never sent are submitted on resume, without --resubmit-ambiguous", function()
+    local prompts = write_rows("waitkill" .. os.time() % 100000)
+    assert.equal(137, kill_while_waiting(prompts))
+    resume_all_once(prompts)
+  end)
+
+  it("SIGINT: exit 130, the same journal resumes every row exactly once", function()
+    local prompts = write_rows("waitint" .. os.time() % 100000)
+    local p = H.spawn(argv(), env)
+    local t0 = helper.now()
+    repeat
+      assert(p.running(), p.err())
+      assert(helper.now() - t0 < 30, "20 rows were never accepted")
+      helper.sleep(0.02)
+      local st = journal.read(jpath)
+    until st and count(st, "accepted") + count(st, "success") >= 20
+    p.signal("INT")
+    assert.equal(130, p.wait(20), p.err())
+    assert.matches("interrupted", p.err())
+    assert.matches("run the same command again to resume", p.err())
+    p.clean()
+    local sent = 0
+    for i = 1, ROWS do sent = sent + (m.stats().submits_by_prompt[prompts[i]] or 0) end
+    assert.equal(20, sent)
+    resume_all_once(prompts)
   end)
 end)

@@ -87,6 +87,61 @@ describe("modkie.core", function()
     end
   end)
 
+  it("holds a createTask at the door until send: nothing leaves before, rate token and slot kept", function()
+    m.request("POST", "/__mock/reset")
+    local e = engine({ poll_interval = 0.02, submit_rate = { 2, 30 }, max_connections = 1 })
+    local body = function(i) return cjson.encode({ model = KLING, input = { prompt = "door " .. i } }) end
+    local hs = {}
+    for i = 1, 3 do hs[i] = e:submit(body(i), 30, true) end
+    local ready = {}
+    for _ = 1, 3 do
+      for _, ev in ipairs(e:step(0.1) or {}) do
+        assert.equal("ready", ev.type)
+        ready[#ready + 1] = ev.h
+      end
+    end
+    -- two rate tokens: two at the door, the third still waits for a token
+    assert.same({ hs[1], hs[2] }, ready)
+    assert.equal(2, e:stats().held)
+    assert.equal(0, e:stats().creates)
+    assert.equal(0, m.stats().creates or 0)
+    assert.is_false(e:send(hs[3]), "not at the door: nothing to send")
+    -- cancelled at the door: its slot comes back, nothing was sent
+    assert.is_true(e:cancel(hs[2]))
+    assert.equal(1, e:stats().held)
+    assert.is_true(e:send(hs[1]))
+    assert.is_false(e:send(hs[1]), "sent once")
+    local done
+    while not done do
+      for _, ev in ipairs(e:step(1) or {}) do
+        if ev.type == "done" then done = ev end
+      end
+    end
+    assert.equal(hs[1], done.h)
+    assert.equal("success", done.state)
+    assert.equal(1, e:stats().creates)
+    assert.equal(1, m.stats().creates)
+    e:close()
+  end)
+
+  it("ends a job held at the door at its deadline, as never sent", function()
+    local e = engine({ submit_rate = false })
+    local h = e:submit(cjson.encode({ model = KLING, input = { prompt = "late" } }), 0.2, true)
+    local types = {}
+    local t0 = core.now()
+    while types[#types] ~= "done" and core.now() - t0 < 10 do
+      for _, ev in ipairs(e:step(0.5) or {}) do
+        types[#types + 1] = ev.type
+        assert.equal(h, ev.h)
+        if ev.type == "done" then assert.equal("deadline", ev.error.kind) end
+      end
+    end
+    assert.same({ "ready", "done" }, types)
+    assert.equal(0, e:stats().held)
+    assert.equal(0, e:stats().creates)
+    e:close()
+  end)
+
   it("hands each client its own engine: no shared state", function()
     local a, b = engine({ poll_interval = 0.02 }), engine({ poll_interval = 0.02 })
     local ha = a:timer(0.01)

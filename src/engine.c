@@ -1,6 +1,8 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,13 @@
  * times out; while transfers are active, never sleep longer than this. */
 #define ACTIVE_POLL_CAP 0.05
 #define WATCHDOG_GRACE 2.0 /* seconds past a request's timeout before the engine ends it itself */
+/* A download slower than this on average over `timeout` seconds is cut: a
+ * host that trickles a byte a second must not hold a job's files forever. */
+#define DOWNLOAD_MIN_SPEED 1024L /* bytes per second */
+/* Shorter keys (the emulator's "test") are not searched for in answers: they
+ * would match ordinary text. "Bearer <token>" is redacted whatever its length. */
+#define MIN_REDACTED_KEY 8
+#define POLL_MAX_WAIT 3600.0     /* one poll() waits at most this long (its int milliseconds stay defined) */
 #define TIMER_POLL 1
 #define TIMER_DEADLINE 2
 
@@ -66,6 +75,24 @@ static void queue_push(mk_queue *q, mk_op *op) {
   if (q->tail) q->tail->qnext = op;
   else q->head = op;
   q->tail = op;
+  q->len++;
+}
+
+/* The create line keeps submission order: a create back from a retry goes
+ * before the ones submitted after it, so a waiting create keeps its place. */
+static void queue_push_by_age(mk_queue *q, mk_op *op) {
+  mk_op *after = q->tail;
+  while (after && after->created > op->created) after = after->qprev;
+  if (after == q->tail) {
+    queue_push(q, op);
+    return;
+  }
+  op->queue = q;
+  op->qprev = after;
+  op->qnext = after ? after->qnext : q->head;
+  if (after) after->qnext = op;
+  else q->head = op;
+  op->qnext->qprev = op;
   q->len++;
 }
 
@@ -261,6 +288,7 @@ static int setup_common(mk_engine *e, mk_xfer *x, const char *url) {
   SET(CURLOPT_HEADERFUNCTION, on_header);
   SET(CURLOPT_HEADERDATA, x);
   if (e->ca_file) SET(CURLOPT_CAINFO, e->ca_file);
+  if (e->pin) SET(CURLOPT_RESOLVE, e->pin);
 #undef SET
   return rc == CURLE_OK ? 0 : -1;
 }
@@ -288,14 +316,36 @@ static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
+/* The download's temporary file `<path>.part`, made new by this call: what
+ * is at that name is removed first (a leftover of a killed run, or a link
+ * planted in a shared folder: unlink removes the link, never its target),
+ * then O_EXCL creates the file and never follows a symbolic link (a link put
+ * there meanwhile makes the open fail, rather than have modkie overwrite the
+ * link's target); O_NOFOLLOW says so twice. */
+static FILE *create_tmp(mk_op *op) {
+  int fd;
+  FILE *f;
+  if (unlink(op->tmp_path) != 0 && errno != ENOENT) return NULL;
+  fd = open(op->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0) return NULL;
+  f = fdopen(fd, "wb");
+  if (!f) {
+    int saved = errno;
+    close(fd);
+    remove(op->tmp_path);
+    errno = saved;
+  }
+  return f;
+}
+
 static int setup_download(mk_engine *e, mk_op *op, mk_xfer *x) {
   CURL *c = x->easy;
   CURLcode rc = CURLE_OK;
-  x->file = fopen(op->tmp_path, "wb");
+  x->file = create_tmp(op);
   if (!x->file) return -1;
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
-  /* a large file may take long: give up on a stall, not on total time */
-  SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+  /* a large file may take long: give up on a slow transfer, not on total time */
+  SET(CURLOPT_LOW_SPEED_LIMIT, DOWNLOAD_MIN_SPEED);
   SET(CURLOPT_LOW_SPEED_TIME, (e->timeout_ms + 999) / 1000);
   SET(CURLOPT_FOLLOWLOCATION, 1L);
   SET(CURLOPT_MAXREDIRS, 5L);
@@ -364,20 +414,77 @@ static mk_queue *line_for(mk_engine *e, mk_op *op) {
   return &e->wait_slot;
 }
 
-/* Start waiting exchanges while rate tokens and in-flight room allow. */
-static void pump(mk_engine *e, double now) {
-  while (e->in_flight < e->max_in_flight) {
-    mk_op *op;
-    if (e->wait_submit.head && mk_rate_take(&e->submit_rate, now)) op = e->wait_submit.head;
-    else if (e->wait_poll.head && mk_rate_take(&e->poll_rate, now)) op = e->wait_poll.head;
-    else if (e->wait_slot.head) op = e->wait_slot.head;
-    else break;
-    queue_remove(op);
+static void enqueue(mk_engine *e, mk_op *op) {
+  mk_queue *q = line_for(e, op);
+  if (q == &e->wait_submit) queue_push_by_age(q, op);
+  else queue_push(q, op);
+}
+
+/* Which waiting poll goes next: the one place that decides it. Polls wait
+ * in the order they fell due. */
+static mk_op *next_poll(mk_engine *e) {
+  return e->wait_poll.head;
+}
+
+/* Start a waiting exchange. A held createTask stops at the door with its
+ * grant and slot instead, as a "ready" event. */
+static void start_next(mk_engine *e, mk_op *op) {
+  queue_remove(op);
+  if (op->hold) {
+    op->hold = 0; /* only the first attempt: a retry is sent as it comes */
+    op->held = 1;
+    e->held++;
+    push_done(e, op, MK_DONE_READY);
+  } else {
     start(e, op);
   }
 }
 
+/* Start waiting exchanges while rate grants and in-flight room allow:
+ * creates first, in the order they were submitted, then polls, then the rest. */
+static void pump(mk_engine *e, double now) {
+  int room = e->max_in_flight - e->in_flight - e->held, creates, polls;
+  if (room <= 0) return;
+  creates = mk_grants_take(&e->grants, MK_LANE_CREATE, e->wait_submit.len < room ? e->wait_submit.len : room, now);
+  room -= creates;
+  polls = mk_grants_take(&e->grants, MK_LANE_POLL, e->wait_poll.len < room ? e->wait_poll.len : room, now);
+  mk_grants_settle(&e->grants); /* a grant is spent now or never */
+  while (creates-- > 0 && e->wait_submit.head) start_next(e, e->wait_submit.head);
+  while (polls-- > 0 && e->wait_poll.head) start_next(e, next_poll(e));
+  while (e->in_flight + e->held < e->max_in_flight && e->wait_slot.head) start_next(e, e->wait_slot.head);
+}
+
+void mk_engine_pump(mk_engine *e) {
+  double now = mk_now();
+  mk_grants_collect(&e->grants, now);
+  pump(e, now);
+}
+
+/* The store's timeouts; when it next needs a look. */
+static void store_tick(mk_engine *e, double now) {
+  double t = mk_grants_tick(&e->grants, now);
+  e->store_due = t < 0 ? -1 : now + t;
+}
+
+int mk_engine_hold(mk_op *op) {
+  if (op->type != MK_OP_JOB || op->state != MK_SUBMITTING || !op->queue || op->xfer) return -1;
+  op->hold = 1;
+  return 0;
+}
+
+int mk_engine_send(mk_engine *e, mk_op *op) {
+  if (!op->held || op->on_done) return -1;
+  op->held = 0;
+  e->held--;
+  start(e, op);
+  return 0;
+}
+
 static void stop(mk_engine *e, mk_op *op) {
+  if (op->held) { /* its slot is free again */
+    op->held = 0;
+    e->held--;
+  }
   mk_heap_remove(&e->timers, &op->timer);
   mk_heap_remove(&e->timers, &op->deadline);
   queue_remove(op);
@@ -392,16 +499,23 @@ void mk_engine_stop(mk_engine *e, mk_op *op) {
 static void fire(mk_engine *e, mk_timer *t) {
   mk_op *op = t->owner;
   if (t->kind == TIMER_DEADLINE) {
+    if (op->on_done && op->done_why != MK_DONE_READY) {
+      /* an answer is waiting to be read (a step that raised left it there):
+       * its transfer and body must stay, and its handler decides */
+      op->expired = 1;
+      return;
+    }
     if (op->xfer && op->type == MK_OP_JOB && op->state == MK_SUBMITTING) {
       op->expired = 1; /* let createTask answer: the task id must not be lost */
       return;
     }
+    if (op->on_done && op->done_why == MK_DONE_READY) remove_done(e, op); /* it never left: the deadline is the news */
     stop(e, op);
     push_done(e, op, MK_DONE_DEADLINE);
   } else if (op->type == MK_OP_TIMER) {
     push_done(e, op, MK_DONE_TIMER);
   } else {
-    queue_push(line_for(e, op), op);
+    enqueue(e, op);
   }
 }
 
@@ -437,6 +551,9 @@ static void collect(mk_engine *e) {
     r->too_large = x->too_large || r->curl == CURLE_FILESIZE_EXCEEDED;
     r->write_failed = x->write_failed;
     r->retry_after = x->retry_after;
+    /* server text leaves the engine only after the key is taken out of it */
+    if (op->type != MK_OP_DOWNLOAD && x->body.len && mk_redact(&x->body, e->key, e->key_json) != 0)
+      x->body.len = 0; /* out of memory: the answer reads as empty, never with the key */
     r->body = x->body.data ? x->body.data : "";
     r->body_len = x->body.len;
     r->error = x->write_failed ? x->write_error : x->errbuf[0] ? x->errbuf : curl_easy_strerror(r->curl);
@@ -465,7 +582,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud, void *sock
     return 0;
   }
   if (!i) {
-    if (e->npfds == e->cap_pfds) {
+    if (e->npfds + 1 >= e->cap_pfds) { /* room for one more: the store's socket */
       size_t cap = e->cap_pfds ? e->cap_pfds * 2 : 16;
       struct pollfd *p = realloc(e->pfds, cap * sizeof *p);
       if (!p) return -1;
@@ -511,15 +628,27 @@ static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errle
   return 0;
 }
 
+/* The store's socket, if it waits on one, in the place after libcurl's. */
+static int store_socket(mk_engine *e) {
+  mk_store *st = e->grants.store;
+  return st && st->ops->socket && st->ops->socket(st, &e->pfds[e->npfds]);
+}
+
 /* Wait up to `wait` seconds for the watched sockets, then let libcurl act on
- * the ready ones. Returns 1 when a signal cut the wait short. */
+ * the ready ones (and the store on its own). Returns 1 when a signal cut the wait short. */
 static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
-  int ms = (int)(wait * 1000 + 0.999), n, ready = 0;
+  int ms, n, ready = 0, store = store_socket(e);
   size_t i;
-  n = poll(e->pfds, (nfds_t)e->npfds, ms);
+  short store_ready;
+  if (!(wait >= 0)) wait = 0;
+  if (wait > POLL_MAX_WAIT) wait = POLL_MAX_WAIT; /* the run loop waits again for the rest */
+  ms = (int)(wait * 1000 + 0.999);
+  if (store) e->pfds[e->npfds].revents = 0;
+  n = poll(e->pfds, (nfds_t)(e->npfds + (size_t)store), ms);
   e->wakeups++;
   if (n < 0) return errno == EINTR ? 1 : (snprintf(err, errlen, "poll: %s", strerror(errno)), -1);
   if (n == 0) return 0;
+  store_ready = store ? e->pfds[e->npfds].revents : 0; /* read before libcurl moves its sockets */
   /* acting may add or remove sockets: note the ready ones first */
   if (e->nready_cap < e->npfds) {
     struct pollfd *r = realloc(e->ready, e->npfds * sizeof *r);
@@ -534,6 +663,11 @@ static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
     int flags = ((rev & (POLLIN | POLLHUP)) ? CURL_CSELECT_IN : 0) | ((rev & POLLOUT) ? CURL_CSELECT_OUT : 0) |
                 ((rev & (POLLERR | POLLNVAL)) ? CURL_CSELECT_ERR : 0);
     if (act(e, e->ready[i].fd, flags, err, errlen) != 0) return -1;
+  }
+  if (store_ready && e->grants.store) {
+    double now = mk_now();
+    e->grants.store->ops->ready(e->grants.store, store_ready, now);
+    if (mk_grants_collect(&e->grants, now)) pump(e, now); /* grants are spent at once */
   }
   return 0;
 }
@@ -566,9 +700,11 @@ static double idle_for(mk_engine *e, double now, double cap) {
   mk_timer *t = mk_heap_top(&e->timers);
   if (t && t->due - now < wait) wait = t->due - now;
   if (e->curl_due >= 0 && e->curl_due - now < wait) wait = e->curl_due - now;
-  if (e->in_flight < e->max_in_flight) {
-    if (e->wait_submit.head && mk_rate_wait(&e->submit_rate, now) < wait) wait = mk_rate_wait(&e->submit_rate, now);
-    if (e->wait_poll.head && mk_rate_wait(&e->poll_rate, now) < wait) wait = mk_rate_wait(&e->poll_rate, now);
+  if (e->store_due >= 0 && e->store_due - now < wait) wait = e->store_due - now;
+  if (e->in_flight + e->held < e->max_in_flight) {
+    double w;
+    if (e->wait_submit.head && (w = mk_grants_wait(&e->grants, MK_LANE_CREATE, now)) < wait) wait = w;
+    if (e->wait_poll.head && (w = mk_grants_wait(&e->grants, MK_LANE_POLL, now)) < wait) wait = w;
     if (e->wait_slot.head) wait = 0;
   }
   if (e->in_flight && wait > ACTIVE_POLL_CAP) wait = ACTIVE_POLL_CAP;
@@ -580,6 +716,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
   for (;;) {
     double wait;
     fire_due(e, now);
+    store_tick(e, now);
     pump(e, now);
     if (e->curl_due >= 0 && e->curl_due <= now) {
       e->curl_due = -1;
@@ -587,6 +724,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
     }
     if (e->flying) watchdog(e, now);
     if (e->done_head) return 0;
+    if (e->grants.store && e->grants.store->host_questions) return 0; /* the Lua layer answers them */
     wait = until > now ? idle_for(e, now, until - now) : 0;
     if (e->npfds || wait > 0) {
       int rc = poll_sockets(e, wait, err, errlen);
@@ -601,14 +739,14 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
 
 double mk_engine_next_wakeup(mk_engine *e) {
   double now = mk_now();
-  if (e->done_head) return 0;
+  if (e->done_head || (e->grants.store && e->grants.store->host_questions)) return 0;
   if (!e->in_flight && !mk_heap_top(&e->timers) && !e->wait_submit.head && !e->wait_poll.head && !e->wait_slot.head)
     return -1;
   return idle_for(e, now, 3600.0);
 }
 
-const struct pollfd *mk_engine_sockets(const mk_engine *e, size_t *n) {
-  *n = e->npfds;
+const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n) {
+  *n = e->npfds + (size_t)store_socket(e);
   return e->pfds;
 }
 
@@ -623,7 +761,7 @@ mk_op *mk_engine_lookup(mk_engine *e, uint64_t handle) {
   mk_op *op;
   if (slot >= e->nslots) return NULL;
   op = e->slots[slot];
-  return (op && op->gen == gen) ? op : NULL;
+  return (op && op->gen == gen && !op->released) ? op : NULL;
 }
 
 uint32_t mk_engine_live(const mk_engine *e) {
@@ -649,6 +787,8 @@ static mk_op *op_new(mk_engine *e, mk_op_type type) {
     e->gens = gens;
     e->cap_slots = cap;
   }
+  /* room for every op's two timers: scheduling never fails for want of memory */
+  if (mk_heap_reserve(&e->timers, 2 * ((size_t)mk_engine_live(e) + 1)) != 0) return NULL;
   op = calloc(1, sizeof *op);
   if (!op) return NULL;
   if (e->nfree) {
@@ -683,8 +823,29 @@ static void op_free(mk_engine *e, mk_op *op) {
 }
 
 void mk_engine_release(mk_engine *e, mk_op *op) {
+  if (op->released) return;
   mk_engine_stop(e, op);
+  if (e->stepping) { /* Lua may still hold it: freed when the step ends */
+    op->released = 1;
+    op->released_next = e->released;
+    e->released = op;
+    return;
+  }
   op_free(e, op);
+}
+
+void mk_engine_begin_step(mk_engine *e) {
+  e->stepping = 1;
+}
+
+void mk_engine_end_step(mk_engine *e) {
+  e->stepping = 0;
+  while (e->released) {
+    mk_op *op = e->released;
+    e->released = op->released_next;
+    mk_engine_stop(e, op); /* in case it was armed again after its release */
+    op_free(e, op);
+  }
 }
 
 static char *join(const char *a, const char *b, const char *c) {
@@ -774,7 +935,7 @@ mk_op *mk_engine_call(mk_engine *e, int post, const char *path, const char *body
     mk_engine_release(e, op);
     return NULL;
   }
-  queue_push(line_for(e, op), op);
+  enqueue(e, op);
   return op;
 }
 
@@ -805,10 +966,11 @@ mk_op *mk_engine_timer(mk_engine *e, double seconds) {
 }
 
 int mk_engine_schedule(mk_engine *e, mk_op *op, double delay) {
+  if (op->released) return 0;
   drop_xfer(e, op);
   remove_done(e, op);
   if (delay <= 0) {
-    queue_push(line_for(e, op), op);
+    enqueue(e, op);
     return 0;
   }
   return mk_heap_set(&e->timers, &op->timer, mk_now() + delay);
@@ -827,8 +989,68 @@ static struct curl_slist *headers(struct curl_slist *list, const char *line, int
   return next;
 }
 
+/* The rate windows: the client's own, or the account's in the store `cfg->share` names. */
+static int init_grants(mk_engine *e, const mk_config *cfg, char *err, size_t errlen) {
+  int limit[MK_LANES];
+  double per[MK_LANES];
+  mk_store *store = NULL;
+  limit[MK_LANE_CREATE] = cfg->submit_limit;
+  per[MK_LANE_CREATE] = cfg->submit_per;
+  limit[MK_LANE_POLL] = cfg->poll_limit;
+  per[MK_LANE_POLL] = cfg->poll_per;
+  if (cfg->share && cfg->share[0]) {
+    char why[200];
+    store = mk_store_open(cfg->share, why, sizeof why);
+    if (!store) {
+      snprintf(err, errlen, "rate.shared: %s", why);
+      return -1;
+    }
+    mk_account_id(e->origin, cfg->api_key ? cfg->api_key : "", store->account);
+    store->client = (uint64_t)(mk_random(e) * 9007199254740992.0) ^ ((uint64_t)getpid() << 32);
+  }
+  if (mk_grants_init(&e->grants, limit, per, store, cfg->clients) != 0) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
 static char *dup_or_null(const char *s) {
   return s ? copy(s, strlen(s)) : NULL;
+}
+
+/* The key as a JSON encoder may write it: `"` and `\` escaped, `/` as `\/`. */
+static char *json_escaped(const char *s) {
+  size_t n = strlen(s), i, o = 0;
+  char *out = malloc(2 * n + 1);
+  if (!out) return NULL;
+  for (i = 0; i < n; i++) {
+    if (s[i] == '"' || s[i] == '\\' || s[i] == '/') out[o++] = '\\';
+    out[o++] = s[i];
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/* `localhost` in base_url is this machine: pin it to the loopback addresses
+ * for libcurl (CURLOPT_RESOLVE), so that no hosts file or DNS server decides
+ * where the key goes. */
+static int pin_localhost(mk_engine *e) {
+  mk_origin o;
+  char line[64];
+  struct curl_slist *pin;
+  if (mk_url_parse_origin(e->base_url, &o) != 0 || strcmp(o.host, "localhost") != 0) return 0;
+  snprintf(line, sizeof line, "localhost:%ld:127.0.0.1,[::1]", o.port);
+  pin = curl_slist_append(NULL, line);
+  if (!pin) return -1;
+  e->pin = pin;
+  return 0;
+}
+
+static void wipe(char *s) {
+  if (!s) return;
+  memset(s, 0, strlen(s));
+  free(s);
 }
 
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
@@ -849,13 +1071,24 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
     mk_engine_free(e);
     return NULL;
   }
+  e->pid = getpid();
+  if (pin_localhost(e) != 0) goto oom;
   e->has_key = cfg->api_key && cfg->api_key[0];
+  if (e->has_key && strlen(cfg->api_key) >= MIN_REDACTED_KEY) {
+    e->key = copy(cfg->api_key, strlen(cfg->api_key));
+    e->key_json = json_escaped(cfg->api_key);
+    if (!e->key || !e->key_json) goto oom;
+    if (!strcmp(e->key, e->key_json)) {
+      free(e->key_json);
+      e->key_json = NULL;
+    }
+  }
   if (e->has_key) {
     auth = join("Authorization: Bearer ", cfg->api_key, NULL);
     if (!auth) goto oom;
     e->api_headers = headers(e->api_headers, auth, &ok);
     e->auth_file_headers = headers(e->auth_file_headers, auth, &ok);
-    memset(auth, 0, strlen(auth)); /* the key lives on only inside libcurl's header lists */
+    memset(auth, 0, strlen(auth)); /* the key lives on only in libcurl's header lists and e->key */
     free(auth);
   }
   e->api_headers = headers(e->api_headers, "Content-Type: application/json", &ok);
@@ -869,12 +1102,16 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   e->max_body = cfg->max_body;
   e->max_download = cfg->max_download;
   e->max_in_flight = cfg->max_connections * 4;
-  if (mk_rate_init(&e->submit_rate, cfg->submit_limit, cfg->submit_per) != 0 ||
-      mk_rate_init(&e->poll_rate, cfg->poll_limit, cfg->poll_per) != 0)
-    goto oom;
   e->rng = cfg->seed ? cfg->seed : ((uint64_t)(wall_now() * 1e6) ^ (uint64_t)(uintptr_t)e);
   if (!e->rng) e->rng = 88172645463325252ULL;
-  e->curl_due = -1;
+  e->curl_due = e->store_due = -1;
+  e->pfds = malloc(16 * sizeof *e->pfds); /* never NULL: the store's socket has a place even with no other */
+  if (!e->pfds) goto oom;
+  e->cap_pfds = 16;
+  if (init_grants(e, cfg, err, errlen) != 0) {
+    mk_engine_free(e);
+    return NULL;
+  }
   if (curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
@@ -901,6 +1138,7 @@ oom:
 void mk_engine_free(mk_engine *e) {
   uint32_t i;
   if (!e) return;
+  mk_engine_end_step(e);
   for (i = 0; i < e->nslots; i++)
     if (e->slots[i]) mk_engine_release(e, e->slots[i]);
   while (e->spare) {
@@ -913,9 +1151,11 @@ void mk_engine_free(mk_engine *e) {
   free(e->ready);
   curl_slist_free_all(e->api_headers);
   curl_slist_free_all(e->auth_file_headers);
+  curl_slist_free_all(e->pin);
+  wipe(e->key);
+  wipe(e->key_json);
   mk_heap_free(&e->timers);
-  mk_rate_free(&e->submit_rate);
-  mk_rate_free(&e->poll_rate);
+  mk_grants_free(&e->grants);
   free(e->slots);
   free(e->free_slots);
   free(e->gens);

@@ -7,7 +7,30 @@
  * sockets to watch, the engine polls them (or a host's event loop does, see
  * mk_engine_sockets). The engine never calls into Lua: `mk_engine_run` moves time and I/O
  * forward and queues the ops that need a decision on a "done" list, which the
- * bindings drain afterwards. */
+ * bindings drain afterwards.
+ *
+ * Reentrancy. While the bindings drain the done list they run Lua (the JSON
+ * decoder, a poll_interval function, and any __gc finaliser at any
+ * allocation), and that Lua may call back into the client. The bindings
+ * bracket the drain with mk_engine_begin_step / mk_engine_end_step, and
+ * during the step:
+ *  - releasing an op (cancel, or a handler ending it) stops it at once (no
+ *    request, timer or queue place is left) but frees it only when the step ends; until
+ *    then mk_engine_lookup no longer finds it, and scheduling it does nothing.
+ *    So a pointer to an op stays valid memory for the whole step, and the rule
+ *    for the bindings is: after Lua ran, an op is touched only once it has been
+ *    looked up again by its handle.
+ *  - making ops (submit, adopt, call, download, timer) is done at once; their
+ *    first request goes out on the next mk_engine_run.
+ *  - mk_engine_run and mk_engine_free are not called (the bindings refuse a
+ *    step inside a step, and defer close to the end of the step).
+ * What the Lua API does in each case is written once, in core.c's l_step,
+ * and in docs/embedding.md.
+ *
+ * A job's deadline never cuts short an answer already on the done list: the
+ * op is marked expired and its handler decides (an answer that ends the job
+ * wins; anything else ends it with kind deadline). A job past its deadline
+ * never sends another request. */
 #ifndef MODKIE_ENGINE_H
 #define MODKIE_ENGINE_H
 
@@ -15,10 +38,11 @@
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
+#include "grant.h"
 #include "heap.h"
 #include "http.h"
-#include "ratelimit.h"
 
 typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER } mk_op_type;
 
@@ -28,8 +52,9 @@ typedef enum {
   MK_SUCCESS, MK_FAILED, MK_ERROR, MK_CANCELLED
 } mk_job_state;
 
-/* Why an op is on the done list. */
-typedef enum { MK_DONE_XFER = 1, MK_DONE_DEADLINE, MK_DONE_TIMER } mk_done_why;
+/* Why an op is on the done list. READY: a held createTask is at the door
+ * (see mk_engine_hold). */
+typedef enum { MK_DONE_XFER = 1, MK_DONE_DEADLINE, MK_DONE_TIMER, MK_DONE_READY } mk_done_why;
 
 /* What a finished transfer left behind. */
 typedef struct mk_result {
@@ -72,7 +97,11 @@ typedef struct mk_op {
   double created;         /* monotonic time the op was made */
   double accepted;        /* jobs: time the task was accepted (or adopted) */
   int polls;
-  int expired;            /* deadline passed while createTask was in flight */
+  int expired;            /* the deadline passed while an exchange was in flight or its answer unread */
+  int hold;               /* jobs: stop createTask at the door (mk_engine_hold) */
+  int held;               /* at the door: rate token spent, slot kept, waits for mk_engine_send */
+  int released;           /* released during a step: freed when it ends */
+  struct mk_op *released_next;
   char server_state[32];
   double progress;        /* jobs: the record's last progress (0-100), -1 when none */
 
@@ -97,6 +126,9 @@ typedef struct mk_config {
   int max_connections;
   int submit_limit; double submit_per;  /* limit <= 0 disables */
   int poll_limit; double poll_per;
+  const char *share;        /* the account's windows: "file:/path", "redis://host:port/db" or "host"
+                               (the Lua layer's); NULL: the client's own */
+  int clients;              /* clients sharing the account (the fallback while the store is away); 0: ask the store */
   uint64_t seed;            /* 0: seed from the clock */
   double record_grace;      /* seconds a new task's record may be missing ("recordInfo is null") */
 } mk_config;
@@ -105,6 +137,11 @@ typedef struct mk_engine {
   CURLM *multi;
   char *base_url;
   char origin[256];
+  struct curl_slist *pin;   /* CURLOPT_RESOLVE: `localhost` at base_url's port is loopback, whatever a resolver says */
+  char *key, *key_json;     /* to redact the key from answers (key_json: as JSON escapes it), or NULL */
+  pid_t pid;                /* the process that made the engine: a forked child must not touch its connections */
+  int stepping;             /* see "Reentrancy" above */
+  mk_op *released;          /* ops released during the step */
   struct curl_slist *api_headers, *auth_file_headers;
   char *user_agent, *ca_file;
   int has_key;
@@ -113,7 +150,7 @@ typedef struct mk_engine {
   double record_grace;
   size_t max_body;
   long long max_download;
-  mk_rate submit_rate, poll_rate;
+  mk_grants grants;          /* rate windows: the client's own, or the account's in a store */
   mk_heap timers;
   mk_op **slots;
   uint32_t nslots, cap_slots;
@@ -124,14 +161,17 @@ typedef struct mk_engine {
   mk_xfer *spare;           /* reusable transfers (each keeps its easy handle) */
   mk_xfer *flying;          /* transfers in flight (API and downloads) */
   int in_flight, max_in_flight;
+  int held;                 /* createTasks at the door: each keeps an in-flight slot */
   uint64_t rng;
   unsigned long long requests, polls_sent, creates_sent;
+  unsigned long long rate_limited; /* answers 429 (HTTP or body code) */
   unsigned long long wakeups;  /* returns from poll(): shows there is no busy loop */
   struct pollfd *pfds;         /* the sockets libcurl wants watched, and for what */
   size_t npfds, cap_pfds;
   struct pollfd *ready;        /* scratch: the sockets one poll found ready */
   size_t nready_cap;
   double curl_due;             /* when libcurl's own timer runs out; -1: none */
+  double store_due;            /* when the rate store next needs a look; -1: none */
 } mk_engine;
 
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen);
@@ -146,6 +186,14 @@ mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline);
 mk_op *mk_engine_call(mk_engine *e, int post, const char *path, const char *body, size_t len);
 mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path);
 mk_op *mk_engine_timer(mk_engine *e, double seconds);
+/* Make a job's createTask, still waiting in line, stop at the door: once it
+ * has its rate token and a transfer slot it goes on the done list (READY)
+ * instead of out, and keeps both until mk_engine_send lets it go. The caller
+ * can so record "about to send" durably first, and a createTask that never
+ * left is known never to have left. -1 when the op is not such a job. */
+int mk_engine_hold(mk_op *op);
+/* Send a createTask held at the door. -1 when the op is not held there. */
+int mk_engine_send(mk_engine *e, mk_op *op);
 /* createTask answered with a task id: the job polls recordInfo from now on. */
 int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id);
 
@@ -154,8 +202,11 @@ mk_op *mk_engine_lookup(mk_engine *e, uint64_t handle);
 
 /* Start the op's next exchange after `delay` seconds (poll, retry). */
 int mk_engine_schedule(mk_engine *e, mk_op *op, double delay);
-/* Stop everything the op is doing and free it. */
+/* Stop everything the op is doing and free it (during a step: when it ends). */
 void mk_engine_release(mk_engine *e, mk_op *op);
+/* Bracket a step: the code that runs Lua with ops in hand (see "Reentrancy"). */
+void mk_engine_begin_step(mk_engine *e);
+void mk_engine_end_step(mk_engine *e);
 /* Abort the op's transfer and timers, keep the op. */
 void mk_engine_stop(mk_engine *e, mk_op *op);
 
@@ -169,7 +220,9 @@ void mk_engine_unpop_done(mk_engine *e, mk_op *op);
 /* Seconds until the engine next needs to run (0: now), or -1 when idle. */
 double mk_engine_next_wakeup(mk_engine *e);
 /* The sockets to watch (fd and POLLIN/POLLOUT), for a host's own event loop. */
-const struct pollfd *mk_engine_sockets(const mk_engine *e, size_t *n);
+const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n);
+/* Start what may start now: after the Lua layer answered the store's questions. */
+void mk_engine_pump(mk_engine *e);
 /* Ops not yet released. */
 uint32_t mk_engine_live(const mk_engine *e);
 

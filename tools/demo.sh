@@ -2,8 +2,10 @@
 # make demo: the main job as a user runs it, with no key and no network.
 # Starts the gateway emulator on a free port, runs `modkie batch` over
 # examples/batch/ (progress bar on a terminal), saves the videos into
-# build/demo/videos, prints the summary, and stops the emulator on every
-# way out (success, failure, Ctrl-C).
+# build/demo/videos, writes the review page beside them, prints the summary
+# and the page's path, and stops the emulator on every way out (success,
+# failure, Ctrl-C). The emulator runs with --media: its videos are real
+# (small H.264 clips), so the page plays them.
 set -eu
 
 LUA=${LUA:-lua5.4}
@@ -27,7 +29,7 @@ trap 'stop_mock; exit 130' INT
 trap 'stop_mock; exit 143' TERM
 
 # The emulator prints "listening http://HOST:PORT pid=PID ..." once it listens.
-"$LUA" "$here/bin/modkie" mock --port 0 --job-seconds "$job_seconds" >"$out/mock.out" 2>"$out/mock.err" &
+"$LUA" "$here/bin/modkie" mock --port 0 --job-seconds "$job_seconds" --media >"$out/mock.out" 2>"$out/mock.err" &
 mock_pid=$!
 url=""
 tries=0
@@ -46,7 +48,8 @@ done
 
 echo "demo: gateway emulator at $url (jobs take ${job_seconds}s)"
 echo "demo: modkie batch --model kling/kling-3-0 --rows examples/batch/rows.csv \\"
-echo "        --template examples/batch/template.txt --download $out/videos"
+echo "        --template examples/batch/template.txt --download $out/videos \\"
+echo "        --review $out/videos/review.html"
 echo
 
 # A made-up key: the emulator takes any, and a real one never leaves for a test server.
@@ -57,8 +60,10 @@ MODKIE_BASE_URL="$url" MODKIE_API_KEY="demo-key" "$LUA" "$here/bin/modkie" batch
   --template "$here/examples/batch/template.txt" \
   --journal "$out/journal.jsonl" \
   --download "$out/videos" \
+  --review "$out/videos/review.html" \
   --concurrency 6 || status=$?
 
 echo
-echo "demo: $(ls "$out/videos" 2>/dev/null | wc -l) files in $out/videos; journal in $out/journal.jsonl"
+echo "demo: $(ls "$out/videos" 2>/dev/null | grep -c '\.mp4$') videos in $out/videos; journal in $out/journal.jsonl"
+echo "demo: review page (open it in a browser): $out/videos/review.html"
 exit "$status"

@@ -20,6 +20,8 @@ local download = require "modkie.download"
 local journal_mod = require "modkie.journal"
 local wait = require "modkie.wait"
 local plan_mod = require "modkie.batch.plan"
+local suggest = require "modkie.suggest"
+local record = require "modkie.record"
 
 local batch = {}
 
@@ -48,13 +50,14 @@ local OPTIONS = {
   dry_run = { boolean = true }, resubmit_ambiguous = { boolean = true }, retry_failed = { boolean = true },
   deadline = { number = true, boolean = true }, callback_url = { string = true },
   on_progress = { ["function"] = true }, on_result = { ["function"] = true },
+  extra_columns = { boolean = true, table = true }, encoding = { string = true }, check_balance = { boolean = true },
 }
 
 local function check_options(opts)
   for k, v in pairs(opts) do
     local want = OPTIONS[k]
     if not want then
-      error(("modkie.batch.run: unknown option '%s'"):format(tostring(k)), 3)
+      error(("modkie.batch.run: unknown option '%s'%s"):format(tostring(k), suggest.hint(k, OPTIONS)), 3)
     end
     if not want[type(v)] then
       local names = {}
@@ -98,6 +101,32 @@ local function file_exists(path)
   return false
 end
 
+-- A row's values as the journal keeps them (for the review page): text,
+-- numbers and booleans, and tables the journal can hold; nothing else.
+local function plain_values(row)
+  if type(row) ~= "table" then return nil end
+  local out, any = {}, false
+  for k, v in pairs(row) do
+    local t = type(v)
+    if type(k) == "string" and (t == "string" or t == "number" or t == "boolean"
+      or (t == "table" and journal_mod.encodable(v))) then
+      out[k], any = v, true
+    end
+  end
+  return any and out or nil
+end
+
+-- The gateway's times of a job (Unix seconds) and its polls, for the journal:
+-- with the record's `t` they give the job's duration and notice delay.
+local function timings(rec, job)
+  local t = { polls = job.polls }
+  if type(rec) == "table" then
+    local r = record.result(rec)
+    t.created_at, t.completed_at, t.cost_time = r.created_at, r.completed_at, r.cost_time
+  end
+  return t
+end
+
 -- What goes into the journal for an error: plain fields, never a record or input.
 local function error_record(err)
   return { kind = err.kind, message = err.message, code = err.code, status = err.status }
@@ -137,7 +166,7 @@ local function dry_report(opts, plan)
   -- rows with problems: one entry per row, in row order among the jobs
   local bad = {}
   for _, p in ipairs(plan.problems) do
-    if not bad[p.row] then
+    if p.row and not bad[p.row] then -- (a problem of the header has no row)
       bad[p.row] = p
       report.invalid = report.invalid + 1
     end
@@ -191,7 +220,7 @@ local function new_runner(opts, plan)
   for i, job in ipairs(plan.jobs) do
     self.entries[i] = {
       row = job.row, variant = job.variant, key = job.key, prompt = job.prompt, input = job.input,
-      state = "pending", fp = job.fp,
+      state = "pending", fp = job.fp, values = job.values,
     }
   end
   return self
@@ -238,9 +267,6 @@ function Runner:restore()
         .. "new batch, or put the rows and template back as they were."):format(opts.journal, mismatch.why),
         { path = opts.journal, row = tonumber(mismatch.key:match("^%d+")), line = mismatch.line })
     end
-    local ok, werr = j:write({ type = "run", v = journal_mod.VERSION, model = self.model,
-      jobs = #self.entries, rows = self.plan.rows })
-    if not ok then return nil, werr end
   end
 
   local adopt, todo, fetch = {}, {}, {}
@@ -299,6 +325,47 @@ function Runner:restore()
   return true
 end
 
+-- Before anything is paid for: the download folder must take files, and
+-- the balance must cover the estimate (a run that stops halfway for credits
+-- leaves a batch half done).
+function Runner:preflight()
+  local opts = self.opts
+  if opts.download then
+    local ok, err = download.check_dir(opts.download)
+    if not ok then return nil, err end
+  end
+  local n = 0
+  for i = self.qhead, #self.queue do
+    if self.queue[i].kind == "submit" then n = n + 1 end
+  end
+  local each = self.plan.credits_each
+  if opts.check_balance == false or not each or n == 0 then return true end
+  local balance, err = self.client:credits()
+  if not balance then
+    err.message = ("batch: the balance could not be checked before sending (%s); check_balance = false "
+      .. "(--no-balance-check) sends without checking"):format(err.message)
+    return nil, err
+  end
+  local need = each * n
+  if balance < need then
+    return nil, Error.new("credits", ("batch: about %s credits are needed for %d %s (%s each, the model's "
+      .. "estimate), but the balance is %s; nothing was sent. Top up, or pass check_balance = false "
+      .. "(--no-balance-check) to send anyway"):format(tostring(need), n, n == 1 and "job" or "jobs",
+      tostring(each), tostring(balance)), { needed = need, balance = balance })
+  end
+  return true
+end
+
+-- This run's first journal record.
+function Runner:begin()
+  if not self.journal then return true end
+  local opts = self.opts
+  return self.journal:write({ type = "run", v = journal_mod.VERSION, model = self.model,
+    jobs = #self.entries, rows = self.plan.rows, columns = self.plan.columns,
+    source = type(opts.rows) == "string" and opts.rows or nil, template = opts.template_file,
+    download = opts.download })
+end
+
 function Runner:path_of(name)
   return (self.opts.download or "."):gsub("/+$", "") .. "/" .. name
 end
@@ -320,11 +387,14 @@ end
 
 -- ---------------------------------------------------------------- starting work
 
--- Fill free slots: new rows are recorded as submitting and synced together,
--- then handed to the client (createTask goes out on the next step).
+-- Fill free slots. New rows are handed to the client held at the door: a
+-- row is recorded as submitting (and synced) only once its createTask has
+-- its rate token and a connection, just before it goes out (see `send_held`),
+-- so a row still waiting in line is known never to have been sent.
 function Runner:fill()
   local free = self.concurrency - #self.active
-  local submits = {}
+  local sopts = { validate = false, deadline = self.opts.deadline, callback_url = self.opts.callback_url,
+    hold = true }
   while free > 0 and self.qhead <= #self.queue and not self.halted do
     local item = self.queue[self.qhead]
     self.qhead = self.qhead + 1
@@ -346,24 +416,34 @@ function Runner:fill()
         free = free + 1
       end
     else
-      submits[#submits + 1] = e
-      self:log({ type = "submit", job = e.key, row = e.row, fp = e.fp })
-    end
-  end
-  if #submits == 0 then return end
-  self:sync() -- durable before any of these createTasks can be sent
-  local sopts = { validate = false, deadline = self.opts.deadline, callback_url = self.opts.callback_url }
-  for _, e in ipairs(submits) do
-    e.restored, e.adopted, e.error, e.id = nil, nil, nil, nil
-    local job, err = self.client:submit(self.model, e.input, sopts)
-    if job then
-      e.state = "submitting"
-      self.active[#self.active + 1] = { entry = e, job = job }
-    else
-      self:refused(e, err)
+      e.restored, e.adopted, e.error, e.id = nil, nil, nil, nil
+      local job, err = self.client:submit(self.model, e.input, sopts)
+      if job then
+        e.state = "submitting"
+        self.active[#self.active + 1] = { entry = e, job = job }
+      else
+        self:refused(e, err)
+      end
     end
   end
   self:sync()
+end
+
+-- Jobs at the door: record them as submitting, sync once for all, then let
+-- their createTasks go.
+function Runner:send_held()
+  local door = {}
+  for _, a in ipairs(self.active) do
+    if a.job and a.job.held then
+      door[#door + 1] = a.job
+      local e = a.entry
+      self:log({ type = "submit", job = e.key, row = e.row, fp = e.fp,
+        input = journal_mod.encodable(e.input) and e.input or nil, values = plain_values(e.values) })
+    end
+  end
+  if #door == 0 then return end
+  self:sync() -- durable before any of these createTasks can be sent
+  for _, job in ipairs(door) do job:send() end
 end
 
 -- A job that could not even start (no key, client closed): nothing was created.
@@ -441,8 +521,10 @@ function Runner:job_done(a)
   if job.state == "success" then
     local res = job.result
     e.state, e.urls, e.credits, e.output, e.result = "success", res.urls or {}, res.credits, res.output, res
+    local t = timings(res.raw, job)
     self:log({ type = "done", job = e.key, state = "success", id = e.id, urls = e.urls, credits = e.credits,
-      output = res.output })
+      output = res.output, created_at = t.created_at, completed_at = t.completed_at, cost_time = t.cost_time,
+      polls = t.polls })
     if self.opts.download and #e.urls > 0 then return "download" end
     return "finished"
   end
@@ -463,7 +545,9 @@ function Runner:job_done(a)
     e.state = "error"
     if FATAL[err.kind] and not e.id then self.halted = self.halted or err end
   end
-  self:log({ type = "done", job = e.key, state = e.state, id = e.id, error = error_record(err) })
+  local t = timings(err.record, job)
+  self:log({ type = "done", job = e.key, state = e.state, id = e.id, error = error_record(err),
+    created_at = t.created_at, completed_at = t.completed_at, cost_time = t.cost_time, polls = t.polls })
   return "finished"
 end
 
@@ -497,6 +581,7 @@ function Runner:collect()
     end
   end
   self.active = keep
+  self:send_held()
   self:sync()
   for _, a in ipairs(downloads) do
     if self:start_download(a) then keep[#keep + 1] = a else finished[#finished + 1] = a end
@@ -558,7 +643,7 @@ function Runner:pump()
     self.client:step(TICK_BLOCK)
     return
   end
-  local watch = {}
+  local watch = { self.client:_door_signal() }
   for _, a in ipairs(self.active) do watch[#watch + 1] = a.job or a.download end
   wait.any(self.client, watch, TICK_YIELD)
 end
@@ -588,7 +673,7 @@ function Runner:report()
     download = self.opts.download, elapsed = core.now() - self.started, rows = self.entries,
   }
   for _, e in ipairs(self.entries) do
-    e.fp, e.file_names, e.result, e.downloading = nil, nil, nil, nil
+    e.fp, e.file_names, e.result, e.downloading, e.values = nil, nil, nil, nil, nil
   end
   return report
 end
@@ -608,7 +693,9 @@ end
 --   `prompt_field` ("prompt"), `expand` (true or `{random = n, seed = s}`),
 --   `concurrency` (8), `journal`, `download`, `dry_run`,
 --   `resubmit_ambiguous`, `retry_failed`, `deadline`, `callback_url`,
---   `on_progress(p)`, `on_result(entry, res, err)`
+--   `on_progress(p)`, `on_result(entry, res, err)`, `extra_columns` (true:
+--   allow columns nothing uses; a list: allow those), `encoding` (of the rows file: "cp1252", "latin1"),
+--   `check_balance` (default true: the estimate must fit the balance)
 -- @treturn[1] table the report `{ total, succeeded, failed, ambiguous,
 --   skipped, pending, credits, files, download_failed, halted, elapsed,
 --   rows = { {row, variant, key, id, state, prompt, input, urls, files,
@@ -626,7 +713,12 @@ function batch.run(opts)
 
   local runner = new_runner(opts, plan)
   local ok, rerr = runner:restore()
-  if not ok then return nil, rerr end
+  if ok then ok, rerr = runner:preflight() end
+  if ok then ok, rerr = runner:begin() end
+  if not ok then
+    if runner.journal then runner.journal:close() end
+    return nil, rerr
+  end
   -- Lua 5.1 cannot yield across pcall: where the loop yields (a scheduler
   -- coroutine, OpenResty, a wait function) it runs unprotected there, and an
   -- error leaves its jobs running in the client (the journal still resumes).

@@ -11,7 +11,9 @@ commands:
   submit MODEL     submit one job (--prompt, --set k=v; --wait, --download DIR)
   status ID        ask where a job is, once
   wait ID          wait for a job to end; print (and --download) its result
+  list             the tasks this command line submitted (no id is lost)
   batch            one job per row of a CSV/JSON Lines file, from a template
+  review JOURNAL   a batch's review page (HTML): every row's output, prompt, state
   validate MODEL   check an input against the model's schema (offline)
   credits          the account's credit balance
   models [MODEL]   the models modkie knows, or one model's fields
@@ -32,7 +34,9 @@ local commands = {
   submit = lazy("modkie.cli.job", "submit"),
   status = lazy("modkie.cli.job", "status"),
   wait = lazy("modkie.cli.job", "wait"),
+  list = lazy("modkie.cli.job", "list"),
   batch = lazy("modkie.cli.batch", "main"),
+  review = lazy("modkie.cli.review", "main"),
   validate = lazy("modkie.cli.models", "validate"),
   models = lazy("modkie.cli.models", "models"),
   credits = lazy("modkie.cli.account", "credits"),
@@ -52,7 +56,8 @@ function cli.main(args)
   end
   local command = commands[name]
   if not command then
-    io.stderr:write("modkie: unknown command '" .. name .. "'\n\n" .. USAGE)
+    io.stderr:write("modkie: unknown command '" .. name .. "'" .. require("modkie.suggest").hint(name, commands)
+      .. "\n\n" .. USAGE)
     return 2
   end
   local rest = {}

@@ -4,12 +4,14 @@
 
 local cjson = require "cjson.safe"
 local core = require "modkie.core"
+local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
 local Job = require "modkie.job"
 local models = require "modkie.models"
 local record = require "modkie.record"
 local schedule = require "modkie.schedule"
-local closest = require("modkie.suggest").closest
+local SharedDict = require "modkie.shared_dict"
+local suggest = require "modkie.suggest"
 local wait = require "modkie.wait"
 
 local Client = {}
@@ -31,19 +33,14 @@ local OPTIONS = {
   allow_insecure = { boolean = true }, seed = { number = true }, record_grace = { number = true },
 }
 local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
-  validate = { boolean = true }, meta = true }
+  validate = { boolean = true }, meta = true, hold = { boolean = true } }
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
-
-local function suggest(name, known)
-  local best = closest(name, known)
-  return best and " (did you mean '" .. best .. "'?)" or ""
-end
 
 --- Raise on unknown option names and wrong types: a typo must not pass silently.
 local function check_options(fname, opts, known)
   for k, v in pairs(opts) do
     if type(k) ~= "string" or not known[k] then
-      local hint = type(k) == "string" and suggest(k, known) or ""
+      local hint = suggest.hint(k, known)
       error(("%s: unknown option '%s'%s"):format(fname, tostring(k), hint), 3)
     end
     if known[k] ~= true and not known[k][type(v)] then
@@ -57,7 +54,6 @@ end
 
 -- Numeric options: the range each accepts (NaN fails every one), for the error message.
 local function above(min) return function(v) return v > min end end
-local function from(min) return function(v) return v >= min end end
 local function within(min, max) return function(v) return v >= min and v <= max end end
 local function whole_within(min, max) return function(v) return v >= min and v <= max and v == math.floor(v) end end
 -- The ranges are the C core's (its casts to integers must stay defined): say
@@ -69,7 +65,7 @@ local NUMBER_RULES = {
   max_body = { within(1, 1e12), "a number of bytes from 1 to 1e12" },
   max_download = { within(0, 1e15), "a number of bytes from 0 (no cap) to 1e15" },
   retries = { whole_within(0, 1000), "a whole number from 0 to 1000" },
-  poll_interval = { from(0), "a number of seconds >= 0, or a function" },
+  poll_interval = { within(0, 1e6), "a number of seconds from 0 to 1e6, or a function" },
   deadline = { above(0), "a number of seconds > 0, or false for none" },
   seed = { whole_within(0, 2 ^ 53), "a whole number from 0 to 2^53" },
   record_grace = { within(0, 1e6), "a number of seconds from 0 to 1e6" },
@@ -95,33 +91,54 @@ local function check_rate_pair(name, pair)
   return pair
 end
 
+local RATE_KEYS = { submit = true, poll = true, shared = true, clients = true }
+
+-- rate.shared: the store's spec for the C core ("file:…", "redis://…", or
+-- "host" for a shared dict the Lua layer answers from), and the dict.
+local function check_shared(v)
+  if v == nil then return nil end
+  if type(v) == "string" and (v:match("^file:.") or v:match("^redis://.")) then return v end
+  if SharedDict.is_dict(v) then return "host", v end
+  -- never echo a string: a redis URL may hold a password
+  error("modkie.new: option 'rate.shared' must be an OpenResty shared dict (ngx.shared.NAME), \"file:/path\" "
+    .. "or \"redis://host:port/db\", got " .. (type(v) == "string" and "another string" or type(v)), 4)
+end
+
 local function rates(rate)
   if rate == false then return false, false end
   if rate == true or rate == nil then rate = {} end
   for k in pairs(rate) do
-    if k ~= "submit" and k ~= "poll" then
-      error("modkie.new: unknown option 'rate." .. tostring(k) .. "' (rate takes submit and poll)", 3)
+    if not RATE_KEYS[k] then
+      error("modkie.new: unknown option 'rate." .. tostring(k) .. "' (rate takes submit, poll, shared and clients)"
+        .. suggest.hint(tostring(k), RATE_KEYS), 3)
     end
   end
   local submit = rate.submit == nil and { 20, 10 } or check_rate_pair("submit", rate.submit)
   local poll = rate.poll == nil and { 10, 1 } or check_rate_pair("poll", rate.poll)
-  return submit, poll
+  local share, dict = check_shared(rate.shared)
+  local clients = rate.clients
+  if clients ~= nil and not (type(clients) == "number" and whole_within(1, 1e6)(clients)) then
+    error("modkie.new: option 'rate.clients' must be a whole number from 1 to 1e6 (the clients sharing the account)",
+      3)
+  end
+  return submit, poll, share, clients, dict
 end
 
-local LOOPBACK = { localhost = true, ["127.0.0.1"] = true, ["[::1]"] = true }
-
 --- Check and normalise the base URL: http(s), no trailing slash; plain http
--- only to this machine unless allow_insecure.
+-- only to this machine unless allow_insecure. What counts as this machine is
+-- decided in C, by libcurl's own reading of the URL (core.origin): localhost,
+-- a dotted quad in 127.0.0.0/8 with every part <= 255, or [::1]. Any other
+-- host is a name a resolver (hosts file, DNS) could point anywhere.
 local function check_base_url(url, allow_insecure)
-  local scheme, host = url:match("^(%a[%w+.-]*)://([^/?#]+)")
+  local scheme = url:match("^(%a[%w+.-]*)://")
   scheme = scheme and scheme:lower()
   if scheme ~= "http" and scheme ~= "https" then
     error("modkie.new: base_url must be an http:// or https:// URL, got '" .. url .. "'", 3)
   end
   if url:find("[%s%c]") then error("modkie.new: base_url must not contain spaces or control characters", 3) end
-  local hostname = host:gsub("^.*@", ""):gsub(":%d*$", ""):lower()
-  local loopback = LOOPBACK[hostname] or hostname:match("^127%.%d+%.%d+%.%d+$")
-  if scheme == "http" and not allow_insecure and not loopback then
+  local origin = core.origin(url)
+  if not origin then error("modkie.new: base_url '" .. url .. "' is not a URL with a host", 3) end
+  if scheme == "http" and not allow_insecure and not origin.loopback then
     error("modkie.new: base_url '" .. url .. "' is plain http to another host: the API key would cross the network "
       .. "unencrypted; use https, or pass allow_insecure = true", 3)
   end
@@ -161,7 +178,7 @@ function Client.new(opts)
   local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
   local key = check_key(opts.api_key or os.getenv("MODKIE_API_KEY"))
-  local submit_rate, poll_rate = rates(opts.rate)
+  local submit_rate, poll_rate, share, clients, dict = rates(opts.rate)
   local json = cjson.new()
   json.decode_max_depth(64)
   json.encode_max_depth(64)
@@ -177,6 +194,7 @@ function Client.new(opts)
     _start = {},     -- coroutine -> arguments for its first resume
     _active = 0,     -- jobs not yet ended
     _log = opts.log, _wait = opts.wait,
+    _dict = dict and SharedDict.new(dict), -- answers the engine's rate questions from a shared dict
   }, Client)
   -- The engine calls poll_interval with a job's handle; hand the job (or its
   -- model) over instead. Weakly: a function the engine holds must not keep
@@ -205,7 +223,7 @@ function Client.new(opts)
     retries = opts.retries, max_body = opts.max_body, max_download = opts.max_download,
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
     poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
-    seed = opts.seed, record_grace = opts.record_grace,
+    seed = opts.seed, record_grace = opts.record_grace, share = share, clients = clients,
   })
   return self
 end
@@ -249,7 +267,9 @@ end
 --- Submit a job. Never blocks: createTask goes out on the next step.
 -- @tparam string model e.g. "kling/kling-3-0"
 -- @tparam table input the model's input fields
--- @tparam[opt] table opts `callback_url`, `deadline` (seconds, or false), `validate` (default true), `meta`
+-- @tparam[opt] table opts `callback_url`, `deadline` (seconds, or false), `validate` (default true), `meta`,
+--   `hold` (the createTask stops at the door once it has its rate token and a
+--   connection slot: `job.held` becomes true and it waits for `job:send()`)
 -- @treturn[1] modkie.Job
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation" (with `problems`) or "config"
@@ -269,10 +289,18 @@ function Client:submit(model, input, opts)
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
   end
+  if encoding.invalid(body) then -- raw bytes would make the body invalid JSON
+    local path, b, at = encoding.find_invalid({ input = input, model = model, callback_url = opts.callback_url })
+    local field = path and path:gsub("^input%.", "") or "input"
+    return nil, Error.new("validation", ("%s: byte 0x%02X at offset %d is not UTF-8 (JSON takes only UTF-8 text; "
+      .. "convert it first)"):format(field, b or 0, at or 0), { field = field,
+      problems = { { field = field, message = "is not UTF-8 text" } } })
+  end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
-  local h = self._engine:submit(body, deadline_seconds(deadline))
-  local job = Job.new(self, h, { model = model, input = input, meta = opts.meta, state = "submitting" })
+  local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold)
+  local job = Job.new(self, h, { model = model, input = input, meta = opts.meta, state = "submitting",
+    _hold = opts.hold or nil })
   self._ops[h] = job
   self._active = self._active + 1
   self:_emit("info", "submit", { model = model })
@@ -302,7 +330,7 @@ function Client:job(task_id, opts)
 end
 
 function Client:_finish(p, state, result, err)
-  p.done, p.state, p.result, p.error = true, state, result, err
+  p.done, p.state, p.result, p.error, p.held = true, state, result, err, nil
   if self._ops[p._h] == p then self._ops[p._h] = nil end
   if getmetatable(p) == Job then self._active = self._active - 1 end
   for co in pairs(p.waiters) do self:_ready_push(co) end
@@ -310,9 +338,12 @@ end
 
 function Client:_cancel(job)
   self._engine:cancel(job._h)
-  local msg = job.state == "submitting"
-    and "cancelled while createTask was pending or in flight; a task may still have been created"
-    or "cancelled"
+  local msg = "cancelled"
+  if job._hold and not job._sent then
+    msg = "cancelled before its createTask was sent: no task was created"
+  elseif job.state == "submitting" then
+    msg = "cancelled while createTask was pending or in flight; a task may still have been created"
+  end
   self:_finish(job, "cancelled", nil, Error.new("cancelled", msg, { task_id = job.id }))
   self:_emit("info", "done", { task_id = job.id, model = job.model, state = "cancelled" })
   return true
@@ -337,6 +368,34 @@ function on.accepted(self, job, ev)
     for co in pairs(signal.waiters) do self:_ready_push(co) end
   end
   self:_emit("info", "accepted", { task_id = job.id, model = job.model })
+end
+
+-- A held createTask is at the door: it waits for job:send().
+function on.ready(self, job)
+  job.held = true
+  local door = self._door
+  if door then -- wake a batch waiting for its door (Client:_door_signal)
+    self._door = nil
+    door.done = true
+    for co in pairs(door.waiters) do self:_ready_push(co) end
+  end
+  self:_emit("debug", "ready", { model = job.model })
+end
+
+--- Let a createTask held at the door go (see submit's `hold`).
+function Client:_send(job)
+  if not job.held then return false end
+  job.held = nil
+  job._sent = true
+  return self._engine:send(job._h)
+end
+
+--- A pending that is done at the next "ready" event of any job (for
+-- waiters that must record held jobs before they go out: the batch).
+function Client:_door_signal()
+  local door = self._door or { done = false, waiters = {}, client = self }
+  self._door = door
+  return door
 end
 
 function on.state(self, job, ev)
@@ -399,12 +458,24 @@ function on.timer(self, p)
   self:_finish(p, "success")
 end
 
+-- The account's rate store went away (the client carries on with local
+-- windows) or came back: said once each time.
+function Client:_store_event(ev)
+  if ev.state == "away" then
+    self:_emit("warn", "store", { state = "away", message = ev.message
+      .. "; carrying on with local windows at a fraction of the limits" })
+  else
+    self:_emit("info", "store", { state = "back" })
+  end
+end
+
 function Client:_dispatch(events)
   local ops = self._ops
   for i = 1, #events do
     local ev = events[i]
     local p = ops[ev.h]
-    if p then on[ev.type](self, p, ev) end
+    if p then on[ev.type](self, p, ev)
+    elseif ev.type == "store" then self:_store_event(ev) end
   end
 end
 
@@ -455,13 +526,19 @@ function Client:step(timeout)
   if co and not main and wait.owners[co] == self then
     error("modkie: client:step called from a coroutine run by this client; use job:await or client:sleep", 2)
   end
-  if self._stepping then error("modkie: client:step called from inside step (a log hook?)", 2) end
+  if self._stepping then
+    error("modkie: client:step called from inside step (a log hook, poll_interval function or finaliser); "
+      .. "return from it, and step again from the code that called step", 2)
+  end
   if self._closed then return 0 end
   if #self._ready > 0 then timeout = 0 end
   self._stepping = true
   local ok, events = pcall(self._engine.step, self._engine, timeout or 0)
+  -- the engine stops for its rate questions; their grants start at once
+  if ok and self._dict then self._dict:answer(self._engine) end
   if ok and events then ok, events = pcall(self._dispatch, self, events) end
   self._stepping = false
+  if self._close_pending then self:close() end -- close() called inside the step
   if not ok then error(events, 0) end
   self:_run_ready()
   return self._active
@@ -608,9 +685,15 @@ end
 
 --- Stop every job (they end "cancelled"), free the engine. Safe to call twice;
 -- also runs on garbage collection, and on `<close>` in Lua 5.4.
+-- Inside a step (a log hook, a poll_interval function, a finaliser) the close
+-- is deferred: it returns at once, and the client closes before step returns.
 function Client:close()
   if self._closed then return end
-  if self._stepping then error("modkie: client:close called from inside step", 2) end
+  if self._stepping then
+    self._close_pending = true
+    return
+  end
+  self._close_pending = nil
   if self._engine:closed() then -- collected with its engine: nothing left to stop
     self._closed = true
     return

@@ -39,6 +39,30 @@ function download.mkdir_p(dir)
   return true
 end
 
+--- Make sure outputs can be saved in `dir` before anything is paid for:
+-- create it (and its parents), then write and remove a small probe file.
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "config" naming the folder
+function download.check_dir(dir)
+  local ok, msg = download.mkdir_p(dir)
+  if not ok then
+    return nil, Error.new("config", ("download folder %s: cannot create it (%s)"):format(dir, msg), { path = dir })
+  end
+  local probe = ("%s/.modkie-probe-%d"):format(dir:gsub("/+$", ""), math.floor(core.now() * 1e6) % 1000000007)
+  local f, err = io.open(probe, "wb")
+  if f then
+    ok, err = f:write("x")
+    f:close()
+    os.remove(probe)
+  end
+  if not (f and ok) then
+    return nil, Error.new("config", ("download folder %s: cannot write in it (%s)"):format(dir, tostring(err)),
+      { path = dir })
+  end
+  return true
+end
+
 local function check_name(name)
   return type(name) == "string" and name ~= "" and name ~= "." and name ~= ".."
     and not name:find("[/\\%z]")

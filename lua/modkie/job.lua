@@ -6,6 +6,8 @@
 --   server_state  the gateway's own word for the state ("generating", "processing", …)
 --   model, input, meta   as given to submit
 --   polls         recordInfo answers seen so far
+--   done          true once the job has ended (then `result` or `error` is set)
+--   held          true while a createTask submitted with `hold = true` waits for `job:send()`
 --   result, error once ended: what await returns
 --   client        the client that runs the job
 -- @classmod modkie.Job
@@ -70,6 +72,15 @@ function Job:poll()
   if not self.done then return nil end
   if self.error then return nil, self.error end
   return self.result
+end
+
+--- Send a createTask held at the door (submitted with `hold = true`):
+-- `job.held` said it has its rate token and a connection slot, and waits
+-- for this call. Record whatever must be durable first: until now nothing
+-- left the process.
+-- @treturn boolean true when it went out, false when the job was not held
+function Job:send()
+  return self.client:_send(self)
 end
 
 --- Stop the job now: no more polls; await returns `nil, err` with kind "cancelled".

@@ -56,6 +56,9 @@ options:
                       start, written as they change; tasks and balances
                       survive kill -9, counters may lag by 0.2 s
   --max-connections N open connections kept at most (default 900, max 1000)
+  --media             serve playable media: each .mp4 output a short H.264
+                      clip (the input's aspect_ratio and duration, at most
+                      10 s), each .png a PNG image; default: patterned bytes
   --verbose           access log on stderr
   --help              this text
 
@@ -84,7 +87,9 @@ ends: kie {"code":200|501,"msg":…,"data":{record}}, modkie
 {"event":"task.completed",…}; retried with backoff until a 2xx.
 
 Control endpoints (no auth): GET /__mock/stats, GET /__mock/tasks,
-POST /__mock/reset, POST /__mock/credits {"key","balance"},
+GET /__mock/limits (with --limits: the time of every request the limits
+counted, per key, admitted or refused), POST /__mock/reset,
+POST /__mock/credits {"key","balance"},
 POST /__mock/replay {"path","taskId"?,"answers":[{"status"?,"body","headers"?}]}
 (the next requests to path, for recordInfo of that task, get these answers
 verbatim, the last one repeated).
@@ -176,6 +181,7 @@ local FLAGS = {
   ["huge-bytes"] = { key = "huge_bytes", parse = number_flag(1, 1024 * 1024 * 1024, true) },
   state = { key = "state", parse = function(v) if v == "" then return nil, "must not be empty" end return v end },
   verbose = { key = "verbose", switch = true },
+  media = { key = "media", switch = true },
   help = { key = "help", switch = true },
 }
 
@@ -246,7 +252,7 @@ end
 -- step(t), run(), close(), url }.
 -- opts: as parse_args returns (host, port, dialect, job_seconds, api_key,
 -- credits, files_base, limits, verbose, max_connections, faults, seed,
--- retry_after, stall_seconds, huge_bytes, state, webhook_secret,
+-- retry_after, stall_seconds, huge_bytes, state, media, webhook_secret,
 -- callback_retries, callback_backoff, record_delay, models, prices).
 function mock.new(opts)
   local m = {}
@@ -261,9 +267,9 @@ function mock.new(opts)
   m.gateway = Gateway.new {
     dialect = opts.dialect, job_seconds = opts.job_seconds, api_key = opts.api_key,
     credits = opts.credits, files_base = opts.files_base, limits = opts.limits,
-    faults = plan, webhook_secret = opts.webhook_secret, callback_retries = opts.callback_retries,
-    callback_backoff = opts.callback_backoff, record_delay = opts.record_delay, models = opts.models,
-    prices = opts.prices, log = log,
+    faults = plan, media = opts.media, webhook_secret = opts.webhook_secret,
+    callback_retries = opts.callback_retries, callback_backoff = opts.callback_backoff,
+    record_delay = opts.record_delay, models = opts.models, prices = opts.prices, log = log,
     intercept = function(name, ctx, gw, proceed) return plan:intercept(name, ctx, gw, proceed) end,
   }
   m.server = http.new {

@@ -20,6 +20,7 @@
 -- @module modkie.models
 
 local Error = require "modkie.error"
+local suggest = require "modkie.suggest"
 
 local models = {}
 local registry = {}
@@ -77,6 +78,13 @@ function models.get(id)
   return registry[id]
 end
 
+--- The registered id that `id` most likely mistypes (`kling/kling-3.0` ->
+-- `kling/kling-3-0`), or nil.
+function models.suggest(id)
+  Error.check(1, "modkie.models.suggest", id, "string")
+  return suggest.model(id, models.list())
+end
+
 --- Sorted list of registered model ids.
 function models.list()
   local ids = {}
@@ -116,7 +124,9 @@ local function check_field(f, v)
   return nil
 end
 
---- Check `input` against model's schema.
+--- Check `input` against model's schema. An unregistered model passes,
+-- unless its id mistypes a registered one (`kling/kling-3.0`): that is a
+-- problem of field `model` suggesting the registered id.
 -- @treturn[1] true when valid, or when the model is not registered
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation"; `err.problems` lists every bad
@@ -128,7 +138,15 @@ function models.validate(model, input)
     return nil, Error.new("validation", "input must be a table, got " .. type(input),
       { field = "input", problems = { { field = "input", message = "must be a table" } } })
   end
-  if not schema then return true end
+  if not schema then
+    -- an unknown id that mistypes a known one must not be sent unchecked
+    local meant = suggest.model(model, models.list())
+    if not meant then return true end
+    return nil, Error.new("validation", ("unknown model '%s' (did you mean '%s'?); validate = false (--no-validate) "
+      .. "sends it as it is"):format(model, meant), { field = "model",
+      problems = { { field = "model", message = ("is '%s', not a model modkie knows (did you mean '%s'?)")
+        :format(model, meant) } } })
+  end
   local problems = {}
   for name, f in pairs(schema.fields) do
     local v = input[name]
@@ -144,7 +162,8 @@ function models.validate(model, input)
       if type(name) ~= "string" then
         problems[#problems + 1] = { field = tostring(name), message = "field names must be strings" }
       elseif not schema.fields[name] then
-        problems[#problems + 1] = { field = name, message = "is not a field of " .. model }
+        problems[#problems + 1] = { field = name,
+          message = "is not a field of " .. model .. suggest.hint(name, schema.fields) }
       end
     end
   end

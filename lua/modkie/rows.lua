@@ -25,6 +25,13 @@
 -- absent; nested nulls stay `cjson.null`). A line that is not valid JSON or
 -- not an object is an error.
 --
+-- **Text** must be UTF-8 (JSON, and so the gateway, takes nothing else):
+-- `read` refuses a file that is not, naming the row, the column and the
+-- byte's offset in the file, unless `opts.encoding` names the file's
+-- encoding (`"cp1252"`, the usual Windows spreadsheet export, or
+-- `"latin1"`): then the text is converted to UTF-8 first. A UTF-16 file is
+-- refused with a note to save it as UTF-8.
+--
 -- **Errors** come back as `nil, err` with `err.kind == "validation"`,
 -- `err.line` (physical line), `err.row` (data row, when the error is in one),
 -- `err.column` (character position in the line, for CSV syntax errors),
@@ -33,9 +40,11 @@
 -- @module modkie.rows
 
 local Error = require "modkie.error"
+local encoding = require "modkie.encoding"
 local cjson = require("cjson.safe").new()
 
-local byte, sub, find, match, gsub = string.byte, string.sub, string.find, string.match, string.gsub
+local byte, sub, find, match, gsub, gmatch = string.byte, string.sub, string.find, string.match, string.gsub,
+  string.gmatch
 local concat, sort = table.concat, table.sort
 local type, tostring, pairs, setmetatable = type, tostring, pairs, setmetatable
 local io_open = io.open
@@ -329,6 +338,42 @@ end
 
 local FORMATS = { csv = "csv", tsv = "csv", jsonl = "jsonl", ndjson = "jsonl" }
 
+-- Text that is not in the encoding the file is read as: name the row, the
+-- column and the byte with its offset in the file. `rows`, `meta`: the file
+-- parsed bytewise (nil when even that fails).
+local function encoding_error(path, text, bad, why, enc, rows, meta)
+  local line = 1
+  for _ in gmatch(sub(text, 1, bad - 1), "\n") do line = line + 1 end
+  local fields = { line = line, offset = bad - 1 }
+  local where = ""
+  if rows and meta and meta.lines then
+    local row = 0
+    for i, l in ipairs(meta.lines) do
+      if l > line then break end
+      row = i
+    end
+    if row == 0 then
+      where = "the header: "
+    else
+      fields.row = row
+      for _, col in ipairs(meta.columns or {}) do
+        local v = rows[row][col]
+        if type(v) == "string" and not encoding.to_utf8(v, enc or "utf-8") then
+          fields.field = col
+          where = ("column '%s': "):format(col)
+          break
+        end
+      end
+    end
+  end
+  local msg = ("%sbyte 0x%02X at offset %d of the file is %s"):format(where, byte(text, bad), bad - 1, why)
+  if why == "not UTF-8" then
+    msg = msg .. "; a CSV saved by a spreadsheet on Windows is often Windows-1252: name its encoding "
+      .. "(encoding = \"cp1252\", or --encoding cp1252), or save it as \"CSV UTF-8\""
+  end
+  return mkerr(msg, fields, path)
+end
+
 -- Format and default separator for a path.
 local function format_of(path, opts)
   local ext = match(path, "%.([%w]+)$")
@@ -356,7 +401,8 @@ end
 -- @tparam table|string source a list of row tables (returned as is once
 --   each is checked to be a table), or a file path
 -- @tparam[opt] table opts `format` ("csv" or "jsonl", overrides the
---   extension), `separator` (CSV)
+--   extension), `separator` (CSV), `encoding` ("utf-8", the default and
+--   checked; "cp1252" or "latin1": converted to UTF-8)
 -- @treturn {table,...}|nil the rows, or nil and a `validation` error
 -- @treturn table meta (see the module description)
 function M.read(source, opts)
@@ -375,14 +421,27 @@ function M.read(source, opts)
   end
   local fmt, default_sep = format_of(source, opts)
   if not fmt then return nil, default_sep end
+  local enc = opts.encoding
+  if enc ~= nil and not encoding.known(enc) then
+    return fail(("unknown encoding '%s' (use %s)"):format(tostring(enc), encoding.NAMES), {}, source)
+  end
   local f, oerr = io_open(source, "rb")
   if not f then return fail("cannot open: " .. tostring(oerr), {}, source) end
   local text = f:read("*a")
   f:close()
   if not text then return fail("cannot read the file", {}, source) end
   opts = with_path(opts, source)
-  if fmt == "csv" then return parse_csv(text, opts, "read", default_sep) end
-  return M.parse_jsonl(text, opts)
+  local function parse(t)
+    if fmt == "csv" then return parse_csv(t, opts, "read", default_sep) end
+    return M.parse_jsonl(t, opts)
+  end
+  local b1, b2 = byte(text, 1, 2)
+  if (b1 == 0xFF and b2 == 0xFE) or (b1 == 0xFE and b2 == 0xFF) then
+    return fail("the file is UTF-16 (a spreadsheet's \"Unicode text\"): save it as \"CSV UTF-8\" instead", {}, source)
+  end
+  local utf8, bad, why = encoding.to_utf8(text, enc or "utf-8")
+  if not utf8 then return nil, encoding_error(source, text, bad, why, enc, parse(text)) end
+  return parse(utf8)
 end
 
 ---------------------------------------------------------------------------

@@ -584,6 +584,25 @@ function M.compile(text, opts)
   end
 end
 
+--- The names a template looks up: its variables and section names (the
+-- first part of a dotted name), as a set. Names inside a list section may
+-- be fields of its elements; they are listed too.
+-- @tparam string text the template
+-- @treturn table|nil `{ [name] = true }`, or nil and the syntax error
+function M.variables(text)
+  Error.check(1, "variables", text, "string")
+  local tokens, err = protect(text, nil, nil, tokenize, text)
+  if not tokens then return nil, err end
+  local names = {}
+  for _, t in ipairs(tokens) do
+    if t.name and (t.kind == "var" or t.kind == "#" or t.kind == "^") then
+      local first = match(t.name, "^[^.]+")
+      if first then names[first] = true end
+    end
+  end
+  return names
+end
+
 local cache = setmetatable({}, { __mode = "v" })
 
 --- Render a template with variables (compiled templates are cached weakly).

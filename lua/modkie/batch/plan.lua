@@ -15,6 +15,9 @@ local rows_mod = require "modkie.rows"
 local template = require "modkie.template"
 local convert = require "modkie.batch.convert"
 local fingerprint = require "modkie.batch.fingerprint"
+local rowlist = require "modkie.batch.rowlist"
+local encoding = require "modkie.encoding"
+local suggest = require "modkie.suggest"
 
 local plan = {}
 
@@ -58,12 +61,52 @@ end
 
 --- The template text and its name for messages, or nil when there is none.
 local function template_text(opts)
+  local text, name = opts.template, opts.template and "template" or nil
   if opts.template_file then
-    local text, err = read_file(opts.template_file, "template file")
+    local err
+    text, err = read_file(opts.template_file, "template file")
     if not text then return nil, nil, err end
-    return text, opts.template_file
+    name = opts.template_file
   end
-  return opts.template, opts.template and "template" or nil
+  local bad = text and encoding.invalid(text)
+  if bad then
+    local line = select(2, text:sub(1, bad - 1):gsub("\n", "")) + 1
+    return nil, nil, Error.new("validation", ("template %s: line %d: byte 0x%02X at offset %d is not UTF-8 (save the "
+      .. "template as UTF-8)"):format(name, line, text:byte(bad), bad - 1), { line = line, offset = bad - 1 })
+  end
+  return text, name
+end
+
+-- Why a template variable is missing from a row, and what is there instead.
+local function missing_hint(name, row, columns)
+  if row[name] == "" then
+    return (" (its cell is empty in this row, and an empty cell is not set: give rows without one a default, "
+      .. "{{%s | default \"…\"}})"):format(name)
+  end
+  local shown = {}
+  for i = 1, math.min(#columns, 12) do shown[i] = columns[i] end
+  if #columns > 12 then shown[#shown + 1] = "…" end
+  local best = suggest.closest(name, columns)
+  return (" (%sthe columns are %s)"):format(best and ("did you mean '" .. best .. "'? ") or "",
+    #shown > 0 and table.concat(shown, ", ") or "none")
+end
+
+-- Columns that are neither input fields nor used by the template: a typo
+-- (`durration`) must not be dropped silently.
+local function unused_columns(columns, is_field, used, schema, model, problem)
+  local known = {}
+  for name in pairs(used or {}) do known[name] = true end
+  for name in pairs(schema and schema.fields or {}) do known[name] = true end
+  for _, col in ipairs(columns) do known[col] = nil end
+  for _, col in ipairs(columns) do
+    if type(col) == "string" and not is_field(col) and not (used and used[col]) then
+      problem(nil, nil, ("column '%s' is %s, and %s%s; to allow columns nothing uses, pass extra_columns = "
+        .. "true (--allow-extra-columns)"):format(col,
+        schema and ("not a field of " .. model) or "not an input field (fields, --field)",
+        used and "the template does not use it" or "there is no template to use it",
+        suggest.hint(col, known)), { field = col, column = col })
+    end
+  end
 end
 
 -- Compiled renderers for each variant of the template. With `expand = true`
@@ -119,7 +162,7 @@ end
 -- @tparam table opts the batch options (model, template | template_file,
 --   rows, input, fields, prompt_field, expand)
 -- @treturn[1] table `{ model, jobs = { {row, variant, key, line, prompt,
---   input, fp} … }, rows = n, problems = { {row, line, field, column, message} … },
+--   input, values (the row as read), fp} … }, rows = n, problems = { {row, line, field, column, message} … },
 --   credits_each }`
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error when the rows or the template cannot be read at all
@@ -128,9 +171,20 @@ function plan.build(opts)
   local schema = models.get(model)
   local prompt_field = opts.prompt_field or "prompt"
 
-  local rows, meta = rows_mod.read(opts.rows)
+  local rows, meta = rows_mod.read(opts.rows, { encoding = opts.encoding })
   if not rows then return nil, meta end
   local lines = meta.lines or {}
+  local columns = meta.columns
+  if not columns then -- a Lua table of rows: every key any row has
+    local seen = {}
+    columns = {}
+    for _, row in ipairs(rows) do
+      for k in pairs(row) do
+        if not seen[k] then seen[k], columns[#columns + 1] = true, k end
+      end
+    end
+    table.sort(columns, function(a, b) return tostring(a) < tostring(b) end)
+  end
 
   local text, name, terr = template_text(opts)
   if terr then return nil, terr end
@@ -156,16 +210,24 @@ function plan.build(opts)
   local jobs, problems = {}, {}
   local function problem(row, line, msg, fields)
     local p = fields or {}
-    p.row, p.line = row, line
-    p.message = where(row, line) .. ": " .. msg
+    p.row, p.line, p.text = row, line, msg
+    p.message = (row and where(row, line) or "header") .. ": " .. msg
     problems[#problems + 1] = p
+  end
+  if opts.extra_columns ~= true then
+    local used = text and template.variables(text)
+    if used or not text then
+      local allowed = {}
+      for _, col in ipairs(type(opts.extra_columns) == "table" and opts.extra_columns or {}) do allowed[col] = true end
+      unused_columns(columns, function(col) return allowed[col] or field_type(col) end, used, schema, model, problem)
+    end
   end
 
   for i, row in ipairs(rows) do
     local line = lines[i]
     local input, vars, ok = copy(defaults), copy(defaults), true
     for col, value in pairs(row) do
-      vars[col] = value
+      if value ~= "" then vars[col] = value end -- an empty cell is not set
       local ftype = type(col) == "string" and field_type(col)
       if ftype then
         local v, why = convert.value(ftype, value)
@@ -191,8 +253,11 @@ function plan.build(opts)
         local p, rerr = fn(vars, { row = i })
         if not p then
           ok = false
-          problem(i, line, template_problem(rerr, name),
-            { field = rerr.field, template_line = rerr.line, template_column = rerr.column })
+          local msg = template_problem(rerr, name)
+          if rerr.field and msg:find("missing variable", 1, true) then
+            msg = msg .. missing_hint(rerr.field, row, columns)
+          end
+          problem(i, line, msg, { field = rerr.field, template_line = rerr.line, template_column = rerr.column })
           break
         end
         -- a template file ends with a newline; the prompt should not
@@ -220,6 +285,16 @@ function plan.build(opts)
       local job_input = copy(input)
       if prompts[k] ~= nil then job_input[prompt_field] = prompts[k] end
       local vok, verr = true, nil
+      if ok then
+        local path, b, at = encoding.find_invalid(job_input)
+        if path then
+          ok = false
+          local col = row[path] ~= nil and path or nil
+          problem(i, line, ("%s: byte 0x%02X at offset %d is not UTF-8 (JSON takes only UTF-8 text)"):format(
+            col and ("column '" .. col .. "'") or ("input field '" .. path .. "'"), b, at),
+            { field = path, column = col })
+        end
+      end
       if ok then vok, verr = models.validate(model, job_input) end
       if not vok then
         ok = false
@@ -234,7 +309,7 @@ function plan.build(opts)
       local key = many and (i .. "." .. k) or tostring(i)
       jobs[#jobs + 1] = {
         row = i, variant = many and k or nil, key = key, line = line,
-        prompt = job_input[prompt_field], input = job_input,
+        prompt = job_input[prompt_field], input = job_input, values = row,
         fp = fingerprint.of({ model, job_input }),
       }
     end
@@ -245,11 +320,22 @@ function plan.build(opts)
   }
 end
 
+--- The problems as lines, rows that share a problem on one line
+-- ("rows 1-5 (5 rows): template t.txt, …: missing variable 'color' …").
+function plan.lines(problems)
+  local items = {}
+  for i, p in ipairs(problems) do
+    -- a header problem (no row) names its column: it stands alone
+    items[i] = { row = p.row or 0, text = p.row and p.text or p.message, single = p.message }
+  end
+  return rowlist.group(items)
+end
+
 --- One validation error listing every problem (`err.problems`).
 function plan.error(problems, total_rows)
-  local lines = {}
-  for i = 1, math.min(#problems, MAX_SHOWN) do lines[i] = "  " .. problems[i].message end
-  if #problems > MAX_SHOWN then lines[#lines + 1] = ("  … and %d more"):format(#problems - MAX_SHOWN) end
+  local all, lines = plan.lines(problems), {}
+  for i = 1, math.min(#all, MAX_SHOWN) do lines[i] = "  " .. all[i] end
+  if #all > MAX_SHOWN then lines[#lines + 1] = ("  … and %d more"):format(#all - MAX_SHOWN) end
   local head = #problems == 1 and "1 problem" or (#problems .. " problems")
   local first = problems[1]
   return Error.new("validation", ("batch: %s in %d rows, nothing was sent:\n%s"):format(

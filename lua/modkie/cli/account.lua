@@ -6,18 +6,17 @@ local common = require "modkie.cli.common"
 
 local account = {}
 
-account.CREDITS_USAGE = [[
-usage: modkie credits [--json]
-
-Print the account's credit balance (the key from MODKIE_API_KEY).
-]] .. common.CLIENT_HELP
+local CREDITS = args.command {
+  usage = "modkie credits [options]",
+  about = "Print the account's credit balance (the key from MODKIE_API_KEY).",
+  flags = common.flags(common.JSON, common.GATEWAY),
+}
+account.CREDITS_USAGE = CREDITS.help
 
 function account.credits(argv)
-  local flags = { help = {}, json = {} }
-  for k, v in pairs(common.CLIENT_FLAGS) do flags[k] = v end
-  local opts, perr = args.parse(argv, { flags = flags })
+  local opts, perr = args.parse(argv, CREDITS.spec)
   if not opts then return common.usage("credits", perr) end
-  if opts.help then io.stdout:write(account.CREDITS_USAGE) return common.EXIT.ok end
+  if opts.help then io.stdout:write(CREDITS.help) return common.EXIT.ok end
   local kok, kerr = common.need_key()
   if not kok then return common.fail(kerr) end
   local client, cerr = common.client(opts)

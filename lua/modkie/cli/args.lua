@@ -2,14 +2,9 @@
 -- flags, positionals, `--` to end flags. Errors name the flag.
 -- @module modkie.cli.args
 
-local closest = require("modkie.suggest").closest
+local suggest = require "modkie.suggest"
 
 local args = {}
-
-local function suggest(name, flags)
-  local best = closest(name, flags)
-  return best and " (did you mean --" .. best .. "?)" or ""
-end
 
 -- Value checkers: return the parsed value, or nil and why.
 args.types = {
@@ -74,7 +69,7 @@ function args.parse(argv, spec)
           return nil, "there is no --" .. name .. " flag: the API key comes from the MODKIE_API_KEY "
             .. "environment variable only, so it never lands in shell history"
         end
-        return nil, "unknown option '" .. a .. "'" .. (name and suggest(name, flags) or "")
+        return nil, "unknown option '" .. a .. "'" .. (name and suggest.hint(name, flags, "--") or "")
       end
       local key = flag.key or name:gsub("%-", "_")
       if not flag.value then
@@ -110,6 +105,42 @@ function args.parse(argv, spec)
   end
   for k, v in ipairs(pos) do opts[k] = v end
   return opts
+end
+
+local INDENT = 24 -- where a flag's help text starts
+
+--- One command's flags and its `--help` text from one list, so the help
+-- lists exactly the flags the command takes.
+-- @tparam table def `usage` (after "usage: "), `about` (a paragraph),
+--   `flags` (a list of `{ name, value = TYPE, many, key, arg = "S", help }`
+--   in the order the help shows them; `help` may span lines with "\n"),
+--   `positionals`, `min`, `footer`
+-- @treturn table `{ spec = <for args.parse>, help = <text> }`
+function args.command(def)
+  local spec = { flags = { help = {} }, positionals = def.positionals, min = def.min }
+  local lines = { "usage: " .. def.usage, "", def.about, "", "options:" }
+  local list = {}
+  for _, f in ipairs(def.flags) do list[#list + 1] = f end
+  list[#list + 1] = { name = "help", help = "this text" }
+  for _, f in ipairs(list) do
+    if f.name ~= "help" then
+      assert(not spec.flags[f.name], "flag listed twice: " .. f.name)
+      spec.flags[f.name] = { value = f.value, many = f.many, key = f.key }
+    end
+    local left = "  --" .. f.name .. (f.arg and (" " .. f.arg) or "")
+    local text = f.help:gsub("\n", "\n" .. (" "):rep(INDENT))
+    if #left >= INDENT - 1 then
+      lines[#lines + 1] = left
+      lines[#lines + 1] = (" "):rep(INDENT) .. text
+    else
+      lines[#lines + 1] = left .. (" "):rep(INDENT - #left) .. text
+    end
+  end
+  if def.footer then
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = def.footer
+  end
+  return { spec = spec, help = table.concat(lines, "\n") .. "\n" }
 end
 
 return args

@@ -4,63 +4,64 @@
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
 local Progress = require "modkie.cli.progress"
+local text = require("modkie.cli.escape").text
+local rowlist = require "modkie.batch.rowlist"
+local plan = require "modkie.batch.plan"
+local tasks = require "modkie.cli.tasks"
 
 local batch_cli = {}
 
 local EXIT = common.EXIT
 
-batch_cli.USAGE = [[
-usage: modkie batch --model MODEL --rows FILE [--template FILE] [options]
-
-Run one job per row of FILE (.csv, .tsv, .jsonl): columns that are fields of
-the model go into its input, the others are template variables; the
-template renders the prompt. Safe to interrupt: run the same command again
-and it resumes from the journal without submitting a row twice.
-
-options:
-  --model MODEL           the model, e.g. kling/kling-3-0
-  --rows FILE             the rows: CSV with a header row, or JSON Lines
-  --template FILE         the prompt template ({{column}}, filters, sections)
-  --set KEY=VALUE         an input default for every row (KEY:=JSON for raw
-                          JSON); repeatable
-  --field NAME            also send column NAME as an input field (for models
-                          modkie has no schema for); repeatable
-  --prompt-field NAME     the input field the template renders (default prompt)
-  --expand                one job per combination of {a|b} in the template
-  --random N              with --expand: N seeded random picks per row instead
-  --seed S                the seed of --random (default 0)
-  --concurrency N         jobs in flight at once (default 8)
-  --journal FILE          the journal (default: FILE.journal next to --rows)
-  --no-journal            run without a journal (an interrupted run cannot resume)
-  --download DIR          save each row's outputs as DIR/<row>-<n>.<ext>
-  --dry-run               render and validate every row, estimate the credits,
-                          send nothing
-  --resubmit-ambiguous    submit again rows whose earlier createTask had no
-                          recorded answer (a task may exist: it may run twice)
-  --retry-failed          submit again rows whose job failed in an earlier run
-  --deadline S            seconds each job may take (default 900)
-  --callback-url URL      the gateway POSTs each result there
-  --quiet                 no line per row (errors and the summary still print)
-  --json                  print the report as JSON on stdout
-]] .. common.CLIENT_HELP .. [[
-
-Progress goes to stderr: a bar on a terminal, a line per row otherwise.
-The API key comes from MODKIE_API_KEY. Exit codes: 0 every row succeeded,
-1 a row failed or is ambiguous, 2 usage or invalid rows/template,
-3 auth or credits, 4 network or timeout, 130 interrupted.
-]]
-
-local FLAGS = {
-  help = {}, json = {}, quiet = {},
-  model = { value = "nonempty" }, rows = { value = "nonempty" }, template = { value = "nonempty" },
-  set = { value = "string", many = true }, field = { value = "nonempty", many = true },
-  ["prompt-field"] = { value = "nonempty" }, expand = {}, random = { value = "count" },
-  seed = { value = "string" }, concurrency = { value = "count" }, journal = { value = "nonempty" },
-  ["no-journal"] = {}, download = { value = "nonempty" }, ["dry-run"] = {},
-  ["resubmit-ambiguous"] = {}, ["retry-failed"] = {}, deadline = { value = "positive" },
-  ["callback-url"] = { value = "nonempty" },
+local BATCH = args.command {
+  usage = "modkie batch --model MODEL --rows FILE [--template FILE] [options]",
+  about = "Run one job per row of FILE (.csv, .tsv, .jsonl): columns that are fields of\n"
+    .. "the model go into its input, the others are template variables; the\n"
+    .. "template renders the prompt. Safe to interrupt: run the same command again\n"
+    .. "and it resumes from the journal without submitting a row twice.",
+  flags = common.flags({
+    { name = "model", value = "nonempty", arg = "MODEL", help = "the model, e.g. kling/kling-3-0" },
+    { name = "rows", value = "nonempty", arg = "FILE", help = "the rows: CSV with a header row, or JSON Lines" },
+    { name = "template", value = "nonempty", arg = "FILE",
+      help = "the prompt template ({{column}}, filters, sections)" },
+    { name = "set", value = "string", many = true, arg = "KEY=VALUE",
+      help = "an input default for every row (KEY:=JSON for raw\nJSON); repeatable" },
+    { name = "field", value = "nonempty", many = true, arg = "NAME",
+      help = "also send column NAME as an input field (for models\nmodkie has no schema for); repeatable" },
+    { name = "allow-extra-columns", help = "allow columns that are neither model fields nor used\nby the template "
+      .. "(by default they are an error: a typo)" },
+    { name = "encoding", value = "nonempty", arg = "NAME",
+      help = "the rows file's text encoding: utf-8 (default),\ncp1252 (Windows, Excel) or latin1; converted to UTF-8" },
+    { name = "prompt-field", value = "nonempty", arg = "NAME",
+      help = "the input field the template renders (default prompt)" },
+    { name = "expand", help = "one job per combination of {a|b} in the template" },
+    { name = "random", value = "count", arg = "N", help = "with --expand: N seeded random picks per row instead" },
+    { name = "seed", value = "string", arg = "S", help = "the seed of --random (default 0)" },
+    { name = "concurrency", value = "count", arg = "N", help = "jobs in flight at once (default 8)" },
+    { name = "journal", value = "nonempty", arg = "FILE", help = "the journal (default: FILE.journal next to --rows)" },
+    { name = "no-journal", help = "run without a journal (an interrupted run cannot resume)" },
+    { name = "download", value = "nonempty", arg = "DIR", help = "save each row's outputs as DIR/<row>-<n>.<ext>" },
+    { name = "review", value = "nonempty", arg = "PAGE",
+      help = "write a review page (HTML) of the batch, refreshed\nas it runs and written whole when it ends: each\n"
+      .. "row's output, prompt, values, state and timings\n(`modkie review JOURNAL` rebuilds it at any time)" },
+    { name = "review-by", value = "nonempty", arg = "COLUMN",
+      help = "on that page, group the rows by a column's value" },
+    { name = "dry-run", help = "render and validate every row, estimate the credits,\nsend nothing" },
+    { name = "no-balance-check", help = "submit even when the estimate is over the balance" },
+    { name = "resubmit-ambiguous", help = "submit again rows whose earlier createTask had no\n"
+      .. "recorded answer (a task may exist: it may run twice)" },
+    { name = "retry-failed", help = "submit again rows whose job failed in an earlier run" },
+    { name = "deadline", value = "positive", arg = "S", help = "seconds each job may take (default 900)" },
+    { name = "callback-url", value = "nonempty", arg = "URL", help = "the gateway POSTs each result there" },
+    { name = "quiet", help = "no line per row (errors and the summary still print)" },
+    { name = "json", help = "print the report as JSON on stdout" },
+  }, common.GATEWAY, common.POLL),
+  footer = "Progress goes to stderr: a bar on a terminal, a line per row otherwise.\n"
+    .. "The API key comes from MODKIE_API_KEY. Exit codes: 0 every row succeeded,\n"
+    .. "1 a row failed or is ambiguous, 2 usage or invalid rows/template,\n"
+    .. "3 auth or credits, 4 network or timeout, 130 interrupted.",
 }
-for k, v in pairs(common.CLIENT_FLAGS) do FLAGS[k] = v end
+batch_cli.USAGE = BATCH.help
 
 local function entry_name(e)
   if e.variant then return ("row %d.%d"):format(e.row, e.variant) end
@@ -100,10 +101,11 @@ local function print_dry(report, w)
     else
       local prompt = tostring(e.prompt or ""):gsub("%s+", " ")
       if #prompt > 100 then prompt = prompt:sub(1, 97) .. "..." end
+      prompt = text(prompt)
       w(("%s: %s  %s\n"):format(entry_name(e), e.state == "journaled" and "done earlier" or "ok", prompt))
     end
   end
-  for _, p in ipairs(report.problems) do w("  ", p.message, "\n") end
+  for _, line in ipairs(plan.lines(report.problems)) do w("  ", text(line), "\n") end
   local jobs = report.total - report.invalid
   w(("\n%d %s, %d invalid %s; %d to submit"):format(jobs, jobs == 1 and "job" or "jobs", report.invalid,
     report.invalid == 1 and "row" or "rows", report.to_submit))
@@ -125,24 +127,56 @@ local function print_summary(report, w)
     w("\n")
   end
   if report.journal then w(("journal: %s\n"):format(report.journal)) end
+  -- rows that say the same thing share a line (ids are in --json and the journal)
   local problems = {}
   for _, e in ipairs(report.rows) do
     if e.state ~= "success" and e.state ~= "pending" then
-      problems[#problems + 1] = ("  %s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. e.id) or "",
-        e.error and e.error.message or "?")
+      local why = text(e.error and e.error.message or "?")
+      problems[#problems + 1] = { row = e.row, variant = e.variant, text = e.state .. ": " .. why,
+        single = ("%s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. text(e.id)) or "", why) }
     elseif e.download_error then
-      problems[#problems + 1] = ("  %s: saving failed: %s"):format(entry_name(e), e.download_error.message)
+      problems[#problems + 1] = { row = e.row, variant = e.variant,
+        text = "saving failed: " .. text(e.download_error.message) }
     end
   end
   if #problems > 0 then
-    w("problems:\n", table.concat(problems, "\n"), "\n")
+    w("problems:\n  ", table.concat(rowlist.group(problems), "\n  "), "\n")
   end
   if report.halted then
-    w(("stopped submitting: %s\n"):format(report.halted.message))
+    w(("stopped submitting: %s\n"):format(text(report.halted.message)))
   end
   if report.ambiguous > 0 then
     w("ambiguous rows may or may not have a task at the gateway: check them, then run again with "
       .. "--resubmit-ambiguous to submit them anyway\n")
+  end
+end
+
+-- The review page from the journal; its trouble is said, not fatal (the
+-- batch's own outcome decides the exit code). `finished`: no batch runs on
+-- the journal any more (the last page, said on stderr); else a refresh
+-- during the run, quiet.
+local function write_review(journal, opts, finished)
+  local page, data = require("modkie.batch.review").write(journal, opts.review,
+    { by = opts.review_by, download = opts.download, finished = finished })
+  if page and finished then
+    io.stderr:write(require("modkie.cli.review").summary(page, data))
+  elseif not page and finished then
+    common.fail(data, "review: ")
+  end
+end
+
+-- Refresh the review page while the batch runs, so a browser reloading it
+-- follows along: every 5 s, or less often when building it takes longer
+-- (at most a tenth of the time goes to it).
+local function review_refresher(journal, opts)
+  local now = require("modkie.core").now
+  local next_at, every = now() + 5, 5
+  return function()
+    local t = now()
+    if t < next_at then return end
+    write_review(journal, opts, false)
+    every = math.max(5, (now() - t) * 10)
+    next_at = now() + every
   end
 end
 
@@ -162,9 +196,9 @@ local function exit_code(report)
 end
 
 function batch_cli.main(argv)
-  local opts, perr = args.parse(argv, { flags = FLAGS })
+  local opts, perr = args.parse(argv, BATCH.spec)
   if not opts then return common.usage("batch", perr) end
-  if opts.help then io.stdout:write(batch_cli.USAGE) return EXIT.ok end
+  if opts.help then io.stdout:write(BATCH.help) return EXIT.ok end
   if not opts.model then return common.usage("batch", "--model is required") end
   if not opts.rows then return common.usage("batch", "--rows is required") end
   if opts.journal and opts.no_journal then return common.usage("batch", "give --journal or --no-journal, not both") end
@@ -175,14 +209,25 @@ function batch_cli.main(argv)
   if not input then return common.fail(ierr) end
   local journal = opts.journal
   if not journal and not opts.no_journal then journal = opts.rows .. ".journal" end
+  if (opts.review or opts.review_by) and not journal then
+    return common.usage("batch", "--review builds the page from the journal: drop --no-journal")
+  end
+  if opts.review_by and not opts.review then return common.usage("batch", "--review-by goes with --review") end
 
   local client
   if not opts.dry_run then
     local kok, kerr = common.need_key()
     if not kok then return common.fail(kerr) end
-    local cerr
-    client, cerr = common.client(opts)
+    local cerr, base_url
+    local via = "batch " .. opts.rows
+    -- every task the gateway accepts goes into the command line's record of tasks
+    client, cerr = common.client(opts, { log = function(_, event, f)
+      if event == "accepted" then
+        tasks.add({ id = f.task_id, model = f.model, gateway = base_url, via = via })
+      end
+    end })
     if not client then return common.fail(cerr) end
+    base_url = client.base_url
   end
 
   local tty = common.tty()
@@ -190,12 +235,15 @@ function batch_cli.main(argv)
   local expand = opts.expand or nil
   if opts.random then expand = { random = opts.random, seed = opts.seed } end
   local announced = false
+  local refresh = opts.review and not opts.dry_run and review_refresher(journal, opts)
   local bopts = {
     client = client, model = opts.model, template_file = opts.template, rows = opts.rows, input = input,
     fields = opts.field, prompt_field = opts.prompt_field, expand = expand, concurrency = opts.concurrency,
     journal = journal, download = opts.download, dry_run = opts.dry_run or nil,
     resubmit_ambiguous = opts.resubmit_ambiguous, retry_failed = opts.retry_failed,
-    deadline = opts.deadline, callback_url = opts.callback_url,
+    deadline = opts.deadline, callback_url = opts.callback_url, -- a column the review page groups by is used
+    extra_columns = opts.allow_extra_columns or (opts.review_by and { opts.review_by }) or nil,
+    encoding = opts.encoding, check_balance = not opts.no_balance_check,
     on_progress = function(p)
       if not announced then
         announced = true
@@ -207,16 +255,22 @@ function batch_cli.main(argv)
         end
       end
       progress:update(p)
+      if refresh then refresh() end
     end,
     on_result = function(e) progress:result(e) end,
   }
   local ok, report, err = pcall(require("modkie.batch").run, bopts)
   progress:finish()
   if client then client:close() end
+  -- the page, also after an interruption (the journal holds what happened)
+  if opts.review and not opts.dry_run and (not ok or report) then
+    write_review(journal, opts, true)
+  end
   if not ok then
     if tostring(report):find("interrupted", 1, true) then
       io.stderr:write("\nmodkie batch: interrupted", journal and ("; the journal " .. journal
-        .. " holds every submitted row: run the same command again to resume") or "", "\n")
+        .. " holds every row whose createTask was sent: run the same command again to resume (rows not "
+        .. "sent yet are submitted then)") or "; no journal: tasks already created are in 'modkie list'", "\n")
       return EXIT.interrupted
     end
     error(report, 0)
@@ -230,7 +284,7 @@ function batch_cli.main(argv)
   else
     print_summary(report, function(...) io.stdout:write(...) end)
   end
-  if report.dry_run then return report.invalid > 0 and EXIT.usage or EXIT.ok end
+  if report.dry_run then return #report.problems > 0 and EXIT.usage or EXIT.ok end
   return exit_code(report)
 end
 

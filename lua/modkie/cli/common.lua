@@ -6,6 +6,7 @@ local Error = require "modkie.error"
 local models = require "modkie.models"
 local convert = require "modkie.batch.convert"
 local json = require "modkie.cli.json"
+local text = require("modkie.cli.escape").text
 
 local common = {}
 
@@ -50,13 +51,30 @@ function common.error_json(err)
     task_id = err.task_id, field = err.field, row = err.row }
 end
 
+--- Text from the network (or anywhere else modkie did not write) made safe
+-- to print on a terminal: see modkie.cli.escape. Everything the CLI prints
+-- that came from the gateway goes through it.
+common.text = text
+
+--- An error in one line for a person: `job failed: generation failed (code
+-- 501)`; `bare` leaves out the "job failed: " (after a `state failed` line).
+function common.describe(err, bare)
+  if not Error.is(err) then return tostring(err) end
+  local msg = err.message
+  if err.kind == "failed" then
+    if not bare then msg = "job failed: " .. msg end
+    if err.code ~= nil then msg = msg .. " (code " .. tostring(err.code) .. ")" end
+  end
+  return msg
+end
+
 --- Print an error on stderr.
 function common.fail(err, prefix)
-  local msg = Error.is(err) and err.message or tostring(err)
-  io.stderr:write("modkie: ", prefix or "", msg, "\n")
+  local msg = common.describe(err)
+  io.stderr:write("modkie: ", prefix or "", text(msg), "\n")
   if Error.is(err) and err.problems and not msg:find("\n", 1, true) and #err.problems > 1 then
     for _, p in ipairs(err.problems) do
-      io.stderr:write("  ", tostring(p.field or ""), " ", tostring(p.message), "\n")
+      io.stderr:write("  ", text(p.field or ""), " ", text(p.message), "\n")
     end
   end
   return common.exit_for(err)
@@ -68,21 +86,28 @@ function common.usage(command, msg)
   return common.EXIT.usage
 end
 
---- Flags every command that talks to the gateway takes.
-common.CLIENT_FLAGS = {
-  ["base-url"] = { value = "nonempty" },
-  timeout = { value = "positive", key = "http_timeout" },
-  ["poll-interval"] = { value = "seconds" },
-  retries = { value = "whole" },
+--- Flags of the commands that talk to the gateway (entries for args.command).
+common.GATEWAY = {
+  { name = "base-url", value = "nonempty", arg = "URL",
+    help = "the gateway (default: $MODKIE_BASE_URL or https://modkie.com)" },
+  { name = "timeout", value = "positive", key = "http_timeout", arg = "S",
+    help = "seconds per HTTP request (default 30)" },
+  { name = "retries", value = "whole", arg = "N", help = "retries of a request after a transient failure (default 4)" },
 }
+--- For the commands that poll jobs.
+common.POLL = { name = "poll-interval", value = "seconds", arg = "S",
+  help = "seconds between polls of a job (default: the gateway's\nrecommended schedule: 2-3 s, then slower)" }
+common.JSON = { name = "json", help = "print JSON on stdout" }
 
-common.CLIENT_HELP = [[
-  --base-url URL        the gateway (default: $MODKIE_BASE_URL or https://modkie.com)
-  --timeout S           seconds per HTTP request (default 30)
-  --poll-interval S     seconds between polls of a job (default: the gateway's
-                        recommended schedule: 2-3 s, then slower)
-  --retries N           retries of a request after a transient failure (default 4)
-]]
+--- One list of flag entries from lists and single entries, in order.
+function common.flags(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    local x = select(i, ...)
+    if x.name then out[#out + 1] = x else for _, f in ipairs(x) do out[#out + 1] = f end end
+  end
+  return out
+end
 
 --- Make a client from the flags; the key comes from MODKIE_API_KEY only.
 -- @treturn[1] modkie.Client
@@ -114,39 +139,72 @@ function common.need_key()
   return true
 end
 
+-- One validation error for a list of `{ field, message, flag }` problems
+-- (`flag`: the message names its --set already).
+local function problems_error(model, problems)
+  table.sort(problems, function(a, b) return tostring(a.field) < tostring(b.field) end)
+  local lines = {}
+  for i, p in ipairs(problems) do lines[i] = p.flag and p.message or (tostring(p.field) .. ": " .. p.message) end
+  local msg = #problems == 1 and lines[1] or ("%d problems:\n  %s"):format(#problems, table.concat(lines, "\n  "))
+  if not problems[1].flag or #problems > 1 then msg = model .. ": " .. msg end
+  return Error.new("validation", msg, { field = problems[1].field, problems = problems })
+end
+
 --- Parse `--set key=value` and `--set key:=JSON` into `input`, converting
--- values to the model's field types.
+-- values to the model's field types. Every bad flag is listed at once.
 -- @treturn[1] table input
 -- @treturn[2] nil
--- @treturn[2] modkie.Error kind "validation" naming the flag and field
+-- @treturn[2] modkie.Error kind "validation" naming each flag and field (`problems`)
 function common.parse_sets(model, sets, input)
   input = input or {}
   local schema = models.get(model)
+  local problems = {}
+  local function problem(field, msg) problems[#problems + 1] = { field = field, message = msg, flag = true } end
   for _, s in ipairs(sets or {}) do
     local key, raw = s:match("^([^=:]+):=(.*)$")
-    local value
     if key then
-      local why
-      value, why = convert.json(raw)
-      if value == nil then
-        return nil, Error.new("validation", ("--set %s: the value %s"):format(s, why), { field = key })
-      end
+      local value, why = convert.json(raw)
+      if value == nil then problem(key, ("--set %s: the value %s"):format(s, why)) else input[key] = value end
     else
       key, raw = s:match("^([^=]+)=(.*)$")
       if not key or key == "" then
-        return nil, Error.new("validation", ("--set '%s': write key=value (or key:=JSON)"):format(s))
-      end
-      local f = schema and schema.fields[key]
-      local why
-      value, why = convert.value(f and f.type, raw)
-      if why then
-        return nil, Error.new("validation", ("--set %s: %s for %s, a %s field"):format(s, why, key, f.type),
-          { field = key })
+        problem(s, ("--set '%s': write key=value (or key:=JSON)"):format(s))
+      else
+        local f = schema and schema.fields[key]
+        local value, why = convert.value(f and f.type, raw)
+        if why then problem(key, ("--set %s: %s for %s, a %s field"):format(s, why, key, f.type))
+        else input[key] = value end
       end
     end
-    input[key] = value
   end
+  if #problems > 0 then return nil, problems_error(model, problems) end
   return input
+end
+
+--- The input of `submit` and `validate`: `--set`s converted to the model's
+-- field types, `--prompt`, then (with `validate`) the model's schema. Every
+-- problem is listed at once: conversions and schema alike.
+-- @treturn[1] table input
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "validation" with `problems`
+function common.input(model, sets, prompt, validate)
+  local input, serr = common.parse_sets(model, sets)
+  local problems = serr and serr.problems or {}
+  input = input or {}
+  if prompt then input.prompt = prompt end
+  if validate then
+    local ok, verr = models.validate(model, input)
+    if not ok then
+      local bad = {}
+      for _, p in ipairs(problems) do bad[p.field] = true end
+      for _, p in ipairs(verr.problems or { { field = verr.field, message = verr.message } }) do
+        -- a field whose --set did not convert is absent from input: say it once
+        if not (bad[p.field] and p.message == "is required") then problems[#problems + 1] = p end
+      end
+    end
+  end
+  if #problems == 0 then return input end
+  return nil, problems_error(model, problems)
 end
 
 --- Whether stderr is a terminal (progress bars, status lines).
@@ -163,18 +221,20 @@ function common.clock(s)
   return ("%d:%02d"):format(m, s % 60)
 end
 
---- Print a result (one job) as aligned `name  value` lines.
-function common.print_result(res, files)
+--- Print a result (one job) as aligned `name  value` lines; `elapsed`:
+-- seconds the command waited.
+function common.print_result(res, files, elapsed)
   local out = io.stdout
-  out:write(("id       %s\n"):format(tostring(res.id)))
-  out:write(("state    %s\n"):format(res.state))
-  if res.model then out:write(("model    %s\n"):format(res.model)) end
-  for _, u in ipairs(res.urls or {}) do out:write(("url      %s\n"):format(u)) end
+  out:write(("id       %s\n"):format(text(res.id)))
+  out:write(("state    %s\n"):format(text(res.state)))
+  if res.model then out:write(("model    %s\n"):format(text(res.model))) end
+  for _, u in ipairs(res.urls or {}) do out:write(("url      %s\n"):format(text(u))) end
   if #(res.urls or {}) == 0 and type(res.output) == "table" and res.output.resultObject then
     out:write(("output   %s\n"):format(common.json(res.output.resultObject)))
   end
   if res.credits then out:write(("credits  %s\n"):format(tostring(res.credits))) end
-  for _, f in ipairs(files or {}) do out:write(("file     %s\n"):format(f)) end
+  for _, f in ipairs(files or {}) do out:write(("file     %s\n"):format(text(f))) end
+  if elapsed then out:write(("elapsed  %s\n"):format(common.clock(elapsed))) end
 end
 
 --- A result as JSON fields (the raw record left out; `status --json` has it).

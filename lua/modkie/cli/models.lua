@@ -10,12 +10,14 @@ local models_cli = {}
 
 local EXIT = common.EXIT
 
-models_cli.MODELS_USAGE = [[
-usage: modkie models [MODEL] [--json]
-
-List the models modkie has a schema for, or show one model's input fields.
-Other models can still be used; modkie just does not check their input.
-]]
+local MODELS = args.command {
+  usage = "modkie models [MODEL] [--json]",
+  about = "List the models modkie has a schema for, or show one model's input fields.\n"
+    .. "Other models can still be used; modkie just does not check their input.",
+  positionals = { "MODEL" },
+  flags = { common.JSON },
+}
+models_cli.MODELS_USAGE = MODELS.help
 
 local function describe_field(name, f)
   local kind = f.type
@@ -44,14 +46,16 @@ local function schema_json(id, s)
 end
 
 function models_cli.models(argv)
-  local opts, perr = args.parse(argv, { positionals = { "MODEL" }, flags = { help = {}, json = {} } })
+  local opts, perr = args.parse(argv, MODELS.spec)
   if not opts then return common.usage("models", perr) end
-  if opts.help then io.stdout:write(models_cli.MODELS_USAGE) return EXIT.ok end
+  if opts.help then io.stdout:write(MODELS.help) return EXIT.ok end
   if opts[1] then
     local s = models.get(opts[1])
     if not s then
-      io.stderr:write("modkie models: no schema for '", opts[1], "' (modkie models lists the known ones); ",
-        "it can still be submitted, unchecked\n")
+      local meant = models.suggest(opts[1])
+      io.stderr:write("modkie models: no schema for '", opts[1], "'",
+        meant and (" (did you mean '" .. meant .. "'?)\n")
+          or " (modkie models lists the known ones); it can still be submitted, unchecked\n")
       return EXIT.usage
     end
     if opts.json then
@@ -85,32 +89,29 @@ function models_cli.models(argv)
   return EXIT.ok
 end
 
-models_cli.VALIDATE_USAGE = [[
-usage: modkie validate MODEL [--prompt TEXT] [--set KEY=VALUE]... [--json]
-
-Check an input against the model's schema, offline: prints "valid", or every
-problem (exit 2). --set converts values to the field's type like submit.
-To check a whole batch (rows and template), use 'modkie batch --dry-run'.
-]]
+local VALIDATE = args.command {
+  usage = "modkie validate MODEL [--prompt TEXT] [--set KEY=VALUE]... [--json]",
+  about = "Check an input against the model's schema, offline: prints \"valid\", or every\n"
+    .. "problem (exit 2). --set converts values to the field's type like submit.\n"
+    .. "To check a whole batch (rows and template), use 'modkie batch --dry-run'.",
+  positionals = { "MODEL" }, min = 1,
+  flags = {
+    { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
+    { name = "set", value = "string", many = true, arg = "KEY=VALUE",
+      help = "an input field, converted to the model's type; repeatable;\nKEY:=JSON gives it as raw JSON" },
+    common.JSON,
+  },
+}
+models_cli.VALIDATE_USAGE = VALIDATE.help
 
 function models_cli.validate(argv)
-  local opts, perr = args.parse(argv, { positionals = { "MODEL" }, min = 1, flags = {
-    help = {}, json = {}, prompt = { value = "string" }, set = { value = "string", many = true },
-  } })
+  local opts, perr = args.parse(argv, VALIDATE.spec)
   if not opts then return common.usage("validate", perr) end
-  if opts.help then io.stdout:write(models_cli.VALIDATE_USAGE) return EXIT.ok end
+  if opts.help then io.stdout:write(VALIDATE.help) return EXIT.ok end
   local model = opts[1]
-  local input, ierr = common.parse_sets(model, opts.set)
-  if not input then
-    if opts.json then
-      io.stdout:write(common.json({ valid = false, problems = { { field = ierr.field, message = ierr.message } } }),
-        "\n")
-      return EXIT.usage
-    end
-    return common.fail(ierr)
-  end
-  if opts.prompt then input.prompt = opts.prompt end
-  local ok, err = models.validate(model, input)
+  local input, err = common.input(model, opts.set, opts.prompt, true)
+  local ok = input ~= nil
+  input = input or {}
   local known = models.get(model) ~= nil
   if opts.json then
     local out = { valid = ok == true, model = model, checked = known, input = input }
@@ -125,7 +126,9 @@ function models_cli.validate(argv)
     io.stdout:write(known and "valid\n" or ("valid (no schema for " .. model .. ": not checked)\n"))
     return EXIT.ok
   end
-  for _, p in ipairs(err.problems) do io.stdout:write(("%s: %s\n"):format(p.field, p.message)) end
+  for _, p in ipairs(err.problems) do
+    io.stdout:write(p.flag and p.message or ("%s: %s"):format(p.field, p.message), "\n")
+  end
   return EXIT.usage
 end
 

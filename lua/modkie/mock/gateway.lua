@@ -25,6 +25,7 @@ local socket = require "socket"
 local json = require "modkie.mock.json"
 local directives = require "modkie.mock.directives"
 local files = require "modkie.mock.files"
+local media = require "modkie.mock.media"
 local Ledger = require "modkie.mock.ledger"
 local Callbacks = require "modkie.mock.callbacks"
 local RateLimit = require "modkie.mock.ratelimit"
@@ -100,7 +101,7 @@ local function has_progress(model)
   return type(model) == "string" and model:find("^sora%-2") ~= nil
 end
 
---- opts: dialect, job_seconds, api_key, credits, files_base, limits (true for
+--- opts: dialect, job_seconds, api_key, credits, files_base, media (real clips and images), limits (true for
 -- the defaults, or { create = {n, s}, poll = {n, s} }, a missing one keeps its
 -- default), now (clock function, default socket.gettime), intercept (see
 -- Gateway:answer; e.g. a modkie.mock.faults plan's), faults (that plan: its
@@ -116,6 +117,7 @@ function Gateway.new(opts)
   self.api_key = opts.api_key
   self.start_credits = opts.credits or 10000
   self.files_base = opts.files_base
+  self.media = opts.media
   self.own_base = opts.own_base
   self.clock = opts.now or socket.gettime
   self.ledger = Ledger.new(self.start_credits)
@@ -561,6 +563,18 @@ local function download_url(self, ctx)
   return self:ok(string.format("%s%stoken=%08x&expires=%d", url, sep, h, expires))
 end
 
+-- With --media: a real clip or image for an mp4 or png output, sized by the
+-- input's aspect_ratio (and, for a clip, its duration); nil for other kinds.
+local function playable(task, n)
+  if task.ext ~= "mp4" and task.ext ~= "png" then return nil end
+  local body = json.decode(task.raw or "")
+  local input = type(body) == "table" and type(body.input) == "table" and body.input or {}
+  local w, h = media.size(input.aspect_ratio)
+  local seed = task.id .. ":" .. n
+  if task.ext == "png" then return media.png(seed, w, h) end
+  return media.mp4(seed, w, h, input.duration)
+end
+
 local function file(self, ctx)
   local req = ctx.req
   if req.headers.authorization then
@@ -568,8 +582,8 @@ local function file(self, ctx)
   end
   local task, n = self:file_of(req.path, ctx.now)
   if not task then return self:http_error(404, "file not found") end
-  return answer(200, files.content(task.id, n, task.size),
-    { ["Content-Type"] = files.content_type(task.ext) })
+  local body = self.media and playable(task, n) or files.content(task.id, n, task.size)
+  return answer(200, body, { ["Content-Type"] = files.content_type(task.ext) })
 end
 
 local function mock_stats(self)
@@ -596,6 +610,19 @@ local function mock_tasks(self, ctx)
     }
   end
   return answer(200, json.encode(json.array(list)))
+end
+
+-- What the rate limits saw (--limits): every arrival's time per key, admitted or refused.
+local function mock_limits(self)
+  if not self.limits then return answer(200, '{"enabled":false}') end
+  local out = { enabled = true }
+  for name, l in pairs(self.limits) do
+    local r = l:report()
+    local keys = {}
+    for i, k in ipairs(r.keys) do keys[i] = { admitted = json.array(k.admitted), refused = json.array(k.refused) } end
+    out[name] = { limit = r.limit, window = r.window, keys = json.array(keys) }
+  end
+  return answer(200, json.encode(out))
 end
 
 -- POST /__mock/replay {"path": P, "taskId"?: ID, "answers": [{"status"?, "body", "headers"?}, …]}:
@@ -664,6 +691,7 @@ local ROUTES = {
   ["/__mock/stats"] = { name = "mock_stats", method = "GET", fn = mock_stats },
   ["/__mock/tasks"] = { name = "mock_tasks", method = "GET", fn = mock_tasks },
   ["/__mock/reset"] = { name = "mock_reset", method = "POST", fn = mock_reset },
+  ["/__mock/limits"] = { name = "mock_limits", method = "GET", fn = mock_limits },
   ["/__mock/credits"] = { name = "mock_credits", method = "POST", fn = mock_credits },
   ["/__mock/replay"] = { name = "mock_replay", method = "POST", fn = mock_replay },
 }
