@@ -33,6 +33,9 @@ local OPTIONS = {
 }
 local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
   validate = { boolean = true }, meta = true, hold = { boolean = true } }
+local GENERATE_OPTIONS = { timeout = { number = true }, download = { string = true } }
+for k, v in pairs(SUBMIT_OPTIONS) do GENERATE_OPTIONS[k] = v end
+GENERATE_OPTIONS.hold = nil -- generate sends at once
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
 --- Raise on unknown option names and wrong types: a typo must not pass silently.
@@ -315,20 +318,12 @@ function Client:generate(model, input, opts)
   Error.check(1, "generate", model, "string")
   Error.check(2, "generate", input, "table")
   Error.check(3, "generate", opts, "?table")
-  local sopts, timeout, dir = {}, nil, nil
-  for k, v in pairs(opts or {}) do
-    if k == "timeout" then
-      Error.check(3, "generate", v, "number")
-      timeout = v
-    elseif k == "download" then
-      Error.check(3, "generate", v, "string")
-      dir = v
-    else
-      sopts[k] = v
-    end
+  opts = opts or {}
+  check_options("generate", opts, GENERATE_OPTIONS)
+  local sopts, timeout, dir = {}, opts.timeout, opts.download
+  for k, v in pairs(opts) do
+    if k ~= "timeout" and k ~= "download" then sopts[k] = v end
   end
-  check_options("generate", sopts, SUBMIT_OPTIONS)
-  if sopts.hold then error("generate: option 'hold' is for submit (generate sends at once)", 2) end
   if dir then
     local ok, err = require("modkie.download").check_dir(dir)
     if not ok then return nil, err end
