@@ -101,7 +101,8 @@ describe("first hour", function()
 
     it("a state folder that cannot be written warns, and the id still reaches stdout", function()
       H.write(dir .. "/file", "x")
-      local r = modkie_cli({ "submit", KLING, "--prompt", "nostate " .. tag() }, { MODKIE_STATE_DIR = dir .. "/file/s" })
+      local r = modkie_cli({ "submit", KLING, "--prompt", "nostate " .. tag() },
+        { MODKIE_STATE_DIR = dir .. "/file/s" })
       assert.equal(0, r.code, r.err)
       assert.matches("^task_%S+\n$", r.out)
       assert.matches("could not keep a record of task task_%S+ in " .. dir:gsub("%p", "%%%0") .. "/file/s/tasks%.jsonl",
@@ -116,7 +117,7 @@ describe("first hour", function()
       local a = { "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--poll-interval", "0.05",
         "--no-journal" }
       for _, x in ipairs(more or {}) do a[#a + 1] = x end
-      return modkie(a)
+      return modkie_cli(a)
     end
 
     it("a column that nothing uses is an error naming it and the field it resembles", function()
