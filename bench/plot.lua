@@ -1,8 +1,10 @@
 -- bench/plot.lua: the SVG plots of `make bench`, drawn here (no plotting
 -- service or library): grouped bars, horizontal bars, and step CDFs of any
--- set of named samples. bench/run.lua writes them beside RESULTS.md.
+-- set of named samples. bench/run.lua writes them beside RESULTS.md, with
+-- what they were drawn from in plots.json, so they can be drawn again:
 --
---   local plot = require "plot"   (with bench/ on package.path)
+--   lua5.4 bench/plot.lua bench/plots.json     (redraws every plot it lists)
+--   local plot = require "plot"                (with bench/ on package.path)
 --   plot.write("x.svg", plot.cdf{ title = …, xlabel = "s", samples = { {name = "default", values = {…}}, … } })
 local plot = {}
 
@@ -142,7 +144,9 @@ end
 --- Horizontal bars, one per entry of `bars = { {name, value} }`.
 function plot.hbars(o)
   local out = {}
-  local left = 330
+  local longest = 0
+  for _, b in ipairs(o.bars) do longest = math.max(longest, #b.name) end
+  local left = math.min(480, 20 + longest * 6.6)
   local h = PAD.top + 20 + #o.bars * 30 + 40
   svg_open(out, o.title, o.subtitle, W, h)
   local hi = 0
@@ -176,7 +180,10 @@ end
 function plot.cdf(o)
   local out = {}
   local base = H - PAD.bottom
-  svg_open(out, o.title, o.subtitle, W, base + 60 + math.ceil(#o.samples / 2) * 16)
+  local longest = 0
+  for _, smp in ipairs(o.samples) do longest = math.max(longest, #smp.name + 10) end
+  local per_row = longest * 6.6 > 400 and 1 or 2
+  svg_open(out, o.title, o.subtitle, W, base + 60 + math.ceil(#o.samples / per_row) * 16)
   local lo, hi = math.huge, 0
   local names = {}
   for i, s in ipairs(o.samples) do
@@ -223,7 +230,7 @@ function plot.cdf(o)
         table.concat(pts, " "), COLOURS[(i - 1) % #COLOURS + 1], esc(names[i]))
     end
   end
-  legend(out, names, PAD.left, base + 52, 2, 410)
+  legend(out, names, PAD.left, base + 52, per_row, 410)
   out[#out + 1] = "</svg>"
   return table.concat(out, "\n") .. "\n"
 end
@@ -234,6 +241,25 @@ function plot.write(path, svg)
   f:write(svg)
   f:close()
   return path
+end
+
+--- Draw every plot of a list `{ {file, kind = "bars" | "hbars" | "cdf", spec} … }`
+-- into `dir`; returns the file names.
+function plot.draw_all(list, dir)
+  local names = {}
+  for i, p in ipairs(list) do
+    plot.write(dir .. "/" .. p.file, plot[p.kind](p.spec))
+    names[i] = p.file
+  end
+  return names
+end
+
+-- As a script: redraw the plots listed in a plots.json, beside it.
+if arg and arg[0] and arg[0]:match("plot%.lua$") and arg[1] then
+  local f = assert(io.open(arg[1], "rb"))
+  local list = require("cjson").decode(f:read("*a"))
+  f:close()
+  for _, name in ipairs(plot.draw_all(list, arg[1]:match("^(.*)/[^/]*$") or ".")) do print("wrote " .. name) end
 end
 
 return plot

@@ -793,7 +793,9 @@ local function delay_samples()
   return samples
 end
 
--- Writes the SVGs beside the note; returns their names, for the note's links.
+-- Writes the SVGs beside the note, and plots.json (what they are drawn
+-- from: `lua5.4 bench/plot.lua bench/plots.json` draws them again); returns
+-- their names, for the note's links.
 local function write_plots()
   local names = { cpu = "cpu-per-exchange.svg", cdf = "notice-delay-cdf.svg", polls = "polls-per-job.svg" }
   local groups, series, seen = {}, {}, {}
@@ -811,20 +813,25 @@ local function write_plots()
       groups[#groups + 1] = g
     end
   end
-  plot.write(PLOT_DIR .. "/" .. names.cpu, plot.bars{ title = "Client CPU per exchange (lower is better)",
-    subtitle = "µs of user + system time per createTask or recordInfo exchange, median of the rounds; "
-      .. "socket.http is sequential (C = 1 only)", unit = "CPU µs per exchange", groups = groups, series = series })
-  plot.write(PLOT_DIR .. "/" .. names.cdf, plot.cdf{
-    title = "Notice delay: from a job's end on the server to await returning",
-    subtitle = ("%d jobs of 30–300 s per schedule, all in flight at once (job-level run, scaled to real time)")
-      :format(#MODELS * PER_MODEL), xlabel = "seconds", samples = delay_samples() })
   local bars = {}
   for _, sch in ipairs(SCHEDULES) do
     local list = jobs[sch.key] or {}
     if #list > 0 then bars[#bars + 1] = { name = sch.name:gsub("`", ""), value = job_figures(list).polls } end
   end
-  plot.write(PLOT_DIR .. "/" .. names.polls, plot.hbars{ title = "recordInfo polls per job (mean)",
-    subtitle = "the same jobs, one schedule per client", unit = "polls per job", bars = bars })
+  local list = {
+    { file = names.cpu, kind = "bars", spec = { title = "Client CPU per exchange (lower is better)",
+      subtitle = "µs of user + system time per createTask or recordInfo exchange, median of the rounds; "
+        .. "socket.http is sequential (C = 1 only)", unit = "CPU µs per exchange", groups = groups,
+      series = series } },
+    { file = names.cdf, kind = "cdf", spec = {
+      title = "Notice delay: from a job's end on the server to await returning",
+      subtitle = ("%d jobs of 30–300 s per schedule, all in flight at once (job-level run, scaled to real time)")
+        :format(#MODELS * PER_MODEL), xlabel = "seconds", samples = delay_samples() } },
+    { file = names.polls, kind = "hbars", spec = { title = "recordInfo polls per job (mean)",
+      subtitle = "the same jobs, one schedule per client", unit = "polls per job", bars = bars } },
+  }
+  plot.draw_all(list, PLOT_DIR)
+  write_file(PLOT_DIR .. "/plots.json", require("cjson").encode(list) .. "\n")
   return names
 end
 

@@ -97,6 +97,32 @@ describe("review page", function()
       assert.equal(1, after.totals.running)
     end)
 
+    it("reads a hostile journal without raising, and writes none of it as markup", function()
+      local x = '"<i>x</i>"'
+      local j = H.write(dir .. "/h.journal", table.concat({
+        '{"type":"run","v":1,"model":{"a":1},"jobs":"many","rows":2,"t":"now","columns":"nope","source":5,'
+          .. '"template":[1],"download":{"x":1}}',
+        '{"type":"submit","job":"1","row":"one","fp":"a","input":{"prompt":{"<blink>":1},"n":[1,{"k":' .. x .. '}]},'
+          .. '"values":{"<u>c</u>":' .. x .. ',"n":{"deep":[1,2]},"5":true},"t":{"x":1}}',
+        '{"type":"done","job":"1","state":"success","id":{"x":1},"urls":[1,{"u":2},"javascript:alert(1)",'
+          .. '"https://x.example/a\\" onmouseover=\\"alert(1).mp4"],"credits":"lots","output":{"resultObject":'
+          .. x .. '},"created_at":"then","completed_at":[1],"cost_time":{"s":1},"polls":"3","t":null}',
+        '{"type":"files","job":"1","files":["../../etc/passwd","a/b.mp4",3,"ok.mp4"]}',
+        '{"type":"submit","job":"2.1","row":2,"fp":"b","t":1}',
+        '{"type":"done","job":"2.1","state":"failed","error":{"kind":5,"message":{"m":1},"code":' .. x .. '},"t":2}',
+        '{"type":"done","job":"3","state":"weird"}',
+      }, "\n") .. "\n")
+      local page, data = review.write(j, dir .. "/h.html", { finished = true })
+      assert.equal(dir .. "/h.html", page, tostring(data))
+      local html = H.read(page)
+      assert.equal(2, count(html, '<article class="card'))
+      local never = { "<i>", "<blink>", "<u>", 'href="javascript:', 'href="../', 'href="passwd', "onmouseover=\"" }
+      for _, bad in ipairs(never) do
+        assert.falsy(html:find(bad, 1, true), bad)
+      end
+      assert.truthy(html:find("&lt;i&gt;x&lt;/i&gt;", 1, true))
+    end)
+
     it("refuses an unknown --by column, naming it and the columns there are", function()
       local j = H.write(dir .. "/c.journal", '{"type":"run","v":1,"model":"m","jobs":1,"rows":1,"t":1,'
         .. '"columns":["color","size"]}\n{"type":"submit","job":"1","row":1,"fp":"a","values":{"color":"red"},"t":2}\n')
@@ -177,7 +203,7 @@ describe("review page", function()
     end)
 
     it("modkie review rebuilds the page while the batch runs, and batch --review writes it at the end", function()
-      local rows = H.write(dir .. "/rows.csv", "subject,tone\na fox [seconds=3],warm\na cat [seconds=3],cold\n"
+      local rows = H.write(dir .. "/rows.csv", "subject,tone\na fox [seconds=7],warm\na cat [seconds=7],cold\n"
         .. "a dog,warm\n")
       local tpl = H.write(dir .. "/t.txt", "{{subject}}\n")
       local p = H.spawn({ "batch", "--model", "kling/kling-3-0", "--rows", rows, "--template", tpl,
@@ -198,6 +224,13 @@ describe("review page", function()
       local mid = H.read(dir .. "/mid.html")
       assert.truthy(mid:find('class="card s%-running"'))
       assert.truthy(mid:find("tone = warm", 1, true))
+      -- the batch refreshes its own page as it runs (every 5 s)
+      while not H.read(dir .. "/out/review.html") do
+        assert(helper.now() - t0 < 20 and p.running(), "no page while the batch ran")
+        helper.sleep(0.1)
+      end
+      assert.truthy(p.running())
+      assert.truthy(H.read(dir .. "/out/review.html"):find('class="card s%-running"'))
       assert.equal(0, p.wait(30), p.err())
       p.clean()
       local html = H.read(dir .. "/out/review.html")

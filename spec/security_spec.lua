@@ -29,6 +29,8 @@ local function ls(dir)
   return out
 end
 
+local function core_origin(url) return require("modkie.core").origin(url) end
+
 local function unique()
   return ("%d%04d"):format(os.time() % 1000000, math.random(0, 9999))
 end
@@ -485,5 +487,184 @@ describe("the download size cap (max_download)", function()
   it("refuses a cap that is not a byte count", function()
     assert.has_error(function() modkie.new{ max_download = -1 } end)
     assert.has_error(function() modkie.new{ max_download = "1MB" } end)
+  end)
+end)
+
+-- Issue 9: each of these failed before its fix.
+describe("hardening of issue 9", function()
+  local s, root
+  setup(function() s = canned.start() end)
+  teardown(function() s.stop() end)
+  before_each(function() root = helper.tmpdir() end)
+  after_each(function() helper.rmdir(root) end)
+
+  local function client(opts)
+    local o = { base_url = s.url, api_key = "sk-echo-" .. unique() .. "-Zq8", rate = false, retries = 0,
+      poll_interval = 0.05 }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return modkie.new(o), o.api_key
+  end
+
+  local function success_record(id, urls)
+    return ('{"code":200,"msg":"success","data":{"taskId":"%s","state":"success","resultJson":'
+      .. '{"resultUrls":["%s"]}}}'):format(id, table.concat(urls, '","'))
+  end
+
+  it("regression: http://127.0.0.256 is a host name, not this machine: plain http to it is refused", function()
+    for _, url in ipairs({ "http://127.0.0.256:8089", "http://127.0.0.1.:8089", "http://127.0.0.1x",
+      "http://[::ffff:127.0.0.1]:8089", "http://127.0.0.0.1" }) do
+      local ok, msg = pcall(modkie.new, { base_url = url, api_key = "k" })
+      assert.is_false(ok, url .. " was taken for this machine")
+      assert.matches("plain http to another host", msg)
+    end
+    -- what libcurl reads as a loopback address is one: 127.1 is 127.0.0.1
+    for _, url in ipairs({ "http://127.1:8089", "HTTP://LOCALHOST:8089", "http://127.255.255.254" }) do
+      assert.is_table(modkie.new{ base_url = url, api_key = "k" }, url)
+    end
+    local o = core_origin("http://LocalHost:8089/x")
+    assert.same({ scheme = "http", host = "localhost", port = 8089, loopback = true,
+      origin = "http://localhost:8089" }, o)
+  end)
+
+  it("regression: the origin is normalised once: HTTPS:// without a port is port 443, not 80", function()
+    assert.equal("https://gw.example:443", core_origin("HTTPS://GW.Example/api").origin)
+    assert.equal("https://gw.example:443", core_origin("https://gw.example:443").origin)
+    assert.equal("http://gw.example:80", core_origin("Http://gw.example").origin)
+    assert.equal("http://[::1]:80", core_origin("http://[0:0:0:0:0:0:0:1]").origin)
+    -- a file on the gateway's origin gets the key whatever the case of base_url
+    local c = client({ base_url = s.url:gsub("^http", "HTTP") })
+    s.answer("recordInfo", success_record("task_case", { s.url .. "/files/case.mp4" }))
+    s.answer("case.mp4", "bytes")
+    assert(assert(c:job("task_case")):download(root))
+    c:close()
+    local reqs = s.requests()
+    assert.equal("GET /files/case.mp4 auth=yes", reqs[#reqs])
+  end)
+
+  it("regression: a download never writes through a symbolic link planted under its name or .part name", function()
+    local victim = root .. "/victim.txt"
+    helper.write_file(victim, "precious")
+    local dir = root .. "/shared"
+    assert(os.execute("mkdir -p " .. q(dir)))
+    for _, name in ipairs({ "task_link-1.mp4", "task_link-1.mp4.part" }) do
+      assert(os.execute(("ln -s %s %s"):format(q(victim), q(dir .. "/" .. name))))
+    end
+    s.answer("recordInfo", success_record("task_link", { s.url .. "/files/link.mp4" }))
+    s.answer("link.mp4", "downloaded bytes")
+    local c = client()
+    local paths = assert(assert(c:job("task_link")):download(dir))
+    c:close()
+    assert.equal("precious", helper.read_file(victim))
+    assert.equal("downloaded bytes", helper.read_file(paths[1]))
+    assert.is_false(require("modkie.core").symlink(paths[1]), "the link itself was renamed into place")
+    assert.same({ "task_link-1.mp4" }, ls(dir)) -- the planted links are gone, their target untouched
+  end)
+
+  it("regression: a batch journal that is a symbolic link is refused, and its target untouched", function()
+    local victim = root .. "/victim.txt"
+    helper.write_file(victim, "precious\n")
+    local link = root .. "/batch.journal"
+    assert(os.execute(("ln -s %s %s"):format(q(victim), q(link))))
+    local c = client()
+    local report, err = modkie.batch.run{ client = c, model = KLING, rows = { { prompt = "row" } },
+      template = "{{prompt}}", journal = link }
+    c:close()
+    assert.is_nil(report)
+    assert.equal("config", err.kind)
+    assert.matches("symbolic link", err.message)
+    assert.equal("precious\n", helper.read_file(victim))
+    -- the journal module itself
+    local j, jerr = require("modkie.journal").open(link)
+    assert.is_nil(j)
+    assert.matches("symbolic link", jerr.message)
+    assert.equal("precious\n", helper.read_file(victim))
+  end)
+
+  it("regression: a createTask answered 429 after the job's deadline is not retried (was a billed orphan)", function()
+    s.answer("createTask", '{"code":429,"msg":"rate limited"}', 200, nil, nil, { delay = 1.2 })
+    local c = client({ retries = 3 })
+    local job = assert(c:submit(KLING, { prompt = "late" }, { deadline = 0.5 }))
+    local res, err = job:await(10)
+    assert.is_nil(res)
+    assert.equal("deadline", err.kind)
+    assert.matches("no task was created", err.message)
+    assert.is_true(err.retryable)
+    c:step(1.5) -- a retry would go out within this
+    c:close()
+    local creates = 0
+    for _, r in ipairs(s.requests()) do if r:find("createTask", 1, true) then creates = creates + 1 end end
+    assert.equal(1, creates)
+  end)
+
+  it("regression: the key echoed in server text is redacted before it leaves the engine", function()
+    local c, key = client()
+    local echoed = "invalid header Authorization: Bearer " .. key .. " (key " .. key .. ")"
+    s.answer("credit", ('{"code":401,"msg":"%s"}'):format(echoed), 401)
+    s.answer("recordInfo", ('{"code":200,"msg":"success","data":{"taskId":"task_echo","state":"fail",'
+      .. '"failCode":"500","failMsg":"upstream said: bearer %s","param":"{\\"k\\":\\"%s\\"}"}}'):format(key, key))
+    s.answer("createTask", ('{"code":500,"msg":"proxy: Authorization=Bearer %s"}'):format(key))
+    local logs = {}
+    c._log = function(level, event, fields)
+      local parts = { level, event }
+      for k, v in pairs(fields) do parts[#parts + 1] = k .. "=" .. tostring(v) end
+      logs[#logs + 1] = table.concat(parts, " ")
+    end
+    local seen = {}
+    local _, e1 = c:credits()
+    local _, e2 = assert(c:job("task_echo")):await(10)
+    local raw = assert(c:record("task_echo"))
+    local _, e3 = assert(c:submit(KLING, { prompt = "echo" })):await(10)
+    for _, e in ipairs({ e1, e2, e3 }) do
+      seen[#seen + 1] = tostring(e)
+      for k, v in pairs(e) do seen[#seen + 1] = tostring(k) .. "=" .. tostring(v) end
+    end
+    seen[#seen + 1] = raw.failMsg
+    seen[#seen + 1] = raw.param
+    for _, l in ipairs(logs) do seen[#seen + 1] = l end
+    c:close()
+    local all = table.concat(seen, "\n")
+    assert.equal("auth", e1.kind)
+    assert.equal("failed", e2.kind)
+    assert.matches("[redacted]", all, 1, true)
+    assert(not all:find(key, 1, true), "the key is in: " .. all)
+    assert(not all:find(key:sub(9), 1, true), "part of the key is in: " .. all)
+  end)
+
+  it("regression: a download from a host that trickles bytes is cut (was: no minimum speed, a hang)", function()
+    s.answer("recordInfo", success_record("task_slow", { s.url .. "/files/slow.bin" }))
+    s.answer("slow.bin", ("s"):rep(4000), 200, "application/octet-stream", nil, { trickle = 50 })
+    local c = client({ timeout = 1 })
+    local started = helper.now()
+    local paths, err = assert(c:job("task_slow")):download(root, { timeout = 20 })
+    c:close()
+    assert.is_nil(paths)
+    assert.equal("network", err.kind)
+    assert.matches("too slow", err.message)
+    assert.is_true(helper.now() - started < 15)
+    assert.same({}, ls(root))
+  end)
+
+  it("regression: the CLI shows control characters from the gateway escaped, never raw", function()
+    local evil = "\27]0;pwned\7\27[2J\27[1A"
+    s.answer("recordInfo", ('{"code":200,"msg":"success","data":{"taskId":"task_esc","state":"%s",'
+      .. '"failCode":"E\\u001b[31m","failMsg":"%s fake: job succeeded\\r\\u009b2K","model":"m\\u0007"}}')
+      :format("generating\\u001b]0;x\\u0007", "\\u001b[2J"))
+    s.answer("credit", ('{"code":402,"msg":"%s"}'):format("no credits \\u001b[32mOK\\u001b[0m"))
+    local env = { MODKIE_API_KEY = "k", MODKIE_BASE_URL = s.url }
+    local outs = {}
+    for _, argv in ipairs({ { "status", "task_esc" }, { "status", "task_esc", "--json" }, { "credits" },
+      { "credits", "--json" }, { "wait", "task_esc", "--wait-timeout", "0.3", "--poll-interval", "0.05" } }) do
+      local r = H.cli(argv, env)
+      outs[#outs + 1] = r.out .. r.err
+    end
+    s.answer("recordInfo", ('{"code":200,"msg":"success","data":{"taskId":"task_esc","state":"fail",'
+      .. '"failMsg":"%s"}}'):format(evil:gsub("\27", "\\u001b"):gsub("\7", "\\u0007")))
+    local r = H.cli({ "wait", "task_esc", "--poll-interval", "0.05" }, env)
+    outs[#outs + 1] = r.out .. r.err
+    local all = table.concat(outs, "\n")
+    assert.matches("generating", all, 1, true)
+    assert.matches("\\x1B", all, 1, true)
+    assert(not all:find("[\0-\8\11-\31\127]"), "a raw control character reached the terminal")
+    assert(not all:find("\194[\128-\159]"), "a raw C1 control reached the terminal")
   end)
 end)

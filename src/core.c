@@ -26,21 +26,51 @@
 
 #define ENGINE_MT "modkie.core.engine"
 #define MODKIE_CORE_VERSION "0.1.0"
+/* Seconds that enter C from Lua are clamped into [0, MAX_SECONDS] (NaN: 0),
+ * so that every cast and sum made with them stays defined. */
+#define MAX_SECONDS 1e9
+#define MAX_INTERVAL 1e6 /* a poll interval, as the option's range says */
+#define MAX_HANDLE 4503599627370496.0 /* 2^52: handles are whole numbers below it */
 
 typedef struct engine_ud {
   mk_engine *e;
   int decode_ref;        /* cjson decode function */
   int interval_ref;      /* poll_interval function, or LUA_NOREF */
   double fixed_interval; /* poll_interval number, or -1 */
-  int stepping;          /* guards against step re-entered from a Lua callback */
+  int stepping;          /* a step is under way (see the reentrancy rule at the head of the events section) */
+  int close_pending;     /* close was called inside the step: done when it ends */
   int raised_ref;        /* an error Lua raised during a step (Ctrl-C, a bad poll_interval), or LUA_NOREF */
-  int carry_ref;         /* events of a step that raised, handed out by the next step, or LUA_NOREF */
+  int events_ref;        /* registry slot: the events not yet handed out (a table), or false */
+  int body_ref;          /* step_body, made once so that a step allocates nothing when nothing happened */
+  int in_hand;           /* the handlers are on the op u->hand */
+  int hand_committed;    /* ... and have started changing the engine for it */
+  int hand_n;            /* the number of events before the op in hand's */
+  uint64_t hand;
 } engine_ud;
+
+static int step_body(lua_State *L);
 
 static engine_ud *check_ud(lua_State *L) {
   engine_ud *u = (engine_ud *)luaL_checkudata(L, 1, ENGINE_MT);
   if (!u->e) luaL_error(L, "modkie: the client is closed");
   return u;
+}
+
+/* A forked child shares its parent's sockets: driving (or closing) the
+ * parent's client there would speak on the parent's connections. */
+static void check_process(lua_State *L, engine_ud *u) {
+  if (u->e->pid != getpid())
+    luaL_error(L, "modkie: this client was made by process %d, before a fork; a forked child cannot use it "
+                  "(its connections are the parent's): make a new client in the child", (int)u->e->pid);
+}
+
+static double clamp_seconds(double s) {
+  if (!(s > 0)) return 0; /* NaN too */
+  return s > MAX_SECONDS ? MAX_SECONDS : s;
+}
+
+static double arg_seconds(lua_State *L, int i, double dflt) {
+  return clamp_seconds(luaL_optnumber(L, i, dflt));
 }
 
 /* ---- options ---- */
@@ -124,18 +154,25 @@ static int l_new(lua_State *L) {
   opt_rate(L, 1, "poll_rate", &cfg.poll_limit, &cfg.poll_per);
 
   u = (engine_ud *)lua_newuserdata(L, sizeof *u);
-  u->e = NULL;
-  u->decode_ref = u->interval_ref = u->raised_ref = u->carry_ref = LUA_NOREF;
+  memset(u, 0, sizeof *u);
+  u->decode_ref = u->interval_ref = u->raised_ref = u->events_ref = u->body_ref = LUA_NOREF;
   u->fixed_interval = -1;
-  u->stepping = 0;
   luaL_getmetatable(L, ENGINE_MT);
   lua_setmetatable(L, -2);
 
   lua_getfield(L, 1, "poll_interval");
-  if (lua_type(L, -1) == LUA_TNUMBER) u->fixed_interval = lua_tonumber(L, -1);
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    u->fixed_interval = lua_tonumber(L, -1);
+    if (!(u->fixed_interval >= 0 && u->fixed_interval <= MAX_INTERVAL))
+      return luaL_error(L, "modkie.core: option 'poll_interval' is out of range");
+  }
   lua_pop(L, 1);
   u->decode_ref = ref_function(L, 1, "decode", 1);
   u->interval_ref = ref_function(L, 1, "poll_interval", 0);
+  lua_pushboolean(L, 0);
+  u->events_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, step_body);
+  u->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   u->e = mk_engine_new(&cfg, err, sizeof err);
   if (!u->e) return luaL_error(L, "modkie.core: %s", err);
@@ -152,7 +189,8 @@ static int push_handle(lua_State *L, mk_op *op) {
 
 static mk_op *check_op(lua_State *L, engine_ud *u, int i) {
   lua_Number h = luaL_checknumber(L, i);
-  if (h < 0) return NULL;
+  /* not a handle (NaN, infinite, negative, a fraction): nothing, and no undefined cast */
+  if (!(h >= 0 && h < MAX_HANDLE) || h != floor(h)) return NULL;
   return mk_engine_lookup(u->e, (uint64_t)h);
 }
 
@@ -162,7 +200,7 @@ static int l_submit(lua_State *L) {
   engine_ud *u = check_ud(L);
   size_t len;
   const char *body = luaL_checklstring(L, 2, &len);
-  mk_op *op = mk_engine_submit(u->e, body, len, luaL_optnumber(L, 3, 0));
+  mk_op *op = mk_engine_submit(u->e, body, len, arg_seconds(L, 3, 0));
   if (op && lua_toboolean(L, 4)) mk_engine_hold(op);
   return push_handle(L, op);
 }
@@ -178,7 +216,7 @@ static int l_send(lua_State *L) {
 /* engine:adopt(task_id, deadline_seconds) -> handle */
 static int l_adopt(lua_State *L) {
   engine_ud *u = check_ud(L);
-  return push_handle(L, mk_engine_adopt(u->e, luaL_checkstring(L, 2), luaL_optnumber(L, 3, 0)));
+  return push_handle(L, mk_engine_adopt(u->e, luaL_checkstring(L, 2), arg_seconds(L, 3, 0)));
 }
 
 /* engine:call("GET"|"POST", path, body?) -> handle */
@@ -202,10 +240,11 @@ static int l_download(lua_State *L) {
 /* engine:timer(seconds) -> handle */
 static int l_timer(lua_State *L) {
   engine_ud *u = check_ud(L);
-  return push_handle(L, mk_engine_timer(u->e, luaL_checknumber(L, 2)));
+  return push_handle(L, mk_engine_timer(u->e, clamp_seconds(luaL_checknumber(L, 2))));
 }
 
-/* engine:cancel(handle) -> true when the op was live */
+/* engine:cancel(handle) -> true when the op was live. Inside a step the op
+ * stops at once and is freed when the step ends (see the reentrancy rule at the head of the events section). */
 static int l_cancel(lua_State *L) {
   engine_ud *u = check_ud(L);
   mk_op *op = check_op(L, u, 2);
@@ -216,6 +255,36 @@ static int l_cancel(lua_State *L) {
 
 /* ---- events ---- */
 
+/* The reentrancy rule of the Lua API. Lua runs inside a step: the JSON
+ * decoder, a poll_interval function, any __gc finaliser (at any allocation),
+ * and, in the Lua layer, the log hook while the step's events are handed out.
+ * What that Lua may do with the client whose step is under way:
+ *
+ *   cancel   done at once: the op stops (no request, timer or queue place is
+ *            left) and its events of this step are dropped; the engine frees
+ *            it when the step ends.
+ *   submit   done at once (also adopt, call, download, timer): the request
+ *            goes out on the next step.
+ *   close    deferred to the end of the step (client:close() returns at once
+ *            and the client closes before step returns).
+ *   step     refused: "step called from inside step"; return, and step again
+ *            from the code that called step.
+ *   await    refused (in the Lua layer, also credits, record, download):
+ *            "cannot wait from inside client:step"; wait from the code that
+ *            calls step.
+ *
+ * The handlers below keep to one rule: after Lua ran, an op is touched only
+ * once it has been looked up again by its handle (u->hand). Ops released while
+ * the step is under way stay valid memory until the step ends (the engine is
+ * held, see engine.h), which covers the finalisers that may run at any
+ * allocation. Each handler does its Lua work first (read the answer, build
+ * its events, ask poll_interval) and commits its changes to the engine last,
+ * with no Lua after that; a Lua error that escapes before the commit (out of
+ * memory, an error raised by a finaliser on Lua 5.1-5.3 and LuaJIT) leaves
+ * the op as it was: it goes back on the done list, its events of this step
+ * are taken back, and the next step handles it again. However a step ends,
+ * the engine is no longer marked as stepping. */
+
 typedef struct events {
   lua_State *L;
   int list;  /* stack index of the events list */
@@ -223,10 +292,10 @@ typedef struct events {
 } events;
 
 /* Push a new event table {h=, type=}; finish it with emit(). */
-static void begin(events *ev, mk_op *op, const char *type) {
+static void begin(events *ev, uint64_t h, const char *type) {
   lua_State *L = ev->L;
   lua_createtable(L, 0, 6);
-  lua_pushnumber(L, (lua_Number)mk_op_handle(op));
+  lua_pushnumber(L, (lua_Number)h);
   lua_setfield(L, -2, "h");
   lua_pushstring(L, type);
   lua_setfield(L, -2, "type");
@@ -253,7 +322,7 @@ static void set_integer(lua_State *L, const char *key, lua_Integer value) {
 }
 
 /* Set field `error` of the table on top to the verdict's error. */
-static void set_error(lua_State *L, const mk_verdict *v, const mk_op *op) {
+static void set_error(lua_State *L, const mk_verdict *v, double retry_after, const char *task_id) {
   lua_createtable(L, 0, 7);
   set_string(L, "kind", v->kind);
   set_string(L, "message", v->message);
@@ -261,17 +330,33 @@ static void set_error(lua_State *L, const mk_verdict *v, const mk_op *op) {
   if (v->code) set_integer(L, "code", v->code);
   lua_pushboolean(L, v->retryable);
   lua_setfield(L, -2, "retryable");
-  if (op->result.retry_after >= 0) set_number(L, "retry_after", op->result.retry_after);
-  set_string(L, "task_id", op->task_id);
+  if (retry_after >= 0) set_number(L, "retry_after", retry_after);
+  set_string(L, "task_id", task_id);
   lua_setfield(L, -2, "error");
 }
 
-static void emit_error(events *ev, mk_op *op, const char *type, const mk_verdict *v) {
-  begin(ev, op, type);
+static void emit_error(events *ev, const mk_op *op, const char *type, const mk_verdict *v, const char *task_id) {
+  begin(ev, mk_op_handle(op), type);
   set_string(ev->L, "state", mk_state_name(MK_ERROR));
   if (op->type == MK_OP_JOB) set_integer(ev->L, "polls", op->polls);
-  set_error(ev->L, v, op);
+  set_error(ev->L, v, op->result.retry_after, task_id);
   emit(ev);
+}
+
+static void emit_retry(events *ev, const mk_op *op, int attempt, const mk_verdict *v) {
+  begin(ev, mk_op_handle(op), "retry");
+  set_integer(ev->L, "attempt", attempt);
+  set_number(ev->L, "delay", v->delay);
+  set_error(ev->L, v, op->result.retry_after, op->task_id);
+  emit(ev);
+}
+
+/* The op in hand, looked up again by its handle now that the handler's Lua
+ * work is over: from here on the handler changes the engine and runs no Lua.
+ * NULL when the op was released meanwhile (cancelled by that Lua). */
+static mk_op *commit(engine_ud *u) {
+  u->hand_committed = 1;
+  return mk_engine_lookup(u->e, u->hand);
 }
 
 /* Keep the error on top of the stack (popped) to raise once the step is over:
@@ -343,27 +428,27 @@ static int read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   return 0;
 }
 
-/* Seconds until a job's next poll: the user's function or number, else the
- * gateway's recommended schedule. A function that raises: the job goes on
- * on the default schedule and step raises the error once it is done. */
-static double next_interval(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
-  double elapsed = mk_now() - op->accepted;
+/* Seconds until the job in hand next polls: the user's function or number,
+ * else the gateway's recommended schedule. A function that raises: the job
+ * goes on on the default schedule and step raises the error once it is done.
+ * Runs Lua: the caller looks the op up again afterwards. */
+static double next_interval(lua_State *L, engine_ud *u, double elapsed, int polls, events *ev) {
   if (u->interval_ref != LUA_NOREF) {
     double secs = -1;
     lua_rawgeti(L, LUA_REGISTRYINDEX, u->interval_ref);
     lua_pushnumber(L, elapsed);
-    lua_pushnumber(L, op->polls);
-    lua_pushnumber(L, (lua_Number)mk_op_handle(op)); /* the Lua layer maps it to the job */
+    lua_pushnumber(L, polls);
+    lua_pushnumber(L, (lua_Number)u->hand); /* the Lua layer maps it to the job */
     if (lua_pcall(L, 3, 1, 0) != 0) {
       keep_raised(L, u);
       return mk_default_interval(elapsed, mk_random(u->e));
     }
     if (lua_type(L, -1) == LUA_TNUMBER) secs = lua_tonumber(L, -1);
     lua_pop(L, 1);
-    if (secs >= 0 && secs == secs) return secs;
+    if (secs >= 0 && secs <= MAX_INTERVAL) return secs; /* NaN and infinities fail both */
     /* keep the job going on the default schedule; tell the log why */
-    begin(ev, op, "warning");
-    lua_pushliteral(L, "poll_interval must return a number >= 0; polling on the default schedule");
+    begin(ev, u->hand, "warning");
+    lua_pushliteral(L, "poll_interval must return a number of seconds from 0 to 1e6; polling on the default schedule");
     lua_setfield(L, -2, "message");
     emit(ev);
   } else if (u->fixed_interval >= 0) {
@@ -372,19 +457,9 @@ static double next_interval(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   return mk_default_interval(elapsed, mk_random(u->e));
 }
 
-static void schedule(lua_State *L, engine_ud *u, mk_op *op, double delay) {
-  if (mk_engine_schedule(u->e, op, delay) != 0) {
-    u->stepping = 0;
-    luaL_error(L, "modkie: out of memory");
-  }
-}
-
-static void emit_retry(events *ev, mk_op *op, const mk_verdict *v) {
-  begin(ev, op, "retry");
-  set_integer(ev->L, "attempt", op->attempts);
-  set_number(ev->L, "delay", v->delay);
-  set_error(ev->L, v, op);
-  emit(ev);
+static int out_of_memory(lua_State *L, engine_ud *u) {
+  u->hand_committed = 0; /* nothing was changed: the next step handles the answer again */
+  return luaL_error(L, "modkie: out of memory");
 }
 
 static int on_create(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
@@ -392,33 +467,37 @@ static int on_create(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   mk_verdict v;
   int top = lua_gettop(L);
   if (read_reply(L, u, op, &r) != 0) return -1;
+  if (!(op = mk_engine_lookup(u->e, u->hand))) goto out; /* cancelled while the decoder ran */
   mk_judge_create(u->e, op, &r, &v);
   if (v.next == MK_NEXT_RETRY) {
-    op->attempts++;
-    emit_retry(ev, op, &v);
-    schedule(L, u, op, v.delay);
-  } else if (v.next == MK_NEXT_ACCEPTED) {
-    if (mk_engine_accept(u->e, op, r.task_id) != 0) {
-      u->stepping = 0;
-      luaL_error(L, "modkie: out of memory");
+    emit_retry(ev, op, op->attempts + 1, &v);
+    if ((op = commit(u))) {
+      op->attempts++;
+      mk_engine_schedule(u->e, op, v.delay);
     }
-    begin(ev, op, "accepted");
-    set_string(L, "task_id", op->task_id);
+  } else if (v.next == MK_NEXT_ACCEPTED) {
+    begin(ev, u->hand, "accepted");
+    set_string(L, "task_id", r.task_id);
     emit(ev);
     if (op->expired) {
       mk_verdict d;
       memset(&d, 0, sizeof d);
       d.kind = "deadline";
-      snprintf(d.message, sizeof d.message, "the deadline passed while createTask was in flight; task %.200s was created", op->task_id);
-      emit_error(ev, op, "done", &d);
-      mk_engine_release(u->e, op);
+      snprintf(d.message, sizeof d.message, "the deadline passed while createTask was in flight; task %.200s was created", r.task_id);
+      emit_error(ev, op, "done", &d, r.task_id);
+      if ((op = commit(u))) mk_engine_release(u->e, op);
     } else {
-      schedule(L, u, op, next_interval(L, u, op, ev));
+      double delay = next_interval(L, u, 0, 0, ev);
+      if ((op = commit(u))) {
+        if (mk_engine_accept(u->e, op, r.task_id) != 0) return out_of_memory(L, u);
+        mk_engine_schedule(u->e, op, delay);
+      }
     }
   } else {
-    emit_error(ev, op, "done", &v);
-    mk_engine_release(u->e, op);
+    emit_error(ev, op, "done", &v, op->task_id);
+    if ((op = commit(u))) mk_engine_release(u->e, op);
   }
+out:
   lua_settop(L, top);
   return 0;
 }
@@ -428,45 +507,54 @@ static int on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   mk_verdict v;
   int top = lua_gettop(L);
   if (read_reply(L, u, op, &r) != 0) return -1;
+  if (!(op = mk_engine_lookup(u->e, u->hand))) goto out;
   mk_judge_poll(u->e, op, &r, &v);
   if (v.next == MK_NEXT_RETRY) {
-    op->attempts++;
-    op->garbled = v.garbled ? op->garbled + 1 : 0;
-    emit_retry(ev, op, &v);
-    schedule(L, u, op, v.delay);
+    emit_retry(ev, op, op->attempts + 1, &v);
+    if ((op = commit(u))) {
+      op->attempts++;
+      op->garbled = v.garbled ? op->garbled + 1 : 0;
+      mk_engine_schedule(u->e, op, v.delay);
+    }
   } else if (v.next == MK_NEXT_DONE && v.state == MK_ERROR) {
-    emit_error(ev, op, "done", &v);
-    mk_engine_release(u->e, op);
+    emit_error(ev, op, "done", &v, op->task_id);
+    if ((op = commit(u))) mk_engine_release(u->e, op);
+  } else if (v.next == MK_NEXT_DONE) {
+    begin(ev, u->hand, "done");
+    set_string(L, "state", mk_state_name(v.state));
+    set_string(L, "server_state", r.state);
+    set_integer(L, "polls", op->polls + 1);
+    lua_pushvalue(L, top + 1); /* the whole answer: Lua reads it as a callback body is read */
+    lua_setfield(L, -2, "answer");
+    emit(ev);
+    if ((op = commit(u))) mk_engine_release(u->e, op);
   } else {
-    op->polls++;
-    op->attempts = op->garbled = 0;
-    if (v.next == MK_NEXT_DONE) {
-      begin(ev, op, "done");
+    /* a poll that changes neither state nor progress never reaches Lua
+     * (no state: a record not shown yet, "recordInfo is null") */
+    int changed = r.state && (strncmp(op->server_state, r.state, sizeof op->server_state - 1) != 0 ||
+                              op->state != v.state || op->progress != r.progress);
+    double delay;
+    if (changed) {
+      begin(ev, u->hand, "state");
       set_string(L, "state", mk_state_name(v.state));
       set_string(L, "server_state", r.state);
-      set_integer(L, "polls", op->polls);
-      lua_pushvalue(L, top + 1); /* the whole answer: Lua reads it as a callback body is read */
-      lua_setfield(L, -2, "answer");
+      lua_pushvalue(L, top + 2);
+      lua_setfield(L, -2, "record");
       emit(ev);
-      mk_engine_release(u->e, op);
-    } else {
-      /* a poll that changes neither state nor progress never reaches Lua
-       * (no state: a record not shown yet, "recordInfo is null") */
-      if (r.state && (strncmp(op->server_state, r.state, sizeof op->server_state - 1) != 0 ||
-                      op->state != v.state || op->progress != r.progress)) {
+    }
+    delay = next_interval(L, u, mk_now() - op->accepted, op->polls + 1, ev);
+    if ((op = commit(u))) {
+      op->polls++;
+      op->attempts = op->garbled = 0;
+      if (changed) {
         snprintf(op->server_state, sizeof op->server_state, "%s", r.state);
         op->state = v.state;
         op->progress = r.progress;
-        begin(ev, op, "state");
-        set_string(L, "state", mk_state_name(v.state));
-        set_string(L, "server_state", r.state);
-        lua_pushvalue(L, top + 2);
-        lua_setfield(L, -2, "record");
-        emit(ev);
       }
-      schedule(L, u, op, next_interval(L, u, op, ev));
+      mk_engine_schedule(u->e, op, delay);
     }
   }
+out:
   lua_settop(L, top);
   return 0;
 }
@@ -476,16 +564,19 @@ static int on_call(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   mk_verdict v;
   int top = lua_gettop(L);
   if (read_reply(L, u, op, &r) != 0) return -1;
+  if (!(op = mk_engine_lookup(u->e, u->hand))) goto out;
   mk_judge_call(u->e, op, &r, &v);
   if (v.next == MK_NEXT_RETRY) {
-    op->attempts++;
-    emit_retry(ev, op, &v);
-    schedule(L, u, op, v.delay);
+    emit_retry(ev, op, op->attempts + 1, &v);
+    if ((op = commit(u))) {
+      op->attempts++;
+      mk_engine_schedule(u->e, op, v.delay);
+    }
   } else if (v.state == MK_ERROR) {
-    emit_error(ev, op, "reply", &v);
-    mk_engine_release(u->e, op);
+    emit_error(ev, op, "reply", &v, op->task_id);
+    if ((op = commit(u))) mk_engine_release(u->e, op);
   } else {
-    begin(ev, op, "reply");
+    begin(ev, u->hand, "reply");
     set_string(L, "state", mk_state_name(MK_SUCCESS));
     if (op->type == MK_OP_DOWNLOAD) {
       set_string(L, "path", op->path);
@@ -494,85 +585,144 @@ static int on_call(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
       lua_setfield(L, -2, "data");
     }
     emit(ev);
-    mk_engine_release(u->e, op);
+    if ((op = commit(u))) mk_engine_release(u->e, op);
   }
+out:
   lua_settop(L, top);
   return 0;
 }
 
-static void on_deadline(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+static void on_deadline(engine_ud *u, mk_op *op, events *ev) {
   mk_verdict v;
-  (void)L;
   memset(&v, 0, sizeof v);
   v.kind = "deadline";
   snprintf(v.message, sizeof v.message, "the job did not end within its deadline (%g s)", op->deadline.due - op->created);
   v.retryable = 0;
-  emit_error(ev, op, "done", &v);
-  mk_engine_release(u->e, op);
+  emit_error(ev, op, "done", &v, op->task_id);
+  if ((op = commit(u))) mk_engine_release(u->e, op);
 }
 
-/* engine:step(timeout) -> events | nil  (raises only on a libcurl multi failure) */
-static int l_step(lua_State *L) {
-  engine_ud *u = check_ud(L);
-  double timeout = luaL_optnumber(L, 2, 0);
+/* One op off the done list. Returns -1 when its answer could not be read
+ * (the decoder raised): it is left to the next step. */
+static int handle_op(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+  if (op->done_why == MK_DONE_READY) { /* a createTask held at the door: Lua sends it (engine:send) */
+    begin(ev, u->hand, "ready");
+    emit(ev);
+    return 0;
+  }
+  if (op->done_why == MK_DONE_TIMER) {
+    begin(ev, u->hand, "timer");
+    emit(ev);
+    if ((op = commit(u))) mk_engine_release(u->e, op);
+    return 0;
+  }
+  if (op->done_why == MK_DONE_DEADLINE) {
+    on_deadline(u, op, ev);
+    return 0;
+  }
+  if (op->type == MK_OP_JOB) return op->state == MK_SUBMITTING ? on_create(L, u, op, ev) : on_poll(L, u, op, ev);
+  return on_call(L, u, op, ev);
+}
+
+/* The step itself, run protected by l_step: (u, timeout). The events list is
+ * kept in the registry (u->events_ref) from the moment it is made, so that a
+ * step that raises hands its events to the next one. */
+static int step_body(lua_State *L) {
+  engine_ud *u = (engine_ud *)lua_touserdata(L, 1);
+  double timeout = lua_tonumber(L, 2);
   events ev;
   mk_op *op;
   char err[256];
-  if (u->stepping) return luaL_error(L, "modkie: step called from inside step");
-  if (timeout != timeout || timeout < 0) timeout = 0;
-  lua_settop(L, 2);
-  ev.L = L;
-  ev.list = 0;
-  ev.n = 0;
-  u->stepping = 1;
-  if (mk_engine_run(u->e, timeout, err, sizeof err) != 0) {
-    u->stepping = 0;
-    return luaL_error(L, "modkie: %s", err);
-  }
-  if (u->carry_ref != LUA_NOREF) { /* what the last step could not hand out */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, u->carry_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, u->carry_ref);
-    u->carry_ref = LUA_NOREF;
-    ev.list = lua_gettop(L);
-    ev.n = (int)mk_rawlen(L, ev.list);
-  } else if (u->e->done_head) { /* nothing finished: no table made, a frame's update() allocates nothing */
+  if (mk_engine_run(u->e, timeout, err, sizeof err) != 0) return luaL_error(L, "modkie: %s", err);
+  /* nothing finished: no table made, a frame's update() allocates nothing */
+  if (!u->e->done_head) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, u->events_ref); /* what an earlier step could not hand out */
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
     lua_newtable(L);
-    ev.list = lua_gettop(L);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, LUA_REGISTRYINDEX, u->events_ref);
   }
+  ev.L = L;
+  ev.list = lua_gettop(L);
+  ev.n = (int)mk_rawlen(L, ev.list);
   while ((op = mk_engine_pop_done(u->e))) {
-    int rc = 0;
-    if (op->done_why == MK_DONE_TIMER) {
-      begin(&ev, op, "timer");
-      emit(&ev);
-      mk_engine_release(u->e, op);
-    } else if (op->done_why == MK_DONE_READY) {
-      begin(&ev, op, "ready");
-      emit(&ev);
-    } else if (op->done_why == MK_DONE_DEADLINE) {
-      on_deadline(L, u, op, &ev);
-    } else if (op->type == MK_OP_JOB) {
-      rc = op->state == MK_SUBMITTING ? on_create(L, u, op, &ev) : on_poll(L, u, op, &ev);
-    } else {
-      rc = on_call(L, u, op, &ev);
-    }
-    if (rc != 0) { /* its reply is read again by the next step */
-      mk_engine_unpop_done(u->e, op);
+    int held;
+    u->hand = mk_op_handle(op);
+    u->hand_n = ev.n;
+    u->hand_committed = 0;
+    u->in_hand = 1;
+    held = handle_op(L, u, op, &ev) != 0;
+    u->in_hand = 0;
+    if (held) { /* its answer is read again by the next step */
+      if ((op = mk_engine_lookup(u->e, u->hand))) mk_engine_unpop_done(u->e, op);
       break;
     }
   }
+  return 0;
+}
+
+/* However the step ended: the engine is no longer stepping; after an error
+ * that escaped, the op in hand goes back as it was (see the rule above); ops
+ * released during the step are freed. The error object, if any, is on top. */
+static void end_step(lua_State *L, engine_ud *u, int failed) {
   u->stepping = 0;
-  if (u->raised_ref != LUA_NOREF) {
-    if (ev.n) {
-      lua_pushvalue(L, ev.list);
-      u->carry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (failed && u->in_hand && !u->hand_committed) {
+    mk_op *op = mk_engine_lookup(u->e, u->hand);
+    size_t n;
+    /* take back this op's events (no allocation: only existing slots are cleared) */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->events_ref);
+    if (lua_istable(L, -1)) {
+      for (n = mk_rawlen(L, -1); n > (size_t)u->hand_n; n--) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, (int)n);
+      }
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, u->raised_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, u->raised_ref);
-    u->raised_ref = LUA_NOREF;
-    return lua_error(L);
+    lua_pop(L, 1);
+    if (op && !op->on_done) mk_engine_unpop_done(u->e, op);
   }
-  if (!ev.n) return 0;
-  lua_pushvalue(L, ev.list);
+  u->in_hand = 0;
+  mk_engine_end_step(u->e);
+}
+
+static void close_now(lua_State *L, engine_ud *u);
+
+/* engine:step(timeout) -> events | nil. Raises on a libcurl multi failure,
+ * and with an error Lua raised inside the step (its events are then handed
+ * out by the next step). */
+static int l_step(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  double timeout = arg_seconds(L, 2, 0);
+  int rc;
+  if (u->stepping)
+    return luaL_error(L, "modkie: step called from inside step (a log hook, poll_interval function or finaliser); "
+                         "return from it, and step again from the code that called step");
+  check_process(L, u);
+  lua_settop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, u->body_ref);
+  lua_pushlightuserdata(L, u);
+  lua_pushnumber(L, timeout);
+  u->stepping = 1;
+  mk_engine_begin_step(u->e);
+  rc = lua_pcall(L, 2, 0, 0);
+  end_step(L, u, rc != 0);
+  if (rc == 0 && u->raised_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->raised_ref);
+    rc = 1;
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, u->raised_ref); /* an escaped error goes first; a kept one is dropped with it */
+  u->raised_ref = LUA_NOREF;
+  if (u->close_pending) { /* client:close() from inside the step */
+    close_now(L, u);
+    if (rc != 0) return lua_error(L);
+    return 0;
+  }
+  if (rc != 0) return lua_error(L); /* the events stay for the next step */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, u->events_ref);
+  if (!lua_istable(L, -1)) return 0;
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, u->events_ref);
+  if (mk_rawlen(L, -1) == 0) return 0;
   return 1;
 }
 
@@ -621,18 +771,32 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
-static int l_close(lua_State *L) {
-  engine_ud *u = (engine_ud *)luaL_checkudata(L, 1, ENGINE_MT);
-  if (u->stepping) return luaL_error(L, "modkie: close called from inside step");
+static void close_now(lua_State *L, engine_ud *u) {
   if (u->e) {
-    mk_engine_free(u->e);
+    /* In a forked child the connections, files and libcurl's handles are the
+     * parent's too: cleaning them up would speak on the parent's connections
+     * (TLS close_notify, HTTP/2 GOAWAY). The child forgets the engine instead;
+     * its copy of the memory is the child's to lose. */
+    if (u->e->pid == getpid()) mk_engine_free(u->e);
     u->e = NULL;
   }
+  u->close_pending = 0;
   luaL_unref(L, LUA_REGISTRYINDEX, u->decode_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, u->interval_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, u->raised_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, u->carry_ref);
-  u->decode_ref = u->interval_ref = u->raised_ref = u->carry_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, u->events_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, u->body_ref);
+  u->decode_ref = u->interval_ref = u->raised_ref = u->events_ref = u->body_ref = LUA_NOREF;
+}
+
+/* engine:close(), also __gc and __close. Inside a step: done when the step ends. */
+static int l_close(lua_State *L) {
+  engine_ud *u = (engine_ud *)luaL_checkudata(L, 1, ENGINE_MT);
+  if (u->stepping) {
+    u->close_pending = 1;
+    return 0;
+  }
+  close_now(L, u);
   return 0;
 }
 
@@ -651,6 +815,24 @@ static int l_classify_state(lua_State *L) {
 /* core.default_interval(elapsed, u) -> seconds: the default poll schedule, u in [0,1) the jitter draw */
 static int l_default_interval(lua_State *L) {
   lua_pushnumber(L, mk_default_interval(luaL_checknumber(L, 1), luaL_checknumber(L, 2)));
+  return 1;
+}
+
+/* core.origin(url) -> { scheme =, host =, port =, loopback =, origin = "scheme://host:port" }
+ * | nil: where an http(s) URL connects, as libcurl reads it (http.c's
+ * mk_url_parse_origin, the one place origins are normalised). */
+static int l_origin(lua_State *L) {
+  mk_origin o;
+  char text[300];
+  if (mk_url_parse_origin(luaL_checkstring(L, 1), &o) != 0) return 0;
+  snprintf(text, sizeof text, "%s://%s:%ld", o.scheme, o.host, o.port);
+  lua_createtable(L, 0, 5);
+  set_string(L, "scheme", o.scheme);
+  set_string(L, "host", o.host);
+  set_integer(L, "port", o.port);
+  lua_pushboolean(L, o.loopback);
+  lua_setfield(L, -2, "loopback");
+  set_string(L, "origin", text);
   return 1;
 }
 
@@ -740,6 +922,36 @@ static int l_fsync_dir(lua_State *L) {
   return 1;
 }
 
+/* core.symlink(path) -> true when path names a symbolic link (not followed) */
+static int l_symlink(lua_State *L) {
+  struct stat st;
+  lua_pushboolean(L, lstat(luaL_checkstring(L, 1), &st) == 0 && S_ISLNK(st.st_mode));
+  return 1;
+}
+
+/* core.opened_as(file, path) -> true | nil, message: the open file is the
+ * regular file that path names, without following a symbolic link (so a link
+ * put in its place before it was opened is found out before anything is
+ * written through it). */
+static int l_opened_as(lua_State *L) {
+  FILE *f = check_file(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  struct stat fs, ps;
+  const char *why = NULL;
+  if (fstat(fileno(f), &fs) != 0 || lstat(path, &ps) != 0) why = strerror(errno);
+  else if (S_ISLNK(ps.st_mode)) why = "it is a symbolic link";
+  else if (!S_ISREG(ps.st_mode)) why = "it is not a regular file";
+  else if (fs.st_dev != ps.st_dev || fs.st_ino != ps.st_ino) why = "it was replaced while being opened";
+  if (!why) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+
 /* core.realpath(path) -> the absolute path with no symlink, "." or ".." |
    nil, message: where the review page's relative links start and end */
 static int l_realpath(lua_State *L) {
@@ -773,7 +985,8 @@ static const luaL_Reg engine_meta[] = {
 static const luaL_Reg functions[] = {
   {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"time", l_time}, {"mkdir", l_mkdir},
   {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty},
-  {"lock", l_lock}, {"fsync_dir", l_fsync_dir}, {"realpath", l_realpath},
+  {"lock", l_lock}, {"fsync_dir", l_fsync_dir}, {"realpath", l_realpath}, {"origin", l_origin},
+  {"symlink", l_symlink}, {"opened_as", l_opened_as},
   {"hmac_sha256", mk_l_hmac_sha256}, {"equal", mk_l_equal}, {NULL, NULL}
 };
 

@@ -1,6 +1,8 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,13 @@
  * times out; while transfers are active, never sleep longer than this. */
 #define ACTIVE_POLL_CAP 0.05
 #define WATCHDOG_GRACE 2.0 /* seconds past a request's timeout before the engine ends it itself */
+/* A download slower than this on average over `timeout` seconds is cut: a
+ * host that trickles a byte a second must not hold a job's files forever. */
+#define DOWNLOAD_MIN_SPEED 1024L /* bytes per second */
+/* Shorter keys (the emulator's "test") are not searched for in answers: they
+ * would match ordinary text. "Bearer <token>" is redacted whatever its length. */
+#define MIN_REDACTED_KEY 8
+#define POLL_MAX_WAIT 3600.0     /* one poll() waits at most this long (its int milliseconds stay defined) */
 #define TIMER_POLL 1
 #define TIMER_DEADLINE 2
 
@@ -261,6 +270,7 @@ static int setup_common(mk_engine *e, mk_xfer *x, const char *url) {
   SET(CURLOPT_HEADERFUNCTION, on_header);
   SET(CURLOPT_HEADERDATA, x);
   if (e->ca_file) SET(CURLOPT_CAINFO, e->ca_file);
+  if (e->pin) SET(CURLOPT_RESOLVE, e->pin);
 #undef SET
   return rc == CURLE_OK ? 0 : -1;
 }
@@ -288,14 +298,36 @@ static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
+/* The download's temporary file `<path>.part`, made new by this call: what
+ * is at that name is removed first (a leftover of a killed run, or a link
+ * planted in a shared folder: unlink removes the link, never its target),
+ * then O_EXCL creates the file and never follows a symbolic link (a link put
+ * there meanwhile makes the open fail, rather than have modkie overwrite the
+ * link's target); O_NOFOLLOW says so twice. */
+static FILE *create_tmp(mk_op *op) {
+  int fd;
+  FILE *f;
+  if (unlink(op->tmp_path) != 0 && errno != ENOENT) return NULL;
+  fd = open(op->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0) return NULL;
+  f = fdopen(fd, "wb");
+  if (!f) {
+    int saved = errno;
+    close(fd);
+    remove(op->tmp_path);
+    errno = saved;
+  }
+  return f;
+}
+
 static int setup_download(mk_engine *e, mk_op *op, mk_xfer *x) {
   CURL *c = x->easy;
   CURLcode rc = CURLE_OK;
-  x->file = fopen(op->tmp_path, "wb");
+  x->file = create_tmp(op);
   if (!x->file) return -1;
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
-  /* a large file may take long: give up on a stall, not on total time */
-  SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+  /* a large file may take long: give up on a slow transfer, not on total time */
+  SET(CURLOPT_LOW_SPEED_LIMIT, DOWNLOAD_MIN_SPEED);
   SET(CURLOPT_LOW_SPEED_TIME, (e->timeout_ms + 999) / 1000);
   SET(CURLOPT_FOLLOWLOCATION, 1L);
   SET(CURLOPT_MAXREDIRS, 5L);
@@ -418,6 +450,12 @@ void mk_engine_stop(mk_engine *e, mk_op *op) {
 static void fire(mk_engine *e, mk_timer *t) {
   mk_op *op = t->owner;
   if (t->kind == TIMER_DEADLINE) {
+    if (op->on_done && op->done_why != MK_DONE_READY) {
+      /* an answer is waiting to be read (a step that raised left it there):
+       * its transfer and body must stay, and its handler decides */
+      op->expired = 1;
+      return;
+    }
     if (op->xfer && op->type == MK_OP_JOB && op->state == MK_SUBMITTING) {
       op->expired = 1; /* let createTask answer: the task id must not be lost */
       return;
@@ -464,6 +502,9 @@ static void collect(mk_engine *e) {
     r->too_large = x->too_large || r->curl == CURLE_FILESIZE_EXCEEDED;
     r->write_failed = x->write_failed;
     r->retry_after = x->retry_after;
+    /* server text leaves the engine only after the key is taken out of it */
+    if (op->type != MK_OP_DOWNLOAD && x->body.len && mk_redact(&x->body, e->key, e->key_json) != 0)
+      x->body.len = 0; /* out of memory: the answer reads as empty, never with the key */
     r->body = x->body.data ? x->body.data : "";
     r->body_len = x->body.len;
     r->error = x->write_failed ? x->write_error : x->errbuf[0] ? x->errbuf : curl_easy_strerror(r->curl);
@@ -541,8 +582,11 @@ static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errle
 /* Wait up to `wait` seconds for the watched sockets, then let libcurl act on
  * the ready ones. Returns 1 when a signal cut the wait short. */
 static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
-  int ms = (int)(wait * 1000 + 0.999), n, ready = 0;
+  int ms, n, ready = 0;
   size_t i;
+  if (!(wait >= 0)) wait = 0;
+  if (wait > POLL_MAX_WAIT) wait = POLL_MAX_WAIT; /* the run loop waits again for the rest */
+  ms = (int)(wait * 1000 + 0.999);
   n = poll(e->pfds, (nfds_t)e->npfds, ms);
   e->wakeups++;
   if (n < 0) return errno == EINTR ? 1 : (snprintf(err, errlen, "poll: %s", strerror(errno)), -1);
@@ -650,7 +694,7 @@ mk_op *mk_engine_lookup(mk_engine *e, uint64_t handle) {
   mk_op *op;
   if (slot >= e->nslots) return NULL;
   op = e->slots[slot];
-  return (op && op->gen == gen) ? op : NULL;
+  return (op && op->gen == gen && !op->released) ? op : NULL;
 }
 
 uint32_t mk_engine_live(const mk_engine *e) {
@@ -676,6 +720,8 @@ static mk_op *op_new(mk_engine *e, mk_op_type type) {
     e->gens = gens;
     e->cap_slots = cap;
   }
+  /* room for every op's two timers: scheduling never fails for want of memory */
+  if (mk_heap_reserve(&e->timers, 2 * ((size_t)mk_engine_live(e) + 1)) != 0) return NULL;
   op = calloc(1, sizeof *op);
   if (!op) return NULL;
   if (e->nfree) {
@@ -710,8 +756,29 @@ static void op_free(mk_engine *e, mk_op *op) {
 }
 
 void mk_engine_release(mk_engine *e, mk_op *op) {
+  if (op->released) return;
   mk_engine_stop(e, op);
+  if (e->stepping) { /* Lua may still hold it: freed when the step ends */
+    op->released = 1;
+    op->released_next = e->released;
+    e->released = op;
+    return;
+  }
   op_free(e, op);
+}
+
+void mk_engine_begin_step(mk_engine *e) {
+  e->stepping = 1;
+}
+
+void mk_engine_end_step(mk_engine *e) {
+  e->stepping = 0;
+  while (e->released) {
+    mk_op *op = e->released;
+    e->released = op->released_next;
+    mk_engine_stop(e, op); /* in case it was armed again after its release */
+    op_free(e, op);
+  }
 }
 
 static char *join(const char *a, const char *b, const char *c) {
@@ -832,6 +899,7 @@ mk_op *mk_engine_timer(mk_engine *e, double seconds) {
 }
 
 int mk_engine_schedule(mk_engine *e, mk_op *op, double delay) {
+  if (op->released) return 0;
   drop_xfer(e, op);
   remove_done(e, op);
   if (delay <= 0) {
@@ -858,6 +926,40 @@ static char *dup_or_null(const char *s) {
   return s ? copy(s, strlen(s)) : NULL;
 }
 
+/* The key as a JSON encoder may write it: `"` and `\` escaped, `/` as `\/`. */
+static char *json_escaped(const char *s) {
+  size_t n = strlen(s), i, o = 0;
+  char *out = malloc(2 * n + 1);
+  if (!out) return NULL;
+  for (i = 0; i < n; i++) {
+    if (s[i] == '"' || s[i] == '\\' || s[i] == '/') out[o++] = '\\';
+    out[o++] = s[i];
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/* `localhost` in base_url is this machine: pin it to the loopback addresses
+ * for libcurl (CURLOPT_RESOLVE), so that no hosts file or DNS server decides
+ * where the key goes. */
+static int pin_localhost(mk_engine *e) {
+  mk_origin o;
+  char line[64];
+  struct curl_slist *pin;
+  if (mk_url_parse_origin(e->base_url, &o) != 0 || strcmp(o.host, "localhost") != 0) return 0;
+  snprintf(line, sizeof line, "localhost:%ld:127.0.0.1,[::1]", o.port);
+  pin = curl_slist_append(NULL, line);
+  if (!pin) return -1;
+  e->pin = pin;
+  return 0;
+}
+
+static void wipe(char *s) {
+  if (!s) return;
+  memset(s, 0, strlen(s));
+  free(s);
+}
+
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   mk_engine *e = calloc(1, sizeof *e);
   int ok = 1;
@@ -876,13 +978,24 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
     mk_engine_free(e);
     return NULL;
   }
+  e->pid = getpid();
+  if (pin_localhost(e) != 0) goto oom;
   e->has_key = cfg->api_key && cfg->api_key[0];
+  if (e->has_key && strlen(cfg->api_key) >= MIN_REDACTED_KEY) {
+    e->key = copy(cfg->api_key, strlen(cfg->api_key));
+    e->key_json = json_escaped(cfg->api_key);
+    if (!e->key || !e->key_json) goto oom;
+    if (!strcmp(e->key, e->key_json)) {
+      free(e->key_json);
+      e->key_json = NULL;
+    }
+  }
   if (e->has_key) {
     auth = join("Authorization: Bearer ", cfg->api_key, NULL);
     if (!auth) goto oom;
     e->api_headers = headers(e->api_headers, auth, &ok);
     e->auth_file_headers = headers(e->auth_file_headers, auth, &ok);
-    memset(auth, 0, strlen(auth)); /* the key lives on only inside libcurl's header lists */
+    memset(auth, 0, strlen(auth)); /* the key lives on only in libcurl's header lists and e->key */
     free(auth);
   }
   e->api_headers = headers(e->api_headers, "Content-Type: application/json", &ok);
@@ -928,6 +1041,7 @@ oom:
 void mk_engine_free(mk_engine *e) {
   uint32_t i;
   if (!e) return;
+  mk_engine_end_step(e);
   for (i = 0; i < e->nslots; i++)
     if (e->slots[i]) mk_engine_release(e, e->slots[i]);
   while (e->spare) {
@@ -940,6 +1054,9 @@ void mk_engine_free(mk_engine *e) {
   free(e->ready);
   curl_slist_free_all(e->api_headers);
   curl_slist_free_all(e->auth_file_headers);
+  curl_slist_free_all(e->pin);
+  wipe(e->key);
+  wipe(e->key_json);
   mk_heap_free(&e->timers);
   mk_rate_free(&e->submit_rate);
   mk_rate_free(&e->poll_rate);

@@ -7,7 +7,30 @@
  * sockets to watch, the engine polls them (or a host's event loop does, see
  * mk_engine_sockets). The engine never calls into Lua: `mk_engine_run` moves time and I/O
  * forward and queues the ops that need a decision on a "done" list, which the
- * bindings drain afterwards. */
+ * bindings drain afterwards.
+ *
+ * Reentrancy. While the bindings drain the done list they run Lua (the JSON
+ * decoder, a poll_interval function, and any __gc finaliser at any
+ * allocation), and that Lua may call back into the client. The bindings
+ * bracket the drain with mk_engine_begin_step / mk_engine_end_step, and
+ * during the step:
+ *  - releasing an op (cancel, or a handler ending it) stops it at once (no
+ *    request, timer or queue place is left) but frees it only when the step ends; until
+ *    then mk_engine_lookup no longer finds it, and scheduling it does nothing.
+ *    So a pointer to an op stays valid memory for the whole step, and the rule
+ *    for the bindings is: after Lua ran, an op is touched only once it has been
+ *    looked up again by its handle.
+ *  - making ops (submit, adopt, call, download, timer) is done at once; their
+ *    first request goes out on the next mk_engine_run.
+ *  - mk_engine_run and mk_engine_free are not called (the bindings refuse a
+ *    step inside a step, and defer close to the end of the step).
+ * What the Lua API does in each case is written once, in core.c's l_step,
+ * and in docs/embedding.md.
+ *
+ * A job's deadline never cuts short an answer already on the done list: the
+ * op is marked expired and its handler decides (an answer that ends the job
+ * wins; anything else ends it with kind deadline). A job past its deadline
+ * never sends another request. */
 #ifndef MODKIE_ENGINE_H
 #define MODKIE_ENGINE_H
 
@@ -15,6 +38,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "heap.h"
 #include "http.h"
@@ -73,9 +97,11 @@ typedef struct mk_op {
   double created;         /* monotonic time the op was made */
   double accepted;        /* jobs: time the task was accepted (or adopted) */
   int polls;
-  int expired;            /* deadline passed while createTask was in flight */
+  int expired;            /* the deadline passed while an exchange was in flight or its answer unread */
   int hold;               /* jobs: stop createTask at the door (mk_engine_hold) */
   int held;               /* at the door: rate token spent, slot kept, waits for mk_engine_send */
+  int released;           /* released during a step: freed when it ends */
+  struct mk_op *released_next;
   char server_state[32];
   double progress;        /* jobs: the record's last progress (0-100), -1 when none */
 
@@ -108,6 +134,11 @@ typedef struct mk_engine {
   CURLM *multi;
   char *base_url;
   char origin[256];
+  struct curl_slist *pin;   /* CURLOPT_RESOLVE: `localhost` at base_url's port is loopback, whatever a resolver says */
+  char *key, *key_json;     /* to redact the key from answers (key_json: as JSON escapes it), or NULL */
+  pid_t pid;                /* the process that made the engine: a forked child must not touch its connections */
+  int stepping;             /* see "Reentrancy" above */
+  mk_op *released;          /* ops released during the step */
   struct curl_slist *api_headers, *auth_file_headers;
   char *user_agent, *ca_file;
   int has_key;
@@ -166,8 +197,11 @@ mk_op *mk_engine_lookup(mk_engine *e, uint64_t handle);
 
 /* Start the op's next exchange after `delay` seconds (poll, retry). */
 int mk_engine_schedule(mk_engine *e, mk_op *op, double delay);
-/* Stop everything the op is doing and free it. */
+/* Stop everything the op is doing and free it (during a step: when it ends). */
 void mk_engine_release(mk_engine *e, mk_op *op);
+/* Bracket a step: the code that runs Lua with ops in hand (see "Reentrancy"). */
+void mk_engine_begin_step(mk_engine *e);
+void mk_engine_end_step(mk_engine *e);
 /* Abort the op's transfer and timers, keep the op. */
 void mk_engine_stop(mk_engine *e, mk_op *op);
 

@@ -31,6 +31,18 @@ static void sift_down(mk_heap *h, size_t i) {
   place(h, i, t);
 }
 
+int mk_heap_reserve(mk_heap *h, size_t n) {
+  size_t cap = h->cap ? h->cap : 64;
+  mk_timer **items;
+  if (n <= h->cap) return 0;
+  while (cap < n) cap *= 2;
+  items = realloc(h->items, cap * sizeof *items);
+  if (!items) return -1;
+  h->items = items;
+  h->cap = cap;
+  return 0;
+}
+
 int mk_heap_set(mk_heap *h, mk_timer *t, double due) {
   if (t->pos) {
     double old = t->due;
@@ -39,13 +51,7 @@ int mk_heap_set(mk_heap *h, mk_timer *t, double due) {
     else sift_down(h, t->pos - 1);
     return 0;
   }
-  if (h->len == h->cap) {
-    size_t cap = h->cap ? h->cap * 2 : 64;
-    mk_timer **items = realloc(h->items, cap * sizeof *items);
-    if (!items) return -1;
-    h->items = items;
-    h->cap = cap;
-  }
+  if (h->len == h->cap && mk_heap_reserve(h, h->cap + 1) != 0) return -1;
   t->due = due;
   place(h, h->len++, t);
   sift_up(h, h->len - 1);

@@ -20,6 +20,8 @@ typedef struct mk_heap {
 
 /* Put t in the heap due at `due`, or move it there if already in. 0 on success, -1 out of memory. */
 int mk_heap_set(mk_heap *h, mk_timer *t, double due);
+/* Make room for n timers in all, so that mk_heap_set cannot fail until then. 0, or -1 out of memory. */
+int mk_heap_reserve(mk_heap *h, size_t n);
 void mk_heap_remove(mk_heap *h, mk_timer *t);
 mk_timer *mk_heap_top(const mk_heap *h);
 void mk_heap_free(mk_heap *h);

@@ -1,6 +1,8 @@
+#define _GNU_SOURCE /* memmem */
 #include "http.h"
 
 #include <ctype.h>
+#include <strings.h>
 #include <curl/curl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,31 +96,150 @@ char *mk_url_escape(const char *s) {
   return out;
 }
 
-int mk_url_origin(const char *url, char *out, size_t outlen) {
-  const char *p = strstr(url, "://"), *host, *end;
-  size_t slen, hlen, i, o = 0;
-  int has_port = 0;
-  const char *default_port;
-  if (!p || p == url) return -1;
-  slen = (size_t)(p - url);
-  host = p + 3;
-  end = host + strcspn(host, "/?#");
-  if (memchr(host, '@', (size_t)(end - host))) host = (const char *)memchr(host, '@', (size_t)(end - host)) + 1;
-  hlen = (size_t)(end - host);
-  if (hlen == 0) return -1;
-  /* a port follows the last ':' unless that ':' is inside an IPv6 literal */
-  for (i = hlen; i > 0; i--) {
-    if (host[i - 1] == ']') break;
-    if (host[i - 1] == ':') { has_port = 1; break; }
+/* A dotted quad of canonical decimal parts (no leading zeros, each <= 255)
+ * whose first part is 127. */
+static int loopback_v4(const char *h) {
+  int part = 0, digits = 0, value = 0, first = -1;
+  for (;; h++) {
+    if (*h >= '0' && *h <= '9') {
+      if (digits && value == 0) return 0; /* a leading zero: some readers take it for octal */
+      value = value * 10 + (*h - '0');
+      if (++digits > 3 || value > 255) return 0;
+    } else if (*h == '.' || *h == '\0') {
+      if (!digits) return 0;
+      if (part == 0) first = value;
+      part++;
+      if (*h == '\0') break;
+      if (part > 3) return 0;
+      digits = value = 0;
+    } else {
+      return 0;
+    }
   }
-  default_port = (slen == 5 && strncmp(url, "https", 5) == 0) ? "443" : "80";
-  if (slen + 3 + hlen + 7 >= outlen) return -1;
-  for (i = 0; i < slen; i++) out[o++] = (char)tolower((unsigned char)url[i]);
-  memcpy(out + o, "://", 3);
-  o += 3;
-  for (i = 0; i < hlen; i++) out[o++] = (char)tolower((unsigned char)host[i]);
-  if (!has_port) o += (size_t)snprintf(out + o, outlen - o, ":%s", default_port);
+  return part == 4 && first == 127;
+}
+
+int mk_url_parse_origin(const char *url, mk_origin *o) {
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *port = NULL;
+  int rc = -1;
+  size_t i;
+  memset(o, 0, sizeof *o);
+  if (!u) return -1;
+  /* the flags libcurl itself uses for CURLOPT_URL */
+  if (curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+      strlen(scheme) < sizeof o->scheme && strlen(host) < sizeof o->host && host[0]) {
+    for (i = 0; scheme[i]; i++) o->scheme[i] = (char)tolower((unsigned char)scheme[i]);
+    for (i = 0; host[i]; i++) o->host[i] = (char)tolower((unsigned char)host[i]);
+    o->port = strtol(port, NULL, 10);
+    if ((!strcmp(o->scheme, "http") || !strcmp(o->scheme, "https")) && o->port > 0 && o->port <= 65535) {
+      o->loopback = !strcmp(o->host, "localhost") || !strcmp(o->host, "[::1]") || loopback_v4(o->host);
+      rc = 0;
+    }
+  }
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  if (rc != 0) memset(o, 0, sizeof *o);
+  return rc;
+}
+
+int mk_url_origin(const char *url, char *out, size_t outlen) {
+  mk_origin o;
+  int n;
+  if (mk_url_parse_origin(url, &o) != 0) return -1;
+  n = snprintf(out, outlen, "%s://%s:%ld", o.scheme, o.host, o.port);
+  if (n < 0 || (size_t)n >= outlen) {
+    if (outlen) out[0] = '\0';
+    return -1;
+  }
+  return 0;
+}
+
+/* A bearer token's characters (RFC 6750 b64token), and "\/" (a "/" as JSON may escape it). */
+static size_t token_len(const char *p, const char *end) {
+  const char *q = p;
+  while (q < end) {
+    unsigned char c = (unsigned char)*q;
+    if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=') q++;
+    else if (c == '\\' && q + 1 < end && q[1] == '/') q += 2;
+    else break;
+  }
+  return (size_t)(q - p);
+}
+
+/* Length of what to redact at p (0: nothing): a key, or the token after "Bearer ". */
+static size_t secret_at(const char *p, const char *end, const char *key, size_t klen, const char *kjson, size_t jlen) {
+  size_t left = (size_t)(end - p);
+  if (klen && left >= klen && memcmp(p, key, klen) == 0) return klen;
+  if (jlen && left >= jlen && memcmp(p, kjson, jlen) == 0) return jlen;
+  return 0;
+}
+
+int mk_redact(mk_buf *b, const char *key, const char *key_json) {
+  static const char mark[] = "[redacted]";
+  const size_t mlen = sizeof mark - 1;
+  size_t klen = key ? strlen(key) : 0, jlen = key_json ? strlen(key_json) : 0;
+  const char *p, *end, *copied;
+  char *out = NULL;
+  size_t o = 0, cap = 0;
+  if (!b->data || !b->len) return 0;
+  /* the common case, in a few fast scans: nothing to take out, nothing allocated
+   * ("earer" finds "Bearer" and "bearer", "EARER" finds "BEARER") */
+  if ((!klen || !memmem(b->data, b->len, key, klen)) && (!jlen || !memmem(b->data, b->len, key_json, jlen)) &&
+      !memmem(b->data, b->len, "earer", 5) && !memmem(b->data, b->len, "EARER", 5))
+    return 0;
+  end = b->data + b->len;
+  copied = b->data;
+  for (p = b->data; p < end;) {
+    size_t cut = secret_at(p, end, key, klen, key_json, jlen), skip = 0;
+    if (!cut && end - p > 6 && (*p == 'b' || *p == 'B') && strncasecmp(p, "bearer", 6) == 0) {
+      /* "Bearer", blanks (or "%20"), then the token */
+      const char *t = p + 6;
+      while (t < end && (*t == ' ' || *t == '\t')) t++;
+      if (t == p + 6 && end - t >= 3 && memcmp(t, "%20", 3) == 0) t += 3;
+      if (t > p + 6 && (cut = token_len(t, end)) > 0) skip = (size_t)(t - p);
+    }
+    if (!cut) {
+      p++;
+      continue;
+    }
+    if (!out) {
+      cap = b->len + mlen + 1;
+      out = malloc(cap);
+      if (!out) return -1;
+    }
+    {
+      size_t keep = (size_t)(p - copied) + skip, need = o + keep + mlen + (size_t)(end - p) + 1;
+      if (need > cap) {
+        char *grown = realloc(out, need);
+        if (!grown) {
+          free(out);
+          return -1;
+        }
+        out = grown;
+        cap = need;
+      }
+      memcpy(out + o, copied, keep);
+      o += keep;
+      memcpy(out + o, mark, mlen);
+      o += mlen;
+      p += skip + cut;
+      copied = p;
+    }
+  }
+  if (!out) return 0;
+  memcpy(out + o, copied, (size_t)(end - copied));
+  o += (size_t)(end - copied);
   out[o] = '\0';
+  free(b->data);
+  b->data = out;
+  b->len = o;
+  b->cap = cap;
   return 0;
 }
 

@@ -118,10 +118,25 @@ static int definite_refusal(const mk_verdict *v) {
          !strcmp(v->kind, "not_found") || c == 429 || c == 455 || c == 505;
 }
 
+/* The job's deadline passed while this exchange was out: it is not sent again
+ * (a createTask retried then would create a task nobody polls, and bill it). */
+static void expire(const mk_op *op, mk_verdict *v, const char *what) {
+  char why[sizeof v->message];
+  memcpy(why, v->message, sizeof why);
+  fail(v, "deadline", v->status, v->code);
+  snprintf(v->message, sizeof v->message, "the job did not end within its deadline (%g s); %s%.200s",
+           op->deadline.due - op->created, what, why);
+}
+
 void mk_judge_create(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict *v) {
   problem p;
   memset(v, 0, sizeof *v);
   if (find_problem(op, r, v, &p)) {
+    if (p.safe && op->expired) {
+      expire(op, v, "createTask was not retried, and no task was created: ");
+      v->retryable = 1;
+      return;
+    }
     if (p.safe && op->attempts < e->retries) {
       retry(e, op, v, CALL_BACKOFF_CAP);
       return;
@@ -153,6 +168,7 @@ void mk_judge_create(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdic
   snprintf(v->message, sizeof v->message, "createTask: success without data.taskId; a task may have been created");
 }
 
+static void judge_poll(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict *v);
 /* A record that says the task failed is the job's outcome, whatever envelope
  * carries it: Kie wraps failed records in {"code": 501, "msg": "Playground
  * task failed."}, and the record's own failCode and failMsg say why. */
@@ -170,6 +186,17 @@ static int record_missing(const mk_reply *r) {
 }
 
 void mk_judge_poll(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict *v) {
+  judge_poll(e, op, r, v);
+  /* an answer that ends the job wins over the deadline; one that would poll again does not */
+  if (op->expired && v->next != MK_NEXT_DONE) {
+    if (v->next == MK_NEXT_POLL) v->message[0] = '\0';
+    expire(op, v, v->next == MK_NEXT_RETRY ? "last answer: " : "");
+    v->state = MK_ERROR;
+    v->retryable = 0;
+  }
+}
+
+static void judge_poll(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict *v) {
   problem p;
   memset(v, 0, sizeof *v);
   if (failed_record(r)) {

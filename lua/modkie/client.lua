@@ -56,7 +56,6 @@ end
 
 -- Numeric options: the range each accepts (NaN fails every one), for the error message.
 local function above(min) return function(v) return v > min end end
-local function from(min) return function(v) return v >= min end end
 local function within(min, max) return function(v) return v >= min and v <= max end end
 local function whole_within(min, max) return function(v) return v >= min and v <= max and v == math.floor(v) end end
 -- The ranges are the C core's (its casts to integers must stay defined): say
@@ -68,7 +67,7 @@ local NUMBER_RULES = {
   max_body = { within(1, 1e12), "a number of bytes from 1 to 1e12" },
   max_download = { within(0, 1e15), "a number of bytes from 0 (no cap) to 1e15" },
   retries = { whole_within(0, 1000), "a whole number from 0 to 1000" },
-  poll_interval = { from(0), "a number of seconds >= 0, or a function" },
+  poll_interval = { within(0, 1e6), "a number of seconds from 0 to 1e6, or a function" },
   deadline = { above(0), "a number of seconds > 0, or false for none" },
   seed = { whole_within(0, 2 ^ 53), "a whole number from 0 to 2^53" },
   record_grace = { within(0, 1e6), "a number of seconds from 0 to 1e6" },
@@ -107,20 +106,21 @@ local function rates(rate)
   return submit, poll
 end
 
-local LOOPBACK = { localhost = true, ["127.0.0.1"] = true, ["[::1]"] = true }
-
 --- Check and normalise the base URL: http(s), no trailing slash; plain http
--- only to this machine unless allow_insecure.
+-- only to this machine unless allow_insecure. What counts as this machine is
+-- decided in C, by libcurl's own reading of the URL (core.origin): localhost,
+-- a dotted quad in 127.0.0.0/8 with every part <= 255, or [::1]. Any other
+-- host is a name a resolver (hosts file, DNS) could point anywhere.
 local function check_base_url(url, allow_insecure)
-  local scheme, host = url:match("^(%a[%w+.-]*)://([^/?#]+)")
+  local scheme = url:match("^(%a[%w+.-]*)://")
   scheme = scheme and scheme:lower()
   if scheme ~= "http" and scheme ~= "https" then
     error("modkie.new: base_url must be an http:// or https:// URL, got '" .. url .. "'", 3)
   end
   if url:find("[%s%c]") then error("modkie.new: base_url must not contain spaces or control characters", 3) end
-  local hostname = host:gsub("^.*@", ""):gsub(":%d*$", ""):lower()
-  local loopback = LOOPBACK[hostname] or hostname:match("^127%.%d+%.%d+%.%d+$")
-  if scheme == "http" and not allow_insecure and not loopback then
+  local origin = core.origin(url)
+  if not origin then error("modkie.new: base_url '" .. url .. "' is not a URL with a host", 3) end
+  if scheme == "http" and not allow_insecure and not origin.loopback then
     error("modkie.new: base_url '" .. url .. "' is plain http to another host: the API key would cross the network "
       .. "unencrypted; use https, or pass allow_insecure = true", 3)
   end
@@ -406,12 +406,11 @@ function Client:_explain(err, request)
   elseif err.kind == "auth" then
     msg = msg .. "; check the API key (MODKIE_API_KEY, or api_key in modkie.new)"
   elseif err.kind == "network" then
-    local host = self.base_url:match("^%a+://([^/]+)") or ""
-    local loopback = LOOPBACK[host:gsub(":%d+$", ""):lower()] or host:match("^127%.")
+    local origin = core.origin(self.base_url)
     for _, s in ipairs(CONNECT_FAILED) do
-      if loopback and msg:find(s, 1, true) then
+      if origin and origin.loopback and msg:find(s, 1, true) then
         msg = msg .. ("; nothing listens at %s: to try modkie without a gateway, start the emulator there "
-          .. "(modkie mock --port %s)"):format(self.base_url, host:match(":(%d+)$") or "8089")
+          .. "(modkie mock --port %d)"):format(self.base_url, origin.port)
         break
       end
     end
@@ -583,13 +582,17 @@ function Client:step(timeout)
   if co and not main and wait.owners[co] == self then
     error("modkie: client:step called from a coroutine run by this client; use job:await or client:sleep", 2)
   end
-  if self._stepping then error("modkie: client:step called from inside step (a log hook?)", 2) end
+  if self._stepping then
+    error("modkie: client:step called from inside step (a log hook, poll_interval function or finaliser); "
+      .. "return from it, and step again from the code that called step", 2)
+  end
   if self._closed then return 0 end
   if #self._ready > 0 then timeout = 0 end
   self._stepping = true
   local ok, events = pcall(self._engine.step, self._engine, timeout or 0)
   if ok and events then ok, events = pcall(self._dispatch, self, events) end
   self._stepping = false
+  if self._close_pending then self:close() end -- close() called inside the step
   if not ok then error(events, 0) end
   self:_run_ready()
   return self._active
@@ -747,9 +750,15 @@ end
 
 --- Stop every job (they end "cancelled"), free the engine. Safe to call twice;
 -- also runs on garbage collection, and on `<close>` in Lua 5.4.
+-- Inside a step (a log hook, a poll_interval function, a finaliser) the close
+-- is deferred: it returns at once, and the client closes before step returns.
 function Client:close()
   if self._closed then return end
-  if self._stepping then error("modkie: client:close called from inside step", 2) end
+  if self._stepping then
+    self._close_pending = true
+    return
+  end
+  self._close_pending = nil
   if self._engine:closed() then -- collected with its engine: nothing left to stop
     self._closed = true
     return

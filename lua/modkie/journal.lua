@@ -54,7 +54,7 @@ end
 local APPLY = {
   submit = function(js, rec, line)
     js.submits = js.submits + 1
-    js.fp, js.line, js.submit = rec.fp, line, rec
+    js.fp, js.line = rec.fp, line
     js.state, js.id, js.done, js.files, js.accepted_t = "submitting", nil, nil, nil, nil
   end,
   accepted = function(js, rec)
@@ -84,51 +84,53 @@ end
 --- Replay the text of a journal.
 -- @tparam string text the file's content
 -- @tparam[opt] string path for messages
+-- @tparam[opt] table opts `submits = true`: keep each job's last submit record
 -- @treturn[1] table `{ jobs = { [key] = { key, row, fp, line, submits, state,
 --   id, submit, accepted_t, done, files } }, runs, run_records, lines, torn }`;
 --   `state` is "submitting", "accepted", or the `done` record's state;
---   `submit` and `done` are the job's last such records; `run_records` the
+--   `done` is the job's last such record, and `submit` too with
+--   `opts.submits` (else left out, to spare memory); `run_records` the
 --   `run` records in order, each with `last_t`, the time of its run's last record
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation" naming the line
-function journal.replay(text, path)
+function journal.replay(text, path, opts)
+  local keep = opts and opts.submits
   local state = new_state()
-  local list, n, pos, len = {}, 0, 1, #text
+  -- where each line is (not the lines themselves: a big journal is read
+  -- once, and each line decoded once, when its turn comes)
+  local first, last, n, pos, len = {}, {}, 0, 1, #text
   while pos <= len do
     local nl = text:find("\n", pos, true) or len + 1
     n = n + 1
-    list[n] = text:sub(pos, nl - 1)
+    first[n], last[n] = pos, nl - 1
     pos = nl + 1
   end
   state.lines = n
-  -- each non-blank line's record, or why it is not one
-  local recs = {}
-  for i = 1, n do
-    if list[i]:find("%S") then
-      local rec = json.decode(list[i])
-      if type(rec) ~= "table" then
-        recs[i] = "not JSON"
-      elseif type(rec.type) ~= "string" then
-        recs[i] = "no record type"
-      else
-        recs[i] = rec
-      end
-    end
+  local function line(i) return text:sub(first[i], last[i]) end
+  -- line i's record, or why it is not one (nil for a blank line)
+  local function decode(i)
+    local s = line(i)
+    if not s:find("%S") then return nil end
+    local rec = json.decode(s)
+    if type(rec) ~= "table" then return "not JSON" end
+    if type(rec.type) ~= "string" then return "no record type" end
+    return rec
   end
   -- the lines from `tail` on are all torn (or blank)
   local tail = n + 1
-  while tail > 1 and type(recs[tail - 1]) ~= "table" do tail = tail - 1 end
+  while tail > 1 and type(decode(tail - 1)) ~= "table" do tail = tail - 1 end
+  local ahead = n > 0 and decode(1) or nil
   for i = 1, n do
-    local rec = recs[i]
+    local rec = ahead
+    ahead = i < n and decode(i + 1) or nil
     if type(rec) == "string" then
       -- torn by a crash: the last line of a run, so followed by the next
       -- run's `run` line, whole or torn (that run killed while writing it:
       -- fuzz finding journal/double-tear; the torn `run` line is checked in
       -- turn), or only by torn lines up to the end. Anything else after it
       -- means the file was damaged some other way.
-      local nextrec = recs[i + 1]
-      if i >= tail or (type(nextrec) == "table" and nextrec.type == "run")
-        or (type(nextrec) == "string" and torn_run(list[i + 1])) then
+      if i >= tail or (type(ahead) == "table" and ahead.type == "run")
+        or (type(ahead) == "string" and torn_run(line(i + 1))) then
         state.torn = state.torn + 1
       else
         return nil, damaged(path, i, rec)
@@ -145,7 +147,11 @@ function journal.replay(text, path)
       rec.last_t = rec.t
     elseif rec and APPLY[rec.type] then
       if type(rec.job) ~= "string" then return nil, damaged(path, i, "no job key") end
-      APPLY[rec.type](job_of(state, rec.job, rec), rec, i)
+      local js = job_of(state, rec.job, rec)
+      APPLY[rec.type](js, rec, i)
+      -- the whole submit record (input, values) only for who asked: a
+      -- resume of 10,000 rows does not need their inputs in memory
+      if rec.type == "submit" and keep then js.submit = rec end
       local run = state.run_records[state.runs]
       if run and type(rec.t) == "number" then run.last_t = rec.t end
     end
@@ -168,17 +174,18 @@ local function exists(path)
   return false
 end
 
---- Replay the journal at `path` without writing (a missing file is an empty journal).
+--- Replay the journal at `path` without writing (a missing file is an empty
+-- journal); `opts` as for `replay`.
 -- @treturn[1] table the state, as `replay` gives it
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
-function journal.read(path)
+function journal.read(path, opts)
   if not exists(path) then return new_state() end
   local text, err = read_all(path)
   if not text then
     return nil, Error.new("config", ("journal %s: cannot read it: %s"):format(path, tostring(err)), { path = path })
   end
-  return journal.replay(text, path)
+  return journal.replay(text, path, opts)
 end
 
 --- Whether `v` can go into a record (JSON, nested at most 32 deep): an
@@ -213,7 +220,8 @@ local Journal = {}
 Journal.__index = Journal
 
 --- Open the journal at `path` for appending, after replaying what it holds.
--- The journal is locked (flock) while open: a second process that opens it
+-- A path that is a symbolic link is refused. The journal is locked (flock)
+-- while open: a second process that opens it
 -- gets an error instead of mixing its records in. A journal the call creates
 -- has its folder synced, so the new name survives a power cut.
 -- @treturn[1] Journal with `state` (the replay), `path`
@@ -223,9 +231,17 @@ function journal.open(path)
   local function fail(what, err)
     return nil, Error.new("config", ("journal %s: %s: %s"):format(path, what, tostring(err)), { path = path })
   end
+  -- never through a symbolic link: one planted in a shared folder would have
+  -- the batch append to (or create) a file of someone else's choosing
+  if core.symlink(path) then return fail("refused", "it is a symbolic link; name the journal file itself") end
   local created = not exists(path)
   local f, oerr = io.open(path, "ab")
   if not f then return fail("cannot open it for writing", oerr) end
+  local plain, perr = core.opened_as(f, path)
+  if not plain then
+    f:close()
+    return fail("refused", perr)
+  end
   local locked, lerr = core.lock(f)
   if not locked then
     f:close()

@@ -19,13 +19,17 @@ function canned.start()
 
   --- From now on, a request for `name` (the path's last segment) gets `body`
   -- with HTTP `status` (default 200) and `content_type`; `no_length`: sent
-  -- without Content-Length, ended by closing the connection.
-  function s.answer(name, body, status, content_type, no_length)
+  -- without Content-Length, ended by closing the connection. `opts.delay`:
+  -- seconds before the answer; `opts.trickle`: bytes per second for the body.
+  function s.answer(name, body, status, content_type, no_length, opts)
     write(dir .. "/" .. name .. ".body", body)
     local base = dir .. "/" .. name
+    opts = opts or {}
     if status then write(base .. ".status", tostring(status)) else os.remove(base .. ".status") end
     if content_type then write(base .. ".type", content_type) else os.remove(base .. ".type") end
     if no_length then write(base .. ".nolength", "") else os.remove(base .. ".nolength") end
+    if opts.delay then write(base .. ".delay", tostring(opts.delay)) else os.remove(base .. ".delay") end
+    if opts.trickle then write(base .. ".trickle", tostring(opts.trickle)) else os.remove(base .. ".trickle") end
   end
 
   --- The requests seen so far, one "METHOD TARGET auth=yes|no" string each.

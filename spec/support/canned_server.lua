@@ -7,7 +7,9 @@
 -- bytes of DIR/NAME.body, with status DIR/NAME.status (default 200) and type
 -- DIR/NAME.type (default application/json); no NAME.body: a 404. With a file
 -- DIR/NAME.nolength, no Content-Length: the body ends when the connection
--- closes (as a server streaming a file of unknown size). Each request
+-- closes (as a server streaming a file of unknown size). DIR/NAME.delay holds
+-- seconds to wait before answering; DIR/NAME.trickle, bytes per second to send
+-- the body at (a slow host). Each request
 -- is appended to DIR/requests.log as "METHOD TARGET auth=yes|no". One
 -- connection at a time, closed after each answer: simple, and enough here.
 local socket = require "socket"
@@ -53,8 +55,19 @@ local function serve(c)
   local ctype = read(dir .. "/" .. name .. ".type") or "application/json"
   body = body or '{"code":404,"msg":"no canned answer for ' .. name .. '"}'
   local length = read(dir .. "/" .. name .. ".nolength") and "" or ("Content-Length: %d\r\n"):format(#body)
+  local delay = tonumber(read(dir .. "/" .. name .. ".delay") or "")
+  if delay then socket.sleep(delay) end
   c:send(("HTTP/1.1 %d Canned\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n"):format(status, ctype, length))
-  c:send(body)
+  local rate = tonumber(read(dir .. "/" .. name .. ".trickle") or "")
+  if not rate then
+    c:send(body)
+    return
+  end
+  local chunk = math.max(1, math.floor(rate / 10))
+  for i = 1, #body, chunk do
+    if not c:send(body:sub(i, i + chunk - 1)) then return end
+    socket.sleep(0.1)
+  end
 end
 
 while true do

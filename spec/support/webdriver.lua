@@ -82,6 +82,11 @@ end
 --- Click an element (as a user would: scrolled into view, at its centre).
 function Session:click(id) return request(self.base .. "/element/" .. id .. "/click", "POST", {}) end
 
+--- Resize the window (CSS pixels), e.g. to the page's height for a whole-page screenshot.
+function Session:resize(width, height)
+  return request(self.base .. "/window/rect", "POST", { width = width, height = height })
+end
+
 --- Save a PNG screenshot of the viewport to `path`.
 function Session:screenshot(path)
   H.write_file(path, b64decode(request(self.base .. "/screenshot", "GET")))

@@ -167,14 +167,76 @@ local function job_key_order(a, b)
   return (a.variant or 0) < (b.variant or 0)
 end
 
+-- A job's card data from its replayed journal state, or nil for a job the
+-- page does not show (cancelled locally, or an unknown state).
+local function job_entry(key, js, finished)
+  local st = STATE[js.state]
+  if js.state == "submitting" and finished then st = "ambiguous" end
+  if not st then return nil end
+  local sub, done = js.submit or {}, type(js.done) == "table" and js.done or {}
+  local input = type(sub.input) == "table" and sub.input or nil
+  local j = {
+    key = key, row = tonumber(js.row) or tonumber(key:match("^(%d+)")) or 0,
+    variant = tonumber(key:match("^%d+%.(%d+)$")), state = st, journal_state = js.state, id = js.id,
+    input = input, values = type(sub.values) == "table" and sub.values or {}, prompt = input and input.prompt,
+    submits = js.submits, credits = number(done.credits), urls = type(done.urls) == "table" and done.urls or {},
+    output = done.output, error = type(done.error) == "table" and done.error or nil,
+    created_at = number(done.created_at), completed_at = number(done.completed_at),
+    cost_time = number(done.cost_time), polls = number(done.polls),
+    submitted_t = number(sub.t), done_t = number(done.t), media = {},
+  }
+  if j.created_at and j.completed_at then
+    j.duration = j.completed_at - j.created_at
+  else
+    j.duration = j.cost_time
+  end
+  if j.done_t and j.completed_at then j.delay = math.max(0, j.done_t - j.completed_at) end
+  return j
+end
+
+-- A job's outputs: each a saved file (by its name in the download folder,
+-- linked relative to the page's folder), else its URL. `where` holds `dl`
+-- (the folder as reached from here), `dl_real` and `page_dir` (real paths).
+-- Returns how many files are there.
+local function outputs(j, names, where)
+  local found = 0
+  for n = 1, math.max(#j.urls, #names) do
+    local url, name = j.urls[n], names[n]
+    if type(name) ~= "string" then name = nil end
+    local m = { n = n, url = type(url) == "string" and url or nil }
+    local ext = ((name or m.url or ""):gsub("[?#].*$", ""):match("%.(%w+)$") or ""):lower()
+    m.kind = VIDEO[ext] and "video" or IMAGE[ext] and "image" or AUDIO[ext] and "audio" or "file"
+    -- a name from the journal is a plain name in the folder, never a path
+    if name and not name:find("/", 1, true) and not name:find("^%.%.?$") then
+      m.name = name
+      local full = where.dl and (where.dl:gsub("/+$", "") .. "/" .. name)
+      local head = full and read_head(full, 16)
+      if head then
+        m.href = (where.page_dir and where.dl_real) and relative(where.page_dir, where.dl_real .. "/" .. name) or full
+        local sniffed = review.sniff(head)
+        if m.kind ~= "file" and sniffed == nil then m.unplayable = true end
+        if sniffed and m.kind == "file" then m.kind = sniffed end
+        found = found + 1
+      else
+        m.missing = true
+      end
+    end
+    j.media[n] = m
+  end
+  return found
+end
+
+-- Which page total a page state counts in.
+local COUNTED = { success = "succeeded", failed = "failed", ambiguous = "ambiguous", running = "running" }
+
 --- Read a journal and gather what its page shows.
 -- @tparam string path the journal
 -- @tparam[opt] table opts `page` (where the page goes: links are relative
 --   to its folder; default review.html in the download folder, else the
---   journal's path with .html added), `download` (the outputs' folder, when it moved since the
---   batch), `by` (a column to group the rows by), `finished` (true when no
---   batch is running on the journal: a row sent without a recorded answer is
---   then ambiguous, not running)
+--   journal's path with .html added), `download` (the outputs' folder, when
+--   it moved since the batch), `by` (a column to group the rows by),
+--   `finished` (true when no batch is running on the journal: a row sent
+--   without a recorded answer is then ambiguous, not running)
 -- @treturn[1] table `{ page, model, source, template, columns, jobs = {…}, totals = {…}, groups = {…} }`
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "config" (no journal, unreadable) or
@@ -186,97 +248,48 @@ function review.collect(path, opts)
     return nil, Error.new("config", ("review: no journal at %s"):format(path), { path = path })
   end
   f:close()
-  local state, err = journal_mod.read(path)
+  local state, err = journal_mod.read(path, { submits = true })
   if not state then return nil, err end
   local runs = state.run_records
   local last = runs[#runs] or {}
+  local function text(v) return type(v) == "string" and v or nil end
   local data = {
-    journal = path, model = state.model, source = last.source, template = last.template,
-    columns = type(last.columns) == "table" and last.columns or {}, runs = #runs, by = opts.by,
-    finished = opts.finished, jobs = {},
+    journal = path, model = text(state.model), source = text(last.source), template = text(last.template),
+    runs = #runs, by = opts.by, finished = opts.finished, jobs = {},
   }
   local dl = download_dir(path, last.download, opts.download)
   -- by default the page goes beside the downloads (zip the folder, and the
   -- page goes along), else beside the journal
   data.page = opts.page or (dl and (dl:gsub("/+$", "") .. "/review.html")) or (path .. ".html")
-  local page_dir = core.realpath(dirname(data.page))
   data.download = dl
+  local where = { dl = dl, dl_real = dl and core.realpath(dl), page_dir = core.realpath(dirname(data.page)) }
 
+  -- the columns: in the rows file's order, then any only a row has
   local known_columns, col_order = {}, {}
-  for _, c in ipairs(data.columns) do
-    if type(c) == "string" and not known_columns[c] then known_columns[c] = true; col_order[#col_order + 1] = c end
+  local function column(c)
+    if type(c) == "string" and not known_columns[c] then
+      known_columns[c] = true
+      col_order[#col_order + 1] = c
+    end
   end
+  for _, c in ipairs(type(last.columns) == "table" and last.columns or {}) do column(c) end
 
   local t = { jobs = 0, succeeded = 0, failed = 0, ambiguous = 0, running = 0, credits = 0, files = 0 }
   local durations, delays = {}, {}
   for key, js in pairs(state.jobs) do
-    local sub, done = js.submit or {}, type(js.done) == "table" and js.done or {}
-    local row = tonumber(js.row) or tonumber(key:match("^(%d+)")) or 0
-    local variant = tonumber(key:match("^%d+%.(%d+)$"))
-    local input = type(sub.input) == "table" and sub.input or nil
-    local values = type(sub.values) == "table" and sub.values or {}
-    for c in pairs(values) do
-      if type(c) == "string" and not known_columns[c] then known_columns[c] = true; col_order[#col_order + 1] = c end
-    end
-    local st = STATE[js.state]
-    if js.state == "submitting" and opts.finished then st = "ambiguous" end
-    if st then
-      local j = {
-        key = key, row = row, variant = variant, state = st, journal_state = js.state, id = js.id,
-        input = input, values = values, prompt = input and input.prompt, submits = js.submits,
-        credits = number(done.credits), urls = type(done.urls) == "table" and done.urls or {},
-        output = done.output, error = type(done.error) == "table" and done.error or nil,
-        created_at = number(done.created_at), completed_at = number(done.completed_at),
-        cost_time = number(done.cost_time), polls = number(done.polls),
-        submitted_t = number(sub.t), done_t = number(done.t), media = {},
-      }
-      if j.created_at and j.completed_at then
-        j.duration = j.completed_at - j.created_at
-      else
-        j.duration = j.cost_time
-      end
-      if j.done_t and j.completed_at then j.delay = math.max(0, j.done_t - j.completed_at) end
-      if st == "success" then
-        t.succeeded = t.succeeded + 1
+    local j = job_entry(key, js, opts.finished)
+    if j then
+      for c in pairs(j.values) do column(c) end
+      local counted = COUNTED[j.state]
+      t[counted] = t[counted] + 1
+      if j.state == "success" then
         t.credits = t.credits + (j.credits or 0)
         if j.duration then durations[#durations + 1] = j.duration end
         if j.delay then delays[#delays + 1] = j.delay end
-      elseif st == "failed" then
-        t.failed = t.failed + 1
-      elseif st == "ambiguous" then
-        t.ambiguous = t.ambiguous + 1
-      else
-        t.running = t.running + 1
       end
-      -- the outputs: a saved file (by its name in the download folder), else the URL
       local names = type(js.files) == "table" and js.files or {}
-      local n_out = math.max(#j.urls, #names)
-      for n = 1, n_out do
-        local url, name = j.urls[n], names[n]
-        local m = { n = n, url = type(url) == "string" and url or nil }
-        local ext = ((name or m.url or ""):gsub("[?#].*$", ""):match("%.(%w+)$") or ""):lower()
-        m.ext = ext
-        m.kind = VIDEO[ext] and "video" or IMAGE[ext] and "image" or AUDIO[ext] and "audio" or "file"
-        if type(name) == "string" and not name:find("/", 1, true) and not name:find("^%.%.?$") then
-          m.name = name
-          local full = dl and (dl:gsub("/+$", "") .. "/" .. name)
-          local real = full and core.realpath(full)
-          if real then
-            m.href = page_dir and relative(page_dir, real) or full
-            local head = read_head(full, 16)
-            local sniffed = review.sniff(head)
-            if m.kind ~= "file" and sniffed == nil then m.unplayable = true end
-            if sniffed and m.kind == "file" then m.kind = sniffed end
-            t.files = t.files + 1
-          else
-            m.missing = true
-          end
-        end
-        j.media[n] = m
-      end
-      if st == "success" and js.state == "success" and n_out > #names and last.download then
-        j.unsaved = true
-      end
+      t.files = t.files + outputs(j, names, where)
+      if js.state == "success" and #j.urls > #names and last.download then j.unsaved = true end
       data.jobs[#data.jobs + 1] = j
     end
   end

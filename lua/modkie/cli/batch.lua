@@ -4,6 +4,7 @@
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
 local Progress = require "modkie.cli.progress"
+local text = require("modkie.cli.escape").text
 local rowlist = require "modkie.batch.rowlist"
 local plan = require "modkie.batch.plan"
 local tasks = require "modkie.cli.tasks"
@@ -41,8 +42,8 @@ local BATCH = args.command {
     { name = "no-journal", help = "run without a journal (an interrupted run cannot resume)" },
     { name = "download", value = "nonempty", arg = "DIR", help = "save each row's outputs as DIR/<row>-<n>.<ext>" },
     { name = "review", value = "nonempty", arg = "PAGE",
-      help = "write a review page (HTML) of the batch when it ends:\n"
-      .. "each row's output, prompt, values, state and timings\n(`modkie review JOURNAL` rebuilds it at any time)" },
+      help = "write a review page (HTML) of the batch, refreshed\nas it runs and written whole when it ends: each\n"
+      .. "row's output, prompt, values, state and timings\n(`modkie review JOURNAL` rebuilds it at any time)" },
     { name = "review-by", value = "nonempty", arg = "COLUMN",
       help = "on that page, group the rows by a column's value" },
     { name = "dry-run", help = "render and validate every row, estimate the credits,\nsend nothing" },
@@ -100,10 +101,11 @@ local function print_dry(report, w)
     else
       local prompt = tostring(e.prompt or ""):gsub("%s+", " ")
       if #prompt > 100 then prompt = prompt:sub(1, 97) .. "..." end
+      prompt = text(prompt)
       w(("%s: %s  %s\n"):format(entry_name(e), e.state == "journaled" and "done earlier" or "ok", prompt))
     end
   end
-  for _, line in ipairs(plan.lines(report.problems)) do w("  ", line, "\n") end
+  for _, line in ipairs(plan.lines(report.problems)) do w("  ", text(line), "\n") end
   local jobs = report.total - report.invalid
   w(("\n%d %s, %d invalid %s; %d to submit"):format(jobs, jobs == 1 and "job" or "jobs", report.invalid,
     report.invalid == 1 and "row" or "rows", report.to_submit))
@@ -129,19 +131,19 @@ local function print_summary(report, w)
   local problems = {}
   for _, e in ipairs(report.rows) do
     if e.state ~= "success" and e.state ~= "pending" then
-      local why = e.error and e.error.message or "?"
+      local why = text(e.error and e.error.message or "?")
       problems[#problems + 1] = { row = e.row, variant = e.variant, text = e.state .. ": " .. why,
-        single = ("%s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. e.id) or "", why) }
+        single = ("%s: %s%s: %s"):format(entry_name(e), e.state, e.id and (" " .. text(e.id)) or "", why) }
     elseif e.download_error then
       problems[#problems + 1] = { row = e.row, variant = e.variant,
-        text = "saving failed: " .. e.download_error.message }
+        text = "saving failed: " .. text(e.download_error.message) }
     end
   end
   if #problems > 0 then
     w("problems:\n  ", table.concat(rowlist.group(problems), "\n  "), "\n")
   end
   if report.halted then
-    w(("stopped submitting: %s\n"):format(report.halted.message))
+    w(("stopped submitting: %s\n"):format(text(report.halted.message)))
   end
   if report.ambiguous > 0 then
     w("ambiguous rows may or may not have a task at the gateway: check them, then run again with "
@@ -150,14 +152,31 @@ local function print_summary(report, w)
 end
 
 -- The review page from the journal; its trouble is said, not fatal (the
--- batch's own outcome decides the exit code).
+-- batch's own outcome decides the exit code). `finished`: no batch runs on
+-- the journal any more (the last page, said on stderr); else a refresh
+-- during the run, quiet.
 local function write_review(journal, opts, finished)
   local page, data = require("modkie.batch.review").write(journal, opts.review,
     { by = opts.review_by, download = opts.download, finished = finished })
-  if page then
+  if page and finished then
     io.stderr:write(require("modkie.cli.review").summary(page, data))
-  else
+  elseif not page and finished then
     common.fail(data, "review: ")
+  end
+end
+
+-- Refresh the review page while the batch runs, so a browser reloading it
+-- follows along: every 5 s, or less often when building it takes longer
+-- (at most a tenth of the time goes to it).
+local function review_refresher(journal, opts)
+  local now = require("modkie.core").now
+  local next_at, every = now() + 5, 5
+  return function()
+    local t = now()
+    if t < next_at then return end
+    write_review(journal, opts, false)
+    every = math.max(5, (now() - t) * 10)
+    next_at = now() + every
   end
 end
 
@@ -216,6 +235,7 @@ function batch_cli.main(argv)
   local expand = opts.expand or nil
   if opts.random then expand = { random = opts.random, seed = opts.seed } end
   local announced = false
+  local refresh = opts.review and not opts.dry_run and review_refresher(journal, opts)
   local bopts = {
     client = client, model = opts.model, template_file = opts.template, rows = opts.rows, input = input,
     fields = opts.field, prompt_field = opts.prompt_field, expand = expand, concurrency = opts.concurrency,
@@ -235,6 +255,7 @@ function batch_cli.main(argv)
         end
       end
       progress:update(p)
+      if refresh then refresh() end
     end,
     on_result = function(e) progress:result(e) end,
   }
@@ -243,7 +264,7 @@ function batch_cli.main(argv)
   if client then client:close() end
   -- the page, also after an interruption (the journal holds what happened)
   if opts.review and not opts.dry_run and (not ok or report) then
-    write_review(journal, opts, ok)
+    write_review(journal, opts, true)
   end
   if not ok then
     if tostring(report):find("interrupted", 1, true) then

@@ -6,6 +6,7 @@ local Error = require "modkie.error"
 local models = require "modkie.models"
 local convert = require "modkie.batch.convert"
 local json = require "modkie.cli.json"
+local text = require("modkie.cli.escape").text
 
 local common = {}
 
@@ -50,6 +51,11 @@ function common.error_json(err)
     task_id = err.task_id, field = err.field, row = err.row }
 end
 
+--- Text from the network (or anywhere else modkie did not write) made safe
+-- to print on a terminal: see modkie.cli.escape. Everything the CLI prints
+-- that came from the gateway goes through it.
+common.text = text
+
 --- An error in one line for a person: `job failed: generation failed (code
 -- 501)`; `bare` leaves out the "job failed: " (after a `state failed` line).
 function common.describe(err, bare)
@@ -65,10 +71,10 @@ end
 --- Print an error on stderr.
 function common.fail(err, prefix)
   local msg = common.describe(err)
-  io.stderr:write("modkie: ", prefix or "", msg, "\n")
+  io.stderr:write("modkie: ", prefix or "", text(msg), "\n")
   if Error.is(err) and err.problems and not msg:find("\n", 1, true) and #err.problems > 1 then
     for _, p in ipairs(err.problems) do
-      io.stderr:write("  ", tostring(p.field or ""), " ", tostring(p.message), "\n")
+      io.stderr:write("  ", text(p.field or ""), " ", text(p.message), "\n")
     end
   end
   return common.exit_for(err)
@@ -223,15 +229,15 @@ end
 -- seconds the command waited.
 function common.print_result(res, files, elapsed)
   local out = io.stdout
-  out:write(("id       %s\n"):format(tostring(res.id)))
-  out:write(("state    %s\n"):format(res.state))
-  if res.model then out:write(("model    %s\n"):format(res.model)) end
-  for _, u in ipairs(res.urls or {}) do out:write(("url      %s\n"):format(u)) end
+  out:write(("id       %s\n"):format(text(res.id)))
+  out:write(("state    %s\n"):format(text(res.state)))
+  if res.model then out:write(("model    %s\n"):format(text(res.model))) end
+  for _, u in ipairs(res.urls or {}) do out:write(("url      %s\n"):format(text(u))) end
   if #(res.urls or {}) == 0 and type(res.output) == "table" and res.output.resultObject then
     out:write(("output   %s\n"):format(common.json(res.output.resultObject)))
   end
   if res.credits then out:write(("credits  %s\n"):format(tostring(res.credits))) end
-  for _, f in ipairs(files or {}) do out:write(("file     %s\n"):format(f)) end
+  for _, f in ipairs(files or {}) do out:write(("file     %s\n"):format(text(f))) end
   if elapsed then out:write(("elapsed  %s\n"):format(common.clock(elapsed))) end
 end
 

@@ -6,6 +6,7 @@ local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
 local core = require "modkie.core"
 local record = require "modkie.record"
+local text = require("modkie.cli.escape").text
 local tasks = require "modkie.cli.tasks"
 
 local job_cli = {}
@@ -31,8 +32,8 @@ end
 
 function Status:draw()
   if not self.tty then return end
-  io.stderr:write("\r\27[K", tostring(self.id or "submitting"), ": ", tostring(self.state or "waiting"),
-    self.progress and (" " .. tostring(self.progress) .. "%") or "", "  ", common.clock(core.now() - self.started))
+  io.stderr:write("\r\27[K", text(self.id or "submitting"), ": ", text(self.state or "waiting"),
+    self.progress and (" " .. text(self.progress) .. "%") or "", "  ", common.clock(core.now() - self.started))
   io.stderr:flush()
 end
 
@@ -95,8 +96,8 @@ local function finish(job, opts, status)
   elseif res then
     common.print_result(res, files, elapsed)
   elseif job.id then
-    io.stdout:write(("id       %s\nstate    %s\n"):format(job.id, job.state))
-    if err then io.stdout:write(("error    %s\n"):format(common.describe(err, true))) end
+    io.stdout:write(("id       %s\nstate    %s\n"):format(text(job.id), text(job.state)))
+    if err then io.stdout:write(("error    %s\n"):format(text(common.describe(err, true)))) end
     io.stdout:write(("elapsed  %s\n"):format(common.clock(elapsed)))
   end
   if err then
@@ -134,7 +135,7 @@ job_cli.SUBMIT_USAGE = SUBMIT.help
 local function interrupted(command, job)
   if job and job.id then
     io.stderr:write(("\nmodkie %s: interrupted; task %s keeps running (and billing) at the gateway: "
-      .. "follow it with 'modkie wait %s'\n"):format(command, job.id, job.id))
+      .. "follow it with 'modkie wait %s'\n"):format(command, text(job.id), text(job.id)))
   elseif job and job._sent then
     io.stderr:write(("\nmodkie %s: interrupted while createTask was in flight: a task may have been created "
       .. "without its id reaching us (the gateway's dashboard lists it)\n"):format(command))
@@ -186,14 +187,14 @@ function job_cli.submit(argv)
       if opts.json then
         io.stdout:write(common.json({ id = job.id, state = job.state, model = model }), "\n")
       else
-        io.stdout:write(job.id, "\n")
+        io.stdout:write(text(job.id), "\n")
       end
       return EXIT.ok
     end
     -- stdout may be a file read only at the end: say the id now
     status:clear()
     io.stderr:write(("modkie: task %s accepted; if this command stops, 'modkie wait %s' follows it\n")
-      :format(job.id, job.id))
+      :format(text(job.id), text(job.id)))
     status:draw()
     return finish(job, opts, status)
   end)
@@ -263,13 +264,13 @@ function job_cli.status(argv)
   if opts.json then
     io.stdout:write(common.json(out), "\n")
   else
-    io.stdout:write(("id       %s\nstate    %s"):format(out.id, state))
-    if server_state ~= state then io.stdout:write(" (", server_state, ")") end
+    io.stdout:write(("id       %s\nstate    %s"):format(text(out.id), state))
+    if server_state ~= state then io.stdout:write(" (", text(server_state), ")") end
     io.stdout:write("\n")
-    if type(out.model) == "string" then io.stdout:write(("model    %s\n"):format(out.model)) end
-    for _, u in ipairs(out.urls or {}) do io.stdout:write(("url      %s\n"):format(u)) end
-    if out.credits then io.stdout:write(("credits  %s\n"):format(tostring(out.credits))) end
-    if out.error then io.stdout:write(("error    %s\n"):format(common.describe(record.failure(rec), true))) end
+    if type(out.model) == "string" then io.stdout:write(("model    %s\n"):format(text(out.model))) end
+    for _, u in ipairs(out.urls or {}) do io.stdout:write(("url      %s\n"):format(text(u))) end
+    if out.credits then io.stdout:write(("credits  %s\n"):format(text(out.credits))) end
+    if out.error then io.stdout:write(("error    %s\n"):format(text(common.describe(record.failure(rec), true)))) end
   end
   return EXIT.ok
 end
@@ -351,9 +352,9 @@ function job_cli.list(argv)
   end
   for i = first, #list do
     local t = list[i]
-    io.stdout:write(("%s  %s  %s  %-9s %s\n"):format(t.id, os.date("%Y-%m-%d %H:%M", t.t or 0),
-      tostring(t.model or "?"), t.state or "submitted",
-      t.prompt or (t.via and t.via ~= "submit" and ("(" .. t.via .. ")")) or ""))
+    io.stdout:write(("%s  %s  %s  %-9s %s\n"):format(text(t.id), os.date("%Y-%m-%d %H:%M", t.t or 0),
+      text(t.model or "?"), text(t.state or "submitted"),
+      text(t.prompt or (t.via and t.via ~= "submit" and ("(" .. t.via .. ")")) or "")))
   end
   return EXIT.ok
 end

@@ -18,10 +18,13 @@ end
 local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n",
   ["\r"] = "\\r", ["\t"] = "\\t" }
 
+-- Control characters escaped, C1 ones (U+0080-U+009F, as UTF-8) too: a
+-- terminal showing the output must not act on a gateway's text.
 local function str(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
+  s = s:gsub('[%c"\\]', function(c)
     return ESC[c] or ("\\u%04x"):format(c:byte())
-  end) .. '"'
+  end)
+  return '"' .. s:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end) .. '"'
 end
 
 local function is_list(t)

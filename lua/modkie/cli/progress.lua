@@ -5,6 +5,7 @@
 
 local core = require "modkie.core"
 local common = require "modkie.cli.common"
+local shown = common.text
 
 local Progress = {}
 Progress.__index = Progress
@@ -70,21 +71,22 @@ end
 --- A finished row (batch's on_result): a line when not on a terminal; on a
 -- terminal only problems get a line, above the bar.
 function Progress:result(e)
-  local text
+  local line
   if e.state == "success" then
     if e.download_error then
-      text = ("%s: success %s, but saving failed: %s"):format(row_name(e), tostring(e.id), e.download_error.message)
+      line = ("%s: success %s, but saving failed: %s"):format(row_name(e), shown(e.id),
+        shown(e.download_error.message))
     elseif not self.tty then
       local n = e.files and #e.files or #(e.urls or {})
-      text = ("%s: success %s (%d %s)"):format(row_name(e), tostring(e.id), n,
+      line = ("%s: success %s (%d %s)"):format(row_name(e), shown(e.id), n,
         e.files and (n == 1 and "file" or "files") or (n == 1 and "url" or "urls"))
     end
   else
     local err = e.error
-    text = ("%s: %s%s: %s"):format(row_name(e), e.state, e.id and (" " .. e.id) or "",
-      err and err.message or "?")
+    line = ("%s: %s%s: %s"):format(row_name(e), e.state, e.id and (" " .. shown(e.id)) or "",
+      shown(err and err.message or "?"))
   end
-  if text and (self.lines or self.tty) then self:say(text) end
+  if line and (self.lines or self.tty) then self:say(line) end
 end
 
 --- End the bar (final state, newline).

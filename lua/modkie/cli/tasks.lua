@@ -67,7 +67,7 @@ local function record(rec, sync)
   if not ok and not warned then
     warned = true
     io.stderr:write(("modkie: could not keep a record of task %s in %s: %s (set MODKIE_STATE_DIR to "
-      .. "another folder)\n"):format(tostring(rec.id), tasks.path(), tostring(err)))
+      .. "another folder)\n"):format(require("modkie.cli.escape").text(rec.id), tasks.path(), tostring(err)))
   end
   return ok
 end
