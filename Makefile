@@ -7,7 +7,7 @@ CC ?= gcc
 CFLAGS ?= -O2 -g
 WARN = -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 SANITIZE ?=
-LIBS = -lcurl -lcrypto -lm
+LIBS = -lcurl -lcrypto -lhiredis -lm
 PREFIX ?= /usr/local
 INSTALL_LMOD ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 INSTALL_CMOD ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
@@ -22,9 +22,9 @@ export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 BUSTED = busted --lua=$(LUA)
 SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
-VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua
+VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua spec/store_spec.lua
 
-.PHONY: all core examples deps test-deps test test-all test-other-luas test-openresty lint demo install install-lib clean bench asan valgrind
+.PHONY: all core examples deps test-deps test test-all test-other-luas test-shared test-openresty lint demo install install-lib clean bench asan valgrind
 
 all: deps $(CORE)
 
@@ -66,17 +66,25 @@ test-openresty: test-deps $(CORE)
 # The suite on every Lua: 5.1, 5.2, 5.3, 5.4 and LuaJIT (OpenResty's fork, the
 # one Debian's nginx Lua module runs), each with the C core built for it. The
 # long-running specs (#slow: the 500-job fault rounds, the SIGKILL batches)
-# and the #browser spec run on 5.4; the other Luas run everything else.
+# and the #browser spec run on 5.4; the other Luas run everything else. The
+# #shared specs (several processes on one account: they wait on its rate
+# windows) run on 5.4 beside the other Luas.
 test-all: test-deps
 	@tools/deps luas
-	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4
+	$(MAKE) --no-print-directory test LUA=lua5.4 LUA_VERSION=5.4 EXCLUDE_TAGS=openresty,shared
 	@$(MAKE) --no-print-directory test-other-luas
 	$(MAKE) --no-print-directory test-openresty
 
-# 5.1, 5.2, 5.3 and LuaJIT at once (tools/test-luas): the specs mostly wait
-# on the emulator's job timelines, ~90 s of wall time for ~20 s of CPU each.
+# 5.1, 5.2, 5.3 and LuaJIT at once, and the #shared specs on 5.4 beside them
+# (tools/test-luas): the specs mostly wait on the emulator's job timelines,
+# ~90 s of wall time for ~20 s of CPU each.
 test-other-luas: test-deps
 	@MAKE="$(MAKE)" tools/test-luas
+
+# The #shared specs alone: processes sharing an account's rate windows
+# through a file and Redis (redis-server started by the specs).
+test-shared: test-deps $(CORE)
+	MODKIE_TEST_LUA=$(LUA) $(BUSTED) --tags=shared --exclude-tags=openresty $(BUSTED_ARGS) spec
 
 lint: test-deps
 	luacheck lua spec bin/modkie examples bench

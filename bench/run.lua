@@ -16,6 +16,8 @@
 -- baseline; bench/exchange.lua, the Lua contenders). Job level: the emulator,
 -- jobs of 30-300 s scaled down, polled on several schedules
 -- (bench/polling.lua). Scale: 10,000 jobs in one client (bench/scale.lua).
+-- One account, several processes: N processes x jobs on one key, with each
+-- process's own windows and with a shared store (bench/shared.lua).
 -- Then the older benches (jobs.lua, frame.lua, batch.lua), verbatim.
 -- A benchmark prints numbers: this never fails on them.
 local socket = require "socket"
@@ -622,6 +624,39 @@ local function scale_table()
   say()
 end
 
+-- ---------------------------------------------------------------- one account, several processes
+
+local shared_runs = {}
+local function shared_level()
+  local n, per = 4, QUICK and 10 or 25
+  local cmd = ("%slua5.4 bench/shared.lua %d %d 4"):format(ENV54, n, per)
+  remember("one account, several processes", cmd)
+  progress(("shared: %d processes x %d jobs on one key: own windows, a file, Redis"):format(n, per))
+  local out = sh(cmd)
+  for line in out:gmatch("store=[^\n]*") do shared_runs[#shared_runs + 1] = kv(line) end
+  if #shared_runs == 0 then progress("  failed: " .. out:sub(1, 300)) end
+end
+
+local function shared_table()
+  local names = { ["local"] = "each process its own (no store)", file = "shared: `file:`",
+    redis = "shared: `redis://`" }
+  if #shared_runs == 0 then
+    say("(the run failed)")
+    say()
+    return
+  end
+  local rows = {}
+  for _, r in ipairs(shared_runs) do
+    rows[#rows + 1] = { names[r.store] or r.store, ("%d of %d"):format(r.ok, r.processes * r.jobs), tostring(r.failed),
+      tostring(r.answered_429), ("%d of %d"):format(r.busiest_creates, r.create_limit),
+      ("%d of %d"):format(r.busiest_polls, r.poll_limit), fmt(r.creates_per_window), fmt(r.polls_per_window),
+      fmt(r.seconds, "%.1f s") }
+  end
+  say(table_md({ "windows", "jobs done", "failed", "answered 429", "busiest create window (sent / limit)",
+    "busiest poll window", "creates admitted per window", "polls admitted per window", "time to finish" }, rows))
+  say()
+end
+
 -- ---------------------------------------------------------------- the older benches
 
 local legacy = {}
@@ -840,6 +875,7 @@ end
 exchange_level()
 job_level()
 scale_level()
+shared_level()
 legacy_benches()
 local load_end = read_file("/proc/loadavg"):match("^(%S+ %S+ %S+)")
 local plots = write_plots()
@@ -922,6 +958,17 @@ say("One client, jobs submitted at once (rate limits off) to the emulator, whose
   .. "20,000 times with nothing ready.")
 say()
 scale_table()
+say("## One account, several processes")
+say()
+say(("%d processes on one API key, %d jobs each submitted at once, against a fresh emulator for each row "
+  .. "that enforces the account's limits across all its clients and logs every request they counted; the "
+  .. "windows scaled 4× shorter on both sides (20 creates per 2.5 s, 10 polls per 0.25 s; jobs of 1 s polled "
+  .. "every 0.25 s). Each process is `spec/support/rate_worker.lua`, with `rate.clients = 4`. \"Busiest "
+  .. "window\" counts every request that reached the emulator in any window, refused or not; \"admitted per "
+  .. "window\" is what it let through over the run, per window length. See docs/scale.md."):format(
+  shared_runs[1] and shared_runs[1].processes or 4, shared_runs[1] and shared_runs[1].jobs or 0))
+say()
+shared_table()
 if #legacy > 0 then
   say("## The older benches")
   say()

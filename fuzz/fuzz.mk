@@ -12,7 +12,7 @@ FUZZ_BUILD ?= build/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 3
 # the C harnesses; the Lua ones are fuzz/lua/<name>.lua driven by lua_runner.c
-FUZZ_C = retry_after url buf judge reply
+FUZZ_C = retry_after url buf judge reply store_file
 FUZZ_LUA = csv jsonl template expand record mock_http webhook journal reentrancy
 # these Lua modules call the C core: it is built into their harness
 FUZZ_LUA_CORE = webhook journal reentrancy
@@ -41,6 +41,11 @@ $(FUZZ_BUILD)/fuzz_retry_after $(FUZZ_BUILD)/fuzz_url $(FUZZ_BUILD)/fuzz_buf: $(
 $(FUZZ_BUILD)/fuzz_judge: fuzz/judge.c fuzz/fuzz.h $(FUZZ_CORE) $(HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
+
+# the file store of rate.shared, alone
+$(FUZZ_BUILD)/fuzz_store_file: fuzz/store_file.c fuzz/fuzz.h src/store_file.c src/ratelimit.c src/ratelimit.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/store_file.c src/ratelimit.c -o $@
 
 # reply.c includes core.c itself (its static read_reply and handlers)
 $(FUZZ_BUILD)/fuzz_reply: fuzz/reply.c fuzz/fuzz.h $(SRC) $(HDR)

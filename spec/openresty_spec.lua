@@ -43,31 +43,41 @@ local function hex(s)
   return (s:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end))
 end
 
+-- examples/openresty/run.sh against emulator `m`, with `workers` workers:
+-- { port, stop() } once nginx listens.
+local function start_example(m, workers)
+  local port, prefix = free_port(), helper.tmpdir()
+  local cmd = ("PREFIX=%s WORKERS=%d MODKIE_WEBHOOK_SECRET=%s examples/openresty/run.sh %d %s >%s/run.log 2>&1 &")
+    :format(prefix, workers, SECRET, port, m.url, prefix)
+  assert(os.execute(cmd))
+  local n = { port = port }
+  function n.stop()
+    local pid = helper.read_file(prefix .. "/logs/nginx.pid")
+    if pid then os.execute("kill " .. pid:match("%d+")) end
+    socket.sleep(0.1)
+    helper.rmdir(prefix)
+  end
+  for _ = 1, 100 do
+    local c = socket.connect("127.0.0.1", port)
+    if c then c:close() return n end
+    socket.sleep(0.05)
+  end
+  error("nginx did not start: " .. tostring(helper.read_file(prefix .. "/run.log"))
+    .. tostring(helper.read_file(prefix .. "/logs/error.log")))
+end
+
 describe("OpenResty #openresty", function()
-  local m, port, prefix
+  local m, server, port
 
   setup(function()
     m = helper.mock({ "--job-seconds", "2" })
-    port = free_port()
-    prefix = helper.tmpdir()
-    local cmd = ("PREFIX=%s MODKIE_WEBHOOK_SECRET=%s examples/openresty/run.sh %d %s >%s/run.log 2>&1 &")
-      :format(prefix, SECRET, port, m.url, prefix)
-    assert(os.execute(cmd))
-    for _ = 1, 100 do
-      local c = socket.connect("127.0.0.1", port)
-      if c then c:close() return end
-      socket.sleep(0.05)
-    end
-    error("nginx did not start: " .. tostring(helper.read_file(prefix .. "/run.log"))
-      .. tostring(helper.read_file(prefix .. "/logs/error.log")))
+    server = start_example(m, 1)
+    port = server.port
   end)
 
   teardown(function()
-    local pid = helper.read_file(prefix .. "/logs/nginx.pid")
-    if pid then os.execute("kill " .. pid:match("%d+")) end
+    server.stop()
     m.stop()
-    socket.sleep(0.1)
-    helper.rmdir(prefix)
   end)
 
   it("awaits a job inside a request while the worker keeps answering others", function()
@@ -132,5 +142,44 @@ describe("OpenResty #openresty", function()
     status = request(port, "POST", "/callback",
       { ["Content-Type"] = "application/json", ["X-ModKie-Signature"] = sig }, tampered)
     assert.equal(401, status)
+  end)
+end)
+
+-- The gateway's limits are per account: four workers, one client each, must
+-- share them (lua_shared_dict modkie_rate, rate.shared in the example).
+describe("OpenResty: four workers, one shared dict #openresty", function()
+  local m, server
+
+  setup(function()
+    m = helper.mock({ "--job-seconds", "2", "--limits" }) -- the gateway's 20 creates / 10 s, 10 polls / s
+    server = start_example(m, 4)
+  end)
+
+  teardown(function()
+    server.stop()
+    m.stop()
+  end)
+
+  it("answers concurrent requests, each submitting and awaiting a job, with no 429 from the gateway", function()
+    local n = 40 -- twice the create window: half of them wait for the next one
+    local conns = {}
+    for i = 1, n do conns[i] = send(server.port, "GET", "/generate?prompt=shared+dict+" .. i) end
+    local ids, workers = {}, {}
+    for i = 1, n do
+      local status, _, body = answer(conns[i], 120)
+      assert.equal(200, status, body)
+      local res = cjson.decode(body)
+      ids[res.id] = true
+      workers[res.worker] = true
+    end
+    local distinct, served_by = 0, 0
+    for _ in pairs(ids) do distinct = distinct + 1 end
+    for _ in pairs(workers) do served_by = served_by + 1 end
+    assert.equal(n, distinct)
+    assert.is_true(served_by >= 2, "the requests reached one worker only")
+    local stats = m.stats()
+    assert.equal(0, stats.rate_limited)
+    assert.equal(n, stats.creates)
+    print(("\n[openresty] %d requests over %d workers sharing one dict: 0 answered 429"):format(n, served_by))
   end)
 end)

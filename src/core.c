@@ -152,6 +152,8 @@ static int l_new(lua_State *L) {
   if (cfg.max_connections < 1) cfg.max_connections = 1;
   opt_rate(L, 1, "submit_rate", &cfg.submit_limit, &cfg.submit_per);
   opt_rate(L, 1, "poll_rate", &cfg.poll_limit, &cfg.poll_per);
+  cfg.share = opt_string(L, 1, "share");
+  cfg.clients = (int)opt_number(L, 1, "clients", 0, 0, 1e6);
 
   u = (engine_ud *)lua_newuserdata(L, sizeof *u);
   memset(u, 0, sizeof *u);
@@ -371,7 +373,7 @@ static void keep_raised(lua_State *L, engine_ud *u) {
  * on the stack: the decoded envelope (or nil) and its `data` (or nil).
  * Returns -1 when decoding raised (cjson.safe raises only for no memory or an
  * interrupt): the reply is then left to be read again by the next step. */
-static int read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
+static int decode_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   const mk_result *res = &op->result;
   memset(r, 0, sizeof *r);
   r->res = res;
@@ -426,6 +428,14 @@ static int read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
   }
   lua_pop(L, 1);
   return 0;
+}
+
+/* decode_reply, counting the answers that said 429 (an HTTP status, or the
+ * body's code in kie's dialect). */
+static int read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
+  int rc = decode_reply(L, u, op, r);
+  if (rc == 0 && (op->result.http == 429 || (r->has_code && r->code == 429))) u->e->rate_limited++;
+  return rc;
 }
 
 /* Seconds until the job in hand next polls: the user's function or number,
@@ -624,6 +634,27 @@ static int handle_op(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
   return on_call(L, u, op, ev);
 }
 
+/* An event with no op (h = -1): the account's rate store went away or came back. */
+static void emit_store(events *ev, const char *state, const char *message) {
+  lua_State *L = ev->L;
+  lua_createtable(L, 0, 4);
+  set_number(L, "h", -1);
+  set_string(L, "type", "store");
+  set_string(L, "state", state);
+  set_string(L, "message", message);
+  emit(ev);
+}
+
+static void emit_store_news(events *ev, mk_grants *g) {
+  int news = g->news;
+  if (!news) return;
+  g->news = 0;
+  /* both since the last step: the state it is in now came last */
+  if ((news & MK_NEWS_BACK) && (news & MK_NEWS_AWAY) && g->away) emit_store(ev, "back", NULL);
+  if (news & MK_NEWS_AWAY) emit_store(ev, "away", g->why);
+  if ((news & MK_NEWS_BACK) && !g->away) emit_store(ev, "back", NULL);
+}
+
 /* The step itself, run protected by l_step: (u, timeout). The events list is
  * kept in the registry (u->events_ref) from the moment it is made, so that a
  * step that raises hands its events to the next one. */
@@ -635,7 +666,7 @@ static int step_body(lua_State *L) {
   char err[256];
   if (mk_engine_run(u->e, timeout, err, sizeof err) != 0) return luaL_error(L, "modkie: %s", err);
   /* nothing finished: no table made, a frame's update() allocates nothing */
-  if (!u->e->done_head) return 0;
+  if (!u->e->done_head && !u->e->grants.news) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, u->events_ref); /* what an earlier step could not hand out */
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
@@ -659,6 +690,7 @@ static int step_body(lua_State *L) {
       break;
     }
   }
+  emit_store_news(&ev, &u->e->grants);
   return 0;
 }
 
@@ -768,7 +800,69 @@ static int l_stats(lua_State *L) {
   set_integer(L, "creates", (lua_Integer)e->creates_sent);
   set_integer(L, "polls", (lua_Integer)e->polls_sent);
   set_integer(L, "wakeups", (lua_Integer)e->wakeups);
+  set_integer(L, "rate_limited", (lua_Integer)e->rate_limited);
+  if (e->grants.store) {
+    set_string(L, "store", mk_grants_state(&e->grants, mk_now()));
+    set_integer(L, "store_grants", (lua_Integer)e->grants.store_grants);
+    set_integer(L, "local_grants", (lua_Integer)e->grants.local_grants);
+    set_integer(L, "store_outages", (lua_Integer)e->grants.outages);
+  }
   return 1;
+}
+
+/* ---- an account's windows kept by the Lua layer (rate.shared = ngx.shared.DICT) ---- */
+
+static const char *const LANES[MK_LANES] = {"create", "poll"};
+
+/* engine:questions() -> { {lane =, want =, limit =, per =, account = hex}, ... } | nil:
+ * what the host store was asked and the Lua layer answers with engine:answer. */
+static int l_questions(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_store *st = u->e->grants.store;
+  char hex[2 * MK_ACCOUNT_BYTES + 1];
+  int l, n = 0;
+  if (!st || !st->host_questions) return 0;
+  for (l = 0; l < MK_ACCOUNT_BYTES; l++) snprintf(hex + 2 * l, 3, "%02x", st->account[l]);
+  lua_newtable(L);
+  for (l = 0; l < MK_LANES; l++) {
+    if (!(st->host_questions & (1 << l))) continue;
+    lua_createtable(L, 0, 5);
+    set_string(L, "lane", LANES[l]);
+    set_integer(L, "want", st->question[l].want);
+    set_integer(L, "limit", st->question[l].limit);
+    set_number(L, "per", st->question[l].per);
+    set_string(L, "account", hex);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
+/* engine:answer(lane, granted, retry_in, peers) or engine:answer(lane, nil, why):
+ * the Lua layer's answer to a question, between steps; what it grants starts at once. */
+static int l_answer(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_store *st = u->e->grants.store;
+  const char *lane = luaL_checkstring(L, 2);
+  mk_store_answer a;
+  int l = strcmp(lane, "create") == 0 ? MK_LANE_CREATE : strcmp(lane, "poll") == 0 ? MK_LANE_POLL : -1;
+  if (l < 0) return luaL_argerror(L, 2, "\"create\" or \"poll\" expected");
+  if (!st || strcmp(st->ops->name, "host") != 0)
+    return luaL_error(L, "modkie: this engine's rate store is not the host's");
+  if (u->stepping) return luaL_error(L, "modkie: answer called from inside step");
+  check_process(L, u);
+  memset(&a, 0, sizeof a);
+  if (lua_isnil(L, 3)) {
+    a.away = 1;
+    snprintf(a.why, sizeof a.why, "%s", luaL_optstring(L, 4, "the store did not answer"));
+  } else {
+    lua_Number granted = luaL_checknumber(L, 3), retry = luaL_optnumber(L, 4, 0), peers = luaL_optnumber(L, 5, 0);
+    a.granted = granted >= 0 && granted <= 1e6 ? (int)granted : 0;
+    a.retry_in = retry >= 0 && retry <= 1e6 ? retry : 0;
+    a.peers = peers >= 0 && peers <= 1e6 ? (int)peers : 0;
+  }
+  mk_store_host_answer(st, (mk_lane)l, &a);
+  mk_engine_pump(u->e);
+  return 0;
 }
 
 static void close_now(lua_State *L, engine_ud *u) {
@@ -975,7 +1069,8 @@ static int l_isatty(lua_State *L) {
 static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
   {"timer", l_timer}, {"cancel", l_cancel}, {"send", l_send}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
-  {"stats", l_stats}, {"close", l_close}, {"closed", l_closed}, {NULL, NULL}
+  {"stats", l_stats}, {"close", l_close}, {"closed", l_closed},
+  {"questions", l_questions}, {"answer", l_answer}, {NULL, NULL}
 };
 
 static const luaL_Reg engine_meta[] = {

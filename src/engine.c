@@ -78,6 +78,24 @@ static void queue_push(mk_queue *q, mk_op *op) {
   q->len++;
 }
 
+/* The create line keeps submission order: a create back from a retry goes
+ * before the ones submitted after it, so a waiting create keeps its place. */
+static void queue_push_by_age(mk_queue *q, mk_op *op) {
+  mk_op *after = q->tail;
+  while (after && after->created > op->created) after = after->qprev;
+  if (after == q->tail) {
+    queue_push(q, op);
+    return;
+  }
+  op->queue = q;
+  op->qprev = after;
+  op->qnext = after ? after->qnext : q->head;
+  if (after) after->qnext = op;
+  else q->head = op;
+  op->qnext->qprev = op;
+  q->len++;
+}
+
 static void queue_remove(mk_op *op) {
   mk_queue *q = op->queue;
   if (!q) return;
@@ -396,25 +414,56 @@ static mk_queue *line_for(mk_engine *e, mk_op *op) {
   return &e->wait_slot;
 }
 
-/* Start waiting exchanges while rate tokens and in-flight room allow. A
- * held createTask stops at the door with its token and slot instead. */
-static void pump(mk_engine *e, double now) {
-  while (e->in_flight + e->held < e->max_in_flight) {
-    mk_op *op;
-    if (e->wait_submit.head && mk_rate_take(&e->submit_rate, now)) op = e->wait_submit.head;
-    else if (e->wait_poll.head && mk_rate_take(&e->poll_rate, now)) op = e->wait_poll.head;
-    else if (e->wait_slot.head) op = e->wait_slot.head;
-    else break;
-    queue_remove(op);
-    if (op->hold) {
-      op->hold = 0; /* only the first attempt: a retry is sent as it comes */
-      op->held = 1;
-      e->held++;
-      push_done(e, op, MK_DONE_READY);
-    } else {
-      start(e, op);
-    }
+static void enqueue(mk_engine *e, mk_op *op) {
+  mk_queue *q = line_for(e, op);
+  if (q == &e->wait_submit) queue_push_by_age(q, op);
+  else queue_push(q, op);
+}
+
+/* Which waiting poll goes next: the one place that decides it. Polls wait
+ * in the order they fell due. */
+static mk_op *next_poll(mk_engine *e) {
+  return e->wait_poll.head;
+}
+
+/* Start a waiting exchange. A held createTask stops at the door with its
+ * grant and slot instead, as a "ready" event. */
+static void start_next(mk_engine *e, mk_op *op) {
+  queue_remove(op);
+  if (op->hold) {
+    op->hold = 0; /* only the first attempt: a retry is sent as it comes */
+    op->held = 1;
+    e->held++;
+    push_done(e, op, MK_DONE_READY);
+  } else {
+    start(e, op);
   }
+}
+
+/* Start waiting exchanges while rate grants and in-flight room allow:
+ * creates first, in the order they were submitted, then polls, then the rest. */
+static void pump(mk_engine *e, double now) {
+  int room = e->max_in_flight - e->in_flight - e->held, creates, polls;
+  if (room <= 0) return;
+  creates = mk_grants_take(&e->grants, MK_LANE_CREATE, e->wait_submit.len < room ? e->wait_submit.len : room, now);
+  room -= creates;
+  polls = mk_grants_take(&e->grants, MK_LANE_POLL, e->wait_poll.len < room ? e->wait_poll.len : room, now);
+  mk_grants_settle(&e->grants); /* a grant is spent now or never */
+  while (creates-- > 0 && e->wait_submit.head) start_next(e, e->wait_submit.head);
+  while (polls-- > 0 && e->wait_poll.head) start_next(e, next_poll(e));
+  while (e->in_flight + e->held < e->max_in_flight && e->wait_slot.head) start_next(e, e->wait_slot.head);
+}
+
+void mk_engine_pump(mk_engine *e) {
+  double now = mk_now();
+  mk_grants_collect(&e->grants, now);
+  pump(e, now);
+}
+
+/* The store's timeouts; when it next needs a look. */
+static void store_tick(mk_engine *e, double now) {
+  double t = mk_grants_tick(&e->grants, now);
+  e->store_due = t < 0 ? -1 : now + t;
 }
 
 int mk_engine_hold(mk_op *op) {
@@ -466,7 +515,7 @@ static void fire(mk_engine *e, mk_timer *t) {
   } else if (op->type == MK_OP_TIMER) {
     push_done(e, op, MK_DONE_TIMER);
   } else {
-    queue_push(line_for(e, op), op);
+    enqueue(e, op);
   }
 }
 
@@ -533,7 +582,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud, void *sock
     return 0;
   }
   if (!i) {
-    if (e->npfds == e->cap_pfds) {
+    if (e->npfds + 1 >= e->cap_pfds) { /* room for one more: the store's socket */
       size_t cap = e->cap_pfds ? e->cap_pfds * 2 : 16;
       struct pollfd *p = realloc(e->pfds, cap * sizeof *p);
       if (!p) return -1;
@@ -579,18 +628,27 @@ static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errle
   return 0;
 }
 
+/* The store's socket, if it waits on one, in the place after libcurl's. */
+static int store_socket(mk_engine *e) {
+  mk_store *st = e->grants.store;
+  return st && st->ops->socket && st->ops->socket(st, &e->pfds[e->npfds]);
+}
+
 /* Wait up to `wait` seconds for the watched sockets, then let libcurl act on
- * the ready ones. Returns 1 when a signal cut the wait short. */
+ * the ready ones (and the store on its own). Returns 1 when a signal cut the wait short. */
 static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
-  int ms, n, ready = 0;
+  int ms, n, ready = 0, store = store_socket(e);
   size_t i;
+  short store_ready;
   if (!(wait >= 0)) wait = 0;
   if (wait > POLL_MAX_WAIT) wait = POLL_MAX_WAIT; /* the run loop waits again for the rest */
   ms = (int)(wait * 1000 + 0.999);
-  n = poll(e->pfds, (nfds_t)e->npfds, ms);
+  if (store) e->pfds[e->npfds].revents = 0;
+  n = poll(e->pfds, (nfds_t)(e->npfds + (size_t)store), ms);
   e->wakeups++;
   if (n < 0) return errno == EINTR ? 1 : (snprintf(err, errlen, "poll: %s", strerror(errno)), -1);
   if (n == 0) return 0;
+  store_ready = store ? e->pfds[e->npfds].revents : 0; /* read before libcurl moves its sockets */
   /* acting may add or remove sockets: note the ready ones first */
   if (e->nready_cap < e->npfds) {
     struct pollfd *r = realloc(e->ready, e->npfds * sizeof *r);
@@ -605,6 +663,11 @@ static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
     int flags = ((rev & (POLLIN | POLLHUP)) ? CURL_CSELECT_IN : 0) | ((rev & POLLOUT) ? CURL_CSELECT_OUT : 0) |
                 ((rev & (POLLERR | POLLNVAL)) ? CURL_CSELECT_ERR : 0);
     if (act(e, e->ready[i].fd, flags, err, errlen) != 0) return -1;
+  }
+  if (store_ready && e->grants.store) {
+    double now = mk_now();
+    e->grants.store->ops->ready(e->grants.store, store_ready, now);
+    if (mk_grants_collect(&e->grants, now)) pump(e, now); /* grants are spent at once */
   }
   return 0;
 }
@@ -637,9 +700,11 @@ static double idle_for(mk_engine *e, double now, double cap) {
   mk_timer *t = mk_heap_top(&e->timers);
   if (t && t->due - now < wait) wait = t->due - now;
   if (e->curl_due >= 0 && e->curl_due - now < wait) wait = e->curl_due - now;
+  if (e->store_due >= 0 && e->store_due - now < wait) wait = e->store_due - now;
   if (e->in_flight + e->held < e->max_in_flight) {
-    if (e->wait_submit.head && mk_rate_wait(&e->submit_rate, now) < wait) wait = mk_rate_wait(&e->submit_rate, now);
-    if (e->wait_poll.head && mk_rate_wait(&e->poll_rate, now) < wait) wait = mk_rate_wait(&e->poll_rate, now);
+    double w;
+    if (e->wait_submit.head && (w = mk_grants_wait(&e->grants, MK_LANE_CREATE, now)) < wait) wait = w;
+    if (e->wait_poll.head && (w = mk_grants_wait(&e->grants, MK_LANE_POLL, now)) < wait) wait = w;
     if (e->wait_slot.head) wait = 0;
   }
   if (e->in_flight && wait > ACTIVE_POLL_CAP) wait = ACTIVE_POLL_CAP;
@@ -651,6 +716,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
   for (;;) {
     double wait;
     fire_due(e, now);
+    store_tick(e, now);
     pump(e, now);
     if (e->curl_due >= 0 && e->curl_due <= now) {
       e->curl_due = -1;
@@ -658,6 +724,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
     }
     if (e->flying) watchdog(e, now);
     if (e->done_head) return 0;
+    if (e->grants.store && e->grants.store->host_questions) return 0; /* the Lua layer answers them */
     wait = until > now ? idle_for(e, now, until - now) : 0;
     if (e->npfds || wait > 0) {
       int rc = poll_sockets(e, wait, err, errlen);
@@ -672,14 +739,14 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
 
 double mk_engine_next_wakeup(mk_engine *e) {
   double now = mk_now();
-  if (e->done_head) return 0;
+  if (e->done_head || (e->grants.store && e->grants.store->host_questions)) return 0;
   if (!e->in_flight && !mk_heap_top(&e->timers) && !e->wait_submit.head && !e->wait_poll.head && !e->wait_slot.head)
     return -1;
   return idle_for(e, now, 3600.0);
 }
 
-const struct pollfd *mk_engine_sockets(const mk_engine *e, size_t *n) {
-  *n = e->npfds;
+const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n) {
+  *n = e->npfds + (size_t)store_socket(e);
   return e->pfds;
 }
 
@@ -868,7 +935,7 @@ mk_op *mk_engine_call(mk_engine *e, int post, const char *path, const char *body
     mk_engine_release(e, op);
     return NULL;
   }
-  queue_push(line_for(e, op), op);
+  enqueue(e, op);
   return op;
 }
 
@@ -903,7 +970,7 @@ int mk_engine_schedule(mk_engine *e, mk_op *op, double delay) {
   drop_xfer(e, op);
   remove_done(e, op);
   if (delay <= 0) {
-    queue_push(line_for(e, op), op);
+    enqueue(e, op);
     return 0;
   }
   return mk_heap_set(&e->timers, &op->timer, mk_now() + delay);
@@ -920,6 +987,32 @@ static struct curl_slist *headers(struct curl_slist *list, const char *line, int
     return list;
   }
   return next;
+}
+
+/* The rate windows: the client's own, or the account's in the store `cfg->share` names. */
+static int init_grants(mk_engine *e, const mk_config *cfg, char *err, size_t errlen) {
+  int limit[MK_LANES];
+  double per[MK_LANES];
+  mk_store *store = NULL;
+  limit[MK_LANE_CREATE] = cfg->submit_limit;
+  per[MK_LANE_CREATE] = cfg->submit_per;
+  limit[MK_LANE_POLL] = cfg->poll_limit;
+  per[MK_LANE_POLL] = cfg->poll_per;
+  if (cfg->share && cfg->share[0]) {
+    char why[200];
+    store = mk_store_open(cfg->share, why, sizeof why);
+    if (!store) {
+      snprintf(err, errlen, "rate.shared: %s", why);
+      return -1;
+    }
+    mk_account_id(e->origin, cfg->api_key ? cfg->api_key : "", store->account);
+    store->client = (uint64_t)(mk_random(e) * 9007199254740992.0) ^ ((uint64_t)getpid() << 32);
+  }
+  if (mk_grants_init(&e->grants, limit, per, store, cfg->clients) != 0) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  return 0;
 }
 
 static char *dup_or_null(const char *s) {
@@ -1009,12 +1102,16 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   e->max_body = cfg->max_body;
   e->max_download = cfg->max_download;
   e->max_in_flight = cfg->max_connections * 4;
-  if (mk_rate_init(&e->submit_rate, cfg->submit_limit, cfg->submit_per) != 0 ||
-      mk_rate_init(&e->poll_rate, cfg->poll_limit, cfg->poll_per) != 0)
-    goto oom;
   e->rng = cfg->seed ? cfg->seed : ((uint64_t)(wall_now() * 1e6) ^ (uint64_t)(uintptr_t)e);
   if (!e->rng) e->rng = 88172645463325252ULL;
-  e->curl_due = -1;
+  e->curl_due = e->store_due = -1;
+  e->pfds = malloc(16 * sizeof *e->pfds); /* never NULL: the store's socket has a place even with no other */
+  if (!e->pfds) goto oom;
+  e->cap_pfds = 16;
+  if (init_grants(e, cfg, err, errlen) != 0) {
+    mk_engine_free(e);
+    return NULL;
+  }
   if (curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
@@ -1058,8 +1155,7 @@ void mk_engine_free(mk_engine *e) {
   wipe(e->key);
   wipe(e->key_json);
   mk_heap_free(&e->timers);
-  mk_rate_free(&e->submit_rate);
-  mk_rate_free(&e->poll_rate);
+  mk_grants_free(&e->grants);
   free(e->slots);
   free(e->free_slots);
   free(e->gens);

@@ -40,9 +40,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "grant.h"
 #include "heap.h"
 #include "http.h"
-#include "ratelimit.h"
 
 typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER } mk_op_type;
 
@@ -126,6 +126,9 @@ typedef struct mk_config {
   int max_connections;
   int submit_limit; double submit_per;  /* limit <= 0 disables */
   int poll_limit; double poll_per;
+  const char *share;        /* the account's windows: "file:/path", "redis://host:port/db" or "host"
+                               (the Lua layer's); NULL: the client's own */
+  int clients;              /* clients sharing the account (the fallback while the store is away); 0: ask the store */
   uint64_t seed;            /* 0: seed from the clock */
   double record_grace;      /* seconds a new task's record may be missing ("recordInfo is null") */
 } mk_config;
@@ -147,7 +150,7 @@ typedef struct mk_engine {
   double record_grace;
   size_t max_body;
   long long max_download;
-  mk_rate submit_rate, poll_rate;
+  mk_grants grants;          /* rate windows: the client's own, or the account's in a store */
   mk_heap timers;
   mk_op **slots;
   uint32_t nslots, cap_slots;
@@ -161,12 +164,14 @@ typedef struct mk_engine {
   int held;                 /* createTasks at the door: each keeps an in-flight slot */
   uint64_t rng;
   unsigned long long requests, polls_sent, creates_sent;
+  unsigned long long rate_limited; /* answers 429 (HTTP or body code) */
   unsigned long long wakeups;  /* returns from poll(): shows there is no busy loop */
   struct pollfd *pfds;         /* the sockets libcurl wants watched, and for what */
   size_t npfds, cap_pfds;
   struct pollfd *ready;        /* scratch: the sockets one poll found ready */
   size_t nready_cap;
   double curl_due;             /* when libcurl's own timer runs out; -1: none */
+  double store_due;            /* when the rate store next needs a look; -1: none */
 } mk_engine;
 
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen);
@@ -215,7 +220,9 @@ void mk_engine_unpop_done(mk_engine *e, mk_op *op);
 /* Seconds until the engine next needs to run (0: now), or -1 when idle. */
 double mk_engine_next_wakeup(mk_engine *e);
 /* The sockets to watch (fd and POLLIN/POLLOUT), for a host's own event loop. */
-const struct pollfd *mk_engine_sockets(const mk_engine *e, size_t *n);
+const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n);
+/* Start what may start now: after the Lua layer answered the store's questions. */
+void mk_engine_pump(mk_engine *e);
 /* Ops not yet released. */
 uint32_t mk_engine_live(const mk_engine *e);
 

@@ -6,15 +6,18 @@
  * jitter can bunch them: keep a margin so a full window stays under the limit. */
 #define MARGIN_FRACTION 0.02
 #define MARGIN_SECONDS 0.01
+/* A shared window's extra: a grant from the store reaches the gateway later
+ * than a client's own (another process may be scheduled out in between). */
+#define SHARED_MARGIN_SECONDS 0.05
 
 int mk_rate_init(mk_rate *r, int limit, double per) {
   r->spent = NULL;
-  r->limit = r->used = r->head = 0;
+  r->limit = r->used = r->head = r->cap = 0;
   r->per = 0;
   if (limit <= 0 || per <= 0) return 0;
   r->spent = calloc((size_t)limit, sizeof *r->spent);
   if (!r->spent) return -1;
-  r->limit = limit;
+  r->limit = r->cap = limit;
   r->per = per * (1 + MARGIN_FRACTION) + MARGIN_SECONDS;
   return 0;
 }
@@ -22,7 +25,7 @@ int mk_rate_init(mk_rate *r, int limit, double per) {
 void mk_rate_free(mk_rate *r) {
   free(r->spent);
   r->spent = NULL;
-  r->limit = 0;
+  r->limit = r->cap = 0;
 }
 
 double mk_rate_wait(const mk_rate *r, double now) {
@@ -32,6 +35,15 @@ double mk_rate_wait(const mk_rate *r, double now) {
   return free_at > now ? free_at - now : 0;
 }
 
+int mk_rate_available(const mk_rate *r, double now) {
+  int n, i;
+  if (r->limit == 0) return 1 << 30;
+  n = r->limit - r->used;
+  /* the ring holds the spent times oldest first, from `used` places before `head` */
+  for (i = 0; i < r->used && r->spent[(r->head - r->used + i + r->limit) % r->limit] + r->per <= now; i++) n++;
+  return n;
+}
+
 int mk_rate_take(mk_rate *r, double now) {
   if (r->limit == 0) return 1;
   if (mk_rate_wait(r, now) > 0) return 0;
@@ -39,4 +51,17 @@ int mk_rate_take(mk_rate *r, double now) {
   r->head = (r->head + 1) % r->limit;
   if (r->used < r->limit) r->used++;
   return 1;
+}
+
+void mk_rate_restart(mk_rate *r, int limit, double now) {
+  int i;
+  if (r->cap == 0) return;
+  r->limit = limit < 1 ? 1 : limit > r->cap ? r->cap : limit;
+  for (i = 0; i < r->limit; i++) r->spent[i] = now;
+  r->used = r->limit;
+  r->head = 0;
+}
+
+double mk_shared_per(double per) {
+  return per * (1 + MARGIN_FRACTION) + SHARED_MARGIN_SECONDS;
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run examples/openresty/nginx.conf: PORT and GATEWAY as arguments (defaults
-# 8080 and the emulator at http://127.0.0.1:8089), in a private prefix.
+# 8080 and the emulator at http://127.0.0.1:8089), in a private prefix, with
+# WORKERS worker processes (default 1).
 #   make core LUA_INC=/usr/include/luajit-2.1 BUILD=build/luajit
 #   lua5.4 bin/modkie mock --port 8089 &   # the gateway emulator
 #   examples/openresty/run.sh 8080 http://127.0.0.1:8089
@@ -9,10 +10,12 @@ set -eu
 port=${1:-8080}
 gateway=${2:-http://127.0.0.1:8089}
 secret=${MODKIE_WEBHOOK_SECRET:-demo-secret}
+workers=${WORKERS:-1}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 prefix=${PREFIX:-$(mktemp -d)}
 mkdir -p "$prefix/logs"
 sed -e "s|__PORT__|$port|g" -e "s|__ROOT__|$root|g" -e "s|__GATEWAY__|$gateway|g" -e "s|__SECRET__|$secret|g" \
+  -e "s|__WORKERS__|$workers|g" \
   "$root/examples/openresty/nginx.conf" > "$prefix/nginx.conf"
 # Started as root, nginx runs its workers as nobody, who may not be allowed
 # to read this checkout (under /root, or any folder closed to others) and

@@ -10,6 +10,7 @@ local Job = require "modkie.job"
 local models = require "modkie.models"
 local record = require "modkie.record"
 local schedule = require "modkie.schedule"
+local SharedDict = require "modkie.shared_dict"
 local suggest = require "modkie.suggest"
 local wait = require "modkie.wait"
 
@@ -93,17 +94,37 @@ local function check_rate_pair(name, pair)
   return pair
 end
 
+local RATE_KEYS = { submit = true, poll = true, shared = true, clients = true }
+
+-- rate.shared: the store's spec for the C core ("file:…", "redis://…", or
+-- "host" for a shared dict the Lua layer answers from), and the dict.
+local function check_shared(v)
+  if v == nil then return nil end
+  if type(v) == "string" and (v:match("^file:.") or v:match("^redis://.")) then return v end
+  if SharedDict.is_dict(v) then return "host", v end
+  -- never echo a string: a redis URL may hold a password
+  error("modkie.new: option 'rate.shared' must be an OpenResty shared dict (ngx.shared.NAME), \"file:/path\" "
+    .. "or \"redis://host:port/db\", got " .. (type(v) == "string" and "another string" or type(v)), 4)
+end
+
 local function rates(rate)
   if rate == false then return false, false end
   if rate == true or rate == nil then rate = {} end
   for k in pairs(rate) do
-    if k ~= "submit" and k ~= "poll" then
-      error("modkie.new: unknown option 'rate." .. tostring(k) .. "' (rate takes submit and poll)", 3)
+    if not RATE_KEYS[k] then
+      error("modkie.new: unknown option 'rate." .. tostring(k) .. "' (rate takes submit, poll, shared and clients)"
+        .. suggest.hint(tostring(k), RATE_KEYS), 3)
     end
   end
   local submit = rate.submit == nil and { 20, 10 } or check_rate_pair("submit", rate.submit)
   local poll = rate.poll == nil and { 10, 1 } or check_rate_pair("poll", rate.poll)
-  return submit, poll
+  local share, dict = check_shared(rate.shared)
+  local clients = rate.clients
+  if clients ~= nil and not (type(clients) == "number" and whole_within(1, 1e6)(clients)) then
+    error("modkie.new: option 'rate.clients' must be a whole number from 1 to 1e6 (the clients sharing the account)",
+      3)
+  end
+  return submit, poll, share, clients, dict
 end
 
 --- Check and normalise the base URL: http(s), no trailing slash; plain http
@@ -171,7 +192,7 @@ function Client.new(opts)
   elseif opts.api_key == nil and os.getenv("MODKIE_API_KEY") == "" then
     key_problem = "the API key is empty: MODKIE_API_KEY is set, but to nothing"
   end
-  local submit_rate, poll_rate = rates(opts.rate)
+  local submit_rate, poll_rate, share, clients, dict = rates(opts.rate)
   local json = cjson.new()
   json.decode_max_depth(64)
   json.encode_max_depth(64)
@@ -187,6 +208,7 @@ function Client.new(opts)
     _start = {},     -- coroutine -> arguments for its first resume
     _active = 0,     -- jobs not yet ended
     _log = opts.log, _wait = opts.wait,
+    _dict = dict and SharedDict.new(dict), -- answers the engine's rate questions from a shared dict
   }, Client)
   -- The engine calls poll_interval with a job's handle; hand the job (or its
   -- model) over instead. Weakly: a function the engine holds must not keep
@@ -215,7 +237,7 @@ function Client.new(opts)
     retries = opts.retries, max_body = opts.max_body, max_download = opts.max_download,
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
     poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
-    seed = opts.seed, record_grace = opts.record_grace,
+    seed = opts.seed, record_grace = opts.record_grace, share = share, clients = clients,
   })
   return self
 end
@@ -525,12 +547,24 @@ function on.timer(self, p)
   self:_finish(p, "success")
 end
 
+-- The account's rate store went away (the client carries on with local
+-- windows) or came back: said once each time.
+function Client:_store_event(ev)
+  if ev.state == "away" then
+    self:_emit("warn", "store", { state = "away", message = ev.message
+      .. "; carrying on with local windows at a fraction of the limits" })
+  else
+    self:_emit("info", "store", { state = "back" })
+  end
+end
+
 function Client:_dispatch(events)
   local ops = self._ops
   for i = 1, #events do
     local ev = events[i]
     local p = ops[ev.h]
-    if p then on[ev.type](self, p, ev) end
+    if p then on[ev.type](self, p, ev)
+    elseif ev.type == "store" then self:_store_event(ev) end
   end
 end
 
@@ -590,6 +624,8 @@ function Client:step(timeout)
   if #self._ready > 0 then timeout = 0 end
   self._stepping = true
   local ok, events = pcall(self._engine.step, self._engine, timeout or 0)
+  -- the engine stops for its rate questions; their grants start at once
+  if ok and self._dict then self._dict:answer(self._engine) end
   if ok and events then ok, events = pcall(self._dispatch, self, events) end
   self._stepping = false
   if self._close_pending then self:close() end -- close() called inside the step

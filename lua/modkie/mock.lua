@@ -65,7 +65,9 @@ Prompt directives script a job: [fail] [seconds=N] [outputs=N] [text]
 [size=BYTES] [ext=png] [fault=ENDPOINT:KIND] [fault=ENDPOINT:KINDxN] (the
 first N requests of that endpoint for this job get KIND; several separated
 by commas). Control endpoints (no auth): GET /__mock/stats,
-GET /__mock/tasks, POST /__mock/reset, POST /__mock/credits {"key","balance"}.
+GET /__mock/tasks, GET /__mock/limits (with --limits: the time of every
+request the limits counted, per key, admitted or refused), POST /__mock/reset,
+POST /__mock/credits {"key","balance"}.
 ]]
 
 local function number_flag(min, max, integer)

@@ -494,6 +494,19 @@ local function mock_tasks(self, ctx)
   return answer(200, json.encode(json.array(list)))
 end
 
+-- What the rate limits saw (--limits): every arrival's time per key, admitted or refused.
+local function mock_limits(self)
+  if not self.limits then return answer(200, '{"enabled":false}') end
+  local out = { enabled = true }
+  for name, l in pairs(self.limits) do
+    local r = l:report()
+    local keys = {}
+    for i, k in ipairs(r.keys) do keys[i] = { admitted = json.array(k.admitted), refused = json.array(k.refused) } end
+    out[name] = { limit = r.limit, window = r.window, keys = json.array(keys) }
+  end
+  return answer(200, json.encode(out))
+end
+
 -- POST /__mock/replay {"path": P, "taskId"?: ID, "answers": [{"status"?, "body", "headers"?}, …]}:
 -- the next requests to path P (for recordInfo: of task ID) get these answers
 -- verbatim, in order, the last one again and again: a test replays a
@@ -560,6 +573,7 @@ local ROUTES = {
   ["/__mock/stats"] = { name = "mock_stats", method = "GET", fn = mock_stats },
   ["/__mock/tasks"] = { name = "mock_tasks", method = "GET", fn = mock_tasks },
   ["/__mock/reset"] = { name = "mock_reset", method = "POST", fn = mock_reset },
+  ["/__mock/limits"] = { name = "mock_limits", method = "GET", fn = mock_limits },
   ["/__mock/credits"] = { name = "mock_credits", method = "POST", fn = mock_credits },
   ["/__mock/replay"] = { name = "mock_replay", method = "POST", fn = mock_replay },
 }
