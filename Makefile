@@ -108,7 +108,8 @@ clean:
 
 # The whole spec suite with the C core built under AddressSanitizer and
 # UndefinedBehaviorSanitizer (with float-cast-overflow, which gcc's "undefined"
-# leaves out: a number from Lua cast to an integer out of range). lua5.4 itself is not instrumented, so the
+# leaves out: a number from Lua cast to an integer out of range). --cpath: the
+# instrumented core, not the plain one .busted names first. lua5.4 itself is not instrumented, so the
 # sanitizer runtimes are preloaded; any report fails the run.
 ASAN_BUILD = build/asan
 ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
@@ -122,7 +123,8 @@ asan: test-deps $(NODLCLOSE)
 	  SANITIZE="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow"
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" LD_PRELOAD="$(ASAN_RT) $(CURDIR)/$(NODLCLOSE)" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(SPECS)
+	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --cpath="$(CURDIR)/$(ASAN_BUILD)/?.so;" \
+	  --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(SPECS)
 
 # The spec suite's C paths under valgrind memcheck: no invalid access, no
 # definite leak. The emulator processes the specs start are not traced.

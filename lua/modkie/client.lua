@@ -34,6 +34,9 @@ local OPTIONS = {
 }
 local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
   validate = { boolean = true }, meta = true, hold = { boolean = true } }
+local GENERATE_OPTIONS = { timeout = { number = true }, download = { string = true } }
+for k, v in pairs(SUBMIT_OPTIONS) do GENERATE_OPTIONS[k] = v end
+GENERATE_OPTIONS.hold = nil -- generate sends at once
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
 --- Raise on unknown option names and wrong types: a typo must not pass silently.
@@ -142,7 +145,12 @@ local function check_base_url(url, allow_insecure)
     error("modkie.new: base_url '" .. url .. "' is plain http to another host: the API key would cross the network "
       .. "unencrypted; use https, or pass allow_insecure = true", 3)
   end
-  return (url:gsub("/+$", ""))
+  url = url:gsub("/+$", "")
+  -- the docs show endpoints as …/api/v1/jobs/createTask: a base URL copied
+  -- with its /api/v1 would make every call 404; the base is the root
+  local root = url:match("^(.-)/[Aa][Pp][Ii]/[Vv]1$") or url:match("^(.-)/[Aa][Pp][Ii]$")
+  if root and root:match("^%a[%w+.-]*://[^/]+") then url = root end
+  return url
 end
 
 local function check_key(key)
@@ -178,6 +186,12 @@ function Client.new(opts)
   local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
   local key = check_key(opts.api_key or os.getenv("MODKIE_API_KEY"))
+  local key_problem -- say what is wrong with the key, not just that there is none
+  if opts.api_key == "" then
+    key_problem = "the API key is empty (api_key = \"\" was given to modkie.new)"
+  elseif opts.api_key == nil and os.getenv("MODKIE_API_KEY") == "" then
+    key_problem = "the API key is empty: MODKIE_API_KEY is set, but to nothing"
+  end
   local submit_rate, poll_rate, share, clients, dict = rates(opts.rate)
   local json = cjson.new()
   json.decode_max_depth(64)
@@ -186,7 +200,7 @@ function Client.new(opts)
   local self = setmetatable({
     base_url = base_url,
     deadline = opts.deadline == nil and 900 or opts.deadline,
-    _json = json, _has_key = key ~= nil,
+    _json = json, _has_key = key ~= nil, _key_problem = key_problem,
     _ops = {},       -- engine handle -> job, call, download or alarm
     _ready = {},     -- coroutines to resume on the next step
     _queued = {},    -- set of the coroutines in _ready
@@ -242,8 +256,8 @@ end
 
 -- ---------------------------------------------------------------- jobs
 
-local function no_key()
-  return Error.new("config", "no API key: set MODKIE_API_KEY or pass api_key to modkie.new")
+local function no_key(self)
+  return Error.new("config", self._key_problem or "no API key: set MODKIE_API_KEY or pass api_key to modkie.new")
 end
 
 local function closed()
@@ -274,6 +288,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation" (with `problems`) or "config"
 function Client:submit(model, input, opts)
+  Error.method(self, Client, "submit", "client")
   Error.check(1, "submit", model, "string")
   Error.check(2, "submit", input, "table")
   Error.check(3, "submit", opts, "?table")
@@ -284,7 +299,7 @@ function Client:submit(model, input, opts)
     local ok, err = models.validate(model, input)
     if not ok then return nil, err end
   end
-  if not self._has_key then return nil, no_key() end
+  if not self._has_key then return nil, no_key(self) end
   local body, jerr = self._json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
@@ -307,6 +322,46 @@ function Client:submit(model, input, opts)
   return job
 end
 
+--- Submit a job, wait for it to end and (with `download`) save its outputs:
+-- the one call replicate's `run` and fal's `subscribe` taught users.
+-- @tparam string model
+-- @tparam table input
+-- @tparam[opt] table opts `submit`'s options (`callback_url`, `deadline`,
+--   `validate`, `meta`), and `timeout` (seconds to wait; the job keeps
+--   going after it), `download` (a folder: checked before anything is sent,
+--   then the outputs are saved there and listed in `res.files`)
+-- @treturn[1] table the result, as `job:await` gives it (with `files`)
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error as `submit`, `await` or `download` return it
+-- @treturn modkie.Job|nil the job (nil when it could not be submitted): on
+--   a timeout it keeps going, and `job:await()` waits for it again
+function Client:generate(model, input, opts)
+  Error.method(self, Client, "generate", "client")
+  Error.check(1, "generate", model, "string")
+  Error.check(2, "generate", input, "table")
+  Error.check(3, "generate", opts, "?table")
+  opts = opts or {}
+  check_options("generate", opts, GENERATE_OPTIONS)
+  local sopts, timeout, dir = {}, opts.timeout, opts.download
+  for k, v in pairs(opts) do
+    if k ~= "timeout" and k ~= "download" then sopts[k] = v end
+  end
+  if dir then
+    local ok, err = require("modkie.download").check_dir(dir)
+    if not ok then return nil, err end
+  end
+  local job, err = self:submit(model, input, sopts)
+  if not job then return nil, err end
+  local res
+  res, err = job:await(timeout)
+  if res and dir then
+    local files, derr = job:download(dir)
+    if not files then return nil, derr, job end
+    res.files = files
+  end
+  return res, err, job
+end
+
 --- Adopt a task created earlier (after a restart): poll it to its end.
 -- @tparam string task_id
 -- @tparam[opt] table opts `deadline`, `meta`, `model`
@@ -314,12 +369,13 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "config"
 function Client:job(task_id, opts)
+  Error.method(self, Client, "job", "client")
   check_task_id("job", task_id)
   Error.check(2, "job", opts, "?table")
   opts = opts or {}
   check_options("job", opts, JOB_OPTIONS)
   if self._closed then return nil, closed() end
-  if not self._has_key then return nil, no_key() end
+  if not self._has_key then return nil, no_key(self) end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
   local h = self._engine:adopt(task_id, deadline_seconds(deadline))
@@ -331,6 +387,7 @@ end
 
 function Client:_finish(p, state, result, err)
   p.done, p.state, p.result, p.error, p.held = true, state, result, err, nil
+  p.ended_at = core.now() -- await_any and completed hand jobs out in the order they ended
   if self._ops[p._h] == p then self._ops[p._h] = nil end
   if getmetatable(p) == Job then self._active = self._active - 1 end
   for co in pairs(p.waiters) do self:_ready_push(co) end
@@ -356,6 +413,38 @@ local function error_from(t, extra)
   for k, v in pairs(t) do if k ~= "kind" and k ~= "message" then fields[k] = v end end
   for k, v in pairs(extra or {}) do fields[k] = v end
   return Error.new(t.kind, t.message, fields)
+end
+
+local CONNECT_FAILED = { "Couldn't connect", "Connection refused", "Failed to connect" }
+
+--- Add to an error from the gateway what points to its fix: the URL of a
+-- 404 (a wrong base_url makes every call one), the key on a 401, the
+-- emulator when nothing listens on this machine. `request`: "METHOD URL".
+function Client:_explain(err, request)
+  if not request then return err end
+  local msg = err.message
+  if err.status == 404 then
+    msg = msg .. " (" .. request .. ")"
+  elseif err.kind == "auth" then
+    msg = msg .. "; check the API key (MODKIE_API_KEY, or api_key in modkie.new)"
+  elseif err.kind == "network" then
+    local origin = core.origin(self.base_url)
+    for _, s in ipairs(CONNECT_FAILED) do
+      if origin and origin.loopback and msg:find(s, 1, true) then
+        msg = msg .. ("; nothing listens at %s: to try modkie without a gateway, start the emulator there "
+          .. "(modkie mock --port %d)"):format(self.base_url, origin.port)
+        break
+      end
+    end
+  end
+  err.message = msg
+  return err
+end
+
+-- "METHOD URL" of a job's current exchange.
+function Client:_request_of(job)
+  if job.id then return "GET " .. self.base_url .. "/api/v1/jobs/recordInfo?taskId=" .. job.id end
+  return "POST " .. self.base_url .. "/api/v1/jobs/createTask"
 end
 
 local on = {}
@@ -436,7 +525,7 @@ function on.done(self, job, ev)
   else
     local extra = { task_id = job.id }
     if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
-    err = error_from(ev.error, extra)
+    err = self:_explain(error_from(ev.error, extra), self:_request_of(job))
   end
   self:_finish(job, state, result, err)
   self:_emit(err and "warn" or "info", "done", {
@@ -447,7 +536,7 @@ end
 
 function on.reply(self, p, ev)
   if ev.error then
-    self:_finish(p, "error", nil, error_from(ev.error))
+    self:_finish(p, "error", nil, self:_explain(error_from(ev.error), p.request))
   else
     p.data = ev.data
     self:_finish(p, "success", ev.path or ev.data)
@@ -521,6 +610,7 @@ end
 -- the coroutines it woke.
 -- @treturn number jobs still active
 function Client:step(timeout)
+  Error.method(self, Client, "step", "client")
   Error.check(1, "step", timeout, "?number")
   local co, main = coroutine.running()
   if co and not main and wait.owners[co] == self then
@@ -546,14 +636,17 @@ end
 
 --- `step(0)`: for a game's frame loop.
 function Client:update()
+  Error.method(self, Client, "update", "client")
   return self:step(0)
 end
 
 --- Seconds until the client next needs a step (0: now), or nil when idle.
 function Client:timeout()
+  Error.method(self, Client, "timeout", "client")
   if #self._ready > 0 then return 0 end
   if self._closed then return nil end
-  return self._engine:timeout()
+  local seconds = self._engine:timeout() -- nothing at all when idle: say nil
+  return seconds
 end
 
 --- The sockets a host's own event loop should watch for this client:
@@ -561,6 +654,7 @@ end
 -- `client:timeout()` seconds pass, call `client:step(0)`, then ask again:
 -- the set changes as connections open and close.
 function Client:fds()
+  Error.method(self, Client, "fds", "client")
   if self._closed then return {} end
   return self._engine:fds()
 end
@@ -569,6 +663,7 @@ end
 -- step; inside it, await yields instead of blocking.
 -- @treturn thread the coroutine
 function Client:go(fn, ...)
+  Error.method(self, Client, "go", "client")
   Error.check(1, "go", fn, "function")
   local co = coroutine.create(fn)
   wait.owners[co] = self
@@ -580,6 +675,7 @@ end
 
 --- `go(fn, ...)` if fn is given, then step until nothing is left to do.
 function Client:run(fn, ...)
+  Error.method(self, Client, "run", "client")
   Error.check(1, "run", fn, "?function")
   if fn then self:go(fn, ...) end
   while not self._closed and (#self._ready > 0 or self._engine:timeout() ~= nil) do
@@ -590,6 +686,7 @@ end
 --- Pass `seconds` without blocking the client's other work: yields inside
 -- the scheduler or OpenResty; elsewhere drives the client while it waits.
 function Client:sleep(seconds)
+  Error.method(self, Client, "sleep", "client")
   Error.check(1, "sleep", seconds, "number")
   local alarm = self:_alarm(seconds)
   wait.any(self, { alarm })
@@ -621,8 +718,9 @@ end
 
 function Client:_call(method, path, body)
   if self._closed then return nil, closed() end
-  if not self._has_key then return nil, no_key() end
+  if not self._has_key then return nil, no_key(self) end
   local p = new_pending(self, self._engine:call(method, path, body))
+  p.request = method .. " " .. self.base_url .. path
   wait.any(self, { p })
   if p.error then return nil, p.error end
   if p.data == nil or type(p.data) == "userdata" then -- absent, or JSON null
@@ -645,6 +743,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Client:record(task_id)
+  Error.method(self, Client, "record", "client")
   check_task_id("record", task_id)
   local data, err = self:_call("GET", "/api/v1/jobs/recordInfo?taskId=" .. percent_encode(task_id))
   if not data then return nil, err end
@@ -659,6 +758,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Client:credits()
+  Error.method(self, Client, "credits", "client")
   local data, err = self:_call("GET", "/api/v1/chat/credit")
   if data == nil then return nil, err end
   local n = record.number(data)
@@ -672,6 +772,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Client:download_url(url)
+  Error.method(self, Client, "download_url", "client")
   Error.check(1, "download_url", url, "string")
   local data, err = self:_call("POST", "/api/v1/common/download-url", self._json.encode({ url = url }))
   if data == nil then return nil, err end
@@ -717,11 +818,13 @@ Client.__gc = Client.close
 -- `{ [model] = { seconds, … } }`, to start another client warm
 -- (`poll_history = …`); nil otherwise.
 function Client:poll_history()
+  Error.method(self, Client, "poll_history", "client")
   return self._learner and self._learner:history()
 end
 
 --- Engine counters: live ops, transfers in flight, requests sent, …
 function Client:stats()
+  Error.method(self, Client, "stats", "client")
   return self._engine:stats()
 end
 

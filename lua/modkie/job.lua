@@ -39,6 +39,7 @@ end
 -- @treturn[2] modkie.Error kind "failed", "deadline", "cancelled", …; or "timeout"
 --   when `timeout` ran out (the job keeps going; await again later)
 function Job:await(timeout)
+  Error.method(self, Job, "await", "job")
   Error.check(1, "await", timeout, "?number")
   if not self.done and not wait.any(self.client, { self }, timeout) then
     return nil, wait.timeout_error("await: job " .. (self.id or "(not yet accepted)"), timeout, self.id)
@@ -54,6 +55,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error why the job ended without an id, or "timeout"
 function Job:accepted(timeout)
+  Error.method(self, Job, "accepted", "job")
   Error.check(1, "accepted", timeout, "?number")
   if not self.id and not self.done then
     local signal = self._accept or { done = false, waiters = {} }
@@ -69,6 +71,7 @@ end
 --- The result if the job has ended, without waiting: `res` or `nil, err`;
 -- `nil` alone while it runs.
 function Job:poll()
+  Error.method(self, Job, "poll", "job")
   if not self.done then return nil end
   if self.error then return nil, self.error end
   return self.result
@@ -80,6 +83,7 @@ end
 -- left the process.
 -- @treturn boolean true when it went out, false when the job was not held
 function Job:send()
+  Error.method(self, Job, "send", "job")
   return self.client:_send(self)
 end
 
@@ -87,6 +91,7 @@ end
 -- The gateway has no cancel call: a task it accepted still runs (and bills) there.
 -- @treturn boolean true when the job was still running
 function Job:cancel()
+  Error.method(self, Job, "cancel", "job")
   if self.done then return false end
   return self.client:_cancel(self)
 end
@@ -101,6 +106,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Job:download(dir, opts)
+  Error.method(self, Job, "download", "job")
   Error.check(1, "download", dir, "string")
   Error.check(2, "download", opts, "?table")
   opts = opts or {}

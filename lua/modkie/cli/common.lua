@@ -177,7 +177,11 @@ function common.parse_sets(model, sets, input)
       end
     end
   end
-  if #problems > 0 then return nil, problems_error(model, problems) end
+  if #problems > 0 then
+    local err = problems_error(model, problems)
+    err.input = input -- what did convert (validate lists every problem, schema ones too)
+    return nil, err
+  end
   return input
 end
 
@@ -190,7 +194,7 @@ end
 function common.input(model, sets, prompt, validate)
   local input, serr = common.parse_sets(model, sets)
   local problems = serr and serr.problems or {}
-  input = input or {}
+  input = input or serr.input
   if prompt then input.prompt = prompt end
   if validate then
     local ok, verr = models.validate(model, input)
