@@ -574,7 +574,7 @@ describe("hardening of issue 9", function()
     assert.matches("symbolic link", err.message)
     assert.equal("precious\n", helper.read_file(victim))
     -- the journal module itself
-    local j, jerr = require("modkie.journal").open(link)
+    local j, jerr = require("modkie.batch.journal").open(link)
     assert.is_nil(j)
     assert.matches("symbolic link", jerr.message)
     assert.equal("precious\n", helper.read_file(victim))

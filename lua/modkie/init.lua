@@ -161,14 +161,21 @@ function modkie.completed(jobs, timeout)
   end
 end
 
--- The batch, template and webhook layers load on first use.
+-- The batch, template and webhook layers load on first use: only these
+-- names, and a module that fails to load raises its own error.
+local lazy = {
+  batch = "modkie.batch",
+  template = "modkie.batch.template",
+  rows = "modkie.batch.rows",
+  webhook = "modkie.webhook",
+}
 setmetatable(modkie, {
   __index = function(t, k)
-    local ok, mod = pcall(require, "modkie." .. tostring(k))
-    if ok and (k == "template" or k == "batch" or k == "webhook" or k == "rows") then
-      rawset(t, k, mod)
-      return mod
-    end
+    local name = lazy[k]
+    if not name then return nil end
+    local mod = require(name)
+    rawset(t, k, mod)
+    return mod
   end,
 })
 

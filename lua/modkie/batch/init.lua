@@ -17,7 +17,7 @@
 local core = require "modkie.core"
 local Error = require "modkie.error"
 local download = require "modkie.download"
-local journal_mod = require "modkie.journal"
+local journal_mod = require "modkie.batch.journal"
 local wait = require "modkie.wait"
 local plan_mod = require "modkie.batch.plan"
 local suggest = require "modkie.suggest"
