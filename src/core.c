@@ -20,6 +20,7 @@
 #include <lualib.h>
 
 #include "compat.h"
+#include "durations_lua.h"
 #include "engine.h"
 #include "hmac.h"
 #include "job.h"
@@ -42,6 +43,7 @@ typedef struct engine_ud {
   int raised_ref;        /* an error Lua raised during a step (Ctrl-C, a bad poll_interval), or LUA_NOREF */
   int events_ref;        /* registry slot: the events not yet handed out (a table), or false */
   int body_ref;          /* step_body, made once so that a step allocates nothing when nothing happened */
+  int durations_ref;     /* the durations object the engine ranks polls with, or LUA_NOREF */
   int in_hand;           /* the handlers are on the op u->hand */
   int hand_committed;    /* ... and have started changing the engine for it */
   int hand_n;            /* the number of events before the op in hand's */
@@ -154,10 +156,17 @@ static int l_new(lua_State *L) {
   opt_rate(L, 1, "poll_rate", &cfg.poll_limit, &cfg.poll_per);
   cfg.share = opt_string(L, 1, "share");
   cfg.clients = (int)opt_number(L, 1, "clients", 0, 0, 1e6);
+  cfg.time_scale = opt_number(L, 1, "time_scale", 1, 1e-6, 1e6);
+  lua_getfield(L, 1, "poll_interval");
+  cfg.budget = lua_isnil(L, -1); /* the default schedule: budget-aware */
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "durations");
+  if (!lua_isnil(L, -1)) cfg.durations = mk_check_durations(L, -1); /* kept alive by durations_ref below */
+  lua_pop(L, 1);
 
   u = (engine_ud *)lua_newuserdata(L, sizeof *u);
   memset(u, 0, sizeof *u);
-  u->decode_ref = u->interval_ref = u->raised_ref = u->events_ref = u->body_ref = LUA_NOREF;
+  u->decode_ref = u->interval_ref = u->raised_ref = u->events_ref = u->body_ref = u->durations_ref = LUA_NOREF;
   u->fixed_interval = -1;
   luaL_getmetatable(L, ENGINE_MT);
   lua_setmetatable(L, -2);
@@ -175,6 +184,10 @@ static int l_new(lua_State *L) {
   u->events_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushcfunction(L, step_body);
   u->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (cfg.durations) {
+    lua_getfield(L, 1, "durations");
+    u->durations_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
 
   u->e = mk_engine_new(&cfg, err, sizeof err);
   if (!u->e) return luaL_error(L, "modkie.core: %s", err);
@@ -196,14 +209,18 @@ static mk_op *check_op(lua_State *L, engine_ud *u, int i) {
   return mk_engine_lookup(u->e, (uint64_t)h);
 }
 
-/* engine:submit(json_body, deadline_seconds, hold) -> handle; with hold the
- * createTask waits at the door (a "ready" event) for engine:send(handle) */
+/* engine:submit(json_body, deadline_seconds, hold, model, callback) -> handle;
+ * with hold the createTask waits at the door (a "ready" event) for
+ * engine:send(handle); model and callback (a callback URL was given) tell
+ * the poll lane what to expect of the job */
 static int l_submit(lua_State *L) {
   engine_ud *u = check_ud(L);
   size_t len;
   const char *body = luaL_checklstring(L, 2, &len);
+  const char *model = luaL_optstring(L, 5, NULL);
   mk_op *op = mk_engine_submit(u->e, body, len, arg_seconds(L, 3, 0));
   if (op && lua_toboolean(L, 4)) mk_engine_hold(op);
+  if (op) mk_engine_job_info(u->e, op, model, lua_toboolean(L, 6));
   return push_handle(L, op);
 }
 
@@ -217,10 +234,13 @@ static int l_send(lua_State *L) {
   return 1;
 }
 
-/* engine:adopt(task_id, deadline_seconds) -> handle */
+/* engine:adopt(task_id, deadline_seconds, model) -> handle */
 static int l_adopt(lua_State *L) {
   engine_ud *u = check_ud(L);
-  return push_handle(L, mk_engine_adopt(u->e, luaL_checkstring(L, 2), arg_seconds(L, 3, 0)));
+  const char *model = luaL_optstring(L, 4, NULL);
+  mk_op *op = mk_engine_adopt(u->e, luaL_checkstring(L, 2), arg_seconds(L, 3, 0));
+  if (op) mk_engine_job_info(u->e, op, model, 0);
+  return push_handle(L, op);
 }
 
 /* engine:call("GET"|"POST", path, body?) -> handle */
@@ -245,6 +265,16 @@ static int l_download(lua_State *L) {
 static int l_timer(lua_State *L) {
   engine_ud *u = check_ud(L);
   return push_handle(L, mk_engine_timer(u->e, clamp_seconds(luaL_checknumber(L, 2))));
+}
+
+/* engine:called_back(handle) -> true when the job was live: its callback
+ * ended it (counted for the lane's fallback ranks); it stops as on cancel. */
+static int l_called_back(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_op *op = check_op(L, u, 2);
+  if (op && op->type == MK_OP_JOB && u->e->pid == getpid()) mk_engine_called_back(u->e, op);
+  lua_pushboolean(L, op != NULL);
+  return 1;
 }
 
 /* engine:cancel(handle) -> true when the op was live. Inside a step the op
@@ -445,6 +475,11 @@ static int read_reply(lua_State *L, engine_ud *u, mk_op *op, mk_reply *r) {
  * else the gateway's recommended schedule. A function that raises: the job
  * goes on on the default schedule and step raises the error once it is done.
  * Runs Lua: the caller looks the op up again afterwards. */
+/* The gateway's recommended schedule, at the engine's time scale. */
+static double default_interval(mk_engine *e, double elapsed) {
+  return mk_default_interval(elapsed / e->time_scale, mk_random(e)) * e->time_scale;
+}
+
 static double next_interval(lua_State *L, engine_ud *u, double elapsed, int polls, events *ev) {
   if (u->interval_ref != LUA_NOREF) {
     double secs = -1;
@@ -454,7 +489,7 @@ static double next_interval(lua_State *L, engine_ud *u, double elapsed, int poll
     lua_pushnumber(L, (lua_Number)u->hand); /* the Lua layer maps it to the job */
     if (lua_pcall(L, 3, 1, 0) != 0) {
       keep_raised(L, u);
-      return mk_default_interval(elapsed, mk_random(u->e));
+      return default_interval(u->e, elapsed);
     }
     if (lua_type(L, -1) == LUA_TNUMBER) secs = lua_tonumber(L, -1);
     lua_pop(L, 1);
@@ -467,7 +502,7 @@ static double next_interval(lua_State *L, engine_ud *u, double elapsed, int poll
   } else if (u->fixed_interval >= 0) {
     return u->fixed_interval;
   }
-  return mk_default_interval(elapsed, mk_random(u->e));
+  return default_interval(u->e, elapsed);
 }
 
 static int out_of_memory(lua_State *L, engine_ud *u) {
@@ -503,7 +538,7 @@ static int on_create(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
       double delay = next_interval(L, u, 0, 0, ev);
       if ((op = commit(u))) {
         if (mk_engine_accept(u->e, op, r.task_id) != 0) return out_of_memory(L, u);
-        mk_engine_schedule(u->e, op, delay);
+        mk_engine_schedule_poll(u->e, op, delay);
       }
     }
   } else {
@@ -540,7 +575,10 @@ static int on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
     lua_pushvalue(L, top + 1); /* the whole answer: Lua reads it as a callback body is read */
     lua_setfield(L, -2, "answer");
     emit(ev);
-    if ((op = commit(u))) mk_engine_release(u->e, op);
+    if ((op = commit(u))) {
+      if (op->rank.callback) mk_ranks_callback_ended(&u->e->ranks, 1); /* a poll saw the end before any callback */
+      mk_engine_release(u->e, op);
+    }
   } else {
     /* a poll that changes neither state nor progress never reaches Lua
      * (no state: a record not shown yet, "recordInfo is null") */
@@ -564,7 +602,7 @@ static int on_poll(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
         op->state = v.state;
         op->progress = r.progress;
       }
-      mk_engine_schedule(u->e, op, delay);
+      mk_engine_schedule_poll(u->e, op, delay);
     }
   }
 out:
@@ -796,7 +834,9 @@ static int l_stats(lua_State *L) {
   set_integer(L, "live", (lua_Integer)mk_engine_live(e));
   set_integer(L, "in_flight", (lua_Integer)e->in_flight);
   set_integer(L, "waiting_submit", (lua_Integer)e->wait_submit.len);
-  set_integer(L, "waiting_poll", (lua_Integer)e->wait_poll.len);
+  set_integer(L, "waiting_poll", (lua_Integer)(e->wait_poll.len + e->wait_due.len));
+  set_integer(L, "ranked_waiting", (lua_Integer)e->ranks.ranked.len);
+  set_integer(L, "ranked_polls", (lua_Integer)e->ranked_polls);
   set_integer(L, "held", (lua_Integer)e->held);
   set_integer(L, "timers", (lua_Integer)e->timers.len);
   set_integer(L, "requests", (lua_Integer)e->requests);
@@ -883,7 +923,8 @@ static void close_now(lua_State *L, engine_ud *u) {
   luaL_unref(L, LUA_REGISTRYINDEX, u->raised_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, u->events_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, u->body_ref);
-  u->decode_ref = u->interval_ref = u->raised_ref = u->events_ref = u->body_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, u->durations_ref); /* after the engine: it ranked with it */
+  u->decode_ref = u->interval_ref = u->raised_ref = u->events_ref = u->body_ref = u->durations_ref = LUA_NOREF;
 }
 
 /* engine:close(), also __gc and __close. Inside a step: done when the step ends. */
@@ -1071,7 +1112,7 @@ static int l_isatty(lua_State *L) {
 
 static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
-  {"timer", l_timer}, {"cancel", l_cancel}, {"send", l_send}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
+  {"timer", l_timer}, {"cancel", l_cancel}, {"called_back", l_called_back}, {"send", l_send}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
   {"stats", l_stats}, {"close", l_close}, {"closed", l_closed},
   {"questions", l_questions}, {"answer", l_answer}, {NULL, NULL}
 };
@@ -1100,5 +1141,6 @@ int luaopen_modkie_core(lua_State *L) {
   lua_setfield(L, -2, "VERSION");
   lua_pushstring(L, curl_version());
   lua_setfield(L, -2, "curl_version");
+  mk_durations_open(L);
   return 1;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,8 +403,14 @@ static void start(mk_engine *e, mk_op *op) {
   e->in_flight++;
   e->requests++;
   if (op->type == MK_OP_JOB) {
-    if (op->state == MK_SUBMITTING) e->creates_sent++;
-    else e->polls_sent++;
+    if (op->state == MK_SUBMITTING) {
+      e->creates_sent++;
+    } else {
+      e->polls_sent++;
+      op->rank.seen = x->started - op->rank.started; /* what the lane counts from */
+      op->rank.age_unknown = 0;
+      op->rank.fallback_done = 1;
+    }
   }
 }
 
@@ -414,22 +421,35 @@ static mk_queue *line_for(mk_engine *e, mk_op *op) {
   return &e->wait_slot;
 }
 
+static mk_op *op_of_rank(mk_rank *r) {
+  return (mk_op *)(void *)((char *)r - offsetof(mk_op, rank));
+}
+
+static int ranked_poll(const mk_op *op) {
+  return op->budget && op->type == MK_OP_JOB && op->state != MK_SUBMITTING;
+}
+
 static void enqueue(mk_engine *e, mk_op *op) {
-  mk_queue *q = line_for(e, op);
+  mk_queue *q;
+  if (ranked_poll(op)) { /* the lane; and the line of due polls when the schedule wants it now */
+    if (mk_ranks_add(&e->ranks, &op->rank, mk_now())) queue_push(&e->wait_due, op);
+    return;
+  }
+  q = line_for(e, op);
   if (q == &e->wait_submit) queue_push_by_age(q, op);
   else queue_push(q, op);
 }
 
-/* Which waiting poll goes next: the one place that decides it. Polls wait
- * in the order they fell due. */
-static mk_op *next_poll(mk_engine *e) {
-  return e->wait_poll.head;
+/* Out of every waiting line: the queues and the lane. */
+static void leave_lines(mk_engine *e, mk_op *op) {
+  queue_remove(op);
+  mk_ranks_remove(&e->ranks, &op->rank);
 }
 
 /* Start a waiting exchange. A held createTask stops at the door with its
  * grant and slot instead, as a "ready" event. */
 static void start_next(mk_engine *e, mk_op *op) {
-  queue_remove(op);
+  leave_lines(e, op);
   if (op->hold) {
     op->hold = 0; /* only the first attempt: a retry is sent as it comes */
     op->held = 1;
@@ -440,17 +460,42 @@ static void start_next(mk_engine *e, mk_op *op) {
   }
 }
 
+/* Which waiting polls go out with `polls` grants: the one place that
+ * decides it. Polls on a schedule of the user's (and one-off recordInfo
+ * calls) go in the order they fell due; then the budget jobs: every one the
+ * recommended schedule wants now when the grants cover them, else the best
+ * ranked in the lane, due or not (priority.h). */
+static void start_polls(mk_engine *e, int polls, double now) {
+  while (polls > 0 && e->wait_poll.head) {
+    start_next(e, e->wait_poll.head);
+    polls--;
+  }
+  if (polls >= e->wait_due.len) {
+    while (e->wait_due.head) start_next(e, e->wait_due.head);
+    return;
+  }
+  while (polls-- > 0) {
+    mk_rank *best = mk_ranks_best(&e->ranks, now);
+    if (!best) break;
+    start_next(e, op_of_rank(best));
+    e->ranked_polls++;
+  }
+}
+
 /* Start waiting exchanges while rate grants and in-flight room allow:
  * creates first, in the order they were submitted, then polls, then the rest. */
 static void pump(mk_engine *e, double now) {
-  int room = e->max_in_flight - e->in_flight - e->held, creates, polls;
+  int room = e->max_in_flight - e->in_flight - e->held, creates, polls, due;
+  mk_rank *r;
+  while ((r = mk_ranks_now_due(&e->ranks, now))) queue_push(&e->wait_due, op_of_rank(r));
   if (room <= 0) return;
   creates = mk_grants_take(&e->grants, MK_LANE_CREATE, e->wait_submit.len < room ? e->wait_submit.len : room, now);
   room -= creates;
-  polls = mk_grants_take(&e->grants, MK_LANE_POLL, e->wait_poll.len < room ? e->wait_poll.len : room, now);
+  due = e->wait_poll.len + e->wait_due.len;
+  polls = mk_grants_take(&e->grants, MK_LANE_POLL, due < room ? due : room, now);
   mk_grants_settle(&e->grants); /* a grant is spent now or never */
   while (creates-- > 0 && e->wait_submit.head) start_next(e, e->wait_submit.head);
-  while (polls-- > 0 && e->wait_poll.head) start_next(e, next_poll(e));
+  start_polls(e, polls, now);
   while (e->in_flight + e->held < e->max_in_flight && e->wait_slot.head) start_next(e, e->wait_slot.head);
 }
 
@@ -487,7 +532,7 @@ static void stop(mk_engine *e, mk_op *op) {
   }
   mk_heap_remove(&e->timers, &op->timer);
   mk_heap_remove(&e->timers, &op->deadline);
-  queue_remove(op);
+  leave_lines(e, op);
   drop_xfer(e, op);
 }
 
@@ -496,7 +541,19 @@ void mk_engine_stop(mk_engine *e, mk_op *op) {
   remove_done(e, op);
 }
 
-static void fire(mk_engine *e, mk_timer *t) {
+/* A callback job before its first fallback poll: wait for the fallback
+ * time, worked out again at least every MK_RECHECK (what is known of the
+ * model grows meanwhile). Returns 1 when the time has come. */
+static int fallback_due(mk_engine *e, mk_op *op, double now) {
+  double at, recheck = now + MK_RECHECK * e->time_scale;
+  if (!ranked_poll(op) || !op->rank.callback || op->rank.fallback_done) return 1;
+  at = mk_ranks_fallback_at(&e->ranks, &op->rank);
+  if (now >= at) return 1;
+  mk_heap_set(&e->timers, &op->timer, at < recheck ? at : recheck); /* room reserved: cannot fail */
+  return 0;
+}
+
+static void fire(mk_engine *e, mk_timer *t, double now) {
   mk_op *op = t->owner;
   if (t->kind == TIMER_DEADLINE) {
     if (op->on_done && op->done_why != MK_DONE_READY) {
@@ -514,7 +571,8 @@ static void fire(mk_engine *e, mk_timer *t) {
     push_done(e, op, MK_DONE_DEADLINE);
   } else if (op->type == MK_OP_TIMER) {
     push_done(e, op, MK_DONE_TIMER);
-  } else {
+  } else if (fallback_due(e, op, now)) {
+    if (ranked_poll(op) && op->rank.callback && !op->rank.fallback_done) op->rank.due = now;
     enqueue(e, op);
   }
 }
@@ -523,7 +581,7 @@ static void fire_due(mk_engine *e, double now) {
   mk_timer *t;
   while ((t = mk_heap_top(&e->timers)) && t->due <= now) {
     mk_heap_remove(&e->timers, t);
-    fire(e, t);
+    fire(e, t, now);
   }
 }
 
@@ -696,15 +754,17 @@ static void watchdog(mk_engine *e, double now) {
 
 /* Seconds until something needs doing, capped at `cap`. */
 static double idle_for(mk_engine *e, double now, double cap) {
-  double wait = cap;
+  double wait = cap, due;
   mk_timer *t = mk_heap_top(&e->timers);
   if (t && t->due - now < wait) wait = t->due - now;
   if (e->curl_due >= 0 && e->curl_due - now < wait) wait = e->curl_due - now;
   if (e->store_due >= 0 && e->store_due - now < wait) wait = e->store_due - now;
+  if ((due = mk_ranks_next_due(&e->ranks)) >= 0 && due - now < wait) wait = due - now; /* a ranked job falls due */
   if (e->in_flight + e->held < e->max_in_flight) {
     double w;
     if (e->wait_submit.head && (w = mk_grants_wait(&e->grants, MK_LANE_CREATE, now)) < wait) wait = w;
-    if (e->wait_poll.head && (w = mk_grants_wait(&e->grants, MK_LANE_POLL, now)) < wait) wait = w;
+    if ((e->wait_poll.head || e->wait_due.head) && (w = mk_grants_wait(&e->grants, MK_LANE_POLL, now)) < wait)
+      wait = w;
     if (e->wait_slot.head) wait = 0;
   }
   if (e->in_flight && wait > ACTIVE_POLL_CAP) wait = ACTIVE_POLL_CAP;
@@ -740,7 +800,8 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
 double mk_engine_next_wakeup(mk_engine *e) {
   double now = mk_now();
   if (e->done_head || (e->grants.store && e->grants.store->host_questions)) return 0;
-  if (!e->in_flight && !mk_heap_top(&e->timers) && !e->wait_submit.head && !e->wait_poll.head && !e->wait_slot.head)
+  if (!e->in_flight && !mk_heap_top(&e->timers) && !e->wait_submit.head && !e->wait_poll.head && !e->wait_slot.head &&
+      !e->ranks.ranked.len)
     return -1;
   return idle_for(e, now, 3600.0);
 }
@@ -788,7 +849,9 @@ static mk_op *op_new(mk_engine *e, mk_op_type type) {
     e->cap_slots = cap;
   }
   /* room for every op's two timers: scheduling never fails for want of memory */
-  if (mk_heap_reserve(&e->timers, 2 * ((size_t)mk_engine_live(e) + 1)) != 0) return NULL;
+  if (mk_heap_reserve(&e->timers, 2 * ((size_t)mk_engine_live(e) + 1)) != 0 ||
+      mk_ranks_reserve(&e->ranks, (size_t)mk_engine_live(e) + 1) != 0)
+    return NULL;
   op = calloc(1, sizeof *op);
   if (!op) return NULL;
   if (e->nfree) {
@@ -806,6 +869,8 @@ static mk_op *op_new(mk_engine *e, mk_op_type type) {
   op->result.retry_after = -1;
   op->progress = -1;
   op->created = mk_now();
+  op->budget = type == MK_OP_JOB && e->budget;
+  op->rank.model = mk_durations_model(e->durations, NULL);
   e->slots[slot] = op;
   return op;
 }
@@ -907,8 +972,18 @@ int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id) {
   op->post = 0;
   op->attempts = 0;
   op->state = MK_QUEUED;
-  op->accepted = mk_now();
+  op->accepted = op->rank.started = mk_now();
   return 0;
+}
+
+void mk_engine_job_info(mk_engine *e, mk_op *op, const char *model, int callback) {
+  op->rank.model = mk_durations_model(e->durations, model);
+  op->rank.callback = callback != 0;
+}
+
+void mk_engine_called_back(mk_engine *e, mk_op *op) {
+  if (op->rank.callback) mk_ranks_callback_ended(&e->ranks, 0);
+  mk_engine_release(e, op);
 }
 
 mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline) {
@@ -918,7 +993,9 @@ mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline) {
     mk_engine_release(e, op);
     return NULL;
   }
-  queue_push(&e->wait_poll, op);
+  op->rank.age_unknown = 1; /* started before: it may have ended long ago */
+  op->rank.due = op->accepted;
+  enqueue(e, op);
   return op;
 }
 
@@ -966,14 +1043,29 @@ mk_op *mk_engine_timer(mk_engine *e, double seconds) {
 }
 
 int mk_engine_schedule(mk_engine *e, mk_op *op, double delay) {
+  double now = mk_now();
   if (op->released) return 0;
   drop_xfer(e, op);
   remove_done(e, op);
+  op->rank.due = now + (delay > 0 ? delay : 0);
   if (delay <= 0) {
     enqueue(e, op);
     return 0;
   }
-  return mk_heap_set(&e->timers, &op->timer, mk_now() + delay);
+  return mk_heap_set(&e->timers, &op->timer, now + delay);
+}
+
+int mk_engine_schedule_poll(mk_engine *e, mk_op *op, double delay) {
+  double now = mk_now(), gap = MK_MIN_GAP * e->time_scale;
+  if (!ranked_poll(op)) return mk_engine_schedule(e, op, delay);
+  if (op->released) return 0;
+  drop_xfer(e, op);
+  remove_done(e, op);
+  if (delay < 0) delay = 0;
+  op->rank.due = now + delay;
+  if (!fallback_due(e, op, now)) return 0; /* armed for the fallback time */
+  /* in the lane from `gap` on: ranked first, it goes before its schedule says */
+  return mk_heap_set(&e->timers, &op->timer, now + (gap < delay ? gap : delay));
 }
 
 /* ---- the engine ---- */
@@ -1105,6 +1197,13 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   e->rng = cfg->seed ? cfg->seed : ((uint64_t)(wall_now() * 1e6) ^ (uint64_t)(uintptr_t)e);
   if (!e->rng) e->rng = 88172645463325252ULL;
   e->curl_due = e->store_due = -1;
+  e->budget = cfg->budget;
+  e->time_scale = cfg->time_scale > 0 ? cfg->time_scale : 1;
+  mk_durations_init(&e->own_durations, e->time_scale);
+  e->durations = cfg->durations ? cfg->durations : &e->own_durations;
+  /* ranks are worked out again at most once per poll grant */
+  mk_ranks_init(&e->ranks, e->durations, e->time_scale,
+               cfg->poll_limit > 0 ? cfg->poll_per / cfg->poll_limit : 0.01 * e->time_scale);
   e->pfds = malloc(16 * sizeof *e->pfds); /* never NULL: the store's socket has a place even with no other */
   if (!e->pfds) goto oom;
   e->cap_pfds = 16;
@@ -1155,6 +1254,8 @@ void mk_engine_free(mk_engine *e) {
   wipe(e->key);
   wipe(e->key_json);
   mk_heap_free(&e->timers);
+  mk_ranks_free(&e->ranks);
+  mk_durations_free(&e->own_durations);
   mk_grants_free(&e->grants);
   free(e->slots);
   free(e->free_slots);

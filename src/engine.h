@@ -40,9 +40,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "durations.h"
 #include "grant.h"
 #include "heap.h"
 #include "http.h"
+#include "priority.h"
 
 typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER } mk_op_type;
 
@@ -107,6 +109,9 @@ typedef struct mk_op {
 
   char *path, *tmp_path;  /* downloads */
   int send_auth;
+
+  int budget;             /* jobs on the default schedule: ranked when polls are rationed (priority.h) */
+  mk_rank rank;           /* ... their place in the lane */
 } mk_op;
 
 struct mk_queue {
@@ -131,6 +136,9 @@ typedef struct mk_config {
   int clients;              /* clients sharing the account (the fallback while the store is away); 0: ask the store */
   uint64_t seed;            /* 0: seed from the clock */
   double record_grace;      /* seconds a new task's record may be missing ("recordInfo is null") */
+  int budget;               /* jobs follow the default schedule, ranked when polls are rationed */
+  double time_scale;        /* the default schedule's times are multiplied by it (0: 1) */
+  mk_durations *durations;  /* what is known of the models' durations (not owned); NULL: the engine's own */
 } mk_config;
 
 typedef struct mk_engine {
@@ -157,6 +165,11 @@ typedef struct mk_engine {
   uint32_t *free_slots, *gens;  /* gens[slot]: bumped when a slot is freed */
   uint32_t nfree;
   mk_queue wait_submit, wait_poll, wait_slot;
+  mk_queue wait_due;        /* budget jobs due on the recommended schedule (they are in the lane too) */
+  mk_ranks ranks;            /* budget jobs that may be polled, ranked (priority.h) */
+  int budget;
+  double time_scale;
+  mk_durations *durations, own_durations;
   mk_op *done_head, *done_tail;
   mk_xfer *spare;           /* reusable transfers (each keeps its easy handle) */
   mk_xfer *flying;          /* transfers in flight (API and downloads) */
@@ -165,6 +178,7 @@ typedef struct mk_engine {
   uint64_t rng;
   unsigned long long requests, polls_sent, creates_sent;
   unsigned long long rate_limited; /* answers 429 (HTTP or body code) */
+  unsigned long long ranked_polls; /* polls the lane chose by rank, the grants falling short */
   unsigned long long wakeups;  /* returns from poll(): shows there is no busy loop */
   struct pollfd *pfds;         /* the sockets libcurl wants watched, and for what */
   size_t npfds, cap_pfds;
@@ -196,12 +210,22 @@ int mk_engine_hold(mk_op *op);
 int mk_engine_send(mk_engine *e, mk_op *op);
 /* createTask answered with a task id: the job polls recordInfo from now on. */
 int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id);
+/* What the lane knows of a job: its model (NULL: unknown) and whether a
+ * callback is expected (its polls are then the fallback). */
+void mk_engine_job_info(mk_engine *e, mk_op *op, const char *model, int callback);
+/* The job's callback ended it (see mk_lane_callback_ended); then release it. */
+void mk_engine_called_back(mk_engine *e, mk_op *op);
 
 uint64_t mk_op_handle(const mk_op *op);
 mk_op *mk_engine_lookup(mk_engine *e, uint64_t handle);
 
-/* Start the op's next exchange after `delay` seconds (poll, retry). */
+/* Start the op's next exchange after `delay` seconds (a retry, or a poll on
+ * a schedule of the user's): at that time, exactly. */
 int mk_engine_schedule(mk_engine *e, mk_op *op, double delay);
+/* The job's next poll, `delay` seconds from now on its schedule. A budget
+ * job may be polled sooner, from MK_MIN_GAP on, when the lane ranks it
+ * first; a callback job not before its fallback time. */
+int mk_engine_schedule_poll(mk_engine *e, mk_op *op, double delay);
 /* Stop everything the op is doing and free it (during a step: when it ends). */
 void mk_engine_release(mk_engine *e, mk_op *op);
 /* Bracket a step: the code that runs Lua with ops in hand (see "Reentrancy"). */

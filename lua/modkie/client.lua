@@ -6,6 +6,7 @@ local cjson = require "cjson.safe"
 local core = require "modkie.core"
 local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
+local inbox = require "modkie.inbox"
 local Job = require "modkie.job"
 local models = require "modkie.models"
 local record = require "modkie.record"
@@ -35,8 +36,10 @@ local OPTIONS = {
   user_agent = { string = true }, ca_file = { string = true },
   max_body = { number = true }, max_download = { number = true },
   allow_insecure = { boolean = true }, seed = { number = true }, record_grace = { number = true },
+  time_scale = { number = true }, webhook = { table = true }, callback_url = { string = true },
+  listen = { string = true },
 }
-local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
+local SUBMIT_OPTIONS = { callback_url = { string = true, boolean = true }, deadline = { number = true, boolean = true },
   validate = { boolean = true }, meta = true, hold = { boolean = true } }
 local GENERATE_OPTIONS = { timeout = { number = true }, download = { string = true } }
 for k, v in pairs(SUBMIT_OPTIONS) do GENERATE_OPTIONS[k] = v end
@@ -76,6 +79,7 @@ local NUMBER_RULES = {
   deadline = { above(0), "a number of seconds > 0, or false for none" },
   seed = { whole_within(0, 2 ^ 53), "a whole number from 0 to 2^53" },
   record_grace = { within(0, 1e6), "a number of seconds from 0 to 1e6" },
+  time_scale = { within(1e-6, 1e6), "a number from 1e-6 to 1e6" },
 }
 
 local function check_numbers(opts)
@@ -166,7 +170,14 @@ local function check_key(key)
   return key
 end
 
---- Make a client. See DESIGN.md §3 for the options; every option is optional.
+--- Raise unless `url` is an http(s) URL: the gateway POSTs callbacks there.
+local function check_callback_url(what, url, level)
+  if not url:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/%s%c]+") or url:find("[%s%c]") then
+    error(what .. " must be an http:// or https:// URL with no spaces", level + 1)
+  end
+end
+
+--- Make a client. The options are listed in README.md ("The client"); every one is optional.
 -- Unknown option names and wrong types raise an error naming the option.
 -- @tparam[opt] table opts
 -- @treturn modkie.Client
@@ -184,8 +195,14 @@ function Client.new(opts)
     error("modkie.new: option 'poll_interval' must be seconds, a function or \"learn\", got \""
       .. opts.poll_interval .. "\"", 2)
   end
-  if opts.poll_history and opts.poll_interval ~= "learn" then
-    error("modkie.new: option 'poll_history' goes with poll_interval = \"learn\"", 2)
+  if opts.poll_history and opts.poll_interval ~= nil and opts.poll_interval ~= "learn" then
+    error("modkie.new: option 'poll_history' goes with the default schedule or poll_interval = \"learn\"", 2)
+  end
+  if opts.callback_url then check_callback_url("modkie.new: option 'callback_url'", opts.callback_url, 2) end
+  if opts.webhook then inbox.check(opts.webhook) end
+  if opts.listen and not opts.webhook then
+    error("modkie.new: option 'listen' needs webhook = { secret = … }: a callback is believed only once its "
+      .. "signature is checked", 2)
   end
   local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
@@ -201,9 +218,21 @@ function Client.new(opts)
   json.decode_max_depth(64)
   json.encode_max_depth(64)
 
+  -- what is known of each model's durations: the engine ranks polls with
+  -- it, "learn" reads it, poll_history() hands it on
+  local durations = core.durations(opts.time_scale)
+  for model, list in pairs(opts.poll_history or {}) do
+    if type(model) == "string" and type(list) == "table" then
+      for _, secs in ipairs(list) do
+        if type(secs) == "number" then durations:add(model, secs) end
+      end
+    end
+  end
   local self = setmetatable({
     base_url = base_url,
+    callback_url = opts.callback_url,
     deadline = opts.deadline == nil and 900 or opts.deadline,
+    _durations = durations,
     _json = json, _has_key = key ~= nil, _key_problem = key_problem,
     _active = 0,     -- jobs not yet ended
     _log = opts.log,
@@ -219,7 +248,7 @@ function Client.new(opts)
   end
   local interval = opts.poll_interval
   if interval == "learn" then
-    local learner = schedule.learner(opts.poll_history)
+    local learner = schedule.learner(nil, durations)
     self._learner = learner
     interval = function(elapsed, polls, h)
       local job = job_of(h)
@@ -237,8 +266,10 @@ function Client.new(opts)
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
     poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
     seed = opts.seed, record_grace = opts.record_grace, share = share, clients = clients,
+    time_scale = opts.time_scale, durations = durations,
   })
   self.scheduler = scheduler.new(self, self._engine, opts.wait)
+  self._inbox = inbox.new(self, opts.webhook)
   return self
 end
 
@@ -300,12 +331,17 @@ function Client:submit(model, input, opts)
     if not ok then return nil, err end
   end
   if not self._has_key then return nil, no_key(self) end
-  local body, jerr = self._json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
+  local callback_url = opts.callback_url
+  if callback_url == nil then callback_url = self.callback_url end -- the client's (or its listener's)
+  if callback_url == true then error("submit: option 'callback_url' must be a URL, or false for none", 2) end
+  if callback_url then check_callback_url("submit: option 'callback_url'", callback_url, 2) end
+  callback_url = callback_url or nil
+  local body, jerr = self._json.encode({ model = model, input = input, callBackUrl = callback_url })
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
   end
   if encoding.invalid(body) then -- raw bytes would make the body invalid JSON
-    local path, b, at = encoding.find_invalid({ input = input, model = model, callback_url = opts.callback_url })
+    local path, b, at = encoding.find_invalid({ input = input, model = model, callback_url = callback_url })
     local field = path and path:gsub("^input%.", "") or "input"
     return nil, Error.new("validation", ("%s: byte 0x%02X at offset %d is not UTF-8 (JSON takes only UTF-8 text; "
       .. "convert it first)"):format(field, b or 0, at or 0), { field = field,
@@ -313,9 +349,9 @@ function Client:submit(model, input, opts)
   end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
-  local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold)
+  local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold, model, callback_url ~= nil)
   local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { model = model, input = input,
-    meta = opts.meta, state = "submitting", _hold = opts.hold or nil }))
+    meta = opts.meta, state = "submitting", _hold = opts.hold or nil, callback_url = callback_url }))
   self._active = self._active + 1
   self:_emit("info", "submit", { model = model })
   return job
@@ -377,17 +413,21 @@ function Client:job(task_id, opts)
   if not self._has_key then return nil, no_key(self) end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
-  local h = self._engine:adopt(task_id, deadline_seconds(deadline))
+  local h = self._engine:adopt(task_id, deadline_seconds(deadline), opts.model)
   local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { id = task_id, model = opts.model,
     meta = opts.meta, state = "queued" }))
   self._active = self._active + 1
+  self._inbox:track(job)
   return job
 end
 
 function Client:_finish(p, state, result, err)
   p.done, p.state, p.result, p.error, p.held = true, state, result, err, nil
   p.ended_at = core.now() -- await_any and completed hand jobs out in the order they ended
-  if getmetatable(p) == Job then self._active = self._active - 1 end
+  if getmetatable(p) == Job then
+    self._active = self._active - 1
+    self._inbox:ended(p, p._via)
+  end
   self.scheduler:finish(p)
 end
 
@@ -450,6 +490,7 @@ local on = {}
 
 function on.accepted(self, job, ev)
   job.id, job.state = ev.task_id, "queued"
+  self._inbox:track(job)
   self.scheduler:notify(job) -- wake job:accepted() callers
   self:_emit("info", "accepted", { task_id = job.id, model = job.model })
 end
@@ -489,30 +530,40 @@ function on.warning(self, p, ev)
   self:_emit("warn", "warning", { task_id = p.id, message = ev.message })
 end
 
-function on.done(self, job, ev)
-  job.polls = ev.polls or job.polls
-  if ev.server_state then job.server_state = ev.server_state end
-  local result, err
-  local state = ev.state
-  if state == "success" or state == "failed" then
-    -- the reader callbacks use too: the same body reads the same either way
-    result, err = record.read(ev.answer, job)
-    local rec = result and result.raw or (err and err.record) or {}
-    job.updated_at = record.seconds(rec.updateTime) or job.updated_at
-    job.progress = record.progress(rec) or (result and job.progress and 100) or job.progress
-    if result and self._learner and result.created_at and result.completed_at then
-      self._learner:record(job.model, result.completed_at - result.created_at)
-    end
-    if not result and err.kind ~= "failed" then state = "error" end
-  else
-    local extra = { task_id = job.id }
-    if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
-    err = self:_explain(error_from(ev.error, extra), self:_request_of(job))
+--- A job ended with what a record said, polled or called back (`via`
+-- "poll" or "callback"): `result`, or `err`, as modkie.record.read gave them.
+function Client:_ended_with(job, result, err, via)
+  local state = result and "success" or err.kind == "failed" and "failed" or "error"
+  local rec = result and result.raw or (err and err.record) or {}
+  if type(rec.state) == "string" then job.server_state = rec.state end
+  job.updated_at = record.seconds(rec.updateTime) or job.updated_at
+  job.progress = record.progress(rec) or (result and job.progress and 100) or job.progress
+  local model = job.model or (result and type(result.model) == "string" and result.model)
+  if result and model and result.created_at and result.completed_at then
+    self._durations:add(model, result.completed_at - result.created_at) -- what the poll ranks learn from
   end
   self:_finish(job, state, result, err)
   self:_emit(err and "warn" or "info", "done", {
-    task_id = job.id, model = job.model, state = state, polls = job.polls,
+    task_id = job.id, model = job.model, state = state, polls = job.polls, via = via,
     kind = err and err.kind, message = err and err.message,
+  })
+end
+
+function on.done(self, job, ev)
+  job.polls = ev.polls or job.polls
+  if ev.server_state then job.server_state = ev.server_state end
+  if ev.state == "success" or ev.state == "failed" then
+    -- the reader callbacks use too: the same body reads the same either way
+    local result, err = record.read(ev.answer, job)
+    return self:_ended_with(job, result, err, "poll")
+  end
+  local extra = { task_id = job.id }
+  if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
+  local err = self:_explain(error_from(ev.error, extra), self:_request_of(job))
+  self:_finish(job, ev.state, nil, err)
+  self:_emit("warn", "done", {
+    task_id = job.id, model = job.model, state = ev.state, polls = job.polls,
+    kind = err.kind, message = err.message,
   })
 end
 
@@ -575,6 +626,7 @@ function Client:step(timeout)
   -- the engine stops for its rate questions; their grants start at once
   if ok and self._dict then self._dict:answer(self._engine) end
   if ok and events then ok, events = pcall(self._dispatch, self, events) end
+  if ok and self._inbox.dict then ok, events = pcall(self._inbox.relay, self._inbox) end -- other workers' callbacks
   sched:end_step()
   if self._close_pending then self:close() end -- close() called inside the step
   if not ok then error(events, 0) end
@@ -594,6 +646,8 @@ function Client:timeout()
   if self.scheduler:busy() then return 0 end
   if self._closed then return nil end
   local seconds = self._engine:timeout() -- nothing at all when idle: say nil
+  local relay = self._inbox:timeout()
+  if relay and (not seconds or relay < seconds) then seconds = relay end
   return seconds
 end
 
@@ -739,18 +793,41 @@ end
 Client.__close = Client.close
 Client.__gc = Client.close
 
---- With `poll_interval = "learn"`: the job durations learned so far,
--- `{ [model] = { seconds, … } }`, to start another client warm
--- (`poll_history = …`); nil otherwise.
+--- The job durations learned so far (the last 100 per model, from the jobs
+-- that succeeded), `{ [model] = { seconds, … } }`, to start another client
+-- warm (`poll_history = …`): what ranks polls by default, and what
+-- `poll_interval = "learn"` reads.
 function Client:poll_history()
   Error.method(self, Client, "poll_history", "client")
-  return self._learner and self._learner:history()
+  return self._durations:history()
 end
 
---- Engine counters: live ops, transfers in flight, requests sent, …
+--- A callback request to this client's callback URL: check its signature
+-- (the `webhook` option: `secret`, `scheme`), end the job it names with its
+-- record (read as a poll's would be), wake whoever awaits that job, and
+-- count it (`stats().callbacks`). Idempotent: a repeat or a late callback
+-- changes nothing. See docs/webhooks.md.
+-- @tparam table headers name -> value, any case (OpenResty's `ngx.req.get_headers()` as is)
+-- @tparam string body the raw body, byte for byte
+-- @treturn number the HTTP status to answer: 200 (taken, or nothing to do), 400 (signed but not a
+--   callback of the contract), 401 (not signed by the gateway)
+function Client:deliver(headers, body)
+  Error.method(self, Client, "deliver", "client")
+  Error.check(1, "deliver", headers, "table")
+  Error.check(2, "deliver", body, "string")
+  if not self._inbox.opts then
+    error("client:deliver needs the webhook option: modkie.new{ webhook = { secret = …, scheme = … } }", 2)
+  end
+  return self._inbox:deliver(headers, body)
+end
+
+--- Engine counters: live ops, transfers in flight, requests sent, polls
+-- chosen by rank, rate-limited answers, and `callbacks` (see `deliver`).
 function Client:stats()
   Error.method(self, Client, "stats", "client")
-  return self._engine:stats()
+  local stats = self._engine:stats()
+  stats.callbacks = self._inbox:counts()
+  return stats
 end
 
 return Client
