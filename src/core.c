@@ -5,6 +5,7 @@
  * with the lua-cjson decoder the Lua layer handed in, the facts the state
  * machine needs are read out, and job.c decides what happens next. Lua code
  * runs only here, after libcurl has returned: never from inside libcurl. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -157,6 +158,7 @@ static int l_new(lua_State *L) {
   cfg.share = opt_string(L, 1, "share");
   cfg.clients = (int)opt_number(L, 1, "clients", 0, 0, 1e6);
   cfg.time_scale = opt_number(L, 1, "time_scale", 1, 1e-6, 1e6);
+  cfg.listen = opt_string(L, 1, "listen");
   lua_getfield(L, 1, "poll_interval");
   cfg.budget = lua_isnil(L, -1); /* the default schedule: budget-aware */
   lua_pop(L, 1);
@@ -274,6 +276,26 @@ static int l_called_back(lua_State *L) {
   mk_op *op = check_op(L, u, 2);
   if (op && op->type == MK_OP_JOB && u->e->pid == getpid()) mk_engine_called_back(u->e, op);
   lua_pushboolean(L, op != NULL);
+  return 1;
+}
+
+/* engine:respond(handle, status) -> true when the request was waiting: answer
+ * a request to the listener (the connection goes on with that status). */
+static int l_respond(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_op *op = check_op(L, u, 2);
+  lua_Integer status = luaL_checkinteger(L, 3);
+  int live = op && op->type == MK_OP_REQUEST && u->e->pid == getpid();
+  if (live) mk_engine_respond(u->e, op, status >= 100 && status <= 599 ? (int)status : 500);
+  lua_pushboolean(L, live);
+  return 1;
+}
+
+/* engine:listening() -> the port the listener listens on, or nil */
+static int l_listening(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  if (!u->e->listener) return 0;
+  lua_pushinteger(L, mk_listener_port(u->e->listener));
   return 1;
 }
 
@@ -653,9 +675,51 @@ static void on_deadline(engine_ud *u, mk_op *op, events *ev) {
   if ((op = commit(u))) mk_engine_release(u->e, op);
 }
 
+/* A request to the listener: {type = "request", h, path, headers = {name = value | {values}}, body};
+ * the Lua layer answers it with engine:respond(h, status). Header names are lower-cased. */
+static void on_request(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+  const mk_request *req = op->request;
+  size_t i;
+  begin(ev, u->hand, "request");
+  if (!req) { /* answered meanwhile (cannot happen before the Lua layer saw it) */
+    lua_pop(L, 1);
+    return;
+  }
+  set_string(L, "path", req->path);
+  lua_pushlstring(L, req->body, req->body_len);
+  lua_setfield(L, -2, "body");
+  lua_createtable(L, 0, (int)req->nheaders);
+  for (i = 0; i < req->nheaders; i++) {
+    char name[128];
+    size_t k, n = strlen(req->headers[2 * i]);
+    if (n >= sizeof name) continue; /* no header a callback needs is that long */
+    for (k = 0; k <= n; k++) name[k] = (char)tolower((unsigned char)req->headers[2 * i][k]);
+    lua_getfield(L, -1, name);
+    if (lua_isnil(L, -1)) { /* the first: a string */
+      lua_pop(L, 1);
+      lua_pushstring(L, req->headers[2 * i + 1]);
+    } else { /* sent again: a list, as OpenResty gives it */
+      if (!lua_istable(L, -1)) {
+        lua_createtable(L, 2, 0);
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, 1);
+      }
+      lua_pushstring(L, req->headers[2 * i + 1]);
+      lua_rawseti(L, -2, (int)mk_rawlen(L, -2) + 1);
+    }
+    lua_setfield(L, -2, name);
+  }
+  lua_setfield(L, -2, "headers");
+  emit(ev);
+}
+
 /* One op off the done list. Returns -1 when its answer could not be read
  * (the decoder raised): it is left to the next step. */
 static int handle_op(lua_State *L, engine_ud *u, mk_op *op, events *ev) {
+  if (op->done_why == MK_DONE_REQUEST) {
+    on_request(L, u, op, ev);
+    return 0;
+  }
   if (op->done_why == MK_DONE_READY) { /* a createTask held at the door: Lua sends it (engine:send) */
     begin(ev, u->hand, "ready");
     emit(ev);
@@ -1112,7 +1176,8 @@ static int l_isatty(lua_State *L) {
 
 static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
-  {"timer", l_timer}, {"cancel", l_cancel}, {"called_back", l_called_back}, {"send", l_send}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
+  {"timer", l_timer}, {"cancel", l_cancel}, {"called_back", l_called_back}, {"send", l_send},
+  {"respond", l_respond}, {"listening", l_listening}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
   {"stats", l_stats}, {"close", l_close}, {"closed", l_closed},
   {"questions", l_questions}, {"answer", l_answer}, {NULL, NULL}
 };

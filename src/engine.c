@@ -526,6 +526,10 @@ int mk_engine_send(mk_engine *e, mk_op *op) {
 }
 
 static void stop(mk_engine *e, mk_op *op) {
+  if (op->request) { /* a request released unanswered (the client closes): 503, try again */
+    mk_listener_answer(e->listener, op->request, 503);
+    op->request = NULL;
+  }
   if (op->held) { /* its slot is free again */
     op->held = 0;
     e->held--;
@@ -640,7 +644,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud, void *sock
     return 0;
   }
   if (!i) {
-    if (e->npfds + 1 >= e->cap_pfds) { /* room for one more: the store's socket */
+    if (e->npfds + 2 >= e->cap_pfds) { /* room for two more: the store's socket and the listener's */
       size_t cap = e->cap_pfds ? e->cap_pfds * 2 : 16;
       struct pollfd *p = realloc(e->pfds, cap * sizeof *p);
       if (!p) return -1;
@@ -692,21 +696,34 @@ static int store_socket(mk_engine *e) {
   return st && st->ops->socket && st->ops->socket(st, &e->pfds[e->npfds]);
 }
 
+/* The listener's descriptor, if there is one, in the place after the
+ * store's (`at`); pfds always has room for both. */
+static int listener_socket(mk_engine *e, size_t at) {
+  if (!e->listener) return 0;
+  e->pfds[at].fd = mk_listener_fd(e->listener);
+  e->pfds[at].events = POLLIN;
+  e->pfds[at].revents = 0;
+  return 1;
+}
+
 /* Wait up to `wait` seconds for the watched sockets, then let libcurl act on
  * the ready ones (and the store on its own). Returns 1 when a signal cut the wait short. */
 static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
-  int ms, n, ready = 0, store = store_socket(e);
+  int ms, n, ready = 0, store = store_socket(e), listener = listener_socket(e, e->npfds + (size_t)store);
   size_t i;
-  short store_ready;
+  short store_ready, listener_ready;
   if (!(wait >= 0)) wait = 0;
   if (wait > POLL_MAX_WAIT) wait = POLL_MAX_WAIT; /* the run loop waits again for the rest */
   ms = (int)(wait * 1000 + 0.999);
   if (store) e->pfds[e->npfds].revents = 0;
-  n = poll(e->pfds, (nfds_t)(e->npfds + (size_t)store), ms);
+  n = poll(e->pfds, (nfds_t)(e->npfds + (size_t)store + (size_t)listener), ms);
   e->wakeups++;
   if (n < 0) return errno == EINTR ? 1 : (snprintf(err, errlen, "poll: %s", strerror(errno)), -1);
   if (n == 0) return 0;
-  store_ready = store ? e->pfds[e->npfds].revents : 0; /* read before libcurl moves its sockets */
+  /* read before libcurl moves its sockets */
+  store_ready = store ? e->pfds[e->npfds].revents : 0;
+  listener_ready = listener ? e->pfds[e->npfds + (size_t)store].revents : 0;
+  if (listener_ready) mk_listener_run(e->listener); /* a request read whole goes on the done list */
   /* acting may add or remove sockets: note the ready ones first */
   if (e->nready_cap < e->npfds) {
     struct pollfd *r = realloc(e->ready, e->npfds * sizeof *r);
@@ -760,6 +777,7 @@ static double idle_for(mk_engine *e, double now, double cap) {
   if (e->curl_due >= 0 && e->curl_due - now < wait) wait = e->curl_due - now;
   if (e->store_due >= 0 && e->store_due - now < wait) wait = e->store_due - now;
   if ((due = mk_ranks_next_due(&e->ranks)) >= 0 && due - now < wait) wait = due - now; /* a ranked job falls due */
+  if (e->listener && (due = mk_listener_timeout(e->listener)) >= 0 && due < wait) wait = due;
   if (e->in_flight + e->held < e->max_in_flight) {
     double w;
     if (e->wait_submit.head && (w = mk_grants_wait(&e->grants, MK_LANE_CREATE, now)) < wait) wait = w;
@@ -783,6 +801,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
       if (act(e, CURL_SOCKET_TIMEOUT, 0, err, errlen) != 0) return -1;
     }
     if (e->flying) watchdog(e, now);
+    if (e->listener && mk_listener_timeout(e->listener) == 0) mk_listener_run(e->listener); /* resumed answers */
     if (e->done_head) return 0;
     if (e->grants.store && e->grants.store->host_questions) return 0; /* the Lua layer answers them */
     wait = until > now ? idle_for(e, now, until - now) : 0;
@@ -807,8 +826,30 @@ double mk_engine_next_wakeup(mk_engine *e) {
 }
 
 const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n) {
-  *n = e->npfds + (size_t)store_socket(e);
+  size_t store = (size_t)store_socket(e);
+  *n = e->npfds + store + (size_t)listener_socket(e, e->npfds + store);
   return e->pfds;
+}
+
+void mk_engine_respond(mk_engine *e, mk_op *op, int status) {
+  if (op->request) {
+    mk_listener_answer(e->listener, op->request, status);
+    op->request = NULL;
+  }
+  mk_engine_release(e, op);
+}
+
+static mk_op *op_new(mk_engine *e, mk_op_type type);
+
+/* The listener read a request whole: an op on the done list, for the Lua layer to answer. */
+static int on_request(void *ud, mk_request *req) {
+  mk_engine *e = ud;
+  mk_op *op = op_new(e, MK_OP_REQUEST);
+  if (!op) return -1;
+  op->request = req;
+  req->owner = op;
+  push_done(e, op, MK_DONE_REQUEST);
+  return 0;
 }
 
 /* ---- ops ---- */
@@ -1211,6 +1252,10 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
     mk_engine_free(e);
     return NULL;
   }
+  if (cfg->listen && !(e->listener = mk_listener_start(cfg->listen, on_request, e, err, errlen))) {
+    mk_engine_free(e);
+    return NULL;
+  }
   if (curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e) != CURLM_OK ||
       curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
@@ -1240,6 +1285,7 @@ void mk_engine_free(mk_engine *e) {
   mk_engine_end_step(e);
   for (i = 0; i < e->nslots; i++)
     if (e->slots[i]) mk_engine_release(e, e->slots[i]);
+  mk_listener_stop(e->listener); /* after the ops: a request still waiting was answered 503 */
   while (e->spare) {
     mk_xfer *x = e->spare;
     e->spare = x->next;

@@ -44,9 +44,10 @@
 #include "grant.h"
 #include "heap.h"
 #include "http.h"
+#include "listener.h"
 #include "priority.h"
 
-typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER } mk_op_type;
+typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER, MK_OP_REQUEST } mk_op_type;
 
 /* Job states, in the order a job moves through them. */
 typedef enum {
@@ -55,8 +56,8 @@ typedef enum {
 } mk_job_state;
 
 /* Why an op is on the done list. READY: a held createTask is at the door
- * (see mk_engine_hold). */
-typedef enum { MK_DONE_XFER = 1, MK_DONE_DEADLINE, MK_DONE_TIMER, MK_DONE_READY } mk_done_why;
+ * (see mk_engine_hold). REQUEST: a request to the listener waits for its answer. */
+typedef enum { MK_DONE_XFER = 1, MK_DONE_DEADLINE, MK_DONE_TIMER, MK_DONE_READY, MK_DONE_REQUEST } mk_done_why;
 
 /* What a finished transfer left behind. */
 typedef struct mk_result {
@@ -112,6 +113,8 @@ typedef struct mk_op {
 
   int budget;             /* jobs on the default schedule: ranked when polls are rationed (priority.h) */
   mk_rank rank;           /* ... their place in the lane */
+
+  mk_request *request;    /* requests to the listener, until answered */
 } mk_op;
 
 struct mk_queue {
@@ -139,6 +142,7 @@ typedef struct mk_config {
   int budget;               /* jobs follow the default schedule, ranked when polls are rationed */
   double time_scale;        /* the default schedule's times are multiplied by it (0: 1) */
   mk_durations *durations;  /* what is known of the models' durations (not owned); NULL: the engine's own */
+  const char *listen;       /* "host:port": a listener for callbacks on this loop (listener.h); NULL: none */
 } mk_config;
 
 typedef struct mk_engine {
@@ -170,6 +174,7 @@ typedef struct mk_engine {
   int budget;
   double time_scale;
   mk_durations *durations, own_durations;
+  mk_listener *listener;    /* callbacks in, or NULL */
   mk_op *done_head, *done_tail;
   mk_xfer *spare;           /* reusable transfers (each keeps its easy handle) */
   mk_xfer *flying;          /* transfers in flight (API and downloads) */
@@ -249,5 +254,7 @@ const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n);
 void mk_engine_pump(mk_engine *e);
 /* Ops not yet released. */
 uint32_t mk_engine_live(const mk_engine *e);
+/* Answer a request to the listener with an HTTP status, and release its op. */
+void mk_engine_respond(mk_engine *e, mk_op *op, int status);
 
 #endif

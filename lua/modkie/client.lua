@@ -266,8 +266,13 @@ function Client.new(opts)
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
     poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
     seed = opts.seed, record_grace = opts.record_grace, share = share, clients = clients,
-    time_scale = opts.time_scale, durations = durations,
+    time_scale = opts.time_scale, durations = durations, listen = opts.listen,
   })
+  if opts.listen and not opts.callback_url then -- jobs call back to the listener
+    local host = opts.listen:match("^(.*):%d+$")
+    if host == "" or host == "0.0.0.0" or host == "[::]" then host = "127.0.0.1" end
+    self.callback_url = ("http://%s:%d/"):format(host, self._engine:listening())
+  end
   self.scheduler = scheduler.new(self, self._engine, opts.wait)
   self._inbox = inbox.new(self, opts.webhook)
   return self
@@ -489,7 +494,7 @@ end
 local on = {}
 
 function on.accepted(self, job, ev)
-  job.id, job.state = ev.task_id, "queued"
+  job.id, job.state, job._accepted_at = ev.task_id, "queued", core.now()
   self._inbox:track(job)
   self.scheduler:notify(job) -- wake job:accepted() callers
   self:_emit("info", "accepted", { task_id = job.id, model = job.model })
@@ -539,8 +544,11 @@ function Client:_ended_with(job, result, err, via)
   job.updated_at = record.seconds(rec.updateTime) or job.updated_at
   job.progress = record.progress(rec) or (result and job.progress and 100) or job.progress
   local model = job.model or (result and type(result.model) == "string" and result.model)
-  if result and model and result.created_at and result.completed_at then
-    self._durations:add(model, result.completed_at - result.created_at) -- what the poll ranks learn from
+  if result and model then -- what the poll ranks learn from: the record's times, else (a callback
+    -- without them, as ModKie's webhook) this client's own clock from acceptance to the callback
+    local took = result.created_at and result.completed_at and result.completed_at - result.created_at
+    if not took and via == "callback" and job._accepted_at then took = core.now() - job._accepted_at end
+    if took then self._durations:add(model, took) end
   end
   self:_finish(job, state, result, err)
   self:_emit(err and "warn" or "info", "done", {
@@ -591,13 +599,24 @@ function Client:_store_event(ev)
   end
 end
 
+-- A request to the listener (`listen`): a callback, answered with what deliver says.
+function Client:_request(ev)
+  local ok, status = pcall(self._inbox.deliver, self._inbox, ev.headers, ev.body)
+  if not ok then
+    self:_emit("warn", "callback", { outcome = "error", message = tostring(status) })
+    status = 500
+  end
+  self._engine:respond(ev.h, status)
+end
+
 function Client:_dispatch(events)
   local sched = self.scheduler
   for i = 1, #events do
     local ev = events[i]
     local p = sched:op(ev.h)
     if p then on[ev.type](self, p, ev)
-    elseif ev.type == "store" then self:_store_event(ev) end
+    elseif ev.type == "store" then self:_store_event(ev)
+    elseif ev.type == "request" then self:_request(ev) end
   end
 end
 
