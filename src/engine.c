@@ -819,6 +819,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
 double mk_engine_next_wakeup(mk_engine *e) {
   double now = mk_now();
   if (e->done_head || (e->grants.store && e->grants.store->host_questions)) return 0;
+  if (e->listener && mk_listener_timeout(e->listener) == 0) return 0; /* an answer to send */
   if (!e->in_flight && !mk_heap_top(&e->timers) && !e->wait_submit.head && !e->wait_poll.head && !e->wait_slot.head &&
       !e->ranks.ranked.len)
     return -1;

@@ -14,6 +14,7 @@ struct mk_listener {
   void *ud;
   mk_request *live;       /* requests not yet freed */
   int port, fd;
+  int resumed;            /* a connection was resumed: MHD_run is due (libmicrohttpd's external mode) */
 };
 
 static char *dup_n(const char *s, size_t n) {
@@ -248,19 +249,21 @@ int mk_listener_fd(const mk_listener *l) {
 
 double mk_listener_timeout(mk_listener *l) {
   MHD_UNSIGNED_LONG_LONG ms;
+  if (l->resumed) return 0;
   if (MHD_get_timeout(l->daemon, &ms) != MHD_YES) return -1;
   return (double)ms / 1000.0;
 }
 
 void mk_listener_run(mk_listener *l) {
+  l->resumed = 0;
   MHD_run(l->daemon);
 }
 
 void mk_listener_answer(mk_listener *l, mk_request *req, int status) {
-  (void)l;
   req->owner = NULL;
   if (!req->suspended) return;
   req->status = status >= 100 && status <= 599 ? status : MHD_HTTP_INTERNAL_SERVER_ERROR;
   req->suspended = 0;
   MHD_resume_connection(req->conn);
+  l->resumed = 1; /* the answer goes out on the next MHD_run */
 }
