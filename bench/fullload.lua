@@ -24,7 +24,6 @@
 -- emulator drops that job's callback). START is the Unix time arrivals count
 -- from (shared by every process of a run). Prints numbers; never fails on them.
 local modkie = require "modkie"
-local core = require "modkie.core"
 local schedule = require "modkie.schedule"
 local socket = require "socket"
 

@@ -103,10 +103,14 @@ static double body_cdf(const double *x, int n, double age) {
 }
 
 /* The mixture's distribution function at `age`, shortest and longest
- * durations `lo` and `hi`, `body` the body's share below `age`. */
+ * durations `lo` and `hi`, `body` the body's share below `age`. The tail is
+ * memoryless, its mean the spread of the durations (at least a quarter of
+ * the longest): a job long past everything seen is likelier stuck than about
+ * to end, and is polled steadily, not before every other. */
 static double mixture(double lo, double hi, double body, double age) {
   double early = age >= lo ? 1 : age / lo;
-  double tail = age <= hi ? 0 : age >= 2 * hi ? 1 : (age - hi) / hi;
+  double mean = hi - lo > 0.25 * hi ? hi - lo : 0.25 * hi;
+  double tail = age <= hi ? 0 : 1 - exp(-(age - hi) / mean);
   return MK_EARLY * early + (1 - MK_EARLY - MK_TAIL) * body + MK_TAIL * tail;
 }
 

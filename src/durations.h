@@ -11,7 +11,8 @@
  *   early  MK_EARLY of the mass, uniform from 0 to the shortest duration seen
  *   body   the rest, the durations seen (their empirical distribution,
  *          linear between neighbours)
- *   tail   MK_TAIL of the mass, uniform from the longest to twice it
+ *   tail   MK_TAIL of the mass, beyond the longest: exponential, its mean
+ *          the spread of the durations seen (at least a quarter of the longest)
  *
  * The prior, before anything is known, is log-uniform from 5 s to 10 min
  * (times `scale`): a young job is likelier to end soon than an old one, the

@@ -24,6 +24,7 @@
 local cjson = require "cjson.safe"
 local core = require "modkie.core"
 local record = require "modkie.record"
+local SharedDict = require "modkie.shared_dict"
 local webhook = require "modkie.webhook"
 
 local inbox = {}
@@ -64,9 +65,7 @@ function inbox.check(opts)
   if tol ~= nil and not (type(tol) == "number" and tol >= 0 and tol <= 1e6) then
     error("modkie.new: option 'webhook.tolerance' must be a number of seconds from 0 to 1e6", 3)
   end
-  local shared = opts.shared
-  if shared ~= nil and not (pcall(function() return type(shared.get) == "function" and type(shared.set) ==
-    "function" and type(shared.incr) == "function" end)) then
+  if opts.shared ~= nil and not SharedDict.is_dict(opts.shared) then
     error("modkie.new: option 'webhook.shared' must be an OpenResty shared dict (ngx.shared.NAME)", 3)
   end
   return opts
