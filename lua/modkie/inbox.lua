@@ -190,7 +190,8 @@ function Inbox:relay()
   while self.cursor < n do
     self.cursor = self.cursor + 1
     local entry = dict:get("modkie:callbacks:" .. self.cursor)
-    local id, raw = type(entry) == "string" and entry:match("^([^\n]*)\n(.*)$")
+    local id, raw
+    if type(entry) == "string" then id, raw = entry:match("^([^\n]*)\n(.*)$") end
     local job = id and self.jobs[id]
     if job then
       local doc = json.decode(raw)
