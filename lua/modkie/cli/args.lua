@@ -43,7 +43,8 @@ args.types = {
 --- Parse `argv` by `spec`.
 -- `spec.flags[name] = { value = "TYPE" (a key of args.types; absent for a
 -- switch), many = true (repeatable: a list), key = "field" (default: name
--- with - as _) }`; `spec.positionals = { "NAME", … }` (at most that many),
+-- with - as _) }`; `spec.positionals = { "NAME", … }` (at most that many;
+-- `many = true` in it: any number),
 -- `spec.min` (at least that many).
 -- @treturn[1] table options (switches true, values parsed, `many` lists),
 --   with the positionals in `[1]`, `[2]`, …
@@ -97,7 +98,7 @@ function args.parse(argv, spec)
   end
   if opts.help then return opts end
   local names = spec.positionals or {}
-  if #pos > #names then
+  if #pos > #names and not names.many then -- `many`: the last positional repeats
     return nil, "unexpected argument '" .. pos[#names + 1] .. "'"
   end
   if #pos < (spec.min or 0) then
