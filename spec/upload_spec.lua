@@ -38,7 +38,7 @@ describe("uploads", function()
   end)
   after_each(function() client:close() end)
 
-  it("client:upload streams a file, returns its downloadUrl and when it expires, and the URL serves the bytes", function()
+  it("client:upload streams a file, returns its downloadUrl and expiry, and the URL serves the bytes", function()
     local url, expires = client:upload(png)
     assert.is_string(url, tostring(expires))
     assert.matches("^" .. m.url:gsub("%p", "%%%0") .. "/tempfile/", url)
@@ -70,7 +70,9 @@ describe("uploads", function()
 
   it("submit uploads every file of the input first, alone or in lists, and sends their URLs in their places", function()
     local seen = {}
-    local c = helper.client(m, { log = function(_, event, f) if event == "upload" then seen[#seen + 1] = f.state end end })
+    local c = helper.client(m, { log = function(_, event, f)
+      if event == "upload" then seen[#seen + 1] = f.state end
+    end })
     local job = assert(c:submit("acme/frames", {
       prompt = "a lamp then a mug", first = modkie.file(png2),
       frames = { modkie.file(png), "https://cdn.example/already.png", modkie.file(png2) },
@@ -84,7 +86,8 @@ describe("uploads", function()
     assert.equal(lamp, input.first)
     assert.same({ mug, "https://cdn.example/already.png", lamp }, input.frames)
     assert.equal(2, stats(m).upload_requests) -- the lamp once
-    assert.same({ "first", "frames[1]", "frames[3]" }, { job.uploads[1].field, job.uploads[2].field, job.uploads[3].field })
+    assert.same({ "first", "frames[1]", "frames[3]" },
+      { job.uploads[1].field, job.uploads[2].field, job.uploads[3].field })
     assert.same(input, { prompt = input.prompt, first = job.input.first, frames = job.input.frames })
     assert.truthy(seen[1] == "start" and seen[#seen] ~= "failed", table.concat(seen, ","))
   end)
@@ -108,7 +111,8 @@ describe("uploads", function()
       assert.matches(case[3], err.message, 1, true)
     end
     -- a list names the item; an unregistered model still gets the existence check
-    local _, err = client:submit("acme/frames", { prompt = "p", frames = { modkie.file(png), modkie.file(dir .. "/gone.png") } })
+    local _, err = client:submit("acme/frames",
+      { prompt = "p", frames = { modkie.file(png), modkie.file(dir .. "/gone.png") } })
     assert.equal("frames[2]", err.field)
     assert.matches("gone.png does not exist", err.message, 1, true)
     -- over the client's max_upload
@@ -183,7 +187,7 @@ describe("uploads' lifetime", function()
 end)
 
 describe("the upload host", function()
-  it("is the gateway by default, upload_url or MODKIE_UPLOAD_URL otherwise, and gets the key as the API does", function()
+  it("is the gateway by default, upload_url otherwise, and gets the key as the API does", function()
     local api = helper.mock({ "--job-seconds", "0.1" })
     local up = helper.mock({ "--api-key", "test-key" }) -- refuses any other key
     finally(function() api.stop() up.stop() end)

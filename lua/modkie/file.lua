@@ -164,7 +164,9 @@ function File:probe(max_size)
             reason
         end
         local text = REASONS[reason] or "cannot be read"
-        if why and why ~= "" and reason ~= "missing" and reason ~= "directory" then text = text .. " (" .. why .. ")" end
+        if why and why ~= "" and reason ~= "missing" and reason ~= "directory" then
+          text = text .. " (" .. why .. ")"
+        end
         return nil, self.path .. " " .. text, reason
       end
     end

@@ -63,7 +63,9 @@ local function check_schema(id, schema)
       end
     end
     if f.accept ~= nil then
-      if type(f.accept) ~= "table" or #f.accept == 0 then bad("field '" .. name .. "' accept must be a list of types") end
+      if type(f.accept) ~= "table" or #f.accept == 0 then
+        bad("field '" .. name .. "' accept must be a list of types")
+      end
       for _, t in ipairs(f.accept) do
         if type(t) ~= "string" or not t:match("^[%w.+-]+/[%w.+*-]+$") then
           bad("field '" .. name .. "' accept: '" .. tostring(t) .. "' is not a type such as image/png or image/*")
@@ -158,7 +160,8 @@ local function check_files(name, f, v, problems)
   if f.type == "file" then
     local msg = check_file(f, v)
     if msg then
-      problems[#problems + 1] = { field = name, message = msg, path = file.is(v) and v.path or nil, of_file = file.is(v) }
+      problems[#problems + 1] = { field = name, message = msg, path = file.is(v) and v.path or nil,
+        of_file = file.is(v) }
     end
     return
   end
@@ -168,10 +171,12 @@ local function check_files(name, f, v, problems)
     return
   end
   if f.min_items and #v < f.min_items then
-    problems[#problems + 1] = { field = name, message = ("must have at least %d files, got %d"):format(f.min_items, #v) }
+    problems[#problems + 1] = { field = name,
+      message = ("must have at least %d files, got %d"):format(f.min_items, #v) }
   end
   if f.max_items and #v > f.max_items then
-    problems[#problems + 1] = { field = name, message = ("must have at most %d files, got %d"):format(f.max_items, #v) }
+    problems[#problems + 1] = { field = name,
+      message = ("must have at most %d files, got %d"):format(f.max_items, #v) }
   end
   for i = 1, #v do
     local msg = check_file(f, v[i])
@@ -280,7 +285,9 @@ end
 -- @treturn[2] modkie.Error kind "validation" naming the file, the model and what is wrong
 function models.load(path)
   Error.check(1, "modkie.models.load", path, "string")
-  local function fail(msg) return nil, Error.new("validation", "models file " .. path .. ": " .. msg, { path = path }) end
+  local function fail(msg)
+    return nil, Error.new("validation", "models file " .. path .. ": " .. msg, { path = path })
+  end
   local f, oerr = io.open(path, "rb")
   if not f then return fail("cannot be read: " .. tostring(oerr)) end
   local text = f:read("*a")
@@ -299,7 +306,9 @@ function models.load(path)
   local checked = {}
   for _, id in ipairs(ids) do -- every schema checked before any is registered
     local ok, err = pcall(check_schema, id, denull(doc.models[id]))
-    if not ok then return fail((tostring(err):gsub("^.-modkie%.models%.register%('[^']*'%): ", "model '" .. id .. "': "))) end
+    if not ok then
+      return fail((tostring(err):gsub("^.-modkie%.models%.register%('[^']*'%): ", "model '" .. id .. "': ")))
+    end
     checked[id] = denull(doc.models[id])
   end
   for _, id in ipairs(ids) do models.register(id, checked[id]) end

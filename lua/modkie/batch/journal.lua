@@ -13,7 +13,7 @@
 --     {"type":"done","job":"3","state":"ambiguous","error":{…}}     sent, outcome unknown
 --     {"type":"files","job":"3","files":["3-1.mp4"],"t":…}          outputs saved (names in the download folder)
 --     {"type":"upload","sha256":"…","url":"https://…","expires_at":…,"uploaded_at":…,"size":…,"t":…}
---                                                  a file a row sent, so a rerun uploads it again only once its URL expires
+--                          a file a row sent: a rerun uploads it again only once its URL expires
 --
 -- `job` is the row number, or `row.variant` with `expand`; `fp` is the
 -- fingerprint of what the row sends (model and input). Replaying the lines

@@ -338,8 +338,8 @@ function plan.build(opts)
       if not vok then
         ok = false
         for _, p in ipairs(verr.problems) do
-          local name = p.field:match("^[^%[%.]+") -- image_urls[2]: column image_urls
-          local col = row[name] ~= nil and name or nil
+          local base_field = p.field:match("^[^%[%.]+") -- image_urls[2]: column image_urls
+          local col = row[base_field] ~= nil and base_field or nil
           problem(i, line, ("%s %s"):format(
             col and ("column '" .. p.field .. "':") or ("input field '" .. p.field .. "'"), p.message),
             { field = p.field, column = col, path = p.path })
