@@ -264,12 +264,15 @@ local function closed()
   return Error.new("config", "the client is closed")
 end
 
-local MAX_TASK_ID = 1024 -- longer would not fit a request line
-
+-- The engine's limits on a task id: at most core.MAX_TASK_ID bytes (a
+-- request line must hold it), and no NUL (C strings end there).
 local function check_task_id(fname, task_id)
   Error.check(1, fname, task_id, "string")
-  if task_id == "" or #task_id > MAX_TASK_ID then
-    error(("bad argument #1 to '%s' (a task id of 1 to %d bytes expected)"):format(fname, MAX_TASK_ID), 3)
+  if task_id == "" or #task_id > core.MAX_TASK_ID then
+    error(("bad argument #1 to '%s' (a task id of 1 to %d bytes expected)"):format(fname, core.MAX_TASK_ID), 3)
+  end
+  if task_id:find("%z") then
+    error(("bad argument #1 to '%s' (a task id must not contain a NUL byte)"):format(fname), 3)
   end
 end
 
@@ -442,7 +445,9 @@ end
 
 -- "METHOD URL" of a job's current exchange.
 function Client:_request_of(job)
-  if job.id then return "GET " .. self.base_url .. "/api/v1/jobs/recordInfo?taskId=" .. job.id end
+  if job.id then
+    return "GET " .. self.base_url .. "/api/v1/jobs/recordInfo?taskId=" .. core.url_escape(job.id)
+  end
   return "POST " .. self.base_url .. "/api/v1/jobs/createTask"
 end
 
@@ -660,10 +665,6 @@ function Client:download_file(url, path)
   return self.scheduler:pending(self._engine:download(url, path))
 end
 
-local function percent_encode(s)
-  return (s:gsub("[^%w%-_%.~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
-
 --- One recordInfo call.
 -- @tparam string task_id
 -- @treturn[1] table the raw record (recordInfo's `data`)
@@ -672,7 +673,7 @@ end
 function Client:record(task_id)
   Error.method(self, Client, "record", "client")
   check_task_id("record", task_id)
-  local data, err = self:_call("GET", "/api/v1/jobs/recordInfo?taskId=" .. percent_encode(task_id))
+  local data, err = self:_call("GET", "/api/v1/jobs/recordInfo?taskId=" .. core.url_escape(task_id))
   if not data then return nil, err end
   if type(data) ~= "table" or (next(data) ~= nil and data[1] ~= nil) then
     return nil, Error.new("protocol", "recordInfo: data is not a record")

@@ -52,7 +52,7 @@ local esc = review.escape
 
 -- A path for an href or src: each segment percent-encoded (then escaped).
 local function url_path(path)
-  return (path:gsub("[^%w%-%._~/]", function(c) return ("%%%02X"):format(c:byte()) end))
+  return (path:gsub("[^/]+", core.url_escape))
 end
 
 local function number(v)
