@@ -2,12 +2,13 @@
 -- the jobs it runs, and its scheduler (`client.scheduler`, modkie.scheduler).
 -- @classmod modkie.Client
 
-local cjson = require "cjson.safe"
 local core = require "modkie.core"
 local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
 local Job = require "modkie.job"
+local json = require "modkie.json"
 local models = require "modkie.models"
+local options = require "modkie.options"
 local record = require "modkie.record"
 local schedule = require "modkie.schedule"
 local scheduler = require "modkie.scheduler"
@@ -43,21 +44,8 @@ for k, v in pairs(SUBMIT_OPTIONS) do GENERATE_OPTIONS[k] = v end
 GENERATE_OPTIONS.hold = nil -- generate sends at once
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
---- Raise on unknown option names and wrong types: a typo must not pass silently.
-local function check_options(fname, opts, known)
-  for k, v in pairs(opts) do
-    if type(k) ~= "string" or not known[k] then
-      local hint = suggest.hint(k, known)
-      error(("%s: unknown option '%s'%s"):format(fname, tostring(k), hint), 3)
-    end
-    if known[k] ~= true and not known[k][type(v)] then
-      local want = {}
-      for t in pairs(known[k]) do want[#want + 1] = t end
-      table.sort(want)
-      error(("%s: option '%s' must be a %s, got %s"):format(fname, k, table.concat(want, " or "), type(v)), 3)
-    end
-  end
-end
+-- Unknown option names and wrong types raise, naming the option.
+local check_options = options.check
 
 -- Numeric options: the range each accepts (NaN fails every one), for the error message.
 local function above(min) return function(v) return v > min end end
@@ -197,14 +185,11 @@ function Client.new(opts)
     key_problem = "the API key is empty: MODKIE_API_KEY is set, but to nothing"
   end
   local submit_rate, poll_rate, share, clients, dict = rates(opts.rate)
-  local json = cjson.new()
-  json.decode_max_depth(64)
-  json.encode_max_depth(64)
 
   local self = setmetatable({
     base_url = base_url,
     deadline = opts.deadline == nil and 900 or opts.deadline,
-    _json = json, _has_key = key ~= nil, _key_problem = key_problem,
+    _has_key = key ~= nil, _key_problem = key_problem,
     _active = 0,     -- jobs not yet ended
     _log = opts.log,
     _dict = dict and SharedDict.new(dict), -- answers the engine's rate questions from a shared dict
@@ -303,7 +288,7 @@ function Client:submit(model, input, opts)
     if not ok then return nil, err end
   end
   if not self._has_key then return nil, no_key(self) end
-  local body, jerr = self._json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
+  local body, jerr = json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
   end
@@ -702,7 +687,7 @@ end
 function Client:download_url(url)
   Error.method(self, Client, "download_url", "client")
   Error.check(1, "download_url", url, "string")
-  local data, err = self:_call("POST", "/api/v1/common/download-url", self._json.encode({ url = url }))
+  local data, err = self:_call("POST", "/api/v1/common/download-url", json.encode({ url = url }))
   if data == nil then return nil, err end
   if type(data) ~= "string" or not data:match("^[Hh][Tt][Tt][Pp][Ss]?://[^%s%c]+$") then
     return nil, Error.new("protocol", "download-url: data is not an http(s) URL")

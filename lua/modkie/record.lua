@@ -20,15 +20,13 @@
 --     Image, Flux Kontext): no `state`, the envelope's code says how it ended.
 -- @module modkie.record
 
-local cjson = require "cjson.safe"
 local core = require "modkie.core"
 local Error = require "modkie.error"
+local json = require "modkie.json"
 
 local record = {}
 
-local json = cjson.new()
-json.decode_max_depth(64)
-local null = cjson.null
+local null = json.null
 local huge = math.huge
 
 -- A finite number from a number or a numeric string, else nil. lua-cjson

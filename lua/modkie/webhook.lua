@@ -19,16 +19,15 @@
 -- ever holds the secret or the signature that was expected.
 -- @module modkie.webhook
 
-local cjson = require "cjson.safe"
 local core = require "modkie.core"
 local Error = require "modkie.error"
+local json = require "modkie.json"
+local options = require "modkie.options"
 local record = require "modkie.record"
 
 local webhook = {}
 
-local json = cjson.new()
-json.decode_max_depth(64) -- an untrusted body: deep nesting is refused, not recursed into
-local null = cjson.null
+local null = json.null
 
 webhook.DEFAULT_TOLERANCE = 300
 
@@ -185,9 +184,7 @@ local function check_opts(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'webhook.verify' (table expected, got " .. type(opts) .. ")", 3)
   end
-  for k in pairs(opts) do
-    if not VERIFY_OPTIONS[k] then error("webhook.verify: unknown option '" .. tostring(k) .. "'", 3) end
-  end
+  options.check("webhook.verify", opts, VERIFY_OPTIONS, 3) -- names here; the values below, each its own way
   local function bad(field, want, v) -- level 4: the caller of verify
     error(("webhook.verify: option '%s' must be %s, got %s"):format(field, want, type(v)), 4)
   end

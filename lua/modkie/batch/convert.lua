@@ -8,7 +8,7 @@
 -- cell leaves the field to the batch's `input` defaults).
 -- @module modkie.batch.convert
 
-local cjson = require("cjson.safe").new()
+local json = require "modkie.json"
 
 local convert = {}
 
@@ -56,7 +56,7 @@ local CONVERT = {
     return nil, quote(s) .. " is not a boolean (use true/false, yes/no, 1/0 or on/off)"
   end,
   table = function(s)
-    local v = cjson.decode(s)
+    local v = json.decode(s)
     if type(v) ~= "table" then return nil, quote(s) .. " is not a JSON object or array" end
     return v
   end,
@@ -83,7 +83,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string why it is not JSON
 function convert.json(text)
-  local v, err = cjson.decode(text)
+  local v, err = json.decode(text)
   if v == nil then return nil, "is not valid JSON (" .. tostring(err) .. ")" end
   return v
 end

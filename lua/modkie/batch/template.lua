@@ -75,11 +75,7 @@ local floor, abs = math.floor, math.abs
 local type, tostring, tonumber, setmetatable, getmetatable, pcall, error, next =
   type, tostring, tonumber, setmetatable, getmetatable, pcall, error, next
 
-local NULL -- cjson.null, treated as missing; nil when lua-cjson is absent
-do
-  local ok, cjson = pcall(require, "cjson")
-  if ok and type(cjson) == "table" then NULL = cjson.null end
-end
+local NULL = require("modkie.json").null -- JSON null: treated as missing
 
 local M = {}
 

@@ -5,7 +5,7 @@ local core = require "modkie.core"
 local Error = require "modkie.error"
 local models = require "modkie.models"
 local convert = require "modkie.batch.convert"
-local json = require "modkie.cli.json"
+local json = require "modkie.json"
 local text = require("modkie.cli.escape").text
 
 local common = {}
@@ -40,8 +40,9 @@ function common.transient(err)
   return KIND_EXIT[err.kind] == "network"
 end
 
---- JSON text of `v` (sorted keys; see modkie.cli.json).
-common.json = json.encode
+--- JSON text of `v` for `--json` (sorted keys, control characters escaped; see modkie.json).
+common.json = json.sorted
+--- Mark a filled list as a JSON array (`[]` when empty).
 common.array = json.array
 
 --- An error as plain JSON fields.

@@ -337,13 +337,13 @@ function job_cli.list(argv)
   local n = opts.all and #list or opts.limit or 20
   local first = math.max(1, #list - n + 1)
   if opts.json then
-    local out = common.array()
+    local out = {}
     for i = first, #list do
       local t = list[i]
       out[#out + 1] = { id = t.id, submitted_at = t.t, model = t.model, gateway = t.gateway, via = t.via,
         prompt = t.prompt, state = t.state, ended_at = t.ended_t }
     end
-    io.stdout:write(common.json(out), "\n")
+    io.stdout:write(common.json(common.array(out)), "\n")
     return EXIT.ok
   end
   if #list == 0 then

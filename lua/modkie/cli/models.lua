@@ -76,9 +76,9 @@ function models_cli.models(argv)
   end
   local ids = models.list()
   if opts.json then
-    local list = common.array()
+    local list = {}
     for i, id in ipairs(ids) do list[i] = schema_json(id, models.get(id)) end
-    io.stdout:write(common.json(list), "\n")
+    io.stdout:write(common.json(common.array(list)), "\n")
     return EXIT.ok
   end
   for _, id in ipairs(ids) do
@@ -116,8 +116,9 @@ function models_cli.validate(argv)
   if opts.json then
     local out = { valid = ok == true, model = model, checked = known, input = input }
     if not ok then
-      out.problems = common.array()
-      for i, p in ipairs(err.problems) do out.problems[i] = { field = p.field, message = p.message } end
+      local problems = {}
+      for i, p in ipairs(err.problems) do problems[i] = { field = p.field, message = p.message } end
+      out.problems = common.array(problems)
     end
     io.stdout:write(common.json(out), "\n")
     return ok and EXIT.ok or EXIT.usage

@@ -4,7 +4,9 @@
 --   modkie.mock.gateway   the API: tasks, timelines, credits, dialects, stats
 --   modkie.mock.faults    fault injection (--faults, [fault=…] triggers)
 --   modkie.mock.state     --state FILE: tasks and balances survive a restart
---   modkie.mock.directives, .files, .ledger, .ratelimit, .rng, .json   its parts
+--   modkie.mock.callbacks signed callbacks to a job's callBackUrl
+--   modkie.mock.directives, .files, .ledger, .media, .ratelimit   its parts
+-- (JSON is modkie.json, the seeded draws modkie.rng, flags modkie.cli.args.)
 -- Reuse in-process: `local m = mock.new(opts); m.listen(); m.step(0)`.
 -- @module modkie.mock
 
