@@ -204,7 +204,7 @@ function Client.new(opts)
   end
   local interval = opts.poll_interval
   if interval == "learn" then
-    local learner = schedule.learner(opts.poll_history)
+    local learner = schedule.learner(opts.poll_history, opts.seed)
     self._learner = learner
     interval = function(elapsed, polls, h)
       local job = job_of(h)

@@ -20,6 +20,7 @@
 -- @module modkie.webhook
 
 local core = require "modkie.core"
+local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
 local json = require "modkie.json"
 local options = require "modkie.options"
@@ -154,7 +155,7 @@ local function header(headers, name)
   end
   if found == nil then return nil end
   if type(found) ~= "string" then return nil, "malformed" end
-  return (found:gsub("^%s+", ""):gsub("%s+$", ""))
+  return encoding.trim(found)
 end
 
 -- Whether a header is there at all, usable or not.

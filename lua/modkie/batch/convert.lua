@@ -15,9 +15,7 @@ local convert = {}
 local TRUE = { ["true"] = true, yes = true, ["1"] = true, on = true }
 local FALSE = { ["false"] = true, no = true, ["0"] = true, off = true }
 
-local function trim(s)
-  return s:match("^%s*(.-)%s*$")
-end
+local trim = require("modkie.encoding").trim
 
 local function quote(s)
   if #s > 40 then s = s:sub(1, 37) .. "..." end

@@ -72,9 +72,7 @@ local function fail(msg, fields, path)
   return nil, mkerr(msg, fields, path)
 end
 
-local function trim(s)
-  return match(s, "^%s*(.*%S)") or ""
-end
+local trim = encoding.trim
 
 ---------------------------------------------------------------------------
 -- CSV
