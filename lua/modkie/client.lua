@@ -154,7 +154,7 @@ local function check_key(key)
   return key
 end
 
---- Make a client. See DESIGN.md §3 for the options; every option is optional.
+--- Make a client. See docs/design.md §3 for the options; every option is optional.
 -- Unknown option names and wrong types raise an error naming the option.
 -- @tparam[opt] table opts
 -- @treturn modkie.Client

@@ -1,7 +1,7 @@
 --- Callbacks: check that a POST to your `callback_url` came from the gateway,
 -- and turn its body into the result `job:await()` would have given.
 --
--- Two signing schemes (DESIGN.md §1):
+-- Two signing schemes (docs/design.md §1):
 --
 -- * **Kie**: `X-Webhook-Timestamp: <Unix seconds>` and `X-Webhook-Signature:
 --   base64(HMAC-SHA256(taskId .. "." .. timestamp, secret))`. Only the task id

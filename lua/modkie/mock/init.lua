@@ -1,5 +1,5 @@
 --- `modkie mock`: the gateway emulator, a real local HTTP/1.1 server that
--- speaks the wire contract (DESIGN.md §1) in the kie or modkie dialect.
+-- speaks the wire contract (docs/design.md §1) in the kie or modkie dialect.
 --   modkie.mock.http      the non-blocking server (sockets, framing, keep-alive)
 --   modkie.mock.gateway   the API: tasks, timelines, credits, dialects, stats
 --   modkie.mock.faults    fault injection (--faults, [fault=…] triggers)
