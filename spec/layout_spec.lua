@@ -40,3 +40,44 @@ describe("README's layout", function()
     assert.same({}, stale, "files the README's layout lists that are not there")
   end)
 end)
+
+describe("require 'modkie': the layers it loads on first use", function()
+  -- a fresh module table, so that no earlier spec has loaded a layer into it
+  local function fresh_modkie()
+    local saved = package.loaded["modkie"]
+    package.loaded["modkie"] = nil
+    local m = require "modkie"
+    package.loaded["modkie"] = saved
+    return m
+  end
+
+  it("gives batch, template, rows and webhook, from their homes", function()
+    local m = fresh_modkie()
+    assert.equal(require("modkie.batch"), m.batch)
+    assert.equal(require("modkie.batch.template"), m.template)
+    assert.equal(require("modkie.batch.rows"), m.rows)
+    assert.equal(require("modkie.webhook"), m.webhook)
+  end)
+
+  it("requires nothing for another name", function()
+    local loaded = false
+    package.preload["modkie.probe"] = function() loaded = true return {} end
+    finally(function() package.preload["modkie.probe"] = nil end)
+    local m = fresh_modkie()
+    assert.is_nil(m.probe)
+    assert.is_false(loaded)
+    assert.is_nil(package.loaded["modkie.probe"])
+  end)
+
+  it("lets a layer's load error through", function()
+    local saved = package.loaded["modkie.batch.rows"]
+    package.loaded["modkie.batch.rows"] = nil
+    package.preload["modkie.batch.rows"] = function() error("rows cannot load: boom", 0) end
+    finally(function()
+      package.preload["modkie.batch.rows"] = nil
+      package.loaded["modkie.batch.rows"] = saved
+    end)
+    local m = fresh_modkie()
+    assert.has_error(function() return m.rows end, "rows cannot load: boom")
+  end)
+end)
