@@ -11,7 +11,9 @@
 -- 1/scale s); jobs take 1 s and are polled every 0.25 s. Each process is
 -- spec/support/rate_worker.lua. Prints one line of key=value per store:
 -- 429s the emulator answered, the busiest window of requests sent (against
--- the limit), the rates it admitted per window, jobs done and failed, and the
+-- the limit), what it admitted per second over the run (the sustained limits
+-- are 20 / (10/scale) creates and 10 / (1/scale) polls per second; a window
+-- also lets a burst of 20 through at the start), jobs done and failed, and the
 -- time until the last process finished. Never fails on numbers.
 package.path = "./?.lua;" .. package.path
 local helper = require "spec.helper"
@@ -74,11 +76,11 @@ local function run(name, store)
   local stats = m.stats()
   m.stop()
   io.write(("store=%s processes=%d jobs=%d ok=%d failed=%d answered_429=%d creates_sent=%d polls_sent=%d "
-    .. "busiest_creates=%d create_limit=%d busiest_polls=%d poll_limit=%d creates_per_window=%.2f "
-    .. "polls_per_window=%.2f seconds=%.2f wall=%.2f scale=%g\n"):format(
+    .. "busiest_creates=%d create_limit=%d busiest_polls=%d poll_limit=%d creates_per_s=%.2f "
+    .. "create_rate_limit=%.2f polls_per_s=%.2f poll_rate_limit=%.2f seconds=%.2f wall=%.2f scale=%g\n"):format(
     name, PROCESSES, JOBS, ok, failed, stats.rate_limited, #creates, #polls,
     busiest(creates, CREATE[2]), CREATE[1], busiest(polls, POLL[2]), POLL[1],
-    created / slowest * CREATE[2], polled / slowest * POLL[2], slowest, wall, SCALE))
+    created / slowest, CREATE[1] / CREATE[2], polled / slowest, POLL[1] / POLL[2], slowest, wall, SCALE))
   io.stdout:flush()
 end
 
