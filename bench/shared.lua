@@ -18,6 +18,7 @@
 package.path = "./?.lua;" .. package.path
 local helper = require "spec.helper"
 local redis = require "spec.redis"
+local windows = require "spec.support.windows"
 local cjson = require "cjson"
 local socket = require "socket"
 
@@ -25,29 +26,6 @@ local PROCESSES = tonumber(arg[1]) or 4
 local JOBS = tonumber(arg[2]) or 25
 local SCALE = tonumber(arg[3]) or 4
 local CREATE, POLL = { 20, 10 / SCALE }, { 10, 1 / SCALE }
-
--- The most arrivals in any `window` seconds.
-local function busiest(times, window)
-  table.sort(times)
-  local most, first = 0, 1
-  for last = 1, #times do
-    while times[last] - times[first] >= window do first = first + 1 end
-    if last - first + 1 > most then most = last - first + 1 end
-  end
-  return most
-end
-
--- Every arrival the limit `name` counted, and how many it admitted.
-local function arrivals(m, name)
-  local _, limits = m.request("GET", "/__mock/limits")
-  local times, admitted = {}, 0
-  for _, key in ipairs(limits[name].keys) do
-    for _, t in ipairs(key.admitted) do times[#times + 1] = t end
-    for _, t in ipairs(key.refused) do times[#times + 1] = t end
-    admitted = admitted + #key.admitted
-  end
-  return times, admitted
-end
 
 local function run(name, store)
   local m = helper.mock({ "--job-seconds", "1", "--credits", "1e12",
@@ -71,15 +49,15 @@ local function run(name, store)
     end
   end
   local wall = socket.gettime() - t0
-  local creates, created = arrivals(m, "create")
-  local polls, polled = arrivals(m, "record")
+  local creates, created = windows.arrivals(m, "create")
+  local polls, polled = windows.arrivals(m, "record")
   local stats = m.stats()
   m.stop()
   io.write(("store=%s processes=%d jobs=%d ok=%d failed=%d answered_429=%d creates_sent=%d polls_sent=%d "
     .. "busiest_creates=%d create_limit=%d busiest_polls=%d poll_limit=%d creates_per_s=%.2f "
     .. "create_rate_limit=%.2f polls_per_s=%.2f poll_rate_limit=%.2f seconds=%.2f wall=%.2f scale=%g\n"):format(
     name, PROCESSES, JOBS, ok, failed, stats.rate_limited, #creates, #polls,
-    busiest(creates, CREATE[2]), CREATE[1], busiest(polls, POLL[2]), POLL[1],
+    windows.busiest(creates, CREATE[2]), CREATE[1], windows.busiest(polls, POLL[2]), POLL[1],
     created / slowest, CREATE[1] / CREATE[2], polled / slowest, POLL[1] / POLL[2], slowest, wall, SCALE))
   io.stdout:flush()
 end

@@ -11,6 +11,7 @@
 -- them beside the other Luas' specs.
 local helper = require "spec.helper"
 local redis = require "spec.redis"
+local windows = require "spec.support.windows"
 local cjson = require "cjson"
 local socket = require "socket"
 
@@ -41,29 +42,6 @@ local function start_workers(m, n, jobs, store, clients)
   end
 end
 
--- The most arrivals in any `window` seconds (sorted times, a sliding window).
-local function busiest(times, window)
-  table.sort(times)
-  local most, first = 0, 1
-  for last = 1, #times do
-    while times[last] - times[first] >= window do first = first + 1 end
-    if last - first + 1 > most then most = last - first + 1 end
-  end
-  return most
-end
-
--- Every request the emulator's limits counted, admitted or refused.
-local function arrivals(m, name)
-  local _, limits = m.request("GET", "/__mock/limits")
-  local times, refused = {}, 0
-  for _, key in ipairs(limits[name].keys) do
-    for _, t in ipairs(key.admitted) do times[#times + 1] = t end
-    for _, t in ipairs(key.refused) do times[#times + 1] = t end
-    refused = refused + #key.refused
-  end
-  return times, refused
-end
-
 -- What every run must show: every job done once, no 429, and never more
 -- than the limit in any window, as the emulator saw the requests arrive.
 local function check_run(m, reports, n, jobs)
@@ -75,11 +53,11 @@ local function check_run(m, reports, n, jobs)
   assert.equal(0, stats.rate_limited, "answered 429")
   assert.equal(n * jobs, stats.creates, "a job was submitted twice, or lost")
   for prompt, count in pairs(stats.submits_by_prompt) do assert.equal(1, count, prompt) end
-  local creates, create_refused = arrivals(m, "create")
-  local polls, poll_refused = arrivals(m, "record")
+  local creates, _, create_refused = windows.arrivals(m, "create")
+  local polls, _, poll_refused = windows.arrivals(m, "record")
   assert.equal(0, create_refused + poll_refused)
   assert.equal(n * jobs, #creates)
-  local most_creates, most_polls = busiest(creates, CREATE[2]), busiest(polls, POLL[2])
+  local most_creates, most_polls = windows.busiest(creates, CREATE[2]), windows.busiest(polls, POLL[2])
   assert.is_true(most_creates <= CREATE[1], most_creates .. " creates in one window")
   assert.is_true(most_polls <= POLL[1], most_polls .. " polls in one window")
   return most_creates, most_polls, #polls
