@@ -7,8 +7,12 @@
 --
 -- Time is scaled 4x on both sides, so a run takes ~30 s instead of ~2 min:
 -- 20 creates per 2.5 s (the gateway: per 10 s) and 10 polls per 0.25 s
--- (per 1 s). Tagged #shared: `make test` runs them; `make test-all` runs
--- them beside the other Luas' specs.
+-- (per 1 s). The clients' windows are 10 % longer than the emulator's: on a
+-- loaded test machine the emulator (one Lua process) takes a few hundred ms
+-- to read a burst of 20 new connections, which stretches a window's arrivals
+-- past the margin a client keeps at this scale (100 ms for creates). Clients
+-- that did not share would still send 4x the limit at once. Tagged #shared:
+-- `make test` runs them; `make test-all` runs them beside the other Luas' specs.
 local helper = require "spec.helper"
 local redis = require "spec.redis"
 local windows = require "spec.support.windows"
@@ -18,6 +22,7 @@ local socket = require "socket"
 local LUA = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
 local CREATE, POLL = { 20, 2.5 }, { 10, 0.25 }
 local LIMITS = ("create=%d/%g,poll=%d/%g"):format(CREATE[1], CREATE[2], POLL[1], POLL[2])
+local SLACK = 1.1 -- the clients' windows, to the emulator's
 local PROCESSES, JOBS = 4, 50
 
 -- Start `n` worker processes at once; returns a function that waits for
@@ -26,7 +31,8 @@ local function start_workers(m, n, jobs, store, clients)
   local pipes = {}
   for i = 1, n do
     local cmd = ("exec %s spec/support/rate_worker.lua %s %d %d/%g %d/%g %s %s 0.25 p%d 2>&1"):format(
-      LUA, m.url, jobs, CREATE[1], CREATE[2], POLL[1], POLL[2], helper.shell_quote(store), clients or "-", i)
+      LUA, m.url, jobs, CREATE[1], CREATE[2] * SLACK, POLL[1], POLL[2] * SLACK, helper.shell_quote(store),
+      clients or "-", i)
     pipes[i] = assert(io.popen(cmd, "r"))
   end
   return function()
@@ -50,14 +56,15 @@ local function check_run(m, reports, n, jobs)
     assert.equal(jobs, r.ok, "worker " .. i)
   end
   local stats = m.stats()
-  assert.equal(0, stats.rate_limited, "answered 429")
-  assert.equal(n * jobs, stats.creates, "a job was submitted twice, or lost")
-  for prompt, count in pairs(stats.submits_by_prompt) do assert.equal(1, count, prompt) end
   local creates, _, create_refused = windows.arrivals(m, "create")
   local polls, _, poll_refused = windows.arrivals(m, "record")
-  assert.equal(0, create_refused + poll_refused)
-  assert.equal(n * jobs, #creates)
   local most_creates, most_polls = windows.busiest(creates, CREATE[2]), windows.busiest(polls, POLL[2])
+  local seen = ("%d creates refused, %d polls refused; busiest windows %d creates, %d polls"):format(
+    create_refused, poll_refused, most_creates, most_polls)
+  assert.equal(0, stats.rate_limited, "answered 429: " .. seen)
+  assert.equal(n * jobs, stats.creates, "a job was submitted twice, or lost")
+  for prompt, count in pairs(stats.submits_by_prompt) do assert.equal(1, count, prompt) end
+  assert.equal(n * jobs, #creates)
   assert.is_true(most_creates <= CREATE[1], most_creates .. " creates in one window")
   assert.is_true(most_polls <= POLL[1], most_polls .. " polls in one window")
   return most_creates, most_polls, #polls
