@@ -64,7 +64,8 @@ typedef struct file_store {
   unsigned char *map;
   size_t mapped;
   size_t where[MK_LANES];    /* each lane's window in the file, 0: look it up */
-  double busy_since;         /* -1: the lock was free last time */
+  double busy_since;         /* when the lock was first found held in a row of tries; -1: free last time */
+  double busy_last;          /* the last try that found it held */
   uint64_t epoch;            /* the file's epoch when last answered from, 0 before */
 } file_store;
 
@@ -301,7 +302,9 @@ static void file_ask(mk_store *s, mk_lane lane, int want, int limit, double per,
     if (errno != EAGAIN && errno != EACCES) {
       away(f, a, "cannot lock", errno);
     } else {
-      if (f->busy_since < 0) f->busy_since = now;
+      /* a try long after the last is a new wait, not the same one */
+      if (f->busy_since < 0 || now - f->busy_last > BUSY_AWAY / 10) f->busy_since = now;
+      f->busy_last = now;
       if (now - f->busy_since > BUSY_AWAY) away(f, a, "locked by another process for over a second", 0);
       else a->retry_in = RETRY_BUSY;
     }
