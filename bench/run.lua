@@ -965,8 +965,9 @@ say("## One account, several processes")
 say()
 say(("%d processes on one API key, %d jobs each submitted at once, against a fresh emulator for each row "
   .. "that enforces the account's limits across all its clients and logs every request they counted; the "
-  .. "windows scaled 4× shorter on both sides (20 creates per 2.5 s, 10 polls per 0.25 s; jobs of 1 s polled "
-  .. "every 0.25 s). Each process is `spec/support/rate_worker.lua`, with `rate.clients = 4`. \"Busiest "
+  .. "create windows scaled 4× shorter on both sides (20 creates per 2.5 s), polls at the gateway's 10 per s "
+  .. "(jobs of 1 s polled every second). Each process is `spec/support/rate_worker.lua`, with `rate.clients = "
+  .. "4`. \"Busiest "
   .. "window\" counts every request that reached the emulator in any window, refused or not; \"admitted per s\" "
   .. "is what it let through over the whole run (a window also lets a burst through at the start, so a short "
   .. "run can pass the sustained rate). See docs/scale.md."):format(
