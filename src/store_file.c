@@ -26,7 +26,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ratelimit.h"
@@ -68,12 +67,6 @@ typedef struct file_store {
   double busy_last;          /* the last try that found it held */
   uint64_t epoch;            /* the file's epoch when last answered from, 0 before */
 } file_store;
-
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void away(file_store *f, mk_store_answer *a, const char *what, int err) {
   a->away = 1;
@@ -125,7 +118,7 @@ static int start_afresh(file_store *f) {
   memset(h, 0, sizeof *h);
   memcpy(h->magic, MAGIC, sizeof h->magic);
   h->used = sizeof *h;
-  h->epoch = f->base.client ^ (uint64_t)(monotonic() * 1e9);
+  h->epoch = f->base.client ^ (uint64_t)(mk_clock() * 1e9);
   if (!h->epoch) h->epoch = 1;
   memset(f->where, 0, sizeof f->where);
   return 0;
@@ -276,7 +269,7 @@ static void answer_locked(file_store *f, mk_lane lane, int want, int limit, doub
     away(f, a, "cannot grow the file", errno);
     return;
   }
-  now = monotonic(); /* read under the lock: grants are stamped in the order they are given */
+  now = mk_clock(); /* read under the lock: grants are stamped in the order they are given */
   grant(w, want, limit, per, now, a);
   a->peers = count_peers(f, now);
   if (f->epoch && f->epoch != ((file_head *)f->map)->epoch) {
