@@ -3,7 +3,7 @@
 -- The emulator counts how many times each row's prompt was submitted.
 local helper = require "spec.helper"
 local H = require "spec.batch_helper"
-local journal = require "modkie.journal"
+local journal = require "modkie.batch.journal"
 local cjson = require "cjson"
 
 local KLING = "kling/kling-3-0"

@@ -1,6 +1,6 @@
 -- Text encodings: UTF-8 checked byte by byte, Windows-1252 and Latin-1 converted.
 local encoding = require "modkie.encoding"
-local rows = require "modkie.rows"
+local rows = require "modkie.batch.rows"
 local helper = require "spec.helper"
 
 describe("modkie.encoding", function()

@@ -11,8 +11,8 @@
 
 local Error = require "modkie.error"
 local models = require "modkie.models"
-local rows_mod = require "modkie.rows"
-local template = require "modkie.template"
+local rows_mod = require "modkie.batch.rows"
+local template = require "modkie.batch.template"
 local convert = require "modkie.batch.convert"
 local fingerprint = require "modkie.batch.fingerprint"
 local rowlist = require "modkie.batch.rowlist"

@@ -132,7 +132,7 @@ local function interrupted(command, job)
   if job and job.id then
     io.stderr:write(("\nmodkie %s: interrupted; task %s keeps running (and billing) at the gateway: "
       .. "follow it with 'modkie wait %s'\n"):format(command, text(job.id), text(job.id)))
-  elseif job and job._sent then
+  elseif job and job.sent then
     io.stderr:write(("\nmodkie %s: interrupted while createTask was in flight: a task may have been created "
       .. "without its id reaching us (the gateway's dashboard lists it)\n"):format(command))
   else

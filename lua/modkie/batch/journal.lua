@@ -22,7 +22,7 @@
 -- lines in a row, as runs each killed while writing their first (`run`)
 -- line leave them: before a `run` line, whole or torn, or up to the end of
 -- the file. The API key is never written.
--- @module modkie.journal
+-- @module modkie.batch.journal
 
 local cjson = require "cjson.safe"
 local core = require "modkie.core"

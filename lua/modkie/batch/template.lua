@@ -62,7 +62,7 @@
 -- row (recommended: row values are then never read as alternatives), or
 -- render first and expand the result (then a `{`, `}` or `|` inside a row's
 -- value is read as expand syntax).
--- @module modkie.template
+-- @module modkie.batch.template
 
 local Error = require "modkie.error"
 local suggest = require "modkie.suggest"
