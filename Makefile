@@ -24,7 +24,7 @@ SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
 VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua spec/store_spec.lua
 
-.PHONY: all core examples deps test-deps test test-all test-other-luas test-shared test-openresty lint demo install install-lib clean bench asan valgrind
+.PHONY: all core examples deps test-deps test test-all test-other-luas test-shared test-openresty lint demo install install-lib install-mock clean bench asan valgrind
 
 all: deps $(CORE)
 
@@ -92,23 +92,31 @@ lint: test-deps
 demo: all
 	@LUA=$(LUA) tools/demo.sh
 
-install: all install-lib
+install: all install-lib install-mock
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 bin/modkie $(DESTDIR)$(PREFIX)/bin/modkie
 
-# the C module and the Lua modules (luarocks installs bin/modkie itself)
+# the C module and the Lua modules but the emulator's: the modkie rock
+# (luarocks installs bin/modkie itself)
 install-lib: $(CORE)
 	install -d $(DESTDIR)$(INSTALL_LMOD)/modkie $(DESTDIR)$(INSTALL_CMOD)/modkie
 	install -m 644 $(CORE) $(DESTDIR)$(INSTALL_CMOD)/modkie/core.so
 	cd lua && for f in modkie/*.lua modkie/*/*.lua; do [ -f "$$f" ] || continue; \
+	  case $$f in modkie/mock/*) continue ;; esac; \
 	  install -d $(DESTDIR)$(INSTALL_LMOD)/$$(dirname $$f); install -m 644 $$f $(DESTDIR)$(INSTALL_LMOD)/$$f; done
+
+# the emulator's Lua modules (lua/modkie/mock/): the modkie-mock rock
+install-mock:
+	install -d $(DESTDIR)$(INSTALL_LMOD)/modkie/mock
+	for f in lua/modkie/mock/*.lua; do install -m 644 $$f $(DESTDIR)$(INSTALL_LMOD)/modkie/mock/; done
 
 clean:
 	rm -rf build
 
 # The whole spec suite with the C core built under AddressSanitizer and
 # UndefinedBehaviorSanitizer (with float-cast-overflow, which gcc's "undefined"
-# leaves out: a number from Lua cast to an integer out of range). lua5.4 itself is not instrumented, so the
+# leaves out: a number from Lua cast to an integer out of range). --cpath: the
+# instrumented core, not the plain one .busted names first. lua5.4 itself is not instrumented, so the
 # sanitizer runtimes are preloaded; any report fails the run.
 ASAN_BUILD = build/asan
 ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
@@ -122,7 +130,8 @@ asan: test-deps $(NODLCLOSE)
 	  SANITIZE="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow"
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" LD_PRELOAD="$(ASAN_RT) $(CURDIR)/$(NODLCLOSE)" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(SPECS)
+	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --cpath="$(CURDIR)/$(ASAN_BUILD)/?.so;" \
+	  --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(SPECS)
 
 # The spec suite's C paths under valgrind memcheck: no invalid access, no
 # definite leak. The emulator processes the specs start are not traced.

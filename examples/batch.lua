@@ -1,10 +1,11 @@
 -- A batch from Lua: one video per row of examples/batch/rows.csv, the prompt
 -- rendered from examples/batch/template.txt, outputs saved into a folder.
--- Run the emulator first (`lua5.4 bin/modkie mock --port 8089 --job-seconds 2`)
+-- Run the emulator first (`lua5.4 bin/modkie mock --port 8089 --job-seconds 2 &`)
 -- or point MODKIE_BASE_URL and MODKIE_API_KEY at the real gateway.
 --   lua5.4 examples/batch.lua [output-dir]
 -- Interrupt it and run it again: the journal makes it resume where it was,
 -- without submitting any row twice.
+pcall(dofile, (arg and arg[0] or ""):gsub("[^/]*$", "") .. "checkout.lua") -- a checkout's build, if run from one
 local modkie = require "modkie"
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]+$") or "."

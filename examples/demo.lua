@@ -1,13 +1,17 @@
 -- A tour in one run: start the gateway emulator, submit several jobs at once,
 -- show their states as they change, download the outputs, print a summary.
 -- No key and no network needed:   lua5.4 examples/demo.lua [output-dir]
+pcall(dofile, (arg and arg[0] or ""):gsub("[^/]*$", "") .. "checkout.lua") -- a checkout's build, if run from one
 local modkie = require "modkie"
 
 local out_dir = arg[1] or "demo-output"
 local here = (arg[0]:match("^(.*)/[^/]+$") or ".") .. "/.."
 
--- The emulator is its own process, a real HTTP server on a free port.
-local mock = assert(io.popen("exec lua5.4 " .. here .. "/bin/modkie mock --port 0 --job-seconds 4"))
+-- The emulator is its own process, a real HTTP server on a free port: the
+-- checkout's bin/modkie, or the installed `modkie` command.
+local bin, checkout = "modkie", io.open(here .. "/bin/modkie")
+if checkout then checkout:close() bin = "lua5.4 " .. here .. "/bin/modkie" end
+local mock = assert(io.popen("exec " .. bin .. " mock --port 0 --job-seconds 4"))
 local line = assert(mock:read("*l"), "the emulator did not start")
 local url, pid = line:match("(http://[%d.]+:%d+)"), line:match("pid=(%d+)")
 

@@ -1,6 +1,7 @@
 -- 100 jobs driven by a libuv loop (Debian's lua-luv): the process sleeps in
 -- epoll between polls, so its CPU time while the jobs wait stays near zero.
 --   lua5.4 examples/luv.lua [gateway-url] [jobs]   (default: starts the emulator)
+pcall(dofile, (arg and arg[0] or ""):gsub("[^/]*$", "") .. "checkout.lua") -- a checkout's build, if run from one
 local uv = require "luv"
 local modkie = require "modkie"
 
@@ -8,7 +9,10 @@ local url, jobs_n = arg[1], tonumber(arg[2]) or 100
 local mock, mock_pid
 if not url then
   local here = (arg[0]:match("^(.*)/[^/]+$") or ".") .. "/.."
-  mock = assert(io.popen("exec lua5.4 " .. here .. "/bin/modkie mock --port 0 --job-seconds 3"))
+  local bin = "modkie"
+local f = io.open(here .. "/bin/modkie")
+if f then f:close() bin = "lua5.4 " .. here .. "/bin/modkie" end
+  mock = assert(io.popen("exec " .. bin .. " mock --port 0 --job-seconds 3"))
   local line = assert(mock:read("*l"), "the emulator did not start")
   url, mock_pid = line:match("(http://[%d.]+:%d+)"), line:match("pid=(%d+)")
 end

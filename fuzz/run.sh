@@ -26,6 +26,8 @@ one() {
   case $name in
     mock_http) args+=(-max_len=20000) ;; # past the 16 KiB head limit
     buf|reply|record|jsonl) args+=(-max_len=8192) ;;
+    # a program of a few dozen bytes, a few inputs a second: full length from the start
+    reentrancy) args+=(-max_len=256 -len_control=0) ;;
     *) args+=(-max_len=4096) ;;
   esac
   seeds=()

@@ -3,7 +3,7 @@ local helper = require "spec.helper"
 local H = require "spec.batch_helper"
 local modkie = require "modkie"
 local batch = require "modkie.batch"
-local journal = require "modkie.journal"
+local journal = require "modkie.batch.journal"
 local fingerprint = require "modkie.batch.fingerprint"
 local cjson = require "cjson"
 

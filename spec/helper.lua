@@ -126,6 +126,36 @@ function helper.mock_on(port, args)
   return helper.mock(a)
 end
 
+--- A callback receiver in this process: the emulator's own HTTP server
+-- (modkie.mock.http) on a free port, keeping every request it gets and
+-- answering with `statuses` in order (the last one repeated; default 200).
+-- Returns { url, requests = { {headers =, body =, path =, at =}, … },
+-- step(t), wait(n, client, timeout) -> true once n requests came, close() }.
+function helper.receiver(statuses)
+  local server_http = require "modkie.mock.http"
+  statuses = statuses or { 200 }
+  local r = { requests = {} }
+  local server = server_http.new { host = "127.0.0.1", port = 0, handler = function(req)
+    r.requests[#r.requests + 1] = { headers = req.headers, body = req.body, path = req.path, at = socket.gettime() }
+    local status = statuses[math.min(#r.requests, #statuses)]
+    return { status = status, headers = { ["Content-Type"] = "text/plain" }, body = "ok" }
+  end }
+  assert(server:listen())
+  r.url = "http://127.0.0.1:" .. server.port
+  function r.step(t) server:step(t or 0) end
+  --- Serve until `n` requests came (driving `client` too, if given), or `timeout` seconds.
+  function r.wait(n, client, timeout)
+    local deadline = socket.gettime() + (timeout or 20)
+    while #r.requests < n and socket.gettime() < deadline do
+      server:step(0.02)
+      if client then client:step(0) end
+    end
+    return #r.requests >= n
+  end
+  function r.close() server:close() end
+  return r
+end
+
 --- Kill emulator `m` with SIGKILL (kill -9): it gets no chance to save anything.
 function helper.kill9(m)
   if m.stopped then return end

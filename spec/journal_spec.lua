@@ -1,5 +1,5 @@
 -- The journal file: its lines, its replay, and what a crash can leave in it.
-local journal = require "modkie.journal"
+local journal = require "modkie.batch.journal"
 local cjson = require "cjson"
 local H = require "spec.batch_helper"
 
@@ -9,7 +9,7 @@ local function tmp()
   return p
 end
 
-describe("modkie.journal", function()
+describe("modkie.batch.journal", function()
   local path
   before_each(function() path = tmp() end)
   after_each(function() os.remove(path) end)
@@ -193,7 +193,7 @@ describe("modkie.journal", function()
     local j = assert(journal.open(path))
     local lua = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
     local script = ("package.path, package.cpath = %q, %q "
-      .. "local j, err = require('modkie.journal').open(%q) io.write(j and 'opened' or err.message)")
+      .. "local j, err = require('modkie.batch.journal').open(%q) io.write(j and 'opened' or err.message)")
       :format(package.path, package.cpath, path)
     local other = assert(io.popen(lua .. " -e " .. require("spec.helper").shell_quote(script))):read("*a")
     assert.matches("cannot lock it", other)

@@ -9,10 +9,18 @@ local ltn12 = require "ltn12"
 local LUA = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
 local KLING = "kling/kling-3-0"
 
--- Start an emulator that is stopped when the current test ends.
+-- Start an emulator that is stopped when the current test ends. busted keeps
+-- one `finally` per test, so every emulator a test starts is in one list: a
+-- test that starts two stops both (a popen left to the garbage collector
+-- would wait there for a process nobody stopped).
+local started = {}
 local function start(args)
   local m = helper.mock(args)
-  finally(function() m.stop() end)
+  started[#started + 1] = m
+  finally(function()
+    for _, e in ipairs(started) do e.stop() end
+    started = {}
+  end)
   return m
 end
 
@@ -208,7 +216,7 @@ describe("modkie mock: kie dialect", function()
     assert.are.equal(35, rec.creditsConsumed)
   end)
 
-  it("ends [fail] jobs with a string failCode and empty resultJson", function()
+  it("ends [fail] jobs with a string failCode and no resultJson (the reference: only on success)", function()
     local m = start { "--job-seconds", "0.3" }
     local id = created_id(m, { prompt = "doomed [fail]" })
     local rec, seen = await(m, id)
@@ -216,7 +224,7 @@ describe("modkie mock: kie dialect", function()
     assert.are.equal("fail", seen[#seen])
     assert.are.equal("501", rec.failCode)
     assert.are.equal("generation failed", rec.failMsg)
-    assert.are.equal("", rec.resultJson)
+    assert.is_nil(rec.resultJson)
     assert.are.equal(0, rec.creditsConsumed)
   end)
 
@@ -440,6 +448,92 @@ describe("modkie mock: modkie dialect", function()
   end)
 end)
 
+describe("modkie mock: the documented shapes", function()
+  it("fails in the documented shapes: [fail=500], [fail=GENERATION_FAILED], [fail=null], either dialect", function()
+    local m = start { "--job-seconds", "0" }
+    local cases = {
+      { "[fail=500]", "500", "Internal server error" },
+      { "[fail=GENERATION_FAILED]", "GENERATION_FAILED", "The generation task failed." },
+      { "[fail=null]", cjson.null, "generation failed" },
+    }
+    for _, c in ipairs(cases) do
+      local rec = await(m, created_id(m, { prompt = "x " .. c[1] }))
+      assert.are.same({ "fail", c[2], c[3] }, { rec.state, rec.failCode, rec.failMsg })
+      assert.is_nil(rec.resultJson)
+    end
+    local mk = start { "--dialect", "modkie", "--job-seconds", "0" }
+    local rec = await(mk, created_id(mk, { prompt = "x [fail=500]" }))
+    assert.are.same({ 500, "Internal server error", cjson.null }, { rec.failCode, rec.failMsg, rec.resultJson })
+  end)
+
+  it("answers a failed record in the 501 envelope with [envelope=501]", function()
+    local m = start { "--job-seconds", "0" }
+    local status, body = record(m, created_id(m, { prompt = "x [fail=500] [envelope=501]" }))
+    assert.are.equal(200, status) -- kie: the code is in the body
+    assert.are.same({ 501, "Playground task failed.", "fail", "500" },
+      { body.code, body.msg, body.data.state, body.data.failCode })
+    local mk = start { "--dialect", "modkie", "--job-seconds", "0" }
+    status, body = record(mk, created_id(mk, { prompt = "x [fail] [envelope=501]" }))
+    assert.are.same({ 501, 501, "fail" }, { status, body.code, body.data.state })
+  end)
+
+  it("answers 'recordInfo is null' for a while after createTask: --record-delay and [record_delay=S]", function()
+    for _, case in ipairs({ { { "--record-delay", "0.4" }, "late" }, { {}, "late [record_delay=0.4]" } }) do
+      local args = { "--job-seconds", "0" }
+      for _, a in ipairs(case[1]) do args[#args + 1] = a end
+      local m = start(args)
+      local id = created_id(m, { prompt = case[2] })
+      local status, body = record(m, id)
+      assert.are.equal(200, status)
+      assert.are.same({ code = 422, msg = "recordInfo is null", data = cjson.null }, body)
+      helper.sleep(0.5)
+      assert.are.equal("success", select(2, record(m, id)).data.state)
+    end
+  end)
+
+  it("gives progress on Sora 2 models and [progress], and updateTime on every record", function()
+    local m = start { "--job-seconds", "1" }
+    local sora = created_id(m, { prompt = "a boat" }, { model = "sora-2-text-to-video" })
+    local kling = created_id(m, { prompt = "a boat" })
+    local forced = created_id(m, { prompt = "a boat [progress]" })
+    local seen = {}
+    local rec
+    repeat
+      rec = select(2, record(m, sora)).data
+      if rec.progress then seen[#seen + 1] = rec.progress end
+      assert.is_number(rec.updateTime)
+      helper.sleep(0.05)
+    until rec.state == "success"
+    assert.are.equal(100, seen[#seen])
+    for i = 2, #seen do assert.is_true(seen[i] >= seen[i - 1]) end
+    assert.is_true(#seen > 3)
+    assert.are.equal(rec.completeTime, rec.updateTime)
+    assert.is_nil(select(2, record(m, kling)).data.progress)
+    assert.are.equal(100, select(2, record(m, forced)).data.progress)
+  end)
+
+  it("refuses models it does not know with --models, and knows more by name", function()
+    local m = start { "--models", "acme/x,acme/y" }
+    local status, body = create(m, { prompt = "x" }, { model = "acme/unknown" })
+    assert.are.equal(200, status)
+    assert.are.equal(422, body.code)
+    assert.matches("acme/unknown", body.msg, 1, true)
+    assert.are.equal(200, select(2, create(m, { prompt = "x" }, { model = "acme/x" })).code)
+    assert.are.equal(200, select(2, create(m, { prompt = "x" })).code) -- registered in modkie
+    assert.are.equal(0, m.stats().tasks - 2)
+    local open = start()
+    assert.are.equal(200, select(2, create(open, { prompt = "x" }, { model = "acme/unknown" })).code)
+  end)
+
+  it("charges fractional prices from fractional balances (--price, --credits)", function()
+    local m = start { "--job-seconds", "0", "--credits", "4346.6", "--price", "kling/kling-3-0=1.23" }
+    local rec = await(m, created_id(m, { prompt = "cheap" }))
+    assert.are.equal(1.23, rec.creditsConsumed)
+    local _, body = call(m, "GET", "/api/v1/chat/credit")
+    assert.is_true(math.abs(body.data - 4345.37) < 1e-9, tostring(body.data))
+  end)
+end)
+
 describe("modkie mock: files and download links", function()
   it("serves deterministic bytes with the right length and type, no auth needed", function()
     local m = start { "--job-seconds", "0" }
@@ -659,7 +753,10 @@ describe("modkie mock: HTTP", function()
       { "GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400 },
       { "POST /api/v1/jobs/createTask HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400 },
       { "POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400 },
-      { "POST /api/v1/jobs/createTask HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411 },
+      { "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400 },
+      { "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400 },
+      { "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400 },
+      { "POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501 },
       { "GET / HTTP/1.1\r\nX-Big: " .. string.rep("a", 20000) .. "\r\n\r\n", 431 },
       { "GET / HTTP/2.0\r\n\r\n", 505 },
     }
@@ -673,6 +770,29 @@ describe("modkie mock: HTTP", function()
     end
     local status = call(m, "GET", "/__mock/stats")
     assert.are.equal(200, status)
+  end)
+
+  it("accepts chunked request bodies, arriving in pieces, with extensions and trailers", function()
+    local c = connect(m)
+    finally(function() c:close() end)
+    local body = '{"model":"kling/kling-3-0","input":{"prompt":"sent in chunks"}}'
+    local pieces = { "POST /api/v1/jobs/createTask HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+      .. "Transfer-Encoding: chunked\r\n\r\n", ("%x;name=value\r\n"):format(10), body:sub(1, 10), "\r\n",
+      ("%X\r\n"):format(#body - 10) .. body:sub(11, 30), body:sub(31) .. "\r\n0\r\n", "X-Check: 1\r\n\r\n" }
+    for _, p in ipairs(pieces) do
+      assert(c:send(p))
+      helper.sleep(0.02)
+    end
+    local res = assert(read_response(c))
+    assert.are.equal(200, res.status)
+    local id = cjson.decode(res.body).data.taskId
+    local _, tasks = m.request("GET", "/__mock/tasks")
+    local prompts = {}
+    for _, t in ipairs(tasks) do prompts[t.taskId] = t.prompt end
+    assert.are.equal("sent in chunks", prompts[id])
+    -- the connection stays usable for the next request
+    assert(c:send(get_request("/__mock/stats")))
+    assert.are.equal(200, assert(read_response(c)).status)
   end)
 
   it("survives a client that disconnects mid-request", function()

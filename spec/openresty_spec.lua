@@ -70,7 +70,8 @@ describe("OpenResty #openresty", function()
   local m, server, port
 
   setup(function()
-    m = helper.mock({ "--job-seconds", "2" })
+    -- ModKie's dialect, signing its callbacks the way the example's /callback checks
+    m = helper.mock({ "--job-seconds", "2", "--dialect", "modkie", "--webhook-secret", SECRET })
     server = start_example(m, 1)
     port = server.port
   end)
@@ -142,6 +143,25 @@ describe("OpenResty #openresty", function()
     status = request(port, "POST", "/callback",
       { ["Content-Type"] = "application/json", ["X-ModKie-Signature"] = sig }, tampered)
     assert.equal(401, status)
+  end)
+
+  it("ends a job with the emulator's signed callback, verified and parsed in /callback, not by polling", function()
+    local status, _, body = request(port, "GET", "/generate-callback?prompt=called+back")
+    assert.equal(200, status, body)
+    local res = cjson.decode(body)
+    assert.equal("callback", res.via)
+    assert.equal(0, res.polls) -- the callback came first: no poll was needed
+    assert.matches("^task_", res.id)
+    assert.equal(1, #res.urls)
+    assert.equal(35, res.credits)
+    -- a failed job ends the same way, with the record's failure
+    status, _, body = request(port, "GET", "/generate-callback?prompt=doomed+%5Bfail%3D500%5D")
+    assert.equal(502, status, body)
+    res = cjson.decode(body)
+    assert.same({ "callback", "failed", "Internal server error" }, { res.via, res.error, res.message })
+    local stats = m.stats().callbacks
+    assert.equal(2, stats.delivered)
+    assert.equal(0, stats.failed)
   end)
 end)
 

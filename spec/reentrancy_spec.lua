@@ -301,6 +301,27 @@ describe("numbers crossing into C", function()
     c:close()
   end)
 
+  -- An idle engine with a timer 3e6 s away: the poll() wait in milliseconds
+  -- was (int)(3e9), undefined (UBSan under `make asan`; INT_MIN on x86-64, an
+  -- endless wait). Now it waits an hour at a time. Run in a child (it waits),
+  -- with the same LUA_CPATH and LD_PRELOAD: under `make asan` a sanitizer
+  -- report ends the child at once, with a code other than timeout's 124.
+  it("regression: a step of 3e6 s on an idle engine waits, with no undefined cast", function()
+    local lua = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
+    local script = ("package.path, package.cpath = %q, %q "
+      .. "local e = require('modkie.core').new{ base_url = %q, api_key = 'k', decode = function() end } "
+      .. "e:timer(3e6) io.stdout:write('stepping\\n') io.stdout:flush() e:step(3e6) os.exit(7)")
+      :format(package.path, package.cpath, m.url)
+    local out = os.tmpname()
+    local ok, _, code = os.execute("timeout 3 " .. lua .. " -e " .. helper.shell_quote(script) .. " >" .. out
+      .. " 2>&1")
+    if type(ok) == "number" then code = ok / 256 end -- Lua 5.1
+    local text = helper.read_file(out) or ""
+    os.remove(out)
+    assert.matches("^stepping\n", text)
+    assert.equal(124, code, "the step did not wait (or a sanitizer stopped it): " .. text)
+  end)
+
   it("refuses a poll interval that is not a finite number of seconds up to 1e6", function()
     for _, v in ipairs({ math.huge, 1e7, -1, 0 / 0 }) do
       local ok, msg = pcall(modkie.new, { base_url = m.url, api_key = "k", poll_interval = v })

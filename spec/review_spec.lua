@@ -159,6 +159,69 @@ describe("review page", function()
     end)
   end)
 
+  describe("the emulator's --media outputs", function()
+    local media = require "modkie.mock.media"
+
+    -- the top-level boxes of an MP4 and a box's payload by its path ("moov.trak.tkhd")
+    local function u32(s, i) return ((s:byte(i) * 256 + s:byte(i + 1)) * 256 + s:byte(i + 2)) * 256 + s:byte(i + 3) end
+    local function boxes(s, from, to)
+      local out, i = {}, from
+      while i <= to do
+        local size = u32(s, i)
+        assert(size >= 8 and i + size - 1 <= to, "a box runs past its parent")
+        out[#out + 1] = { kind = s:sub(i + 4, i + 7), from = i + 8, to = i + size - 1 }
+        i = i + size
+      end
+      assert.equal(to + 1, i)
+      return out
+    end
+    local function find(s, list, path)
+      local name, rest = path:match("^([^.]+)%.?(.*)$")
+      for _, b in ipairs(list) do
+        if b.kind == name then
+          if rest == "" then return b end
+          local inner = b.from
+          if name == "stsd" then inner = inner + 8 end -- version, flags, entry count
+          return find(s, boxes(s, inner, b.to), rest)
+        end
+      end
+    end
+
+    it("makes an MP4 whose boxes nest whole, sized and timed as asked", function()
+      local mp4 = media.mp4("task_x:0", 90, 160, 3)
+      local top = boxes(mp4, 1, #mp4)
+      assert.same({ "ftyp", "moov", "mdat" }, { top[1].kind, top[2].kind, top[3].kind })
+      local tkhd = find(mp4, top, "moov.trak.tkhd")
+      assert.equal(90, u32(mp4, tkhd.to - 7) / 65536)
+      assert.equal(160, u32(mp4, tkhd.to - 3) / 65536)
+      local mdhd = find(mp4, top, "moov.trak.mdia.mdhd")
+      assert.equal(3000, u32(mp4, mdhd.from + 16)) -- ms
+      local stsz = find(mp4, top, "moov.trak.mdia.minf.stbl.stsz")
+      assert.equal(30, u32(mp4, stsz.from + 8))    -- 3 s at 10 frames/s
+      local stco = find(mp4, top, "moov.trak.mdia.minf.stbl.stco")
+      assert.equal(top[3].from, u32(mp4, stco.from + 8) + 1) -- the samples start where mdat's data does
+      assert.truthy(find(mp4, top, "moov.trak.mdia.minf.stbl.stsd.avc1"))
+      assert.equal("video", review.sniff(mp4:sub(1, 16)))
+      assert.equal(mp4, media.mp4("task_x:0", 90, 160, 3)) -- the same task, the same bytes
+    end)
+
+    it("makes a PNG of the asked size, and the emulator serves both with --media", function()
+      local png = media.png("task_x:0", 112, 112)
+      assert.equal("\137PNG\r\n\26\n", png:sub(1, 8))
+      assert.equal(112, u32(png, 17))
+      assert.equal(112, u32(png, 21))
+      local m = helper.mock({ "--job-seconds", "0", "--media" })
+      local client = helper.client(m)
+      local job = assert(client:submit("kling/kling-3-0", { prompt = "a fox", aspect_ratio = "9:16", duration = 2 }))
+      local res = assert(job:await(10))
+      local mp4 = helper.file_bytes(m, res.id, 0, "mp4")
+      assert.equal("ftyp", mp4:sub(5, 8))
+      assert.equal(mp4, media.mp4(res.id .. ":0", 90, 160, 2))
+      client:close()
+      m.stop()
+    end)
+  end)
+
   describe("with the emulator", function()
     local m
     before_each(function() m = helper.mock({ "--job-seconds", "0.2" }) end)

@@ -1,4 +1,4 @@
-local rows = require "modkie.rows"
+local rows = require "modkie.batch.rows"
 local Error = require "modkie.error"
 
 local tmpfiles = {}
@@ -47,7 +47,7 @@ teardown(function()
   for _, p in ipairs(tmpfiles) do os.remove(p) end
 end)
 
-describe("modkie.rows.parse_csv", function()
+describe("modkie.batch.rows.parse_csv", function()
   it("maps each data row by the header's column names", function()
     local got, meta = rows.parse_csv("prompt,color\na cat,red\na dog,blue\n")
     assert.same({ { prompt = "a cat", color = "red" }, { prompt = "a dog", color = "blue" } }, got)
@@ -197,7 +197,7 @@ describe("modkie.rows.parse_csv", function()
   end)
 end)
 
-describe("modkie.rows.parse_jsonl", function()
+describe("modkie.batch.rows.parse_jsonl", function()
   it("keeps JSON types and drops nulls", function()
     local got, meta = rows.parse_jsonl(
       '{"prompt":"a cat","n":5,"f":1.5,"ok":true,"no":false,"gone":null,"tags":["a","b"]}\n')
@@ -247,7 +247,7 @@ describe("modkie.rows.parse_jsonl", function()
   end)
 end)
 
-describe("modkie.rows.read", function()
+describe("modkie.batch.rows.read", function()
   it("returns a Lua table of rows as is", function()
     local src = { { prompt = "a" }, { prompt = "b" } }
     local got, meta = rows.read(src)
@@ -305,7 +305,7 @@ describe("modkie.rows.read", function()
   end)
 end)
 
-describe("modkie.rows.open", function()
+describe("modkie.batch.rows.open", function()
   it("streams CSV rows with their row numbers", function()
     local path = tmpfile(".csv", '\239\187\191id,text\r\n\r\n1,"multi\r\nline, with comma"\r\n2,plain\r\n')
     local got, numbers, reader = stream(path)

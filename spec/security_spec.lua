@@ -574,7 +574,7 @@ describe("hardening of issue 9", function()
     assert.matches("symbolic link", err.message)
     assert.equal("precious\n", helper.read_file(victim))
     -- the journal module itself
-    local j, jerr = require("modkie.journal").open(link)
+    local j, jerr = require("modkie.batch.journal").open(link)
     assert.is_nil(j)
     assert.matches("symbolic link", jerr.message)
     assert.equal("precious\n", helper.read_file(victim))
@@ -664,7 +664,60 @@ describe("hardening of issue 9", function()
     local all = table.concat(outs, "\n")
     assert.matches("generating", all, 1, true)
     assert.matches("\\x1B", all, 1, true)
-    assert(not all:find("[\0-\8\11-\31\127]"), "a raw control character reached the terminal")
+    assert(not all:find("[%z\1-\8\11-\31\127]"), "a raw control character reached the terminal")
     assert(not all:find("\194[\128-\159]"), "a raw C1 control reached the terminal")
   end)
+end)
+
+-- A client inherited across fork(): the child must not speak on (or shut
+-- down) the parent's connections. spec/support/fork.c gives Lua a fork.
+describe("a forked child", function()
+  local server, fork, dir
+  setup(function()
+    dir = helper.tmpdir()
+    local inc = jit and "/usr/include/luajit-2.1" or ("/usr/include/lua" .. _VERSION:match("%d+%.%d+"))
+    -- the compiler without the sanitizers `make asan` preloads into this process
+    assert(os.execute(("env -u LD_PRELOAD cc -shared -fPIC -I%s spec/support/fork.c -o %s/fork.so"):format(inc, dir)),
+      "could not build spec/support/fork.c")
+    fork = assert(package.loadlib(dir .. "/fork.so", "luaopen_fork"))()
+    server = nginx.start([[
+  log_format conn "$connection $connection_requests";
+  server {
+    listen 127.0.0.1:PORT ssl http2;
+    ssl_certificate PREFIX/cert.pem;
+    ssl_certificate_key PREFIX/key.pem;
+    keepalive_timeout 60s;
+    access_log PREFIX/access.log conn;
+    location = /api/v1/chat/credit {
+      default_type application/json; return 200 '{"code":200,"msg":"success","data":42}';
+    }
+  }
+]])
+  end)
+  teardown(function()
+    if server then server.stop() end
+    helper.rmdir(dir)
+  end)
+
+  it("regression: closing a client inherited from the parent leaves the parent's connection alone; step refuses",
+    function()
+      local c = modkie.new{ base_url = "https://127.0.0.1:" .. server.port, api_key = "k", ca_file = server.cert,
+        rate = false, retries = 0 }
+      assert.equal(42, assert(c:credits())) -- opens the TLS connection the child inherits
+      local pid = fork.fork()
+      if pid == 0 then
+        local ok, err = pcall(c.step, c, 0)
+        local refused = not ok and tostring(err):find("before a fork", 1, true)
+        c:close()
+        collectgarbage()
+        fork.exit(refused and 0 or 3)
+      end
+      assert.equal(0, fork.wait(pid), "the child's step was not refused")
+      assert.equal(42, assert(c:credits()))
+      c:close()
+      local lines = server.lines("access.log", 2)
+      assert.equal(2, #lines)
+      local first, second = lines[1]:match("^(%d+)"), lines[2]:match("^(%d+)")
+      assert.equal(first, second, "the parent's second request needed a new connection: " .. table.concat(lines, "; "))
+    end)
 end)

@@ -1,4 +1,4 @@
-local template = require "modkie.template"
+local template = require "modkie.batch.template"
 local Error = require "modkie.error"
 local cjson = require "cjson"
 
@@ -29,7 +29,7 @@ local function expand_err(text, opts)
   return err
 end
 
-describe("modkie.template.render", function()
+describe("modkie.batch.template.render", function()
   describe("variables", function()
     it("substitutes names, with or without spaces inside the braces", function()
       assert.equal("Hello Ada and Bob!", render("Hello {{name}} and {{ other }}!", { name = "Ada", other = "Bob" }))
@@ -334,7 +334,7 @@ describe("modkie.template.render", function()
   end)
 end)
 
-describe("modkie.template.compile", function()
+describe("modkie.batch.template.compile", function()
   it("returns a function that renders many variable sets", function()
     local fn = assert(compile("{{#t}}{{a}}-{{b | upper}}{{/t}}"))
     assert.equal("function", type(fn))
@@ -373,7 +373,7 @@ describe("modkie.template.compile", function()
   end)
 end)
 
-describe("modkie.template.expand", function()
+describe("modkie.batch.template.expand", function()
   it("lists every combination in order, first group slowest", function()
     assert.same({
       "red car on a beach", "red car on a street", "green car on a beach",

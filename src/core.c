@@ -210,7 +210,9 @@ static int l_submit(lua_State *L) {
 /* engine:send(handle) -> true when a createTask held at the door went out */
 static int l_send(lua_State *L) {
   engine_ud *u = check_ud(L);
-  mk_op *op = check_op(L, u, 2);
+  mk_op *op;
+  check_process(L, u);
+  op = check_op(L, u, 2);
   lua_pushboolean(L, op != NULL && mk_engine_send(u->e, op) == 0);
   return 1;
 }
@@ -250,7 +252,8 @@ static int l_timer(lua_State *L) {
 static int l_cancel(lua_State *L) {
   engine_ud *u = check_ud(L);
   mk_op *op = check_op(L, u, 2);
-  if (op) mk_engine_release(u->e, op);
+  /* in a forked child the op's transfer is the parent's: only the Lua side ends */
+  if (op && u->e->pid == getpid()) mk_engine_release(u->e, op);
   lua_pushboolean(L, op != NULL);
   return 1;
 }

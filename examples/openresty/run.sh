@@ -6,6 +6,11 @@
 #   lua5.4 bin/modkie mock --port 8089 &   # the gateway emulator
 #   examples/openresty/run.sh 8080 http://127.0.0.1:8089
 #   curl 'http://127.0.0.1:8080/generate?prompt=a+red+fox'
+# Callbacks: MODKIE_WEBHOOK_SECRET (default demo-secret) and
+# MODKIE_WEBHOOK_SCHEME (modkie or kie, default modkie) must match the
+# gateway's; the emulator signs with --webhook-secret in its dialect's scheme:
+#   lua5.4 bin/modkie mock --port 8089 --dialect modkie --webhook-secret demo-secret &
+#   curl 'http://127.0.0.1:8080/generate-callback?prompt=a+red+fox'
 set -eu
 port=${1:-8080}
 gateway=${2:-http://127.0.0.1:8089}
@@ -15,7 +20,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 prefix=${PREFIX:-$(mktemp -d)}
 mkdir -p "$prefix/logs"
 sed -e "s|__PORT__|$port|g" -e "s|__ROOT__|$root|g" -e "s|__GATEWAY__|$gateway|g" -e "s|__SECRET__|$secret|g" \
-  -e "s|__WORKERS__|$workers|g" \
+  -e "s|__WORKERS__|$workers|g" -e "s|__SCHEME__|${MODKIE_WEBHOOK_SCHEME:-modkie}|g" \
   "$root/examples/openresty/nginx.conf" > "$prefix/nginx.conf"
 # Started as root, nginx runs its workers as nobody, who may not be allowed
 # to read this checkout (under /root, or any folder closed to others) and

@@ -10,7 +10,7 @@
 --    gives the same columns and rows (round trip);
 --  * rows.open reads the same rows, or refuses too (whole text and stream
 --    agree).
-local rows = require "modkie.rows"
+local rows = require "modkie.batch.rows"
 local F = require "fuzzutil"
 local check, show = F.check, F.show
 

@@ -7,7 +7,7 @@
 --    none of `{ } | \` expands to itself alone;
 --  * random picks: exactly `random` strings, each one of the combinations,
 --    and the same seed gives the same picks.
-local template = require "modkie.template"
+local template = require "modkie.batch.template"
 local F = require "fuzzutil"
 local check, show = F.check, F.show
 

@@ -9,7 +9,7 @@
 --    are left out: a torn write is a strict prefix of a record, never one);
 --  * appending a torn line (no newline) to a journal that replays still
 --    replays, and counts one more torn line.
-local journal = require "modkie.journal"
+local journal = require "modkie.batch.journal"
 local F = require "fuzzutil"
 local json = require("cjson.safe").new()
 local check, show = F.check, F.show

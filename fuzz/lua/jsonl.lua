@@ -4,7 +4,7 @@
 -- every row is a table with no top-level cjson.null; meta.columns is every
 -- key seen, sorted, once; meta.lines rises; rows.open agrees with
 -- parse_jsonl (same rows and lines, or both refuse).
-local rows = require "modkie.rows"
+local rows = require "modkie.batch.rows"
 local cjson = require "cjson"
 local F = require "fuzzutil"
 local check, show = F.check, F.show

@@ -10,7 +10,7 @@
 --  * a template with no "{{" renders as itself;
 --  * a value is never read as template syntax: "<{{v}}>" with v = any
 --    string renders as "<" .. v .. ">".
-local template = require "modkie.template"
+local template = require "modkie.batch.template"
 local cjson = require("cjson.safe").new()
 local F = require "fuzzutil"
 local check, show = F.check, F.show

@@ -1,5 +1,5 @@
 --- A client of the gateway: owns one C engine (one libcurl multi handle),
--- the jobs it runs, and a small coroutine scheduler.
+-- the jobs it runs, and its scheduler (`client.scheduler`, modkie.scheduler).
 -- @classmod modkie.Client
 
 local cjson = require "cjson.safe"
@@ -10,15 +10,19 @@ local Job = require "modkie.job"
 local models = require "modkie.models"
 local record = require "modkie.record"
 local schedule = require "modkie.schedule"
+local scheduler = require "modkie.scheduler"
 local SharedDict = require "modkie.shared_dict"
 local suggest = require "modkie.suggest"
-local wait = require "modkie.wait"
 
 local Client = {}
 Client.__index = Client
 Client.__name = "modkie.Client"
 
 local DEFAULT_BASE_URL = "https://modkie.com"
+
+-- What a job asks of its client (modkie.Job's `port`): `cancel(client, job)`
+-- stops it, `send(client, job)` lets its held createTask go.
+local JOB_PORT = {}
 
 -- option -> accepted Lua types
 local OPTIONS = {
@@ -34,6 +38,9 @@ local OPTIONS = {
 }
 local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
   validate = { boolean = true }, meta = true, hold = { boolean = true } }
+local GENERATE_OPTIONS = { timeout = { number = true }, download = { string = true } }
+for k, v in pairs(SUBMIT_OPTIONS) do GENERATE_OPTIONS[k] = v end
+GENERATE_OPTIONS.hold = nil -- generate sends at once
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
 --- Raise on unknown option names and wrong types: a typo must not pass silently.
@@ -142,7 +149,12 @@ local function check_base_url(url, allow_insecure)
     error("modkie.new: base_url '" .. url .. "' is plain http to another host: the API key would cross the network "
       .. "unencrypted; use https, or pass allow_insecure = true", 3)
   end
-  return (url:gsub("/+$", ""))
+  url = url:gsub("/+$", "")
+  -- the docs show endpoints as …/api/v1/jobs/createTask: a base URL copied
+  -- with its /api/v1 would make every call 404; the base is the root
+  local root = url:match("^(.-)/[Aa][Pp][Ii]/[Vv]1$") or url:match("^(.-)/[Aa][Pp][Ii]$")
+  if root and root:match("^%a[%w+.-]*://[^/]+") then url = root end
+  return url
 end
 
 local function check_key(key)
@@ -178,6 +190,12 @@ function Client.new(opts)
   local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
   local key = check_key(opts.api_key or os.getenv("MODKIE_API_KEY"))
+  local key_problem -- say what is wrong with the key, not just that there is none
+  if opts.api_key == "" then
+    key_problem = "the API key is empty (api_key = \"\" was given to modkie.new)"
+  elseif opts.api_key == nil and os.getenv("MODKIE_API_KEY") == "" then
+    key_problem = "the API key is empty: MODKIE_API_KEY is set, but to nothing"
+  end
   local submit_rate, poll_rate, share, clients, dict = rates(opts.rate)
   local json = cjson.new()
   json.decode_max_depth(64)
@@ -186,14 +204,9 @@ function Client.new(opts)
   local self = setmetatable({
     base_url = base_url,
     deadline = opts.deadline == nil and 900 or opts.deadline,
-    _json = json, _has_key = key ~= nil,
-    _ops = {},       -- engine handle -> job, call, download or alarm
-    _ready = {},     -- coroutines to resume on the next step
-    _queued = {},    -- set of the coroutines in _ready
-    _threads = {},   -- coroutines started by go, alive
-    _start = {},     -- coroutine -> arguments for its first resume
+    _json = json, _has_key = key ~= nil, _key_problem = key_problem,
     _active = 0,     -- jobs not yet ended
-    _log = opts.log, _wait = opts.wait,
+    _log = opts.log,
     _dict = dict and SharedDict.new(dict), -- answers the engine's rate questions from a shared dict
   }, Client)
   -- The engine calls poll_interval with a job's handle; hand the job (or its
@@ -202,7 +215,7 @@ function Client.new(opts)
   local weak = setmetatable({ client = self }, { __mode = "v" })
   local function job_of(h)
     local c = weak.client
-    return c and c._ops[h]
+    return c and c.scheduler:op(h)
   end
   local interval = opts.poll_interval
   if interval == "learn" then
@@ -225,6 +238,7 @@ function Client.new(opts)
     poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
     seed = opts.seed, record_grace = opts.record_grace, share = share, clients = clients,
   })
+  self.scheduler = scheduler.new(self, self._engine, opts.wait)
   return self
 end
 
@@ -242,8 +256,8 @@ end
 
 -- ---------------------------------------------------------------- jobs
 
-local function no_key()
-  return Error.new("config", "no API key: set MODKIE_API_KEY or pass api_key to modkie.new")
+local function no_key(self)
+  return Error.new("config", self._key_problem or "no API key: set MODKIE_API_KEY or pass api_key to modkie.new")
 end
 
 local function closed()
@@ -274,6 +288,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation" (with `problems`) or "config"
 function Client:submit(model, input, opts)
+  Error.method(self, Client, "submit", "client")
   Error.check(1, "submit", model, "string")
   Error.check(2, "submit", input, "table")
   Error.check(3, "submit", opts, "?table")
@@ -284,7 +299,7 @@ function Client:submit(model, input, opts)
     local ok, err = models.validate(model, input)
     if not ok then return nil, err end
   end
-  if not self._has_key then return nil, no_key() end
+  if not self._has_key then return nil, no_key(self) end
   local body, jerr = self._json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
@@ -299,12 +314,51 @@ function Client:submit(model, input, opts)
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
   local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold)
-  local job = Job.new(self, h, { model = model, input = input, meta = opts.meta, state = "submitting",
-    _hold = opts.hold or nil })
-  self._ops[h] = job
+  local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { model = model, input = input,
+    meta = opts.meta, state = "submitting", _hold = opts.hold or nil }))
   self._active = self._active + 1
   self:_emit("info", "submit", { model = model })
   return job
+end
+
+--- Submit a job, wait for it to end and (with `download`) save its outputs:
+-- the one call replicate's `run` and fal's `subscribe` taught users.
+-- @tparam string model
+-- @tparam table input
+-- @tparam[opt] table opts `submit`'s options (`callback_url`, `deadline`,
+--   `validate`, `meta`), and `timeout` (seconds to wait; the job keeps
+--   going after it), `download` (a folder: checked before anything is sent,
+--   then the outputs are saved there and listed in `res.files`)
+-- @treturn[1] table the result, as `job:await` gives it (with `files`)
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error as `submit`, `await` or `download` return it
+-- @treturn modkie.Job|nil the job (nil when it could not be submitted): on
+--   a timeout it keeps going, and `job:await()` waits for it again
+function Client:generate(model, input, opts)
+  Error.method(self, Client, "generate", "client")
+  Error.check(1, "generate", model, "string")
+  Error.check(2, "generate", input, "table")
+  Error.check(3, "generate", opts, "?table")
+  opts = opts or {}
+  check_options("generate", opts, GENERATE_OPTIONS)
+  local sopts, timeout, dir = {}, opts.timeout, opts.download
+  for k, v in pairs(opts) do
+    if k ~= "timeout" and k ~= "download" then sopts[k] = v end
+  end
+  if dir then
+    local ok, err = require("modkie.download").check_dir(dir)
+    if not ok then return nil, err end
+  end
+  local job, err = self:submit(model, input, sopts)
+  if not job then return nil, err end
+  local res
+  res, err = job:await(timeout)
+  if res and dir then
+    local files, derr = job:download(dir)
+    if not files then return nil, derr, job end
+    res.files = files
+  end
+  return res, err, job
 end
 
 --- Adopt a task created earlier (after a restart): poll it to its end.
@@ -314,32 +368,34 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "config"
 function Client:job(task_id, opts)
+  Error.method(self, Client, "job", "client")
   check_task_id("job", task_id)
   Error.check(2, "job", opts, "?table")
   opts = opts or {}
   check_options("job", opts, JOB_OPTIONS)
   if self._closed then return nil, closed() end
-  if not self._has_key then return nil, no_key() end
+  if not self._has_key then return nil, no_key(self) end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
   local h = self._engine:adopt(task_id, deadline_seconds(deadline))
-  local job = Job.new(self, h, { id = task_id, model = opts.model, meta = opts.meta, state = "queued" })
-  self._ops[h] = job
+  local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { id = task_id, model = opts.model,
+    meta = opts.meta, state = "queued" }))
   self._active = self._active + 1
   return job
 end
 
 function Client:_finish(p, state, result, err)
   p.done, p.state, p.result, p.error, p.held = true, state, result, err, nil
-  if self._ops[p._h] == p then self._ops[p._h] = nil end
+  p.ended_at = core.now() -- await_any and completed hand jobs out in the order they ended
   if getmetatable(p) == Job then self._active = self._active - 1 end
-  for co in pairs(p.waiters) do self:_ready_push(co) end
+  self.scheduler:finish(p)
 end
 
-function Client:_cancel(job)
+-- What a job asks of its client (see JOB_PORT at the top).
+function JOB_PORT.cancel(self, job)
   self._engine:cancel(job._h)
   local msg = "cancelled"
-  if job._hold and not job._sent then
+  if job._hold and not job.sent then
     msg = "cancelled before its createTask was sent: no task was created"
   elseif job.state == "submitting" then
     msg = "cancelled while createTask was pending or in flight; a task may still have been created"
@@ -358,44 +414,59 @@ local function error_from(t, extra)
   return Error.new(t.kind, t.message, fields)
 end
 
+local CONNECT_FAILED = { "Couldn't connect", "Connection refused", "Failed to connect" }
+
+--- Add to an error from the gateway what points to its fix: the URL of a
+-- 404 (a wrong base_url makes every call one), the key on a 401, the
+-- emulator when nothing listens on this machine. `request`: "METHOD URL".
+function Client:_explain(err, request)
+  if not request then return err end
+  local msg = err.message
+  if err.status == 404 then
+    msg = msg .. " (" .. request .. ")"
+  elseif err.kind == "auth" then
+    msg = msg .. "; check the API key (MODKIE_API_KEY, or api_key in modkie.new)"
+  elseif err.kind == "network" then
+    local origin = core.origin(self.base_url)
+    for _, s in ipairs(CONNECT_FAILED) do
+      if origin and origin.loopback and msg:find(s, 1, true) then
+        msg = msg .. ("; nothing listens at %s: to try modkie without a gateway, start the emulator there "
+          .. "(modkie mock --port %d)"):format(self.base_url, origin.port)
+        break
+      end
+    end
+  end
+  err.message = msg
+  return err
+end
+
+-- "METHOD URL" of a job's current exchange.
+function Client:_request_of(job)
+  if job.id then return "GET " .. self.base_url .. "/api/v1/jobs/recordInfo?taskId=" .. job.id end
+  return "POST " .. self.base_url .. "/api/v1/jobs/createTask"
+end
+
 local on = {}
 
 function on.accepted(self, job, ev)
   job.id, job.state = ev.task_id, "queued"
-  local signal = job._accept
-  if signal then -- wake job:accepted() callers
-    signal.done = true
-    for co in pairs(signal.waiters) do self:_ready_push(co) end
-  end
+  self.scheduler:notify(job) -- wake job:accepted() callers
   self:_emit("info", "accepted", { task_id = job.id, model = job.model })
 end
 
 -- A held createTask is at the door: it waits for job:send().
 function on.ready(self, job)
   job.held = true
-  local door = self._door
-  if door then -- wake a batch waiting for its door (Client:_door_signal)
-    self._door = nil
-    door.done = true
-    for co in pairs(door.waiters) do self:_ready_push(co) end
-  end
+  self.scheduler:notify(job) -- wake a batch waiting for its jobs to reach the door
   self:_emit("debug", "ready", { model = job.model })
 end
 
 --- Let a createTask held at the door go (see submit's `hold`).
-function Client:_send(job)
+function JOB_PORT.send(self, job)
   if not job.held then return false end
   job.held = nil
-  job._sent = true
+  job.sent = true
   return self._engine:send(job._h)
-end
-
---- A pending that is done at the next "ready" event of any job (for
--- waiters that must record held jobs before they go out: the batch).
-function Client:_door_signal()
-  local door = self._door or { done = false, waiters = {}, client = self }
-  self._door = door
-  return door
 end
 
 function on.state(self, job, ev)
@@ -436,7 +507,7 @@ function on.done(self, job, ev)
   else
     local extra = { task_id = job.id }
     if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
-    err = error_from(ev.error, extra)
+    err = self:_explain(error_from(ev.error, extra), self:_request_of(job))
   end
   self:_finish(job, state, result, err)
   self:_emit(err and "warn" or "info", "done", {
@@ -447,7 +518,7 @@ end
 
 function on.reply(self, p, ev)
   if ev.error then
-    self:_finish(p, "error", nil, error_from(ev.error))
+    self:_finish(p, "error", nil, self:_explain(error_from(ev.error), p.request))
   else
     p.data = ev.data
     self:_finish(p, "success", ev.path or ev.data)
@@ -470,90 +541,60 @@ function Client:_store_event(ev)
 end
 
 function Client:_dispatch(events)
-  local ops = self._ops
+  local sched = self.scheduler
   for i = 1, #events do
     local ev = events[i]
-    local p = ops[ev.h]
+    local p = sched:op(ev.h)
     if p then on[ev.type](self, p, ev)
     elseif ev.type == "store" then self:_store_event(ev) end
   end
 end
 
--- ---------------------------------------------------------------- the scheduler
-
-function Client:_ready_push(co)
-  if not self._queued[co] then
-    self._queued[co] = true
-    self._ready[#self._ready + 1] = co
-  end
-end
-
-local unpack = table.unpack or unpack -- luacheck: ignore 143
-
---- Resume the coroutines that can run. A coroutine that raised makes step raise.
-function Client:_run_ready()
-  local ready = self._ready
-  if #ready == 0 then return end
-  self._ready, self._queued = {}, {}
-  for i, co in ipairs(ready) do
-    if coroutine.status(co) == "suspended" then
-      local args = self._start[co]
-      self._start[co] = nil
-      local ok, what
-      if args then ok, what = coroutine.resume(co, unpack(args, 1, args.n))
-      else ok, what = coroutine.resume(co) end
-      if not ok then
-        self._threads[co], wait.owners[co] = nil, nil
-        for j = i + 1, #ready do self:_ready_push(ready[j]) end
-        error(debug.traceback(co, "modkie: a coroutine run by client:go failed: " .. tostring(what)), 0)
-      end
-      if coroutine.status(co) == "dead" then
-        self._threads[co], wait.owners[co] = nil, nil
-      elseif what ~= wait.WAKE then
-        self:_ready_push(co) -- a plain yield: run again on the next step
-      end
-    end
-  end
-end
+-- ---------------------------------------------------------------- driving (the scheduler is modkie.scheduler)
 
 --- Drive I/O once: wait up to `timeout` seconds (0 or nil: do what is ready
 -- and return at once) for something to happen, dispatch what finished, run
 -- the coroutines it woke.
 -- @treturn number jobs still active
 function Client:step(timeout)
+  Error.method(self, Client, "step", "client")
   Error.check(1, "step", timeout, "?number")
   local co, main = coroutine.running()
-  if co and not main and wait.owners[co] == self then
+  if co and not main and self.scheduler:owns(co) then
     error("modkie: client:step called from a coroutine run by this client; use job:await or client:sleep", 2)
   end
-  if self._stepping then
+  local sched = self.scheduler
+  if sched:in_step() then
     error("modkie: client:step called from inside step (a log hook, poll_interval function or finaliser); "
       .. "return from it, and step again from the code that called step", 2)
   end
   if self._closed then return 0 end
-  if #self._ready > 0 then timeout = 0 end
-  self._stepping = true
+  if sched:busy() then timeout = 0 end
+  sched:begin_step()
   local ok, events = pcall(self._engine.step, self._engine, timeout or 0)
   -- the engine stops for its rate questions; their grants start at once
   if ok and self._dict then self._dict:answer(self._engine) end
   if ok and events then ok, events = pcall(self._dispatch, self, events) end
-  self._stepping = false
+  sched:end_step()
   if self._close_pending then self:close() end -- close() called inside the step
   if not ok then error(events, 0) end
-  self:_run_ready()
+  sched:run_ready()
   return self._active
 end
 
 --- `step(0)`: for a game's frame loop.
 function Client:update()
+  Error.method(self, Client, "update", "client")
   return self:step(0)
 end
 
 --- Seconds until the client next needs a step (0: now), or nil when idle.
 function Client:timeout()
-  if #self._ready > 0 then return 0 end
+  Error.method(self, Client, "timeout", "client")
+  if self.scheduler:busy() then return 0 end
   if self._closed then return nil end
-  return self._engine:timeout()
+  local seconds = self._engine:timeout() -- nothing at all when idle: say nil
+  return seconds
 end
 
 --- The sockets a host's own event loop should watch for this client:
@@ -561,6 +602,7 @@ end
 -- `client:timeout()` seconds pass, call `client:step(0)`, then ask again:
 -- the set changes as connections open and close.
 function Client:fds()
+  Error.method(self, Client, "fds", "client")
   if self._closed then return {} end
   return self._engine:fds()
 end
@@ -569,20 +611,17 @@ end
 -- step; inside it, await yields instead of blocking.
 -- @treturn thread the coroutine
 function Client:go(fn, ...)
+  Error.method(self, Client, "go", "client")
   Error.check(1, "go", fn, "function")
-  local co = coroutine.create(fn)
-  wait.owners[co] = self
-  self._threads[co] = true
-  self._start[co] = { n = select("#", ...), ... }
-  self:_ready_push(co)
-  return co
+  return self.scheduler:go(fn, ...)
 end
 
 --- `go(fn, ...)` if fn is given, then step until nothing is left to do.
 function Client:run(fn, ...)
+  Error.method(self, Client, "run", "client")
   Error.check(1, "run", fn, "?function")
   if fn then self:go(fn, ...) end
-  while not self._closed and (#self._ready > 0 or self._engine:timeout() ~= nil) do
+  while not self._closed and (self.scheduler:busy() or self._engine:timeout() ~= nil) do
     self:step(60)
   end
 end
@@ -590,40 +629,19 @@ end
 --- Pass `seconds` without blocking the client's other work: yields inside
 -- the scheduler or OpenResty; elsewhere drives the client while it waits.
 function Client:sleep(seconds)
+  Error.method(self, Client, "sleep", "client")
   Error.check(1, "sleep", seconds, "number")
-  local alarm = self:_alarm(seconds)
-  wait.any(self, { alarm })
-end
-
---- A pending that is done after `seconds` (used by await timeouts and sleep).
-function Client:_alarm(seconds)
-  local h = self._engine:timer(seconds)
-  local alarm = { _h = h, done = false, waiters = {} }
-  self._ops[h] = alarm
-  return alarm
-end
-
---- Forget a pending: cancel what the engine does for it.
-function Client:_drop(p)
-  if p.done then return end
-  self._engine:cancel(p._h)
-  self._ops[p._h] = nil
-  p.done = true
+  self.scheduler:sleep(seconds)
 end
 
 -- ---------------------------------------------------------------- one-off calls
 
-local function new_pending(self, h)
-  local p = { _h = h, done = false, waiters = {} }
-  self._ops[h] = p
-  return p
-end
-
 function Client:_call(method, path, body)
   if self._closed then return nil, closed() end
-  if not self._has_key then return nil, no_key() end
-  local p = new_pending(self, self._engine:call(method, path, body))
-  wait.any(self, { p })
+  if not self._has_key then return nil, no_key(self) end
+  local p = self.scheduler:pending(self._engine:call(method, path, body))
+  p.request = method .. " " .. self.base_url .. path
+  self.scheduler:wait({ p })
   if p.error then return nil, p.error end
   if p.data == nil or type(p.data) == "userdata" then -- absent, or JSON null
     return nil, Error.new("protocol", path:match("[^/?]+%f[?%z]") .. ": the answer has no data")
@@ -631,8 +649,15 @@ function Client:_call(method, path, body)
   return p.data
 end
 
-function Client:_download(url, path)
-  return new_pending(self, self._engine:download(url, path))
+--- Start downloading `url` into the file `path` (streamed to `path.part`,
+-- renamed when whole; the key goes only to the gateway's own origin). Most
+-- callers want `job:download`, which names the files and waits.
+-- @treturn table a pending of `client.scheduler`: once `done`, `error` is set when it failed
+function Client:download_file(url, path)
+  Error.method(self, Client, "download_file", "client")
+  Error.check(1, "download_file", url, "string")
+  Error.check(2, "download_file", path, "string")
+  return self.scheduler:pending(self._engine:download(url, path))
 end
 
 local function percent_encode(s)
@@ -645,6 +670,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Client:record(task_id)
+  Error.method(self, Client, "record", "client")
   check_task_id("record", task_id)
   local data, err = self:_call("GET", "/api/v1/jobs/recordInfo?taskId=" .. percent_encode(task_id))
   if not data then return nil, err end
@@ -659,6 +685,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Client:credits()
+  Error.method(self, Client, "credits", "client")
   local data, err = self:_call("GET", "/api/v1/chat/credit")
   if data == nil then return nil, err end
   local n = record.number(data)
@@ -672,6 +699,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Client:download_url(url)
+  Error.method(self, Client, "download_url", "client")
   Error.check(1, "download_url", url, "string")
   local data, err = self:_call("POST", "/api/v1/common/download-url", self._json.encode({ url = url }))
   if data == nil then return nil, err end
@@ -688,8 +716,9 @@ end
 -- Inside a step (a log hook, a poll_interval function, a finaliser) the close
 -- is deferred: it returns at once, and the client closes before step returns.
 function Client:close()
-  if self._closed then return end
-  if self._stepping then
+  local sched = self.scheduler
+  if self._closed or not sched then return end -- (not sched: modkie.new raised half way)
+  if sched:in_step() then
     self._close_pending = true
     return
   end
@@ -700,16 +729,13 @@ function Client:close()
     self._closed = true
     return
   end
-  local handles = {}
-  for h in pairs(self._ops) do handles[#handles + 1] = h end
-  for _, h in ipairs(handles) do
-    local p = self._ops[h]
-    self._engine:cancel(h)
+  for _, p in ipairs(sched:ops_list()) do
+    self._engine:cancel(p._h)
     self:_finish(p, "cancelled", nil, Error.new("cancelled", "the client was closed", { task_id = p.id }))
   end
   self._engine:close()
   self._closed = true
-  self:_run_ready()
+  sched:run_ready()
 end
 
 Client.__close = Client.close
@@ -719,11 +745,13 @@ Client.__gc = Client.close
 -- `{ [model] = { seconds, … } }`, to start another client warm
 -- (`poll_history = …`); nil otherwise.
 function Client:poll_history()
+  Error.method(self, Client, "poll_history", "client")
   return self._learner and self._learner:history()
 end
 
 --- Engine counters: live ops, transfers in flight, requests sent, …
 function Client:stats()
+  Error.method(self, Client, "stats", "client")
   return self._engine:stats()
 end
 

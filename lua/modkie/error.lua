@@ -60,6 +60,17 @@ function Error.argument(n, fname, msg)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
 end
 
+--- Raise when a method was called with a dot (`client.submit(model, input)`
+-- instead of `client:submit(…)`): `self` is then not an object of `class`.
+-- @tparam table class the metatable of the objects (modkie.Client, modkie.Job)
+-- @tparam string name the method
+-- @tparam string var how the docs name such an object ("client", "job")
+function Error.method(self, class, name, var)
+  if getmetatable(self) ~= class then
+    error(("bad self to '%s' (call it with a colon, %s:%s(…), not %s.%s(…))"):format(name, var, name, var, name), 3)
+  end
+end
+
 --- Check an argument's type; raise naming it when wrong.
 -- @param value the argument
 -- @tparam string want the type wanted ("string", "table", …); "?x" allows nil

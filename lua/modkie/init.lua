@@ -12,7 +12,7 @@ local Client = require "modkie.client"
 local core = require "modkie.core"
 local Error = require "modkie.error"
 local models = require "modkie.models"
-local wait = require "modkie.wait"
+local scheduler = require "modkie.scheduler"
 
 local modkie = {
   VERSION = core.VERSION,
@@ -58,49 +58,125 @@ function modkie.await_all(jobs, timeout)
   return results, errs
 end
 
---- Wait for the first of `jobs` to end.
+-- The index of the job of `jobs` that ended first among those `skip` does
+-- not hold (by job), or nil.
+local function first_ended(jobs, skip)
+  local best
+  for i, job in ipairs(jobs) do
+    if job.done and not skip[job] and (not best or (job.ended_at or 0) < (jobs[best].ended_at or 0)) then
+      best = i
+    end
+  end
+  return best
+end
+
+-- Wait until a job of `jobs` not in `skip` has ended, or `until_t` passes.
+local function wait_next(jobs, skip, until_t)
+  if first_ended(jobs, skip) then return end
+  local waiting, client, shared = {}, nil, true
+  for _, job in ipairs(jobs) do
+    if not skip[job] then
+      waiting[#waiting + 1] = job
+      client = client or job.client
+      shared = shared and job.client == client
+    end
+  end
+  if #waiting == 0 then return end
+  if shared then
+    client.scheduler:wait(waiting, until_t and math.max(0, until_t - core.now()))
+    return
+  end
+  -- jobs of several clients: give each client a short turn
+  while not first_ended(jobs, skip) and not (until_t and core.now() >= until_t) do
+    for _, job in ipairs(waiting) do
+      if not job.done then job.client.scheduler:wait({ job }, 0.02) end
+    end
+  end
+end
+
+-- For each list given to await_any, the jobs it already returned (weakly:
+-- a list and its jobs are forgotten with the list).
+local handed = setmetatable({}, { __mode = "k" })
+
+--- Wait for the next of `jobs` to end. Each call returns a job it has not
+-- returned before for this same list, the first to end among those (so a
+-- loop calling it with one list sees every job once, in the order they
+-- ended); when every job of the list was returned, it returns nil.
+-- `modkie.completed` is the same as a `for` loop.
 -- @tparam table jobs (of one client, or of several: then it polls each in turn)
 -- @tparam[opt] number timeout seconds
--- @treturn modkie.Job|nil the job that ended (nil on timeout)
+-- @treturn modkie.Job|nil the job that ended (nil on timeout, or when none is left)
 -- @treturn table|nil its result
 -- @treturn modkie.Error|nil its error, or a "timeout" error
+-- @treturn number|nil its index in `jobs`
 function modkie.await_any(jobs, timeout)
   check_jobs("await_any", jobs)
   Error.check(2, "await_any", timeout, "?number")
   if #jobs == 0 then error("bad argument #1 to 'await_any' (no jobs)", 2) end
-  local function first_done()
-    for _, job in ipairs(jobs) do
-      if job.done then return job end
-    end
-  end
-  local client, shared = jobs[1].client, true
-  for _, job in ipairs(jobs) do shared = shared and job.client == client end
-  if not first_done() then
-    if shared then
-      wait.any(client, jobs, timeout)
-    else
-      -- jobs of several clients: give each client a short turn
-      local until_t = timeout and core.now() + timeout
-      while not first_done() and not (until_t and core.now() >= until_t) do
-        for _, job in ipairs(jobs) do
-          if not job.done then wait.any(job.client, { job }, 0.02) end
-        end
-      end
-    end
-  end
-  local job = first_done()
-  if not job then return nil, nil, wait.timeout_error("await_any: no job", timeout) end
-  return job, job:await()
+  local skip = handed[jobs] or setmetatable({}, { __mode = "k" })
+  handed[jobs] = skip
+  local left = false
+  for _, job in ipairs(jobs) do left = left or not skip[job] end
+  if not left then return nil end
+  wait_next(jobs, skip, timeout and core.now() + timeout)
+  local i = first_ended(jobs, skip)
+  if not i then return nil, nil, scheduler.timeout_error("await_any: no job", timeout) end
+  local job = jobs[i]
+  skip[job] = true
+  local res, err = job:await()
+  return job, res, err, i
 end
 
--- The batch, template and webhook layers load on first use.
+--- Iterate over `jobs` as they end: `for job, res, err, i in
+-- modkie.completed(jobs, timeout) do … end` gives each job once, the first
+-- to end first, with its result or error and its index in `jobs`. When
+-- `timeout` seconds (for all of them) pass, the jobs still running come
+-- last, each with a "timeout" error (they keep going).
+-- @tparam table jobs
+-- @tparam[opt] number timeout seconds
+-- @treturn function the iterator
+function modkie.completed(jobs, timeout)
+  check_jobs("completed", jobs)
+  Error.check(2, "completed", timeout, "?number")
+  local list = {}
+  for i, job in ipairs(jobs) do list[i] = job end
+  local until_t = timeout and core.now() + timeout
+  local skip, given = {}, 0
+  return function()
+    if given == #list then return nil end
+    if not (until_t and core.now() >= until_t) then wait_next(list, skip, until_t) end
+    local i = first_ended(list, skip)
+    if not i then -- out of time: the rest, in list order
+      for k, job in ipairs(list) do
+        if not skip[job] then i = k break end
+      end
+      local job = list[i]
+      skip[job], given = true, given + 1
+      local what = "completed: job " .. (job.id or "(not yet accepted)")
+      return job, nil, scheduler.timeout_error(what, timeout, job.id), i
+    end
+    local job = list[i]
+    skip[job], given = true, given + 1
+    local res, err = job:await()
+    return job, res, err, i
+  end
+end
+
+-- The batch, template and webhook layers load on first use: only these
+-- names, and a module that fails to load raises its own error.
+local lazy = {
+  batch = "modkie.batch",
+  template = "modkie.batch.template",
+  rows = "modkie.batch.rows",
+  webhook = "modkie.webhook",
+}
 setmetatable(modkie, {
   __index = function(t, k)
-    local ok, mod = pcall(require, "modkie." .. tostring(k))
-    if ok and (k == "template" or k == "batch" or k == "webhook" or k == "rows") then
-      rawset(t, k, mod)
-      return mod
-    end
+    local name = lazy[k]
+    if not name then return nil end
+    local mod = require(name)
+    rawset(t, k, mod)
+    return mod
   end,
 })
 

@@ -8,21 +8,26 @@
 --   polls         recordInfo answers seen so far
 --   done          true once the job has ended (then `result` or `error` is set)
 --   held          true while a createTask submitted with `hold = true` waits for `job:send()`
+--   sent          true once such a held createTask was let go
 --   result, error once ended: what await returns
 --   client        the client that runs the job
+-- A job is a pending of its client's scheduler (modkie.scheduler): the
+-- client makes it one, and finishes it when the job ends.
 -- @classmod modkie.Job
 
 local Error = require "modkie.error"
-local wait = require "modkie.wait"
+local scheduler = require "modkie.scheduler"
 
 local Job = {}
 Job.__index = Job
 Job.__name = "modkie.Job"
 
-function Job.new(client, handle, fields)
-  local job = setmetatable({
-    client = client, _h = handle, done = false, waiters = {}, polls = 0,
-  }, Job)
+--- A job of `client` (not yet a pending: the client makes it one).
+-- @param client the client that runs it
+-- @tparam table port what the job asks of its client: `cancel(client, job)`, `send(client, job)`
+-- @tparam table fields its first fields (model, input, meta, state, id, …)
+function Job.new(client, port, fields)
+  local job = setmetatable({ client = client, _port = port, polls = 0 }, Job)
   for k, v in pairs(fields) do job[k] = v end
   return job
 end
@@ -39,9 +44,10 @@ end
 -- @treturn[2] modkie.Error kind "failed", "deadline", "cancelled", …; or "timeout"
 --   when `timeout` ran out (the job keeps going; await again later)
 function Job:await(timeout)
+  Error.method(self, Job, "await", "job")
   Error.check(1, "await", timeout, "?number")
-  if not self.done and not wait.any(self.client, { self }, timeout) then
-    return nil, wait.timeout_error("await: job " .. (self.id or "(not yet accepted)"), timeout, self.id)
+  if not self.done and not self.client.scheduler:wait({ self }, timeout) then
+    return nil, scheduler.timeout_error("await: job " .. (self.id or "(not yet accepted)"), timeout, self.id)
   end
   if self.error then return nil, self.error end
   return self.result
@@ -54,12 +60,12 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error why the job ended without an id, or "timeout"
 function Job:accepted(timeout)
+  Error.method(self, Job, "accepted", "job")
   Error.check(1, "accepted", timeout, "?number")
   if not self.id and not self.done then
-    local signal = self._accept or { done = false, waiters = {} }
-    self._accept = signal
-    if not wait.any(self.client, { signal, self }, timeout) then
-      return nil, wait.timeout_error("accepted: createTask", timeout)
+    local function accepted() return self.id ~= nil end
+    if not self.client.scheduler:wait({ self }, timeout, accepted) then
+      return nil, scheduler.timeout_error("accepted: createTask", timeout)
     end
   end
   if self.id then return self.id end
@@ -69,6 +75,7 @@ end
 --- The result if the job has ended, without waiting: `res` or `nil, err`;
 -- `nil` alone while it runs.
 function Job:poll()
+  Error.method(self, Job, "poll", "job")
   if not self.done then return nil end
   if self.error then return nil, self.error end
   return self.result
@@ -80,15 +87,17 @@ end
 -- left the process.
 -- @treturn boolean true when it went out, false when the job was not held
 function Job:send()
-  return self.client:_send(self)
+  Error.method(self, Job, "send", "job")
+  return self._port.send(self.client, self)
 end
 
 --- Stop the job now: no more polls; await returns `nil, err` with kind "cancelled".
 -- The gateway has no cancel call: a task it accepted still runs (and bills) there.
 -- @treturn boolean true when the job was still running
 function Job:cancel()
+  Error.method(self, Job, "cancel", "job")
   if self.done then return false end
-  return self.client:_cancel(self)
+  return self._port.cancel(self.client, self)
 end
 
 --- Download every output of a successful job into `dir` (created if missing).
@@ -101,6 +110,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error
 function Job:download(dir, opts)
+  Error.method(self, Job, "download", "job")
   Error.check(1, "download", dir, "string")
   Error.check(2, "download", opts, "?table")
   opts = opts or {}

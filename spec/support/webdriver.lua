@@ -122,6 +122,10 @@ function webdriver.start(opts)
     "--disable-sync", "--no-first-run", "--no-default-browser-check", "--disable-dev-shm-usage",
     "--user-data-dir=" .. opts.profile .. "/profile", "--window-size=" .. (opts.size or "1280,1000"),
     "--autoplay-policy=no-user-gesture-required",
+    -- chromedriver talks to the browser over a pipe, not a DevTools port: on
+    -- a fresh Debian 12 root (Chromium 150) the port's connection to the
+    -- renderer failed ("unable to connect to renderer")
+    "--remote-debugging-pipe",
   }
   -- as root the sandbox cannot start
   local id = io.popen("id -u")

@@ -11,8 +11,8 @@
 
 local Error = require "modkie.error"
 local models = require "modkie.models"
-local rows_mod = require "modkie.rows"
-local template = require "modkie.template"
+local rows_mod = require "modkie.batch.rows"
+local template = require "modkie.batch.template"
 local convert = require "modkie.batch.convert"
 local fingerprint = require "modkie.batch.fingerprint"
 local rowlist = require "modkie.batch.rowlist"
@@ -77,18 +77,20 @@ local function template_text(opts)
   return text, name
 end
 
--- Why a template variable is missing from a row, and what is there instead.
-local function missing_hint(name, row, columns)
+-- The template's "missing variable" message `msg`, with why the variable is
+-- missing from the row and what is there instead.
+local function explain_missing(msg, name, row, columns)
   if row[name] == "" then
-    return (" (its cell is empty in this row, and an empty cell is not set: give rows without one a default, "
-      .. "{{%s | default \"…\"}})"):format(name)
+    return msg .. (" (its cell is empty in this row, and an empty cell is not set: give rows without one a "
+      .. "default, {{%s | default \"…\"}})"):format(name)
   end
   local shown = {}
-  for i = 1, math.min(#columns, 12) do shown[i] = columns[i] end
+  for i = 1, math.min(#columns, 12) do shown[i] = tostring(columns[i]) end
   if #columns > 12 then shown[#shown + 1] = "…" end
+  local list = "the columns are " .. (#shown > 0 and table.concat(shown, ", ") or "none")
+  if msg:sub(-2) == "?)" then return msg:sub(1, -2) .. " " .. list .. ")" end -- it suggested a name already
   local best = suggest.closest(name, columns)
-  return (" (%sthe columns are %s)"):format(best and ("did you mean '" .. best .. "'? ") or "",
-    #shown > 0 and table.concat(shown, ", ") or "none")
+  return ("%s (%s%s)"):format(msg, best and ("did you mean '" .. best .. "'? ") or "", list)
 end
 
 -- Columns that are neither input fields nor used by the template: a typo
@@ -255,7 +257,7 @@ function plan.build(opts)
           ok = false
           local msg = template_problem(rerr, name)
           if rerr.field and msg:find("missing variable", 1, true) then
-            msg = msg .. missing_hint(rerr.field, row, columns)
+            msg = explain_missing(msg, rerr.field, row, columns)
           end
           problem(i, line, msg, { field = rerr.field, template_line = rerr.line, template_column = rerr.column })
           break

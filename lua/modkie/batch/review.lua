@@ -17,7 +17,7 @@
 
 local core = require "modkie.core"
 local Error = require "modkie.error"
-local journal_mod = require "modkie.journal"
+local journal_mod = require "modkie.batch.journal"
 local json = require "modkie.cli.json"
 
 local review = {}

@@ -98,6 +98,13 @@ common.GATEWAY = {
 common.POLL = { name = "poll-interval", value = "seconds", arg = "S",
   help = "seconds between polls of a job (default: the gateway's\nrecommended schedule: 2-3 s, then slower)" }
 common.JSON = { name = "json", help = "print JSON on stdout" }
+--- An input from the command line (submit, validate).
+common.INPUT = {
+  { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
+  { name = "set", value = "string", many = true, arg = "KEY=VALUE",
+    help = "an input field, converted to the model's type\n(duration=5, generate_audio=true); repeatable;\n"
+      .. "KEY:=JSON gives it as raw JSON" },
+}
 
 --- One list of flag entries from lists and single entries, in order.
 function common.flags(...)
@@ -177,7 +184,11 @@ function common.parse_sets(model, sets, input)
       end
     end
   end
-  if #problems > 0 then return nil, problems_error(model, problems) end
+  if #problems > 0 then
+    local err = problems_error(model, problems)
+    err.input = input -- what did convert (validate lists every problem, schema ones too)
+    return nil, err
+  end
   return input
 end
 
@@ -190,7 +201,7 @@ end
 function common.input(model, sets, prompt, validate)
   local input, serr = common.parse_sets(model, sets)
   local problems = serr and serr.problems or {}
-  input = input or {}
+  input = input or serr.input
   if prompt then input.prompt = prompt end
   if validate then
     local ok, verr = models.validate(model, input)

@@ -24,8 +24,11 @@
 -- task exists): 429 and 455 answer *instead of* the endpoint, so nothing is
 -- created; every other kind answers *after* the endpoint ran, so a create
 -- fault of those kinds creates the task and loses its id.
---   500 502 503  the gateway's error answer in the dialect's style (kie: HTTP
---                200 + code; modkie: HTTP status = code); 503 has Retry-After
+--   500          the gateway's error answer in the dialect's style (kie: HTTP
+--                200 + code; modkie: HTTP status = code)
+--   502 503      what an edge proxy in front of the gateway sends: a real HTTP
+--                status in both dialects, 502 with an HTML page, 503 with an
+--                empty body and Retry-After
 --   455 429      likewise, with Retry-After: --retry-after seconds
 --   reset        the connection is reset (RST), no response at all
 --   stall        the answer is held --stall-seconds, then sent
@@ -244,12 +247,18 @@ local function copy(res)
   return out
 end
 
--- An error status: in the dialect's style on the API, a real status on /files.
+-- An error status: in the dialect's style on the API, a real status on /files;
+-- 502 and 503 as a proxy in front of the gateway sends them.
 local function status_answer(self, kind, endpoint, gw)
   local code = tonumber(kind)
   local headers
   if code == 429 or code == 455 or code == 503 then
     headers = { ["Retry-After"] = string.format("%d", self.retry_after) }
+  end
+  if code == 502 then
+    return { status = 502, headers = { ["Content-Type"] = "text/html; charset=utf-8" }, body = HTML_PAGE }
+  elseif code == 503 then
+    return { status = 503, headers = headers, body = "" }
   end
   if endpoint == "files" then
     local h = { ["Content-Type"] = JSON }

@@ -14,12 +14,20 @@
 --   * credits are charged at the instant a job ends (see ledger.lua), and a
 --     record shows creditsConsumed/creditsCharged only once the job ended.
 --   * a prompt with a bad [fault=…] directive is refused with 422 naming it.
+--   * callbacks (createTask's callBackUrl) go out when the task ends, in the
+--     dialect's body and signature (see modkie.mock.callbacks).
+--   * `--record-delay S`: recordInfo answers {"code":422,"msg":"recordInfo is
+--     null"} for S seconds after createTask, as the gateway does while a new
+--     record is not visible yet.
+--   * `--models`: models nobody registered are refused with 422 (the
+--     gateway's exact answer for them is undocumented).
 local socket = require "socket"
 local json = require "modkie.mock.json"
 local directives = require "modkie.mock.directives"
 local files = require "modkie.mock.files"
 local media = require "modkie.mock.media"
 local Ledger = require "modkie.mock.ledger"
+local Callbacks = require "modkie.mock.callbacks"
 local RateLimit = require "modkie.mock.ratelimit"
 
 local floor = math.floor
@@ -37,6 +45,8 @@ Gateway.DIALECTS = {
 
 local DEFAULT_PRICE = 10
 local FAIL_CODE, FAIL_MSG = 501, "generation failed"
+-- [fail=CODE]: the failures the documentation shows, failCode -> failMsg
+local FAIL_MESSAGES = { ["500"] = "Internal server error", GENERATION_FAILED = "The generation task failed." }
 local DOWNLOAD_TTL = 20 * 60
 -- Stands for the raw create body in a modkie record until it is encoded.
 local PARAM_MARKER = "\0modkie-mock:param\0"
@@ -83,14 +93,22 @@ local CONTROL_COUNTERS = {
   "files", "files_with_auth", "expect_headers", "rate_limited", "requests",
 }
 
--- Default rate limits: {requests, per seconds} (DESIGN.md §1).
+-- Default rate limits: {requests, per seconds} (the gateway's documented limits).
 Gateway.DEFAULT_LIMITS = { create = { 20, 10 }, poll = { 10, 1 } }
+
+-- Models whose records carry `progress` (the reference: Sora 2 models).
+local function has_progress(model)
+  return type(model) == "string" and model:find("^sora%-2") ~= nil
+end
 
 --- opts: dialect, job_seconds, api_key, credits, files_base, media (real clips and images), limits (true for
 -- the defaults, or { create = {n, s}, poll = {n, s} }, a missing one keeps its
 -- default), now (clock function, default socket.gettime), intercept (see
 -- Gateway:answer; e.g. a modkie.mock.faults plan's), faults (that plan: its
--- counters show in stats and it is reset with the gateway).
+-- counters show in stats and it is reset with the gateway), webhook_secret,
+-- callback_retries, callback_backoff (see modkie.mock.callbacks), record_delay
+-- (seconds), models (true: refuse models modkie does not register; a list:
+-- and these are known too), prices ({ [model] = credits }, fractional allowed).
 function Gateway.new(opts)
   local self = setmetatable({}, Gateway)
   self.dialect_name = opts.dialect or "kie"
@@ -103,6 +121,20 @@ function Gateway.new(opts)
   self.own_base = opts.own_base
   self.clock = opts.now or socket.gettime
   self.ledger = Ledger.new(self.start_credits)
+  self.record_delay = opts.record_delay or 0
+  self.prices = opts.prices or {}
+  if opts.models then
+    self.known = {}
+    for _, id in ipairs(require("modkie.models").list()) do self.known[id] = true end
+    for id in pairs(Gateway.MODELS) do self.known[id] = true end
+    for _, id in ipairs(type(opts.models) == "table" and opts.models or {}) do self.known[id] = true end
+  end
+  self.callbacks = Callbacks.new {
+    secret = opts.webhook_secret, retries = opts.callback_retries, backoff = opts.callback_backoff,
+    now = self.clock, log = opts.log,
+    body = function(task, now) return self:callback_body(task, now) end,
+    sign = function(body, task, secret, now) return self:sign_callback(body, task, secret, now) end,
+  }
   if opts.limits then
     local l = type(opts.limits) == "table" and opts.limits or {}
     local create = l.create or Gateway.DEFAULT_LIMITS.create
@@ -136,13 +168,14 @@ function Gateway:reset()
     for _, l in pairs(self.limits) do l:reset() end
   end
   if self.faults then self.faults:reset() end
+  if self.callbacks then self.callbacks:reset() end
   if self.journal then self.journal:reset() end
 end
 
---- Price of a successful job of `model`.
-function Gateway.price(model)
+--- Price of a successful job of `model` (--price, else the model's, else 10).
+function Gateway:price(model)
   local rules = Gateway.MODELS[model]
-  return rules and rules.price or DEFAULT_PRICE
+  return self.prices[model] or rules and rules.price or DEFAULT_PRICE
 end
 
 --- Take in a task (new, or loaded from a state file): index it, count its
@@ -151,8 +184,9 @@ function Gateway:add_task(task)
   self.tasks[task.id] = task
   self.task_list[#self.task_list + 1] = task
   if task.outcome == "success" and not task.charged then
-    self.ledger:schedule(task.key, task.ends, Gateway.price(task.model), task)
+    self.ledger:schedule(task.key, task.ends, self:price(task.model), task)
   end
+  if task.callback then self.callbacks:schedule(task) end
   if type(task.prompt) == "string" then
     self.submits_by_prompt[task.prompt] = (self.submits_by_prompt[task.prompt] or 0) + 1
   end
@@ -245,6 +279,27 @@ function Gateway:result_urls(task)
   return json.array(urls)
 end
 
+-- The task's progress at `now` (0-100), for the models that report one.
+local function progress_of(self, task, now, state)
+  if not (task.progress or has_progress(task.model)) or state == "fail" then return nil end
+  if state == "success" then return 100 end
+  local states = self.dialect.states
+  local start = states[#states - 1][1] -- the last state (generating, processing) begins here
+  local frac = ((now - task.created) / task.duration - start) / (1 - start)
+  return math.max(0, math.min(99, floor(frac * 100)))
+end
+
+-- failCode and failMsg of a failed task in the dialect: [fail=CODE] picks a
+-- documented shape ("500", "GENERATION_FAILED", "null"), else 501.
+local function failure(self, task)
+  local code = task.fail_code
+  if code == "null" then return null, FAIL_MSG end
+  local msg = code and FAIL_MESSAGES[code] or FAIL_MSG
+  code = code or string.format("%d", FAIL_CODE)
+  if self.dialect_name == "kie" then return code, msg end
+  return tonumber(code) or code, msg -- modkie: an integer when numeric
+end
+
 --- The recordInfo record of `task` at `now`, in the dialect's shape.
 function Gateway:record(task, now)
   local kie = self.dialect_name == "kie"
@@ -254,6 +309,8 @@ function Gateway:record(task, now)
     -- modkie: the request object, spliced in verbatim by record_info.
     param = kie and task.raw or PARAM_MARKER,
     createTime = task.create_ms,
+    updateTime = floor(math.min(now, task.ends) * 1000),
+    progress = progress_of(self, task, now, state),
   }
   if not ended then
     if kie then
@@ -266,25 +323,66 @@ function Gateway:record(task, now)
   self.ledger:settle(task.key, now) -- sets task.charged if it succeeded
   rec.costTime = task.cost_ms
   rec.completeTime = task.create_ms + task.cost_ms
+  rec.updateTime = rec.completeTime
   rec[self.dialect.credits_key] = task.charged or 0
   if state == "success" then
-    local result
-    if task.text then
-      result = { resultObject = { text = task.text } }
-    else
-      result = { resultUrls = self:result_urls(task) }
-    end
     if kie then
-      rec.resultJson, rec.failCode, rec.failMsg = json.encode(result), "", ""
+      rec.resultJson, rec.failCode, rec.failMsg = json.encode(self:result_of(task)), "", ""
     else
-      rec.resultJson, rec.failCode, rec.failMsg = result, null, null
+      rec.resultJson, rec.failCode, rec.failMsg = self:result_of(task), null, null
     end
-  elseif kie then
-    rec.resultJson, rec.failCode, rec.failMsg = "", string.format("%d", FAIL_CODE), FAIL_MSG
   else
-    rec.resultJson, rec.failCode, rec.failMsg = null, FAIL_CODE, FAIL_MSG
+    -- kie: resultJson is only there on success (the reference); modkie: null
+    rec.failCode, rec.failMsg = failure(self, task)
+    if not kie then rec.resultJson = null end
   end
   return rec
+end
+
+--- What a successful task made: { resultUrls } or, for text, { resultObject }.
+function Gateway:result_of(task)
+  if task.text then return { resultObject = { text = task.text } } end
+  return { resultUrls = self:result_urls(task) }
+end
+
+-- ISO 8601 UTC, as ModKie's webhook writes its timestamp.
+local function iso8601(t)
+  return os.date("!%Y-%m-%dT%H:%M:%S", floor(t)) .. string.format(".%03dZ", floor((t % 1) * 1000))
+end
+
+--- The callback body of a task that has ended, in the dialect's shape (the
+-- documented examples: Kie's market callbacks, ModKie's task.completed).
+function Gateway:callback_body(task, now)
+  local rec = self:record(task, now)
+  local ok = rec.state == "success"
+  if self.dialect_name ~= "kie" then
+    return json.encode {
+      event = "task.completed", taskId = task.id, state = rec.state, provider = "kie",
+      capability = task.text and "text" or (files.content_type(task.ext):match("^image/") and "image" or "video"),
+      model = task.model, result = ok and rec.resultJson or {}, failMsg = ok and null or rec.failMsg,
+      creditsCharged = task.charged or 0, timestamp = iso8601(now),
+    }
+  end
+  local data = {
+    taskId = task.id, model = task.model, state = rec.state, param = task.raw,
+    createTime = rec.createTime, completeTime = rec.completeTime, updateTime = rec.updateTime,
+    -- the callback examples: consumeCredits, costTime in whole seconds, the balance left
+    consumeCredits = task.charged or 0, costTime = ok and floor(task.duration + 0.5) or 0,
+    remainedCredits = self.ledger:balance(task.key, now), progress = rec.progress,
+  }
+  if ok then
+    data.resultJson = rec.resultJson
+    return json.encode { code = 200, msg = "Playground task completed successfully.", data = data }
+  end
+  data.failCode, data.failMsg = rec.failCode, rec.failMsg
+  return json.encode { code = 501, msg = "Playground task failed.", data = data }
+end
+
+--- The signature headers of a callback: the dialect's scheme (docs/webhooks.md).
+function Gateway:sign_callback(body, _, secret, now)
+  local webhook = require "modkie.webhook" -- HMAC in modkie's C core: needed only to sign
+  return webhook.sign { scheme = self.dialect_name == "kie" and "kie" or "modkie", body = body, secret = secret,
+    timestamp = floor(now) }
 end
 
 -- The task and output index a file URL or path points at, when that output
@@ -357,6 +455,10 @@ local function create(self, ctx)
   if callback ~= nil and callback ~= null and type(callback) ~= "string" then
     return self:fail(422, "callBackUrl must be a string")
   end
+  if callback == null or callback == "" then callback = nil end
+  if self.known and not self.known[model] then
+    return self:fail(422, "model '" .. model .. "' is not served by this gateway")
+  end
   local rules = Gateway.MODELS[model]
   if rules and rules.validate then
     local problem = rules.validate(input)
@@ -364,7 +466,7 @@ local function create(self, ctx)
   end
   local d, clean = directives.parse(input.prompt)
   if d.errors then return self:fail(422, "input.prompt: " .. table.concat(d.errors, "; ")) end
-  local price = Gateway.price(model)
+  local price = self:price(model)
   if self.ledger:balance(ctx.key, ctx.now) < price then
     return self:fail(402, "insufficient credits")
   end
@@ -384,6 +486,10 @@ local function create(self, ctx)
     outputs = d.outputs or 1, ext = d.ext or "mp4", size = d.size or files.DEFAULT_SIZE,
     text = d.text and ("text result for: " .. tostring(clean)) or nil,
     polls = 0,
+    -- only what a directive or an option changes: most tasks carry none of these
+    callback = callback, callback_opts = d.callback,
+    record_delay = d.record_delay or (self.record_delay > 0 and self.record_delay or nil),
+    fail_code = d.fail_code, envelope = d.envelope, progress = d.progress,
   }
   -- Fault triggers for the task's later requests (create's are the plan's).
   if d.faults then
@@ -407,7 +513,18 @@ local function record_info(self, ctx)
   if not task then return self:fail(404, "task not found") end
   task.polls = task.polls + 1
   if self.journal then self.journal:touch(task) end
-  local res = self:ok(self:record(task, ctx.now))
+  if task.record_delay and ctx.now < task.created + task.record_delay then
+    -- the documented answer while a new record is not visible yet
+    return self:fail(422, "recordInfo is null")
+  end
+  local rec = self:record(task, ctx.now)
+  local res
+  if task.envelope == 501 and rec.state == "fail" then -- [envelope=501]: the fail record as callbacks wrap it
+    res = answer(self.dialect.http_errors and 501 or 200,
+      json.encode { code = 501, [self.dialect.msg_key] = "Playground task failed.", data = rec })
+  else
+    res = self:ok(rec)
+  end
   if self.dialect_name ~= "kie" then
     -- The body was checked to be a JSON object at create time: splice it in.
     local s, e = res.body:find(PARAM_MARKER_ENCODED, 1, true)
@@ -475,6 +592,7 @@ local function mock_stats(self)
   for k, v in pairs(self.net) do out[k] = v end
   out.tasks = #self.task_list
   out.submits_by_prompt = self.submits_by_prompt
+  out.callbacks = self.callbacks.stats
   out.dialect = self.dialect_name
   if self.faults then
     out.faults = self.faults:totals()

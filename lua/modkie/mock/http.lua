@@ -1,6 +1,6 @@
 --- A small non-blocking HTTP/1.1 server for the emulator.
 -- One thread: a `socket.select` loop over non-blocking LuaSocket sockets.
--- It frames requests (Content-Length bodies only), keeps connections alive,
+-- It frames requests (Content-Length or chunked bodies), keeps connections alive,
 -- answers pipelined requests in order, writes big answers in pieces, and
 -- survives any client: a malformed request gets 400 and a close, a handler
 -- error gets 500. It knows nothing of the API; a handler maps a request to a
@@ -145,7 +145,10 @@ Server.__index = Server
 
 --- Make a server (not yet listening).
 -- opts: host, port, handler(req) -> response, log (function(line) or nil),
--- max_connections, on_error (function(message)), backlog.
+-- max_connections, on_error (function(message)), backlog, io (other sockets
+-- the loop watches, e.g. the callbacks' outgoing connections: an object with
+-- `watch()` -> read list, write list; `timeout(now)` -> seconds or nil;
+-- `ready(readable, writable, now)` called after every select).
 function http.new(opts)
   local self = setmetatable({}, Server)
   self.host = opts.host or "127.0.0.1"
@@ -156,6 +159,7 @@ function http.new(opts)
   self.max_connections = math.min(opts.max_connections or DEFAULT_MAX_CONNECTIONS,
     http.MAX_CONNECTIONS_LIMIT)
   self.backlog = opts.backlog or 1024
+  self.io = opts.io
   self.conns = {}           -- socket -> connection
   self.rset = new_set()     -- sockets we want to read from
   self.wset = new_set()     -- sockets with an answer not yet fully written
@@ -313,6 +317,41 @@ local function consume(c, upto)
   c.scan = nil
 end
 
+-- A chunked body: take the chunks that have arrived; the request once the
+-- last chunk (size 0) and the trailer section are in, nil while more is
+-- needed, or nil, status, message.
+local function next_chunk(c, buf)
+  local chunks, pos = c.chunks, 1
+  while true do
+    local eol = buf:find("\r\n", pos, true)
+    if not eol then
+      if #buf - pos > 1024 then return nil, 400, "chunk size line too long" end
+      break
+    end
+    local size = tonumber(buf:sub(pos, eol - 1):match("^%s*(%x+)%s*;?.-$") or "", 16)
+    if not size then return nil, 400, "bad chunk size" end
+    if size == 0 then
+      -- trailer fields, ended by an empty line (they are dropped)
+      local stop = buf:sub(eol, eol + 3) == "\r\n\r\n" and eol + 3 or select(2, buf:find("\r\n\r\n", eol, true))
+      if not stop then break end
+      local req = c.head
+      req.body = table.concat(chunks.parts)
+      consume(c, stop)
+      c.head, c.chunks = nil, nil
+      c.begun = c.inlen > 0 and c.last or nil
+      return req
+    end
+    if chunks.size + size > MAX_BODY then return nil, 413, "request body too large" end
+    if #buf < eol + 2 + size + 1 then break end
+    if buf:sub(eol + 2 + size, eol + 3 + size) ~= "\r\n" then return nil, 400, "chunk not ended by CRLF" end
+    chunks.parts[#chunks.parts + 1] = buf:sub(eol + 2, eol + 1 + size)
+    chunks.size = chunks.size + size
+    pos = eol + 4 + size
+  end
+  if pos > 1 then consume(c, pos - 1) end
+  return nil
+end
+
 -- Take one complete request off the input: request, or nil (need more), or
 -- nil, status, message (the client broke the protocol).
 local function next_request(c)
@@ -349,10 +388,17 @@ local function next_request(c)
     local req, status, msg = parse_head(buf:sub(s, e1 - 1))
     if not req then return nil, status, msg end
     local h = req.headers
-    if h["transfer-encoding"] then
-      return nil, 411, "chunked request bodies are not accepted: send Content-Length"
-    end
     local length = 0
+    if h["transfer-encoding"] then
+      -- only chunked (RFC 9112 7.1); with Content-Length too the framing is ambiguous: refuse
+      if not h["transfer-encoding"]:lower():match("^%s*chunked%s*$") then
+        return nil, 501, "only the chunked transfer coding is understood"
+      end
+      if h["content-length"] then return nil, 400, "both Transfer-Encoding and Content-Length" end
+      consume(c, e2)
+      c.head, c.chunks = req, { parts = {}, size = 0 }
+      return next_request(c)
+    end
     if h["content-length"] then
       if not h["content-length"]:match("^%d+$") then return nil, 400, "bad Content-Length" end
       length = tonumber(h["content-length"])
@@ -362,6 +408,7 @@ local function next_request(c)
     c.head, c.want = req, length
     buf = c.inbuf
   end
+  if c.chunks then return next_chunk(c, buf) end
   if #buf < c.want then return nil end
   local req = c.head
   req.body = buf:sub(1, c.want)
@@ -524,6 +571,14 @@ function Server:sweep(now)
   end
 end
 
+-- A new list: a's items, then b's (the sets' own lists stay the server's).
+local function joined(a, b)
+  local out = {}
+  for i = 1, #a do out[i] = a[i] end
+  for i = 1, #b do out[#a + i] = b[i] end
+  return out
+end
+
 --- Run one turn of the loop, waiting at most `timeout` seconds for I/O.
 function Server:step(timeout)
   local now = gettime()
@@ -532,7 +587,14 @@ function Server:step(timeout)
     local wait = c.held.at - now
     if wait < timeout then timeout = wait < 0 and 0 or wait end
   end
-  local readable, writable = socket.select(self.rset.list, self.wset.list, timeout)
+  local rlist, wlist, io = self.rset.list, self.wset.list, self.io
+  if io then
+    local xr, xw = io:watch()
+    if #xr > 0 or #xw > 0 then rlist, wlist = joined(rlist, xr), joined(wlist, xw) end
+    local t = io:timeout(now)
+    if t and t < timeout then timeout = t end
+  end
+  local readable, writable = socket.select(rlist, wlist, timeout)
   now = gettime()
   local dirty = self.dirty
   if next(dirty) then self.dirty = {} else dirty = NOTHING end
@@ -553,6 +615,7 @@ function Server:step(timeout)
     if c then self:guard(self.flush, c, now, true) end
   end
   if next(self.delayed) then self:wake_delayed(now) end
+  if io then io:ready(readable, writable, now) end
   if now >= self.next_sweep then self:sweep(now) end
 end
 

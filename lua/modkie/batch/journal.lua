@@ -22,7 +22,7 @@
 -- lines in a row, as runs each killed while writing their first (`run`)
 -- line leave them: before a `run` line, whole or torn, or up to the end of
 -- the file. The API key is never written.
--- @module modkie.journal
+-- @module modkie.batch.journal
 
 local cjson = require "cjson.safe"
 local core = require "modkie.core"
@@ -55,10 +55,10 @@ local APPLY = {
   submit = function(js, rec, line)
     js.submits = js.submits + 1
     js.fp, js.line = rec.fp, line
-    js.state, js.id, js.done, js.files, js.accepted_t = "submitting", nil, nil, nil, nil
+    js.state, js.id, js.done, js.files = "submitting", nil, nil, nil
   end,
   accepted = function(js, rec)
-    js.id, js.state, js.accepted_t = rec.id, "accepted", rec.t
+    js.id, js.state = rec.id, "accepted"
   end,
   done = function(js, rec)
     js.done, js.state = rec, rec.state
@@ -86,7 +86,7 @@ end
 -- @tparam[opt] string path for messages
 -- @tparam[opt] table opts `submits = true`: keep each job's last submit record
 -- @treturn[1] table `{ jobs = { [key] = { key, row, fp, line, submits, state,
---   id, submit, accepted_t, done, files } }, runs, run_records, lines, torn }`;
+--   id, submit, done, files } }, runs, run_records, lines, torn }`;
 --   `state` is "submitting", "accepted", or the `done` record's state;
 --   `done` is the job's last such record, and `submit` too with
 --   `opts.submits` (else left out, to spare memory); `run_records` the

@@ -17,8 +17,7 @@
 local core = require "modkie.core"
 local Error = require "modkie.error"
 local download = require "modkie.download"
-local journal_mod = require "modkie.journal"
-local wait = require "modkie.wait"
+local journal_mod = require "modkie.batch.journal"
 local plan_mod = require "modkie.batch.plan"
 local suggest = require "modkie.suggest"
 local record = require "modkie.record"
@@ -215,7 +214,7 @@ local function new_runner(opts, plan)
     concurrency = opts.concurrency or DEFAULT_CONCURRENCY,
     entries = {}, queue = {}, qhead = 1, active = {},
     started = core.now(), last_progress = 0, finished_now = 0,
-    mode = wait.mode(opts.client),
+    mode = opts.client.scheduler:mode(),
   }, Runner)
   for i, job in ipairs(plan.jobs) do
     self.entries[i] = {
@@ -477,13 +476,12 @@ function Runner:start_download(a)
     self:files_saved(e, nil)
     return false
   end
-  local d = { done = false, waiters = {} }
   local client = self.client
+  local d = client.scheduler:pending()
   client:go(function()
     local _, err = download.files(client, urls, dir, { name = function(i) return names[i] end })
     d.err = err
-    d.done = true
-    for co in pairs(d.waiters) do client:_ready_push(co) end
+    client.scheduler:finish(d)
   end)
   a.download, a.job = d, nil
   e.downloading = true
@@ -643,9 +641,19 @@ function Runner:pump()
     self.client:step(TICK_BLOCK)
     return
   end
-  local watch = { self.client:_door_signal() }
-  for _, a in ipairs(self.active) do watch[#watch + 1] = a.job or a.download end
-  wait.any(self.client, watch, TICK_YIELD)
+  local watch, jobs = {}, {}
+  for _, a in ipairs(self.active) do
+    watch[#watch + 1] = a.job or a.download
+    jobs[#jobs + 1] = a.job
+  end
+  -- a job at the door must be journaled before it goes: wake for that too
+  local function at_door()
+    for _, job in ipairs(jobs) do
+      if job.held then return true end
+    end
+    return false
+  end
+  self.client.scheduler:wait(watch, TICK_YIELD, at_door)
 end
 
 function Runner:loop()

@@ -39,6 +39,19 @@ options:
   --retry-after S     Retry-After of injected 429, 455, 503 (default 1)
   --stall-seconds S   how long a stall holds its answer (default 35)
   --huge-bytes N      padding of a huge answer (default 9437184, > 8 MiB)
+  --webhook-secret S  sign callbacks with S in the dialect's scheme (kie:
+                      X-Webhook-Timestamp + X-Webhook-Signature; modkie:
+                      X-ModKie-Signature); without it they go unsigned
+  --callback-retries N  retries of a callback answered non-2xx (default 3)
+  --callback-backoff S  seconds before the first retry, doubling (default 1;
+                      the gateway documents 1, 5 and 15 minutes)
+  --record-delay S    recordInfo answers 422 "recordInfo is null" for S
+                      seconds after createTask (default 0)
+  --models [LIST]     refuse models modkie does not register with 422; LIST
+                      (comma-separated ids) are known too
+  --price SPEC        credits a successful job costs, e.g.
+                      kling/kling-3-0=1.23,acme/x=0.5 (fractions allowed;
+                      default 35 for kling/kling-3-0, else 10)
   --state FILE        keep tasks, balances and counters in FILE: loaded on
                       start, written as they change; tasks and balances
                       survive kill -9, counters may lag by 0.2 s
@@ -53,21 +66,33 @@ Prints one line on start: "listening http://HOST:PORT pid=PID dialect=D",
 followed by " seed=N" when --faults is given.
 
 Faults: SPEC is ENDPOINT=KIND:FRACTION[,KIND:FRACTION…][;ENDPOINT=…] with
-endpoints create, poll, credits, download_url, files and kinds 500, 502, 503,
-455, 429 (error answers), reset (connection reset, no answer), stall (answer
+endpoints create, poll, credits, download_url, files and kinds 500, 455, 429
+(error answers in the dialect's style), 502 (HTTP 502, an HTML page) and 503
+(HTTP 503, empty body, Retry-After) as a proxy sends them, reset (connection
+reset, no answer), stall (answer
 held --stall-seconds), cut (body cut short), badjson (200 + invalid JSON),
 html (502 HTML page), huge (answer padded past 8 MiB), all (the fraction
 spread over every kind). 429 and 455 answer instead of the endpoint; the
 other kinds after it ran: such a create fault creates the task and loses
 its id. Stats count injected faults per endpoint and kind.
 
-Prompt directives script a job: [fail] [seconds=N] [outputs=N] [text]
-[size=BYTES] [ext=png] [fault=ENDPOINT:KIND] [fault=ENDPOINT:KINDxN] (the
-first N requests of that endpoint for this job get KIND; several separated
-by commas). Control endpoints (no auth): GET /__mock/stats,
-GET /__mock/tasks, GET /__mock/limits (with --limits: the time of every
-request the limits counted, per key, admitted or refused), POST /__mock/reset,
-POST /__mock/credits {"key","balance"}.
+Prompt directives script a job: [fail] [fail=500|GENERATION_FAILED|null]
+[envelope=501] [seconds=N] [outputs=N] [text] [size=BYTES] [ext=png]
+[progress] [record_delay=S] [callback=drop|duplicate|delay:S]
+[fault=ENDPOINT:KIND] [fault=ENDPOINT:KINDxN] (the first N requests of that
+endpoint for this job get KIND; several separated by commas).
+
+Callbacks: a createTask with callBackUrl gets a POST there when the task
+ends: kie {"code":200|501,"msg":…,"data":{record}}, modkie
+{"event":"task.completed",…}; retried with backoff until a 2xx.
+
+Control endpoints (no auth): GET /__mock/stats, GET /__mock/tasks,
+GET /__mock/limits (with --limits: the time of every request the limits
+counted, per key, admitted or refused), POST /__mock/reset,
+POST /__mock/credits {"key","balance"},
+POST /__mock/replay {"path","taskId"?,"answers":[{"status"?,"body","headers"?}]}
+(the next requests to path, for recordInfo of that task, get these answers
+verbatim, the last one repeated).
 ]]
 
 local function number_flag(min, max, integer)
@@ -98,6 +123,24 @@ local function parse_limits(v)
   return out
 end
 
+-- `--price a=1.5,b=2`: { a = 1.5, b = 2 }.
+local function parse_prices(v)
+  local out = {}
+  for item in (v .. ","):gmatch("([^,]*),") do
+    local model, n = item:match("^%s*(%S+)%s*=%s*([%d%.]+)%s*$")
+    n = tonumber(n)
+    if not model or not n then return nil, "part '" .. item .. "' is not MODEL=CREDITS" end
+    out[model] = n
+  end
+  return out
+end
+
+local function list_of(v)
+  local out = {}
+  for id in v:gmatch("[^,%s]+") do out[#out + 1] = id end
+  return out
+end
+
 local FLAGS = {
   port = { key = "port", parse = number_flag(0, 65535, true) },
   host = { key = "host", parse = function(v) if v == "" then return nil, "must not be empty" end return v end },
@@ -124,6 +167,15 @@ local FLAGS = {
     return spec
   end },
   seed = { key = "seed", parse = number_flag(0, 2 ^ 53, true) },
+  ["webhook-secret"] = { key = "webhook_secret", parse = function(v)
+    if v == "" then return nil, "must not be empty" end
+    return v
+  end },
+  ["callback-retries"] = { key = "callback_retries", parse = number_flag(0, 100, true) },
+  ["callback-backoff"] = { key = "callback_backoff", parse = number_flag(0, 86400) },
+  ["record-delay"] = { key = "record_delay", parse = number_flag(0, 86400) },
+  models = { key = "models", optional = true, parse = function(v) return list_of(v) end },
+  price = { key = "prices", parse = parse_prices },
   ["retry-after"] = { key = "retry_after", parse = number_flag(0, 86400, true) },
   ["stall-seconds"] = { key = "stall_seconds", parse = number_flag(0, 86400) },
   ["huge-bytes"] = { key = "huge_bytes", parse = number_flag(1, 1024 * 1024 * 1024, true) },
@@ -161,7 +213,9 @@ function mock.parse_args(args)
       end
       local parsed, why = flag.parse(value)
       if parsed == nil then
-        if flag.key == "faults" or flag.key == "limits" then return nil, "--" .. name .. ": " .. why end
+        if flag.key == "faults" or flag.key == "limits" or flag.key == "prices" then
+          return nil, "--" .. name .. ": " .. why
+        end
         return nil, "--" .. name .. " " .. why .. ", got '" .. value .. "'"
       end
       opts[flag.key] = parsed
@@ -198,7 +252,8 @@ end
 -- step(t), run(), close(), url }.
 -- opts: as parse_args returns (host, port, dialect, job_seconds, api_key,
 -- credits, files_base, limits, verbose, max_connections, faults, seed,
--- retry_after, stall_seconds, huge_bytes, state, media).
+-- retry_after, stall_seconds, huge_bytes, state, media, webhook_secret,
+-- callback_retries, callback_backoff, record_delay, models, prices).
 function mock.new(opts)
   local m = {}
   local log
@@ -212,12 +267,14 @@ function mock.new(opts)
   m.gateway = Gateway.new {
     dialect = opts.dialect, job_seconds = opts.job_seconds, api_key = opts.api_key,
     credits = opts.credits, files_base = opts.files_base, limits = opts.limits,
-    faults = plan, media = opts.media,
+    faults = plan, media = opts.media, webhook_secret = opts.webhook_secret,
+    callback_retries = opts.callback_retries, callback_backoff = opts.callback_backoff,
+    record_delay = opts.record_delay, models = opts.models, prices = opts.prices, log = log,
     intercept = function(name, ctx, gw, proceed) return plan:intercept(name, ctx, gw, proceed) end,
   }
   m.server = http.new {
     host = opts.host or "127.0.0.1", port = opts.port or 0,
-    max_connections = opts.max_connections, log = log,
+    max_connections = opts.max_connections, log = log, io = m.gateway.callbacks,
     handler = function(req) return m.gateway:handle(req) end,
   }
   m.gateway.net = m.server.stats
@@ -260,6 +317,13 @@ function mock.main(args)
   if opts.help then
     io.stdout:write(mock.USAGE)
     return 0
+  end
+  if opts.webhook_secret then -- signing is HMAC-SHA256 in modkie's C core
+    local ok, why = pcall(require, "modkie.webhook")
+    if not ok then
+      io.stderr:write("modkie mock: --webhook-secret needs modkie's C core (run make): ", tostring(why), "\n")
+      return 1
+    end
   end
   local m = mock.new(opts)
   local ok, listen_err = m.listen()

@@ -37,7 +37,7 @@
 -- `err.column` (character position in the line, for CSV syntax errors),
 -- `err.field` (the column involved, when known) and `err.path` (the file).
 -- Wrong argument types raise.
--- @module modkie.rows
+-- @module modkie.batch.rows
 
 local Error = require "modkie.error"
 local encoding = require "modkie.encoding"

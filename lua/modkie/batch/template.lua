@@ -62,9 +62,10 @@
 -- row (recommended: row values are then never read as alternatives), or
 -- render first and expand the result (then a `{`, `}` or `|` inside a row's
 -- value is read as expand syntax).
--- @module modkie.template
+-- @module modkie.batch.template
 
 local Error = require "modkie.error"
+local suggest = require "modkie.suggest"
 
 local byte, sub, find, match, gsub, gmatch = string.byte, string.sub, string.find, string.match,
   string.gsub, string.gmatch
@@ -578,7 +579,11 @@ function M.compile(text, opts)
       local e = st.err
       local row = ropts.row
       if row == nil then row = crow end
-      return nil, make_error(text, e[1], e[2], { field = e[3] }, ropts.name or cname, row)
+      local msg = e[2]
+      if type(vars) == "table" and msg:sub(1, 16) == "missing variable" then
+        msg = msg .. suggest.hint(e[3], vars) -- `{{color}}` where the row has `colour`
+      end
+      return nil, make_error(text, e[1], msg, { field = e[3] }, ropts.name or cname, row)
     end
     return concat(st.buf, "", 1, n)
   end
