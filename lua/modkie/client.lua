@@ -709,7 +709,9 @@ function Client:close()
     return
   end
   self._close_pending = nil
-  if self._engine:closed() then -- collected with its engine: nothing left to stop
+  -- no engine: modkie.new raised making it (the half-made client is still collected);
+  -- or collected with its engine: nothing left to stop
+  if not self._engine or self._engine:closed() then
     self._closed = true
     return
   end

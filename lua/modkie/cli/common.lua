@@ -99,6 +99,13 @@ common.GATEWAY = {
 common.POLL = { name = "poll-interval", value = "seconds", arg = "S",
   help = "seconds between polls of a job (default: the gateway's\nrecommended schedule: 2-3 s, then slower)" }
 common.JSON = { name = "json", help = "print JSON on stdout" }
+--- An input from the command line (submit, validate).
+common.INPUT = {
+  { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
+  { name = "set", value = "string", many = true, arg = "KEY=VALUE",
+    help = "an input field, converted to the model's type\n(duration=5, generate_audio=true); repeatable;\n"
+      .. "KEY:=JSON gives it as raw JSON" },
+}
 
 --- One list of flag entries from lists and single entries, in order.
 function common.flags(...)

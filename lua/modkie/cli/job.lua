@@ -115,11 +115,7 @@ local SUBMIT = args.command {
     .. "with --download DIR, also saves its outputs. Every task submitted is kept in\n"
     .. "the list 'modkie list' shows.",
   positionals = { "MODEL" }, min = 1,
-  flags = common.flags({
-    { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
-    { name = "set", value = "string", many = true, arg = "KEY=VALUE",
-      help = "an input field, converted to the model's type\n(duration=5, generate_audio=true); repeatable;\n"
-        .. "KEY:=JSON gives it as raw JSON" },
+  flags = common.flags(common.INPUT, {
     { name = "callback-url", value = "nonempty", arg = "URL",
       help = "the gateway POSTs the result there when the job ends" },
     { name = "wait", help = "wait for the job to end and print its result" },

@@ -95,12 +95,7 @@ local VALIDATE = args.command {
     .. "problem (exit 2). --set converts values to the field's type like submit.\n"
     .. "To check a whole batch (rows and template), use 'modkie batch --dry-run'.",
   positionals = { "MODEL" }, min = 1,
-  flags = {
-    { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
-    { name = "set", value = "string", many = true, arg = "KEY=VALUE",
-      help = "an input field, converted to the model's type; repeatable;\nKEY:=JSON gives it as raw JSON" },
-    common.JSON,
-  },
+  flags = common.flags(common.INPUT, common.JSON),
 }
 models_cli.VALIDATE_USAGE = VALIDATE.help
 
