@@ -946,6 +946,18 @@ static int l_default_interval(lua_State *L) {
 /* core.origin(url) -> { scheme =, host =, port =, loopback =, origin = "scheme://host:port" }
  * | nil: where an http(s) URL connects, as libcurl reads it (http.c's
  * mk_url_parse_origin, the one place origins are normalised). */
+/* core.url_escape(s): `s` percent-encoded the way the engine writes a task
+ * id into a URL (every byte but RFC 3986's unreserved ones), so the URLs the
+ * Lua layer builds (client:record) encode the same way. */
+static int l_url_escape(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char *out = lua_newuserdata(L, 3 * n + 1); /* Lua owns it: nothing to free if a push raises */
+  mk_url_escape_into(out, s, n);
+  lua_pushstring(L, out);
+  return 1;
+}
+
 static int l_origin(lua_State *L) {
   mk_origin o;
   char text[300];
@@ -1215,6 +1227,7 @@ static const luaL_Reg functions[] = {
   {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"time", l_time}, {"mkdir", l_mkdir},
   {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty},
   {"lock", l_lock}, {"fsync_dir", l_fsync_dir}, {"realpath", l_realpath}, {"origin", l_origin},
+  {"url_escape", l_url_escape},
   {"symlink", l_symlink}, {"opened_as", l_opened_as}, {"sniffer", l_sniffer}, {"identity", l_identity},
   {"hmac_sha256", mk_l_hmac_sha256}, {"equal", mk_l_equal}, {NULL, NULL}
 };
@@ -1236,5 +1249,7 @@ int luaopen_modkie_core(lua_State *L) {
   lua_setfield(L, -2, "VERSION");
   lua_pushstring(L, curl_version());
   lua_setfield(L, -2, "curl_version");
+  lua_pushinteger(L, MK_MAX_TASK_ID); /* the longest task id the engine takes (a request line must hold it) */
+  lua_setfield(L, -2, "MAX_TASK_ID");
   return 1;
 }

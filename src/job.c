@@ -169,6 +169,7 @@ void mk_judge_create(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdic
 }
 
 static void judge_poll(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict *v);
+
 /* A record that says the task failed is the job's outcome, whatever envelope
  * carries it: Kie wraps failed records in {"code": 501, "msg": "Playground
  * task failed."}, and the record's own failCode and failMsg say why. */

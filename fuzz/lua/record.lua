@@ -1,6 +1,8 @@
 --- Fuzz harness: record.result and record.failure on arbitrary decoded JSON,
 -- both as the record itself (decoded as client.lua's engine decodes bodies:
--- cjson.safe, depth 64) and as a Kie-style `resultJson` string.
+-- cjson.safe, depth 64) and as a Kie-style `resultJson` string; record.read
+-- (the one reader of polls and callbacks) on it as a whole answer, with and
+-- without a job.
 -- Properties (issue 5: every body is untrusted, wrong types give a sane
 -- value, never a Lua error):
 --  * nothing raises;
@@ -8,7 +10,9 @@
 --    `created_at`, `completed_at`, `cost_time` each nil or a finite number
 --    (not NaN, not infinite), `id` and `model` nil or strings, `raw` the record;
 --  * failure: a modkie.Error of kind "failed", retryable, message a string,
---    `code` nil, a finite number or a string, `task_id` nil or a string.
+--    `code` nil, a finite number or a string, `task_id` nil or a string;
+--  * read: a result as above, or an error of kind "failed" or "protocol";
+--    `progress` nil or within 0-100.
 local record = require "modkie.record"
 local Error = require "modkie.error"
 local cjson = require("cjson.safe").new()
@@ -45,6 +49,9 @@ local function check_record(rec, job)
   number_or_nil(res.created_at, "created_at")
   number_or_nil(res.completed_at, "completed_at")
   number_or_nil(res.cost_time, "cost_time")
+  number_or_nil(res.updated_at, "updated_at")
+  check(res.progress == nil or (finite(res.progress) and res.progress >= 0 and res.progress <= 100),
+    "progress is %s", show(res.progress))
   string_or_nil(res.id, "id")
   string_or_nil(res.model, "model")
   check(res.raw == rec, "raw is not the record")
@@ -61,6 +68,14 @@ return function(data)
   if type(value) == "table" then
     check_record(value, JOB)
     check_record(value, nil)
+    for _, job in ipairs({ JOB, false }) do
+      local res, err = record.read(value, job or nil)
+      if res then
+        check(res.state == "success" and type(res.urls) == "table" and type(res.id) == "string", "read %s", show(res))
+      else
+        check(Error.is(err) and (err.kind == "failed" or err.kind == "protocol"), "read error %s", show(err))
+      end
+    end
   end
   check_record({ taskId = "task_1", state = "success", resultJson = data }, JOB)
 end

@@ -2,13 +2,14 @@
 -- the jobs it runs, and its scheduler (`client.scheduler`, modkie.scheduler).
 -- @classmod modkie.Client
 
-local cjson = require "cjson.safe"
 local core = require "modkie.core"
 local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
 local file = require "modkie.file"
 local Job = require "modkie.job"
+local json = require "modkie.json"
 local models = require "modkie.models"
+local options = require "modkie.options"
 local record = require "modkie.record"
 local schedule = require "modkie.schedule"
 local scheduler = require "modkie.scheduler"
@@ -50,21 +51,8 @@ for k, v in pairs(SUBMIT_OPTIONS) do GENERATE_OPTIONS[k] = v end
 GENERATE_OPTIONS.hold = nil -- generate sends at once
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
---- Raise on unknown option names and wrong types: a typo must not pass silently.
-local function check_options(fname, opts, known)
-  for k, v in pairs(opts) do
-    if type(k) ~= "string" or not known[k] then
-      local hint = suggest.hint(k, known)
-      error(("%s: unknown option '%s'%s"):format(fname, tostring(k), hint), 3)
-    end
-    if known[k] ~= true and not known[k][type(v)] then
-      local want = {}
-      for t in pairs(known[k]) do want[#want + 1] = t end
-      table.sort(want)
-      error(("%s: option '%s' must be a %s, got %s"):format(fname, k, table.concat(want, " or "), type(v)), 3)
-    end
-  end
-end
+-- Unknown option names and wrong types raise, naming the option.
+local check_options = options.check
 
 -- Numeric options: the range each accepts (NaN fails every one), for the error message.
 local function above(min) return function(v) return v > min end end
@@ -176,7 +164,7 @@ local function check_key(key)
   return key
 end
 
---- Make a client. See DESIGN.md §3 for the options; every option is optional.
+--- Make a client. See docs/design.md §3 for the options; every option is optional.
 -- Unknown option names and wrong types raise an error naming the option.
 -- @tparam[opt] table opts
 -- @treturn modkie.Client
@@ -211,14 +199,11 @@ function Client.new(opts)
     key_problem = "the API key is empty: MODKIE_API_KEY is set, but to nothing"
   end
   local submit_rate, poll_rate, share, clients, dict = rates(opts.rate)
-  local json = cjson.new()
-  json.decode_max_depth(64)
-  json.encode_max_depth(64)
 
   local self = setmetatable({
     base_url = base_url, upload_url = upload_url,
     deadline = opts.deadline == nil and 900 or opts.deadline,
-    _json = json, _has_key = key ~= nil, _key_problem = key_problem,
+    _has_key = key ~= nil, _key_problem = key_problem,
     _active = 0,     -- jobs not yet ended
     _uploading = {}, -- jobs whose files are being uploaded (no createTask yet)
     _max_upload = opts.max_upload or DEFAULT_MAX_UPLOAD,
@@ -235,7 +220,7 @@ function Client.new(opts)
   end
   local interval = opts.poll_interval
   if interval == "learn" then
-    local learner = schedule.learner(opts.poll_history)
+    local learner = schedule.learner(opts.poll_history, opts.seed)
     self._learner = learner
     interval = function(elapsed, polls, h)
       local job = job_of(h)
@@ -281,12 +266,15 @@ local function closed()
   return Error.new("config", "the client is closed")
 end
 
-local MAX_TASK_ID = 1024 -- longer would not fit a request line
-
+-- The engine's limits on a task id: at most core.MAX_TASK_ID bytes (a
+-- request line must hold it), and no NUL (C strings end there).
 local function check_task_id(fname, task_id)
   Error.check(1, fname, task_id, "string")
-  if task_id == "" or #task_id > MAX_TASK_ID then
-    error(("bad argument #1 to '%s' (a task id of 1 to %d bytes expected)"):format(fname, MAX_TASK_ID), 3)
+  if task_id == "" or #task_id > core.MAX_TASK_ID then
+    error(("bad argument #1 to '%s' (a task id of 1 to %d bytes expected)"):format(fname, core.MAX_TASK_ID), 3)
+  end
+  if task_id:find("%z") then
+    error(("bad argument #1 to '%s' (a task id must not contain a NUL byte)"):format(fname), 3)
   end
 end
 
@@ -297,7 +285,7 @@ end
 
 -- The createTask body, or a validation error naming what cannot be sent.
 local function create_body(self, model, input, callback_url)
-  local body, jerr = self._json.encode({ model = model, input = input, callBackUrl = callback_url })
+  local body, jerr = json.encode({ model = model, input = input, callBackUrl = callback_url })
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
   end
@@ -564,7 +552,9 @@ end
 
 -- "METHOD URL" of a job's current exchange.
 function Client:_request_of(job)
-  if job.id then return "GET " .. self.base_url .. "/api/v1/jobs/recordInfo?taskId=" .. job.id end
+  if job.id then
+    return "GET " .. self.base_url .. "/api/v1/jobs/recordInfo?taskId=" .. core.url_escape(job.id)
+  end
   return "POST " .. self.base_url .. "/api/v1/jobs/createTask"
 end
 
@@ -783,10 +773,6 @@ function Client:download_file(url, path)
   return self.scheduler:pending(self._engine:download(url, path))
 end
 
-local function percent_encode(s)
-  return (s:gsub("[^%w%-_%.~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
-
 --- One recordInfo call.
 -- @tparam string task_id
 -- @treturn[1] table the raw record (recordInfo's `data`)
@@ -795,7 +781,7 @@ end
 function Client:record(task_id)
   Error.method(self, Client, "record", "client")
   check_task_id("record", task_id)
-  local data, err = self:_call("GET", "/api/v1/jobs/recordInfo?taskId=" .. percent_encode(task_id))
+  local data, err = self:_call("GET", "/api/v1/jobs/recordInfo?taskId=" .. core.url_escape(task_id))
   if not data then return nil, err end
   if type(data) ~= "table" or (next(data) ~= nil and data[1] ~= nil) then
     return nil, Error.new("protocol", "recordInfo: data is not a record")
@@ -824,7 +810,7 @@ end
 function Client:download_url(url)
   Error.method(self, Client, "download_url", "client")
   Error.check(1, "download_url", url, "string")
-  local data, err = self:_call("POST", "/api/v1/common/download-url", self._json.encode({ url = url }))
+  local data, err = self:_call("POST", "/api/v1/common/download-url", json.encode({ url = url }))
   if data == nil then return nil, err end
   if type(data) ~= "string" or not data:match("^[Hh][Tt][Tt][Pp][Ss]?://[^%s%c]+$") then
     return nil, Error.new("protocol", "download-url: data is not an http(s) URL")
@@ -846,7 +832,9 @@ function Client:close()
     return
   end
   self._close_pending = nil
-  if self._engine:closed() then -- collected with its engine: nothing left to stop
+  -- no engine: modkie.new raised making it (the half-made client is still collected);
+  -- or collected with its engine: nothing left to stop
+  if not self._engine or self._engine:closed() then
     self._closed = true
     return
   end

@@ -22,7 +22,7 @@ local modkie = {
   Client = Client,
 }
 
---- Make a client. See DESIGN.md §3 and the README for the options.
+--- Make a client. See docs/design.md §3 and the README for the options.
 -- @tparam[opt] table opts
 -- @treturn modkie.Client
 function modkie.new(opts)

@@ -1,5 +1,5 @@
 --- A client's scheduler: what can be waited for, who waits, and how waiting
--- passes time wherever it is called (docs/design.md, "Waiting without blocking").
+-- passes time wherever it is called (docs/design.md §4).
 --
 -- A *pending* is anything a caller can wait for: a job, a one-off call, a
 -- download, a timer, a batch's own work. `scheduler:pending` is the one

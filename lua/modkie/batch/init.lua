@@ -20,7 +20,7 @@ local download = require "modkie.download"
 local file = require "modkie.file"
 local journal_mod = require "modkie.batch.journal"
 local plan_mod = require "modkie.batch.plan"
-local suggest = require "modkie.suggest"
+local options = require "modkie.options"
 local record = require "modkie.record"
 local uploads = require "modkie.uploads"
 
@@ -55,18 +55,7 @@ local OPTIONS = {
 }
 
 local function check_options(opts)
-  for k, v in pairs(opts) do
-    local want = OPTIONS[k]
-    if not want then
-      error(("modkie.batch.run: unknown option '%s'%s"):format(tostring(k), suggest.hint(k, OPTIONS)), 3)
-    end
-    if not want[type(v)] then
-      local names = {}
-      for t in pairs(want) do names[#names + 1] = t end
-      table.sort(names)
-      error(("modkie.batch.run: option '%s' must be a %s, got %s"):format(k, table.concat(names, " or "), type(v)), 3)
-    end
-  end
+  options.check("modkie.batch.run", opts, OPTIONS, 3)
   if not opts.model then error("modkie.batch.run: option 'model' is required", 3) end
   if opts.rows == nil then error("modkie.batch.run: option 'rows' is required (a table or a file path)", 3) end
   if opts.template and opts.template_file then

@@ -6,7 +6,7 @@ local Error = require "modkie.error"
 local models = require "modkie.models"
 local convert = require "modkie.batch.convert"
 local file = require "modkie.file"
-local json = require "modkie.cli.json"
+local json = require "modkie.json"
 local text = require("modkie.cli.escape").text
 
 local common = {}
@@ -41,8 +41,9 @@ function common.transient(err)
   return KIND_EXIT[err.kind] == "network"
 end
 
---- JSON text of `v` (sorted keys; see modkie.cli.json).
-common.json = json.encode
+--- JSON text of `v` for `--json` (sorted keys, control characters escaped; see modkie.json).
+common.json = json.sorted
+--- Mark a filled list as a JSON array (`[]` when empty).
 common.array = json.array
 
 --- An error as plain JSON fields.
@@ -119,6 +120,13 @@ end
 common.POLL = { name = "poll-interval", value = "seconds", arg = "S",
   help = "seconds between polls of a job (default: the gateway's\nrecommended schedule: 2-3 s, then slower)" }
 common.JSON = { name = "json", help = "print JSON on stdout" }
+--- An input from the command line (submit, validate).
+common.INPUT = {
+  { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
+  { name = "set", value = "string", many = true, arg = "KEY=VALUE",
+    help = "an input field, converted to the model's type\n(duration=5, generate_audio=true); repeatable;\n"
+      .. "KEY:=JSON gives it as raw JSON; KEY=@FILE a local\nfile, uploaded first (image_url=@still.png)" },
+}
 
 --- One list of flag entries from lists and single entries, in order.
 function common.flags(...)

@@ -55,7 +55,7 @@ function upload_cli.main(argv)
   if not kok then return common.fail(kerr) end
   local client, cerr = common.client(opts, { upload_url = opts.upload_url, max_upload = limit })
   if not client then return common.fail(cerr) end
-  local out, code = common.array(), EXIT.ok
+  local out, code = {}, EXIT.ok
   for _, f in ipairs(files) do
     local url, expires = client:upload(f)
     local facts = f._facts
@@ -76,7 +76,7 @@ function upload_cli.main(argv)
     end
   end
   client:close()
-  if opts.json then io.stdout:write(common.json(out), "\n") end
+  if opts.json then io.stdout:write(common.json(common.array(out)), "\n") end
   return code
 end
 

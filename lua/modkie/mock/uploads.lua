@@ -18,7 +18,7 @@
 -- URLs is read directly.
 -- @module modkie.mock.uploads
 
-local json = require "modkie.mock.json"
+local json = require "modkie.json"
 local files = require "modkie.mock.files"
 
 local uploads = {}
