@@ -284,7 +284,7 @@ local function deadline_seconds(d)
 end
 
 -- The createTask body, or a validation error naming what cannot be sent.
-local function create_body(self, model, input, callback_url)
+local function create_body(model, input, callback_url)
   local body, jerr = json.encode({ model = model, input = input, callBackUrl = callback_url })
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
@@ -332,7 +332,7 @@ function Client:submit(model, input, opts)
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
   if #files > 0 then return self:_submit_with_files(model, input, opts, files, deadline) end
-  local body, berr = create_body(self, model, input, opts.callback_url)
+  local body, berr = create_body(model, input, opts.callback_url)
   if not body then return nil, berr end
   local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold)
   local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { model = model, input = input,
@@ -346,7 +346,7 @@ end
 -- coroutine of the client's scheduler until its files are uploaded, then
 -- sends its createTask with their URLs. Nothing is sent when a file is bad.
 function Client:_submit_with_files(model, input, opts, files, deadline)
-  local _, berr = create_body(self, model, file.replace(input, file_placeholder), opts.callback_url)
+  local _, berr = create_body(model, file.replace(input, file_placeholder), opts.callback_url)
   if berr then return nil, berr end
   local job = self.scheduler:pending(nil, Job.new(self, JOB_PORT, { model = model, input = input,
     meta = opts.meta, state = "uploading", _hold = opts.hold or nil, uploads = {} }))
@@ -388,7 +388,7 @@ function Client:_submit_with_files(model, input, opts, files, deadline)
         return
       end
     end
-    local body, err = create_body(self, model, resolved, opts.callback_url)
+    local body, err = create_body(model, resolved, opts.callback_url)
     if not body then
       self:_finish(job, "error", nil, err)
       return
