@@ -1142,8 +1142,10 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   e->api_headers = headers(e->api_headers, "Content-Type: application/json", &ok);
   e->api_headers = headers(e->api_headers, "Accept: application/json", &ok);
   e->api_headers = headers(e->api_headers, "Expect:", &ok); /* no 100-continue wait on POST */
-  /* uploads keep libcurl's Expect: 100-continue for large files: a refusal comes before the bytes */
   e->upload_headers = headers(e->upload_headers, "Accept: application/json", &ok);
+  /* no 100-continue wait before a large file either: servers that never answer it (the emulator, many
+   * proxies) would cost every upload libcurl's 1 s timeout */
+  e->upload_headers = headers(e->upload_headers, "Expect:", &ok);
   if (!ok) goto oom;
   e->timeout_ms = cfg->timeout_ms;
   e->connect_timeout_ms = cfg->connect_timeout_ms;

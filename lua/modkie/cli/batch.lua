@@ -82,9 +82,9 @@ end
 local function report_json(report)
   local out = {}
   for k, v in pairs(report) do
-    if k ~= "rows" and k ~= "problems" and k ~= "halted" and k ~= "files" then out[k] = v end
+    if k ~= "rows" and k ~= "problems" and k ~= "halted" then out[k] = v end
   end
-  if report.files then out.files = common.array(report.files) end
+  if report.dry_run then out.files = common.array(report.files) end -- (a run's `files` counts outputs)
   out.halted = common.error_json(report.halted)
   local rows = {}
   for i, e in ipairs(report.rows) do rows[i] = entry_json(e) end

@@ -407,11 +407,7 @@ local function next_request(c)
       length = tonumber(h["content-length"])
       if length > max_body then return nil, 413, "request body too large" end
     end
-    -- a client that waits for leave to send a large body (libcurl does for
-    -- uploads over 1 MiB) gets it at once rather than after its timeout
-    if length > 0 and h.expect and h.expect:lower() == "100-continue" and req.version == "1.1" then
-      c.outq[#c.outq + 1] = "HTTP/1.1 100 Continue\r\n\r\n"
-    end
+
     consume(c, e2)
     c.head, c.want = req, length
     buf = c.inbuf
