@@ -501,7 +501,8 @@ end
 
 -- What a job asks of its client (see JOB_PORT at the top).
 function JOB_PORT.cancel(self, job)
-  if job._h then self._engine:cancel(job._h) end
+  local h = self.scheduler:handle(job)
+  if h then self._engine:cancel(h) end -- (none while its files upload)
   local msg = "cancelled"
   if job.state == "uploading" then
     msg = "cancelled while its files were uploading: no task was created"
@@ -578,7 +579,7 @@ function JOB_PORT.send(self, job)
   if not job.held then return false end
   job.held = nil
   job.sent = true
-  return self._engine:send(job._h)
+  return self._engine:send(self.scheduler:handle(job))
 end
 
 function on.state(self, job, ev)
@@ -839,7 +840,7 @@ function Client:close()
     return
   end
   for _, p in ipairs(sched:ops_list()) do
-    self._engine:cancel(p._h)
+    self._engine:cancel(sched:handle(p))
     self:_finish(p, "cancelled", nil, Error.new("cancelled", "the client was closed", { task_id = p.id }))
   end
   for job in pairs(self._uploading) do

@@ -179,7 +179,7 @@ function Uploads:tick()
   for _, p in pairs(self.flight) do
     if now - p.logged >= PROGRESS_EVERY then
       p.logged = now
-      local sent, total = self.client._engine:progress(p._h)
+      local sent, total = self.client._engine:progress(self.client.scheduler:handle(p))
       if sent then
         emit(self, "info", { state = "sending", file = p.file:label(), sent = sent,
           total = total > 0 and total or nil, size = p.file._facts.size })
