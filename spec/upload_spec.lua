@@ -143,6 +143,75 @@ describe("uploads", function()
     assert.equal(0, stats(m).create_requests)
   end)
 
+  it("logs an upload's progress while it goes (a slow server: at most one event a second)", function()
+    local socket = require "socket"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    srv:settimeout(0)
+    local _, port = srv:getsockname()
+    finally(function() srv:close() end)
+    local size = 24 * 1024 * 1024 -- beyond what the kernel's socket buffers take at once
+    local big = dir .. "/big.bin"
+    helper.write_file(big, ("b"):rep(size))
+    local events = {}
+    local c = helper.client(m, { upload_url = "http://127.0.0.1:" .. port, log = function(_, event, f)
+      if event == "upload" then events[#events + 1] = f end
+    end })
+    local url, err
+    c:go(function() url, err = c:upload(big) end)
+    -- a server that reads 256 KiB every 50 ms, then answers as the docs show
+    local conn, got, head, want = nil, 0, "", nil
+    local deadline = helper.now() + 60
+    while not url and not err and helper.now() < deadline do
+      c:step(0.01)
+      conn = conn or srv:accept()
+      if conn then
+        conn:settimeout(0)
+        local budget = 256 * 1024
+        while budget > 0 do
+          local data, rerr, partial = conn:receive(math.min(budget, 65536))
+          data = data or partial
+          if not data or #data == 0 then break end
+          budget = budget - #data
+          if not want then
+            head = head .. data
+            local e = head:find("\r\n\r\n", 1, true)
+            if e then
+              want = tonumber(head:lower():match("content%-length:%s*(%d+)"))
+              got = #head - (e + 3)
+            end
+          else
+            got = got + #data
+          end
+          if rerr == "closed" then break end
+        end
+        if want and got >= want then
+          local body = cjson.encode({ success = true, code = 200, msg = "File uploaded successfully", data = {
+            fileName = "big.bin", filePath = "modkie/big.bin", downloadUrl = "https://files.example/big.bin",
+            fileSize = size, mimeType = "application/octet-stream", uploadedAt = "2026-01-01T00:00:00.000Z" } })
+          conn:send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #body
+            .. "\r\n\r\n" .. body)
+          want = math.huge
+        end
+      end
+      socket.sleep(0.04)
+    end
+    c:close()
+    if conn then conn:close() end
+    assert.equal("https://files.example/big.bin", url, tostring(err))
+    local sending, last = 0, -1
+    for _, e in ipairs(events) do
+      if e.state == "sending" then
+        sending = sending + 1
+        assert.is_true(e.sent >= last and e.sent <= e.total, "sent grows and stays within the total")
+        last = e.sent
+        assert.equal(size, e.size)
+      end
+    end
+    assert.is_true(sending >= 2, "progress events: " .. sending)
+    assert.equal("start", events[1].state)
+    assert.equal("done", events[#events].state)
+  end)
+
   it("can be cancelled while uploading: no task is created", function()
     local job = assert(client:submit(I2V, { prompt = "p", image_url = modkie.file(png) }))
     assert.is_true(job:cancel())
