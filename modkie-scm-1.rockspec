@@ -23,8 +23,10 @@ dependencies = {
 -- libcurl: Debian's libcurl4-openssl-dev puts curl.h in a multiarch folder
 -- the compiler knows and luarocks' header search does not; the compiler finds it.
 -- hiredis (Debian's libhiredis-dev): the Redis store of rate.shared.
+-- libmagic (Debian's libmagic-dev): the type of a file to upload, from its bytes.
 external_dependencies = {
   HIREDIS = { header = "hiredis/async.h" },
+  MAGIC = { header = "magic.h" },
 }
 build = {
   -- the Makefile compiles src/*.c with -Wall -Wextra -Werror and installs every Lua module but the

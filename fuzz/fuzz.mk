@@ -15,7 +15,7 @@ FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_C = retry_after url buf judge reply store_file
 FUZZ_LUA = csv jsonl template expand record mock_http webhook journal reentrancy
 # these Lua modules call the C core: it is built into their harness
-FUZZ_LUA_CORE = webhook journal reentrancy
+FUZZ_LUA_CORE = webhook journal reentrancy record
 FUZZ_NAMES ?= $(FUZZ_C) $(FUZZ_LUA)
 FUZZ_SAN = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -I$(LUA_INC) $(CURL_INC:%=-I%)
@@ -58,7 +58,8 @@ $(addprefix $(FUZZ_BUILD)/fuzz_,$(filter-out $(FUZZ_LUA_CORE),$(FUZZ_LUA))): $(F
 	@mkdir -p $(dir $@)
 	$(FUZZ_LUA_BUILD) $< -o $@ -llua$(LUA_VERSION) -lm
 
-# webhook.lua (HMAC), journal.lua (fsync) and reentrancy.lua (a whole client) call the C core: built in, with the sanitizers
+# webhook.lua (HMAC), journal.lua (fsync), reentrancy.lua (a whole client) and record.lua (the core's state words)
+# call the C core: built in, with the sanitizers
 $(FUZZ_LUA_CORE:%=$(FUZZ_BUILD)/fuzz_%): $(FUZZ_BUILD)/fuzz_%: fuzz/lua_runner.c fuzz/lua/%.lua $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_LUA_BUILD) -DFUZZ_WITH_CORE $< $(SRC) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm

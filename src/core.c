@@ -25,8 +25,10 @@
 #include "engine.h"
 #include "hmac.h"
 #include "job.h"
+#include "upload.h"
 
 #define ENGINE_MT "modkie.core.engine"
+#define SNIFFER_MT "modkie.core.sniffer"
 #define MODKIE_CORE_VERSION "0.1.0"
 /* Seconds that enter C from Lua are clamped into [0, MAX_SECONDS] (NaN: 0),
  * so that every cast and sum made with them stays defined. */
@@ -140,6 +142,7 @@ static int l_new(lua_State *L) {
   memset(&cfg, 0, sizeof cfg);
   cfg.base_url = opt_string(L, 1, "base_url");
   if (!cfg.base_url) return luaL_error(L, "modkie.core: option 'base_url' is required");
+  cfg.upload_url = opt_string(L, 1, "upload_url");
   cfg.api_key = opt_string(L, 1, "api_key");
   cfg.user_agent = opt_string(L, 1, "user_agent");
   if (!cfg.user_agent) cfg.user_agent = "modkie/" MODKIE_CORE_VERSION;
@@ -261,6 +264,31 @@ static int l_call(lua_State *L) {
 static int l_download(lua_State *L) {
   engine_ud *u = check_ud(L);
   return push_handle(L, mk_engine_download(u->e, luaL_checkstring(L, 2), luaL_checkstring(L, 3)));
+}
+
+/* engine:upload(path, data, upload_path, file_name, mime) -> handle: the
+ * file at `path` streamed from disk, or the string `data` (path nil) */
+static int l_upload(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  const char *path = luaL_optstring(L, 2, NULL);
+  size_t len = 0;
+  const char *data = path ? NULL : luaL_checklstring(L, 3, &len);
+  mk_upload *up = mk_upload_new(path, data, len, luaL_checkstring(L, 4), luaL_checkstring(L, 5),
+                                luaL_checkstring(L, 6));
+  if (!up) return luaL_error(L, "modkie: out of memory");
+  return push_handle(L, mk_engine_upload(u->e, up));
+}
+
+/* engine:progress(handle) -> bytes sent, total | nil: an upload's current attempt */
+static int l_progress(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_op *op = check_op(L, u, 2);
+  long long sent, total;
+  if (!op || op->type != MK_OP_UPLOAD) return 0;
+  mk_upload_progress(op->upload, &sent, &total);
+  lua_pushnumber(L, (lua_Number)sent);
+  lua_pushnumber(L, (lua_Number)total);
+  return 2;
 }
 
 /* engine:timer(seconds) -> handle */
@@ -1023,6 +1051,18 @@ static int l_default_interval(lua_State *L) {
 /* core.origin(url) -> { scheme =, host =, port =, loopback =, origin = "scheme://host:port" }
  * | nil: where an http(s) URL connects, as libcurl reads it (http.c's
  * mk_url_parse_origin, the one place origins are normalised). */
+/* core.url_escape(s): `s` percent-encoded the way the engine writes a task
+ * id into a URL (every byte but RFC 3986's unreserved ones), so the URLs the
+ * Lua layer builds (client:record) encode the same way. */
+static int l_url_escape(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char *out = lua_newuserdata(L, 3 * n + 1); /* Lua owns it: nothing to free if a push raises */
+  mk_url_escape_into(out, s, n);
+  lua_pushstring(L, out);
+  return 1;
+}
+
 static int l_origin(lua_State *L) {
   mk_origin o;
   char text[300];
@@ -1174,8 +1214,111 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* ---- local files: what an upload will send (upload.h) ---- */
+
+static mk_sniffer **check_sniffer(lua_State *L) {
+  mk_sniffer **s = (mk_sniffer **)luaL_checkudata(L, 1, SNIFFER_MT);
+  if (!*s) luaL_error(L, "modkie: the sniffer is closed");
+  return s;
+}
+
+static void push_facts(lua_State *L, const mk_file_facts *f, int file) {
+  lua_createtable(L, 0, 6);
+  set_integer(L, "size", (lua_Integer)f->size);
+  set_string(L, "sha256", f->sha256);
+  set_string(L, "mime", f->mime);
+  if (file) {
+    set_integer(L, "dev", (lua_Integer)f->dev);
+    set_integer(L, "ino", (lua_Integer)f->ino);
+    set_number(L, "mtime", f->mtime);
+  }
+}
+
+static const char *const PROBE_REASONS[] = {
+  "ok", "missing", "unreadable", "directory", "not_regular", "too_large", "io", "no_memory"
+};
+
+/* core.sniffer() -> a libmagic handle, kept for every probe | nil, message */
+static int l_sniffer(lua_State *L) {
+  char err[256];
+  mk_sniffer **s = (mk_sniffer **)lua_newuserdata(L, sizeof *s);
+  *s = NULL;
+  luaL_getmetatable(L, SNIFFER_MT);
+  lua_setmetatable(L, -2);
+  *s = mk_sniffer_new(err, sizeof err);
+  if (!*s) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return 1;
+}
+
+/* sniffer:file(path, max_size) -> { size, sha256, mime, dev, ino, mtime }
+ * | nil, message, reason ("missing", "unreadable", "directory", "not_regular",
+ * "too_large" (then the size follows), "io", "no_memory"). Reads the file once. */
+static int l_sniff_file(lua_State *L) {
+  mk_sniffer **s = check_sniffer(L);
+  const char *path = luaL_checkstring(L, 2);
+  lua_Number max = luaL_optnumber(L, 3, 0);
+  mk_file_facts f;
+  char err[256];
+  mk_probe_status st = mk_probe_file(*s, path, max > 0 && max < 9e18 ? (long long)max : 0, &f, err, sizeof err);
+  if (st == MK_PROBE_OK) {
+    push_facts(L, &f, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  lua_pushstring(L, PROBE_REASONS[st]);
+  lua_pushnumber(L, (lua_Number)f.size);
+  return 4;
+}
+
+/* sniffer:data(bytes) -> { size, sha256, mime } */
+static int l_sniff_data(lua_State *L) {
+  mk_sniffer **s = check_sniffer(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  mk_file_facts f;
+  char err[256];
+  if (mk_probe_data(*s, data, len, &f, err, sizeof err) != MK_PROBE_OK) return luaL_error(L, "modkie: %s", err);
+  push_facts(L, &f, 0);
+  return 1;
+}
+
+static int l_sniffer_close(lua_State *L) {
+  mk_sniffer **s = (mk_sniffer **)luaL_checkudata(L, 1, SNIFFER_MT);
+  mk_sniffer_free(*s);
+  *s = NULL;
+  return 0;
+}
+
+/* core.identity(path) -> { size, dev, ino, mtime } | nil: to see whether a
+ * file changed since it was probed, without reading it */
+static int l_identity(lua_State *L) {
+  mk_file_facts f;
+  memset(&f, 0, sizeof f);
+  if (mk_file_identity(luaL_checkstring(L, 1), &f) != 0) return 0;
+  lua_createtable(L, 0, 4);
+  set_integer(L, "size", (lua_Integer)f.size);
+  set_integer(L, "dev", (lua_Integer)f.dev);
+  set_integer(L, "ino", (lua_Integer)f.ino);
+  set_number(L, "mtime", f.mtime);
+  return 1;
+}
+
+static const luaL_Reg sniffer_methods[] = {
+  {"file", l_sniff_file}, {"data", l_sniff_data}, {"close", l_sniffer_close}, {NULL, NULL}
+};
+
+static const luaL_Reg sniffer_meta[] = {
+  {"__gc", l_sniffer_close}, {"__close", l_sniffer_close}, {NULL, NULL}
+};
+
 static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
+  {"upload", l_upload}, {"progress", l_progress},
   {"timer", l_timer}, {"cancel", l_cancel}, {"called_back", l_called_back}, {"send", l_send},
   {"respond", l_respond}, {"listening", l_listening}, {"step", l_step}, {"timeout", l_timeout}, {"fds", l_fds},
   {"stats", l_stats}, {"close", l_close}, {"closed", l_closed},
@@ -1190,7 +1333,8 @@ static const luaL_Reg functions[] = {
   {"new", l_new}, {"classify_state", l_classify_state}, {"now", l_now}, {"time", l_time}, {"mkdir", l_mkdir},
   {"default_interval", l_default_interval}, {"fsync", l_fsync}, {"isatty", l_isatty},
   {"lock", l_lock}, {"fsync_dir", l_fsync_dir}, {"realpath", l_realpath}, {"origin", l_origin},
-  {"symlink", l_symlink}, {"opened_as", l_opened_as},
+  {"url_escape", l_url_escape},
+  {"symlink", l_symlink}, {"opened_as", l_opened_as}, {"sniffer", l_sniffer}, {"identity", l_identity},
   {"hmac_sha256", mk_l_hmac_sha256}, {"equal", mk_l_equal}, {NULL, NULL}
 };
 
@@ -1201,11 +1345,18 @@ int luaopen_modkie_core(lua_State *L) {
   mk_newlib(L, engine_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+  luaL_newmetatable(L, SNIFFER_MT);
+  mk_setfuncs(L, sniffer_meta);
+  mk_newlib(L, sniffer_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
   mk_newlib(L, functions);
   lua_pushliteral(L, MODKIE_CORE_VERSION);
   lua_setfield(L, -2, "VERSION");
   lua_pushstring(L, curl_version());
   lua_setfield(L, -2, "curl_version");
+  lua_pushinteger(L, MK_MAX_TASK_ID); /* the longest task id the engine takes (a request line must hold it) */
+  lua_setfield(L, -2, "MAX_TASK_ID");
   mk_durations_open(L);
   return 1;
 }

@@ -1,4 +1,5 @@
 #include "engine.h"
+#include "upload.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,9 @@
 /* libcurl 7.88 can leave a multiplexed HTTP/2 transfer unnoticed until a wait
  * times out; while transfers are active, never sleep longer than this. */
 #define ACTIVE_POLL_CAP 0.05
+/* While the rate store has a question out, a host that sleeps instead of
+ * polling our sockets (OpenResty) comes back this soon: a grant read late is lost. */
+#define STORE_POLL_CAP 0.005
 #define WATCHDOG_GRACE 2.0 /* seconds past a request's timeout before the engine ends it itself */
 /* A download slower than this on average over `timeout` seconds is cut: a
  * host that trickles a byte a second must not hold a job's files forever. */
@@ -34,6 +38,7 @@ struct mk_xfer {
   mk_op *op;
   mk_buf body;
   FILE *file;
+  curl_mime *mime;       /* an upload's form: freed once the easy handle is done with it */
   long long file_bytes;
   int too_large, write_failed;
   int in_multi;  /* added to the multi handle and not yet removed */
@@ -216,6 +221,8 @@ static mk_xfer *xfer_get(mk_engine *e) {
 
 static void xfer_put(mk_engine *e, mk_xfer *x) {
   x->op = NULL;
+  curl_mime_free(x->mime);
+  x->mime = NULL;
   mk_buf_reset(&x->body, e->max_body);
   x->next = e->spare;
   e->spare = x;
@@ -223,6 +230,7 @@ static void xfer_put(mk_engine *e, mk_xfer *x) {
 
 static void xfer_free(mk_xfer *x) {
   curl_easy_cleanup(x->easy);
+  curl_mime_free(x->mime);
   mk_buf_free(&x->body);
   free(x);
 }
@@ -361,6 +369,22 @@ static int setup_download(mk_engine *e, mk_op *op, mk_xfer *x) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
+/* An upload: the form streams the file from disk; a slow transfer is cut as
+ * a download's is (a large file may take long, a stalled one must not). */
+static int setup_upload(mk_engine *e, mk_op *op, mk_xfer *x) {
+  CURL *c = x->easy;
+  CURLcode rc = CURLE_OK;
+#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
+  SET(CURLOPT_LOW_SPEED_LIMIT, DOWNLOAD_MIN_SPEED);
+  SET(CURLOPT_LOW_SPEED_TIME, (e->timeout_ms + 999) / 1000);
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  SET(CURLOPT_HTTPHEADER, e->upload_headers);
+  SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_WRITEDATA, x);
+#undef SET
+  return rc == CURLE_OK ? mk_upload_setup(c, op->upload, &x->mime) : -1;
+}
+
 static void fail_now(mk_engine *e, mk_op *op, const char *why) {
   memset(&op->result, 0, sizeof op->result);
   op->result.curl = CURLE_FAILED_INIT;
@@ -378,7 +402,8 @@ static void start(mk_engine *e, mk_op *op) {
   x->op = op;
   op->xfer = x;
   if (setup_common(e, x, op->url) != 0 ||
-      (op->type == MK_OP_DOWNLOAD ? setup_download(e, op, x) : setup_api(e, op, x)) != 0) {
+      (op->type == MK_OP_DOWNLOAD ? setup_download(e, op, x)
+       : op->type == MK_OP_UPLOAD ? setup_upload(e, op, x) : setup_api(e, op, x)) != 0) {
     int cannot_open = op->type == MK_OP_DOWNLOAD && !x->file;
     const char *why = cannot_open ? strerror(errno) : "could not set up the request";
     drop_xfer(e, op);
@@ -756,7 +781,7 @@ static void watchdog(mk_engine *e, double now) {
   for (; x; x = next) {
     mk_op *op = x->op;
     next = x->fnext;
-    if (op->type == MK_OP_DOWNLOAD || now - x->started < limit) continue;
+    if (op->type == MK_OP_DOWNLOAD || op->type == MK_OP_UPLOAD || now - x->started < limit) continue;
     leave_multi(e, x);
     memset(&op->result, 0, sizeof op->result);
     op->result.curl = CURLE_OPERATION_TIMEDOUT;
@@ -786,6 +811,7 @@ static double idle_for(mk_engine *e, double now, double cap) {
     if (e->wait_slot.head) wait = 0;
   }
   if (e->in_flight && wait > ACTIVE_POLL_CAP) wait = ACTIVE_POLL_CAP;
+  if (mk_grants_asking(&e->grants) && wait > STORE_POLL_CAP) wait = STORE_POLL_CAP;
   return wait > 0 ? wait : 0;
 }
 
@@ -805,7 +831,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
     if (e->done_head) return 0;
     if (e->grants.store && e->grants.store->host_questions) return 0; /* the Lua layer answers them */
     wait = until > now ? idle_for(e, now, until - now) : 0;
-    if (e->npfds || wait > 0) {
+    if (e->npfds || wait > 0 || store_socket(e)) {
       int rc = poll_sockets(e, wait, err, errlen);
       if (rc < 0) return -1;
       /* a signal: back to Lua now, where the interpreter's Ctrl-C hook can run */
@@ -926,6 +952,7 @@ static void op_free(mk_engine *e, mk_op *op) {
   free(op->task_id);
   free(op->path);
   free(op->tmp_path);
+  mk_upload_free(op->upload);
   free(op);
 }
 
@@ -1074,6 +1101,23 @@ mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path) {
   return op;
 }
 
+mk_op *mk_engine_upload(mk_engine *e, struct mk_upload *u) {
+  mk_op *op = op_new(e, MK_OP_UPLOAD);
+  if (!op) {
+    mk_upload_free(u);
+    return NULL;
+  }
+  op->upload = u;
+  op->post = 1;
+  op->url = join(e->upload_base, "/api/file-stream-upload", NULL);
+  if (!op->url) {
+    mk_engine_release(e, op);
+    return NULL;
+  }
+  queue_push(&e->wait_slot, op);
+  return op;
+}
+
 mk_op *mk_engine_timer(mk_engine *e, double seconds) {
   mk_op *op = op_new(e, MK_OP_TIMER);
   if (!op) return NULL;
@@ -1169,13 +1213,13 @@ static char *json_escaped(const char *s) {
 /* `localhost` in base_url is this machine: pin it to the loopback addresses
  * for libcurl (CURLOPT_RESOLVE), so that no hosts file or DNS server decides
  * where the key goes. */
-static int pin_localhost(mk_engine *e) {
+static int pin_localhost(mk_engine *e, const char *url) {
   mk_origin o;
   char line[64];
   struct curl_slist *pin;
-  if (mk_url_parse_origin(e->base_url, &o) != 0 || strcmp(o.host, "localhost") != 0) return 0;
+  if (mk_url_parse_origin(url, &o) != 0 || strcmp(o.host, "localhost") != 0) return 0;
   snprintf(line, sizeof line, "localhost:%ld:127.0.0.1,[::1]", o.port);
-  pin = curl_slist_append(NULL, line);
+  pin = curl_slist_append(e->pin, line);
   if (!pin) return -1;
   e->pin = pin;
   return 0;
@@ -1190,23 +1234,26 @@ static void wipe(char *s) {
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   mk_engine *e = calloc(1, sizeof *e);
   int ok = 1;
-  char *auth = NULL;
+  char *auth = NULL, origin[256];
   if (!e) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
   e->multi = curl_multi_init();
   e->base_url = dup_or_null(cfg->base_url);
+  e->upload_base = dup_or_null(cfg->upload_url ? cfg->upload_url : cfg->base_url);
   e->user_agent = dup_or_null(cfg->user_agent);
   e->ca_file = dup_or_null(cfg->ca_file);
-  if (!e->multi || !e->base_url || !e->user_agent || (cfg->ca_file && !e->ca_file)) goto oom;
-  if (mk_url_origin(cfg->base_url, e->origin, sizeof e->origin) != 0) {
-    snprintf(err, errlen, "base_url is not an http(s) URL");
+  if (!e->multi || !e->base_url || !e->upload_base || !e->user_agent || (cfg->ca_file && !e->ca_file)) goto oom;
+  if (mk_url_origin(cfg->base_url, e->origin, sizeof e->origin) != 0 ||
+      mk_url_origin(e->upload_base, origin, sizeof origin) != 0) {
+    snprintf(err, errlen, "%s is not an http(s) URL", cfg->upload_url ? "upload_url or base_url" : "base_url");
     mk_engine_free(e);
     return NULL;
   }
   e->pid = getpid();
-  if (pin_localhost(e) != 0) goto oom;
+  if (pin_localhost(e, e->base_url) != 0 || (strcmp(origin, e->origin) != 0 && pin_localhost(e, e->upload_base) != 0))
+    goto oom;
   e->has_key = cfg->api_key && cfg->api_key[0];
   if (e->has_key && strlen(cfg->api_key) >= MIN_REDACTED_KEY) {
     e->key = copy(cfg->api_key, strlen(cfg->api_key));
@@ -1222,12 +1269,17 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
     if (!auth) goto oom;
     e->api_headers = headers(e->api_headers, auth, &ok);
     e->auth_file_headers = headers(e->auth_file_headers, auth, &ok);
+    e->upload_headers = headers(e->upload_headers, auth, &ok);
     memset(auth, 0, strlen(auth)); /* the key lives on only in libcurl's header lists and e->key */
     free(auth);
   }
   e->api_headers = headers(e->api_headers, "Content-Type: application/json", &ok);
   e->api_headers = headers(e->api_headers, "Accept: application/json", &ok);
   e->api_headers = headers(e->api_headers, "Expect:", &ok); /* no 100-continue wait on POST */
+  e->upload_headers = headers(e->upload_headers, "Accept: application/json", &ok);
+  /* no 100-continue wait before a large file either: servers that never answer it (the emulator, many
+   * proxies) would cost every upload libcurl's 1 s timeout */
+  e->upload_headers = headers(e->upload_headers, "Expect:", &ok);
   if (!ok) goto oom;
   e->timeout_ms = cfg->timeout_ms;
   e->connect_timeout_ms = cfg->connect_timeout_ms;
@@ -1297,6 +1349,7 @@ void mk_engine_free(mk_engine *e) {
   free(e->ready);
   curl_slist_free_all(e->api_headers);
   curl_slist_free_all(e->auth_file_headers);
+  curl_slist_free_all(e->upload_headers);
   curl_slist_free_all(e->pin);
   wipe(e->key);
   wipe(e->key_json);
@@ -1308,6 +1361,7 @@ void mk_engine_free(mk_engine *e) {
   free(e->free_slots);
   free(e->gens);
   free(e->base_url);
+  free(e->upload_base);
   free(e->user_agent);
   free(e->ca_file);
   free(e);

@@ -1,8 +1,8 @@
 /* engine.h: one libcurl multi handle and everything that waits on it.
  *
  * An "op" is anything the engine runs for the Lua layer: a job (createTask,
- * then recordInfo polls until it ends), a one-off API call, a download, or a
- * plain timer. Each op has at most one transfer in flight and one pending
+ * then recordInfo polls until it ends), a one-off API call, a download, an
+ * upload (upload.h), or a plain timer. Each op has at most one transfer in flight and one pending
  * timer. I/O goes through libcurl's socket interface: libcurl names the
  * sockets to watch, the engine polls them (or a host's event loop does, see
  * mk_engine_sockets). The engine never calls into Lua: `mk_engine_run` moves time and I/O
@@ -47,7 +47,7 @@
 #include "listener.h"
 #include "priority.h"
 
-typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER, MK_OP_REQUEST } mk_op_type;
+typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER, MK_OP_UPLOAD, MK_OP_REQUEST } mk_op_type;
 
 /* Job states, in the order a job moves through them. */
 typedef enum {
@@ -110,6 +110,7 @@ typedef struct mk_op {
 
   char *path, *tmp_path;  /* downloads */
   int send_auth;
+  struct mk_upload *upload; /* uploads: what the request sends (owned) */
 
   int budget;             /* jobs on the default schedule: ranked when polls are rationed (priority.h) */
   mk_rank rank;           /* ... their place in the lane */
@@ -124,6 +125,7 @@ struct mk_queue {
 
 typedef struct mk_config {
   const char *base_url;     /* no trailing slash */
+  const char *upload_url;   /* root of the upload API, no trailing slash; NULL: base_url */
   const char *api_key;      /* may be NULL: API ops then fail with config */
   const char *user_agent;
   const char *ca_file;      /* NULL: system CAs */
@@ -149,6 +151,8 @@ typedef struct mk_engine {
   CURLM *multi;
   char *base_url;
   char origin[256];
+  char *upload_base;        /* the upload API's root: the key goes there too, and nowhere else */
+  struct curl_slist *upload_headers;
   struct curl_slist *pin;   /* CURLOPT_RESOLVE: `localhost` at base_url's port is loopback, whatever a resolver says */
   char *key, *key_json;     /* to redact the key from answers (key_json: as JSON escapes it), or NULL */
   pid_t pid;                /* the process that made the engine: a forked child must not touch its connections */
@@ -204,6 +208,9 @@ mk_op *mk_engine_submit(mk_engine *e, const char *body, size_t len, double deadl
 mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline);
 mk_op *mk_engine_call(mk_engine *e, int post, const char *path, const char *body, size_t len);
 mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path);
+/* POST upload_url/api/file-stream-upload with `u` (the op owns it from here;
+ * freed with the op, or at once when NULL is returned). Retried as reads are. */
+mk_op *mk_engine_upload(mk_engine *e, struct mk_upload *u);
 mk_op *mk_engine_timer(mk_engine *e, double seconds);
 /* Make a job's createTask, still waiting in line, stop at the door: once it
  * has its rate token and a transfer slot it goes on the done list (READY)

@@ -161,7 +161,7 @@ return function(data)
     end
   end
   c = modkie.new(opts)
-  decode = c._json.decode
+  decode = require("modkie.json").decode -- the decoder every client gives its engine
   for _ = 1, byte() % 4 + 1 do
     local deadline = DEADLINES[byte() % #DEADLINES + 1]
     local j = c:submit(KLING, { prompt = PROMPTS[byte() % #PROMPTS + 1] }, { deadline = deadline, validate = false })

@@ -20,14 +20,13 @@
 --     Image, Flux Kontext): no `state`, the envelope's code says how it ended.
 -- @module modkie.record
 
-local cjson = require "cjson.safe"
+local core = require "modkie.core"
 local Error = require "modkie.error"
+local json = require "modkie.json"
 
 local record = {}
 
-local json = cjson.new()
-json.decode_max_depth(64)
-local null = cjson.null
+local null = json.null
 local huge = math.huge
 
 -- A finite number from a number or a numeric string, else nil. lua-cjson
@@ -206,10 +205,6 @@ end
 
 -- ---------------------------------------------------------------- the reader
 
--- The same words the C core's mk_classify_state knows.
-local SUCCESS = { success = true, succeeded = true, completed = true }
-local FAILED = { fail = true, failed = true, failure = true, error = true, cancelled = true, canceled = true }
-
 local function broken(message, fields)
   return nil, Error.new("protocol", message, fields)
 end
@@ -262,12 +257,14 @@ function record.read(doc, job)
   if type(state) ~= "string" then
     return broken("the record's state is not a string", { task_id = id, code = code })
   end
-  if SUCCESS[state] then
+  -- the C core's words for a state, the ones the engine judges polls by
+  local ended = core.classify_state(state)
+  if ended == "success" then
     if code and code ~= 200 then
       return broken(("code %s contradicts state %s"):format(tostring(code), state), { task_id = id, code = code })
     end
     return record.result(rec, job)
-  elseif FAILED[state] then
+  elseif ended == "failed" then
     local err = record.failure(rec, job)
     err.server_state = state
     if err.code == nil and code and code ~= 200 then err.code = code end

@@ -10,6 +10,7 @@
 -- @module modkie.schedule
 
 local core = require "modkie.core"
+local rng = require "modkie.rng"
 
 local schedule = {}
 
@@ -20,11 +21,13 @@ local Learner = {}
 Learner.__index = Learner
 
 --- A learner, optionally warm: `history` is `{ [model] = { seconds, … } }`
--- (as `Learner:history()` returns it). The durations live in `durations`
--- (a `core.durations` object: a client hands over the one its engine ranks
--- polls with), or in one of its own.
-function schedule.learner(history, durations)
-  local self = setmetatable({ known = durations or core.durations() }, Learner)
+-- (as `Learner:history()` returns it). `seed` (the client's) seeds the
+-- jitter, so a seeded client polls on the same schedule every run. The
+-- durations live in `durations` (a `core.durations` object: a client hands
+-- over the one its engine ranks polls with), or in one of its own.
+function schedule.learner(history, seed, durations)
+  if seed == nil then seed = math.floor(core.now() * 1e6) % 2147483563 end
+  local self = setmetatable({ known = durations or core.durations(), rng = rng.new(seed, "schedule") }, Learner)
   for model, list in pairs(history or {}) do
     if type(model) == "string" and type(list) == "table" then
       for _, secs in ipairs(list) do self:record(model, secs) end
@@ -43,7 +46,7 @@ end
 --- Seconds until a job's next poll: `elapsed` since it was accepted, `polls`
 -- answered so far, `model` its model (nil: the recommended schedule).
 function Learner:interval(elapsed, polls, model)
-  local wait = core.default_interval(elapsed, math.random())
+  local wait = core.default_interval(elapsed, self.rng:next())
   if polls == 0 or not model or self.known:known(model) < MIN_KNOWN then return wait end
   local until_usual = SHARE * self.known:quantile(model, 0.05) - elapsed
   return until_usual > wait and until_usual or wait

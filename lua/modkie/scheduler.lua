@@ -1,5 +1,5 @@
 --- A client's scheduler: what can be waited for, who waits, and how waiting
--- passes time wherever it is called (docs/design.md, "Waiting without blocking").
+-- passes time wherever it is called (docs/design.md §4).
 --
 -- A *pending* is anything a caller can wait for: a job, a one-off call, a
 -- download, a timer, a batch's own work. `scheduler:pending` is the one
@@ -79,9 +79,21 @@ function Scheduler:pending(h, t)
   return t
 end
 
+--- Give pending `p`, made without engine work, the work of handle `h`
+-- (a job whose createTask waited for its uploads).
+function Scheduler:attach(p, h)
+  p._h = h
+  self.ops[h] = p
+end
+
 --- The pending of engine handle `h`, or nil.
 function Scheduler:op(h)
   return self.ops[h]
+end
+
+--- The engine handle of pending `p`'s work, or nil.
+function Scheduler.handle(_, p) -- (a method: scheduler:handle(p))
+  return p._h
 end
 
 --- The pendings that have engine work, as a list (in no order).

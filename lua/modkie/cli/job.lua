@@ -49,6 +49,9 @@ function Status:log()
     elseif event == "state" then
       self.state = f.server_state or f.state
       self.progress = f.progress
+    elseif event == "upload" and f.state ~= "done" and f.state ~= "reused" then
+      self.state = "uploading " .. (f.file or "")
+      self.progress = f.sent and f.size and f.size > 0 and math.floor(100 * f.sent / f.size) or nil
     else
       return
     end
@@ -115,17 +118,13 @@ local SUBMIT = args.command {
     .. "with --download DIR, also saves its outputs. Every task submitted is kept in\n"
     .. "the list 'modkie list' shows.",
   positionals = { "MODEL" }, min = 1,
-  flags = common.flags({
-    { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
-    { name = "set", value = "string", many = true, arg = "KEY=VALUE",
-      help = "an input field, converted to the model's type\n(duration=5, generate_audio=true); repeatable;\n"
-        .. "KEY:=JSON gives it as raw JSON" },
+  flags = common.flags(common.INPUT, {
     { name = "callback-url", value = "nonempty", arg = "URL",
       help = "the gateway POSTs the result there when the job ends" },
     { name = "wait", help = "wait for the job to end and print its result" },
   }, WAITING, {
     { name = "no-validate", help = "send the input even if the model's schema refuses it" },
-  }, common.JSON, common.GATEWAY, common.POLL),
+  }, common.JSON, common.MODELS, common.GATEWAY, common.POLL),
   footer = "The API key comes from MODKIE_API_KEY. Exit codes: 0 ok, 1 the job failed,\n"
     .. "2 usage or invalid input, 3 auth or credits, 4 network or timeout, 130 interrupted.",
 }
@@ -150,6 +149,8 @@ function job_cli.submit(argv)
   if not opts then return common.usage("submit", perr) end
   if opts.help then io.stdout:write(SUBMIT.help) return EXIT.ok end
   local model = opts[1]
+  local lok, lerr = common.load_models(opts)
+  if not lok then return common.fail(lerr) end
   local input, ierr = common.input(model, opts.set, opts.prompt, not opts.no_validate)
   if not input then return common.fail(ierr) end
   if opts.download then
@@ -337,13 +338,13 @@ function job_cli.list(argv)
   local n = opts.all and #list or opts.limit or 20
   local first = math.max(1, #list - n + 1)
   if opts.json then
-    local out = common.array()
+    local out = {}
     for i = first, #list do
       local t = list[i]
       out[#out + 1] = { id = t.id, submitted_at = t.t, model = t.model, gateway = t.gateway, via = t.via,
         prompt = t.prompt, state = t.state, ended_at = t.ended_t }
     end
-    io.stdout:write(common.json(out), "\n")
+    io.stdout:write(common.json(common.array(out)), "\n")
     return EXIT.ok
   end
   if #list == 0 then

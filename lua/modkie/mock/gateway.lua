@@ -21,12 +21,15 @@
 --     record is not visible yet.
 --   * `--models`: models nobody registered are refused with 422 (the
 --     gateway's exact answer for them is undocumented).
+--   * the file upload API (modkie.mock.uploads): what was uploaded is served
+--     until it expires, and a createTask naming an expired upload gets 422.
 local socket = require "socket"
-local json = require "modkie.mock.json"
+local json = require "modkie.json"
 local directives = require "modkie.mock.directives"
 local files = require "modkie.mock.files"
 local media = require "modkie.mock.media"
 local Ledger = require "modkie.mock.ledger"
+local Uploads = require "modkie.mock.uploads"
 local Callbacks = require "modkie.mock.callbacks"
 local RateLimit = require "modkie.mock.ratelimit"
 
@@ -124,6 +127,7 @@ function Gateway.new(opts)
   self.ledger = Ledger.new(self.start_credits)
   self.record_delay = opts.record_delay or 0
   self.prices = opts.prices or {}
+  self.uploads = Uploads.new(self, { ttl = opts.upload_ttl, max_bytes = opts.max_upload })
   if opts.models then
     self.known = {}
     for _, id in ipairs(require("modkie.models").list()) do self.known[id] = true end
@@ -171,6 +175,7 @@ function Gateway:reset()
   end
   if self.faults then self.faults:reset() end
   if self.callbacks then self.callbacks:reset() end
+  if self.uploads then self.uploads:reset() end
   if self.journal then self.journal:reset() end
 end
 
@@ -402,7 +407,7 @@ end
 -- Endpoints: each takes (gateway, ctx) with ctx = { req, now, key }.
 
 local function decode_body(self, ctx)
-  local body = json.decode(ctx.req.body or "")
+  local body = json.strict_decode(ctx.req.body or "")
   if body == nil then return nil, self:fail(422, "request body is not valid JSON") end
   if not json.is_object(body) then return nil, self:fail(422, "request body must be a JSON object") end
   return body
@@ -413,7 +418,7 @@ end
 function Gateway.create_directives(_, ctx)
   if ctx.directives == nil then
     ctx.directives = false
-    local body = json.decode(ctx.req.body or "")
+    local body = json.strict_decode(ctx.req.body or "")
     local prompt = json.is_object(body) and json.is_object(body.input) and body.input.prompt
     if type(prompt) == "string" then
       ctx.prompt = prompt
@@ -435,7 +440,7 @@ function Gateway:task_for(endpoint, ctx)
   elseif endpoint == "files" then
     id = files.parse_path(ctx.req.path)
   elseif endpoint == "download_url" then
-    local body = json.decode(ctx.req.body or "")
+    local body = json.strict_decode(ctx.req.body or "")
     id = json.is_object(body) and url_task_id(body.url)
   end
   return id and self.tasks[id] or nil
@@ -466,6 +471,9 @@ local function create(self, ctx)
     local problem = rules.validate(input)
     if problem then return self:fail(422, problem) end
   end
+  -- a reference file it issued must still be there when the job runs
+  local gone = self.uploads:check_input(input, ctx.now)
+  if gone then return self:fail(422, gone) end
   local d, clean = directives.parse(input.prompt)
   if d.errors then return self:fail(422, "input.prompt: " .. table.concat(d.errors, "; ")) end
   local price = self:price(model)
@@ -570,7 +578,7 @@ end
 -- input's aspect_ratio (and, for a clip, its duration); nil for other kinds.
 local function playable(task, n)
   if task.ext ~= "mp4" and task.ext ~= "png" then return nil end
-  local body = json.decode(task.raw or "")
+  local body = json.strict_decode(task.raw or "")
   local input = type(body) == "table" and type(body.input) == "table" and body.input or {}
   local w, h = media.size(input.aspect_ratio)
   local seed = task.id .. ":" .. n
@@ -596,6 +604,7 @@ local function mock_stats(self)
   out.tasks = #self.task_list
   out.submits_by_prompt = self.submits_by_prompt
   out.callbacks = self.callbacks.stats
+  for k, v in pairs(self.uploads.stats) do out[k] = v end
   out.dialect = self.dialect_name
   if self.faults then
     out.faults = self.faults:totals()
@@ -642,7 +651,7 @@ end
 -- verbatim, in order, the last one again and again: a test replays a
 -- documented answer byte for byte, whatever the emulator would have said.
 local function mock_replay(self, ctx)
-  local body = json.decode(ctx.req.body or "")
+  local body = json.strict_decode(ctx.req.body or "")
   local answers = json.is_object(body) and body.answers
   if type(body) ~= "table" or type(body.path) ~= "string" or type(answers) ~= "table" or #answers == 0 then
     return answer(400, '{"ok":false,"error":"send {path, taskId?, answers: [{status?, body, headers?}, ...]}"}')
@@ -673,6 +682,14 @@ function Gateway:replayed(req)
   return { status = a.status, headers = a.headers, body = a.body }
 end
 
+local function mock_uploads(self, ctx)
+  return answer(200, json.encode(self.uploads:list(ctx.now)))
+end
+
+local function mock_uploads_expire(self, ctx)
+  return answer(200, json.encode { ok = true, expired = self.uploads:expire_all(ctx.now) })
+end
+
 local function mock_reset(self)
   self:reset()
   if self.on_reset then self.on_reset() end
@@ -680,7 +697,7 @@ local function mock_reset(self)
 end
 
 local function mock_credits(self, ctx)
-  local body = json.decode(ctx.req.body or "")
+  local body = json.strict_decode(ctx.req.body or "")
   if not json.is_object(body) or type(body.key) ~= "string" or type(body.balance) ~= "number" then
     return answer(400, '{"ok":false,"error":"send {\\"key\\": string, \\"balance\\": number}"}')
   end
@@ -707,7 +724,13 @@ local ROUTES = {
   ["/__mock/polls"] = { name = "mock_polls", method = "GET", fn = mock_polls },
   ["/__mock/credits"] = { name = "mock_credits", method = "POST", fn = mock_credits },
   ["/__mock/replay"] = { name = "mock_replay", method = "POST", fn = mock_replay },
+  ["/__mock/uploads"] = { name = "mock_uploads", method = "GET", fn = mock_uploads },
+  ["/__mock/uploads/expire"] = { name = "mock_uploads_expire", method = "POST", fn = mock_uploads_expire },
 }
+for path, route in pairs(Uploads.routes()) do ROUTES[path] = route end
+local UPLOADED_ROUTE = { name = "uploaded_file", method = "GET", fn = function(self, ctx)
+  return self.uploads:serve(ctx)
+end }
 local FILE_ROUTE = { name = "file", method = "GET", counter = "files", fn = file }
 Gateway.ROUTES = ROUTES
 
@@ -727,15 +750,22 @@ function Gateway:answer(req)
   if self.journal then self.journal:touch() end
   if req.headers.expect then stats.expect_headers = stats.expect_headers + 1 end
   local path = req.path
-  local route = ROUTES[path] or (path:sub(1, 7) == "/files/" and FILE_ROUTE) or nil
-  if route and route.counter then stats[route.counter] = stats[route.counter] + 1 end
+  local route = ROUTES[path] or (path:sub(1, 7) == "/files/" and FILE_ROUTE)
+    or (Uploads.is_file_path(path) and UPLOADED_ROUTE) or nil
+  if route and route.counter then
+    local counts = route.upload and self.uploads.stats or stats
+    counts[route.counter] = counts[route.counter] + 1
+  end
   local replay = self:replayed(req)
   if replay then return replay end
   local ctx = { req = req, now = self.clock(), route = route }
   local is_api = path:sub(1, 5) == "/api/"
   if is_api then
     ctx.key = self:authorize(req)
-    if not ctx.key then return self:fail(401, "You do not have access permissions") end
+    if not ctx.key then
+      if route and route.upload then return Uploads.unauthorized() end -- the upload API's own 401
+      return self:fail(401, "You do not have access permissions")
+    end
   end
   if not route then
     if is_api then return self:fail(404, "not found") end
