@@ -78,7 +78,7 @@ function inbox.new(client, opts)
     client = client, opts = opts,
     jobs = {},          -- task id -> job still running
     gone = {}, order = {}, first = 1, -- task id -> how it ended ("callback" or "other"), oldest first
-    stats = { delivered = 0, duplicate = 0, late = 0, unknown = 0, relayed = 0, pending = 0,
+    stats = { delivered = 0, picked_up = 0, duplicate = 0, late = 0, unknown = 0, relayed = 0, pending = 0,
       refused = 0, malformed = 0 },
   }, Inbox)
   if opts and opts.shared then
@@ -198,7 +198,7 @@ function Inbox:relay()
       if type(doc) == "table" then -- verified by the worker that received it
         local res, err = record.read(doc, job)
         finish(self, job, res, err)
-        count(self, "delivered", { task_id = id, relayed = true })
+        count(self, "picked_up", { task_id = id })
       end
     end
   end
@@ -211,7 +211,8 @@ function Inbox:timeout()
   return left > 0 and left or 0
 end
 
---- What came in: `{ delivered, duplicate, late, unknown, relayed, pending, refused, malformed }`.
+--- What came in: `{ delivered, picked_up, duplicate, late, unknown, relayed, pending, refused, malformed }`
+-- (`picked_up`: jobs of this client ended by a callback another worker received and `relayed`).
 function Inbox:counts()
   local out = {}
   for k, v in pairs(self.stats) do out[k] = v end
