@@ -8,6 +8,7 @@
 --   lua5.1 bench/exchange.lua lua-http  URL BODY_FILE W C [CA_FILE]   (Debian packages lua-http for 5.1 only)
 --   lua5.4 bench/exchange.lua socket.http URL BODY_FILE W 1 [CA_FILE] (sequential; https through LuaSec)
 --   lua5.4 bench/exchange.lua modkie-jobs URL BODY_FILE W C [CA_FILE] (W / 2 jobs: createTask + one poll each)
+--   lua5.4 bench/exchange.lua modkie-polls URL BODY_FILE W C [CA_FILE] (C adopted jobs polled, W polls in all)
 --
 -- Prints one line: exchanges= errors= wall= cpu= rss_kb=  (cpu: os.clock(),
 -- the process's user + system time, around the run; rss_kb: peak, VmHWM).
@@ -102,6 +103,38 @@ contenders["modkie-jobs"] = function()
   end
   local wall, cpu = run_workers(client, worker)
   return jobs * 2, errors, wall, cpu
+end
+
+-- modkie polls: C jobs adopted with client:job (a task whose record stays
+-- "generating": task_bench_gen), polled back to back (poll_interval = 0)
+-- until W polls went out in all; the client is stepped from the main thread.
+-- The raw C half is `exchange ... polls`: GETs of the same record.
+contenders["modkie-polls"] = function()
+  local modkie = require "modkie"
+  local core = require "modkie.core"
+  now = core.now
+  local client = modkie.new{ base_url = URL, api_key = "bench", rate = false, retries = 0, poll_interval = 0,
+    max_connections = C, ca_file = CA_FILE }
+  local jobs = {}
+  local cpu0, t0 = os.clock(), now()
+  for i = 1, C do jobs[i] = assert(client:job("task_bench_gen", { model = "kling/kling-3-0" })) end
+  -- counted every 2 ms (a stats table per step would be the bench's own cost)
+  local check = 0
+  repeat
+    client:step(0.002)
+    local t = now()
+    if t >= check then
+      check = t + 0.002
+      if client:stats().polls >= W then break end
+    end
+  until false
+  local wall, cpu = now() - t0, os.clock() - cpu0
+  local polls, errors = client:stats().polls, 0
+  for _, job in ipairs(jobs) do
+    if job.done then errors = errors + 1 end -- a job that stays "generating" never ends
+  end
+  client:close()
+  return polls, errors, wall, cpu
 end
 
 -- lua-http (cqueues): its request:go() opens a connection per request, so
