@@ -59,9 +59,11 @@ local function p5(m)
 end
 
 --- Seconds until a job's next poll: `elapsed` since it was accepted, `polls`
--- answered so far, `model` its model (nil: the recommended schedule).
-function Learner:interval(elapsed, polls, model)
-  local wait = core.default_interval(elapsed, math.random())
+-- answered so far, `model` its model (nil: the recommended schedule),
+-- `default` the recommended schedule's answer for it (the client passes the
+-- engine's, jittered by its seeded source; nil: drawn here).
+function Learner:interval(elapsed, polls, model, default)
+  local wait = default or core.default_interval(elapsed, math.random())
   local m = model and self.models[model]
   if polls == 0 or not m or m.n < MIN_KNOWN then return wait end
   local until_usual = SHARE * p5(m) - elapsed
