@@ -1,12 +1,16 @@
---- Fuzz harness: record.result and record.failure on arbitrary decoded JSON,
--- both as the record itself (decoded as client.lua's engine decodes bodies:
--- cjson.safe, depth 64) and as a Kie-style `resultJson` string.
+--- Fuzz harness: the record reader (C, src/lib/record.c) on arbitrary
+-- bytes as a body (record.read: a recordInfo answer or a callback), and
+-- record.result and record.failure on arbitrary decoded JSON, both as the
+-- record itself (decoded with cjson.safe, depth 64) and as a Kie-style
+-- `resultJson` string.
 -- Properties (issue 5: every body is untrusted, wrong types give a sane
 -- value, never a Lua error):
 --  * nothing raises;
---  * result: state "success", `urls` a list of non-empty strings, `credits`,
---    `created_at`, `completed_at`, `cost_time` each nil or a finite number
---    (not NaN, not infinite), `id` and `model` nil or strings, `raw` the record;
+--  * a body reads as a result (state "success") or an error of kind "failed"
+--    or "protocol", never anything else;
+--  * result: `state` nil or a job state, `urls` a list of non-empty strings,
+--    `credits`, `created_at`, `completed_at`, `cost_time` each nil or a finite
+--    number (not NaN, not infinite), `id` and `model` nil or strings, `raw` a table;
 --  * failure: a modkie.Error of kind "failed", retryable, message a string,
 --    `code` nil, a finite number or a string, `task_id` nil or a string.
 local record = require "modkie.record"
@@ -31,9 +35,10 @@ local function string_or_nil(v, what)
   check(v == nil or type(v) == "string", "%s is %s", what, show(v))
 end
 
-local function check_record(rec, job)
-  local res = record.result(rec, job)
-  check(type(res) == "table" and res.state == "success", "result %s", show(res))
+local STATES = { queued = true, running = true, success = true, failed = true }
+
+local function check_result(res)
+  check(type(res) == "table" and (res.state == nil or STATES[res.state]), "result %s", show(res))
   check(type(res.urls) == "table", "urls is %s", show(res.urls))
   local n = 0
   for k, u in pairs(res.urls) do
@@ -47,7 +52,11 @@ local function check_record(rec, job)
   number_or_nil(res.cost_time, "cost_time")
   string_or_nil(res.id, "id")
   string_or_nil(res.model, "model")
-  check(res.raw == rec, "raw is not the record")
+  check(res.raw == nil or type(res.raw) == "table", "raw is %s", show(res.raw))
+end
+
+local function check_record(rec, job)
+  check_result(record.result(rec, job))
 
   local err = record.failure(rec, job)
   F.check_error(err, "failed", "failure")
@@ -57,6 +66,14 @@ local function check_record(rec, job)
 end
 
 return function(data)
+  local res, rerr = record.read(data, JOB)
+  if res then
+    check(res.state == "success", "a body read as %s", show(res.state))
+    check_result(res)
+  else
+    check(rerr.kind == "failed" or rerr.kind == "protocol", "a body read as an error of kind %s", show(rerr.kind))
+    F.check_error(rerr, rerr.kind, "read")
+  end
   local value = cjson.decode(data)
   if type(value) == "table" then
     check_record(value, JOB)

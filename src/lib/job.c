@@ -126,7 +126,8 @@ static void emit_done(mk_engine *e, mk_op *op, input on, const given *g) {
     ev->updated_at = g->r->updated_at;
     if (g->r->state) snprintf(ev->server_state, sizeof ev->server_state, "%s", g->r->state);
     ev->has_reading = 1;
-    if (mk_record_read(ev->doc, op->task_id, NULL, 0, &ev->reading) != 0) {
+    /* the reading points into what the event owns (its doc, its copy of the id): never into the op */
+    if (mk_record_read(ev->doc, ev->task_id, NULL, 0, &ev->reading) != 0) {
       mk_event_free(ev);
       mk_engine_emit(e, NULL);
       return;

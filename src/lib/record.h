@@ -62,8 +62,8 @@ typedef struct mk_reading {
  * `job_id` of model `job_model` (either may be NULL: they fill in what the
  * record lacks). With `shape` the result's fields are read whatever the
  * state (the CLI's status shows a running task's times). 0, or -1 out of
- * memory. The reading points into doc: free it first (mk_reading_free),
- * then doc. */
+ * memory. The reading points into doc, job_id and job_model: they must live
+ * until it is freed (mk_reading_free). */
 int mk_record_read(const cJSON *doc, const char *job_id, const char *job_model, int shape, mk_reading *r);
 void mk_reading_free(mk_reading *r);
 
