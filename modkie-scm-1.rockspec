@@ -24,11 +24,13 @@ dependencies = {
 -- libcurl: Debian's libcurl4-openssl-dev puts curl.h in a multiarch folder
 -- the compiler knows and luarocks' header search does not; the compiler finds it.
 -- hiredis (Debian's libhiredis-dev): the Redis store of rate.shared.
+-- cJSON (Debian's libcjson-dev): the engine reads every answer in C.
 external_dependencies = {
   HIREDIS = { header = "hiredis/async.h" },
+  CJSON = { header = "cjson/cJSON.h" },
 }
 build = {
-  -- the Makefile compiles src/*.c with -Wall -Wextra -Werror and installs every Lua module
+  -- the Makefile compiles src/*.c and src/lib/*.c with -Wall -Wextra -Werror and installs every Lua module
   type = "make",
   build_target = "core",
   build_variables = {
