@@ -26,7 +26,7 @@ SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
 VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua spec/store_spec.lua
 
-.PHONY: all core examples deps test-deps test test-all test-other-luas test-shared test-openresty lint demo install install-lib clean bench asan valgrind
+.PHONY: all core examples deps test-deps test test-all test-other-luas test-shared test-openresty lint demo install install-lib install-mock clean bench asan valgrind
 
 all: deps $(CORE)
 
@@ -94,16 +94,23 @@ lint: test-deps
 demo: all
 	@LUA=$(LUA) tools/demo.sh
 
-install: all install-lib
+install: all install-lib install-mock
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 bin/modkie $(DESTDIR)$(PREFIX)/bin/modkie
 
-# the C module and the Lua modules (luarocks installs bin/modkie itself)
+# the C module and the Lua modules but the emulator's: the modkie rock
+# (luarocks installs bin/modkie itself)
 install-lib: $(CORE)
 	install -d $(DESTDIR)$(INSTALL_LMOD)/modkie $(DESTDIR)$(INSTALL_CMOD)/modkie
 	install -m 644 $(CORE) $(DESTDIR)$(INSTALL_CMOD)/modkie/core.so
 	cd lua && for f in modkie/*.lua modkie/*/*.lua; do [ -f "$$f" ] || continue; \
+	  case $$f in modkie/mock/*) continue ;; esac; \
 	  install -d $(DESTDIR)$(INSTALL_LMOD)/$$(dirname $$f); install -m 644 $$f $(DESTDIR)$(INSTALL_LMOD)/$$f; done
+
+# the emulator's Lua modules (lua/modkie/mock/): the modkie-mock rock
+install-mock:
+	install -d $(DESTDIR)$(INSTALL_LMOD)/modkie/mock
+	for f in lua/modkie/mock/*.lua; do install -m 644 $$f $(DESTDIR)$(INSTALL_LMOD)/modkie/mock/; done
 
 clean:
 	rm -rf build

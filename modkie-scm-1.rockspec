@@ -10,8 +10,8 @@ description = {
 A Lua extension module with a C core over libcurl's multi interface: submit
 video and image generation jobs, poll them on the gateway's recommended
 schedule, download the outputs. Never blocks its host, never submits a job
-twice, works in plain Lua, OpenResty and game loops. Includes a CLI and a
-local gateway emulator.
+twice, works in plain Lua, OpenResty and game loops. Includes a CLI; the
+local gateway emulator (`modkie mock`) is the modkie-mock rock.
 ]],
   homepage = "https://modkie.com",
   license = "MIT",
@@ -19,7 +19,6 @@ local gateway emulator.
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
-  "luasocket", -- the emulator (modkie mock)
 }
 -- libcurl: Debian's libcurl4-openssl-dev puts curl.h in a multiarch folder
 -- the compiler knows and luarocks' header search does not; the compiler finds it.
@@ -31,6 +30,7 @@ external_dependencies = {
 }
 build = {
   -- the Makefile compiles src/*.c and src/lib/*.c with -Wall -Wextra -Werror and installs every Lua module
+  -- but the emulator's (lua/modkie/mock/: the modkie-mock rock)
   type = "make",
   build_target = "core",
   build_variables = {

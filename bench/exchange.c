@@ -1,7 +1,7 @@
 /* bench/exchange.c: the raw C baseline of the exchange benchmark. W exchanges
- * with C in flight over libcurl's multi interface, half POST createTask with
- * the body in BODY_FILE, half GET recordInfo; each answer is decoded with
- * cJSON and a field read (data.taskId, data.state). What libcurl can do on
+ * with C in flight over libcurl's multi interface, half POST download-url
+ * with the body in BODY_FILE, half GET recordInfo; each answer is decoded
+ * with cJSON and a field read (data, a string; data.state). What libcurl can do on
  * this machine with nothing in the way: easy handles reused, keep-alive,
  * HTTP/2 multiplexing, the same request headers modkie sends.
  *
@@ -51,7 +51,7 @@ typedef struct bench {
   CURLM *multi;
   int epfd;
   long timeout_ms; /* libcurl's timer, -1: none */
-  const char *create_url, *record_url, *body;
+  const char *create_url, *link_url, *record_url, *body;
   const char *base;
   size_t body_len;
   workload work;
@@ -113,7 +113,7 @@ static void next_exchange(bench *b, xfer *x) {
   long i = b->started++;
   if (b->work == POLLS) point(b, x, 0, b->record_url);
   else if (b->work == JOBS) point(b, x, 1, b->create_url);
-  else point(b, x, (i % 2) == 0, (i % 2) == 0 ? b->create_url : b->record_url);
+  else point(b, x, (i % 2) == 0, (i % 2) == 0 ? b->link_url : b->record_url);
 }
 
 
@@ -138,7 +138,8 @@ static int setup(bench *b, xfer *x, const char *ca_file) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
-/* The answer: code 200 and the field of its kind present. jobs: a create's
+/* The answer: code 200 and the field of its kind present (mixed: a POST's
+ * data is a link, a string). jobs: a create's
  * answer points the handle at the poll of the task it names (its id
  * percent-encoded), read from the same parse. */
 static int check_answer(bench *b, xfer *x) {
@@ -146,7 +147,7 @@ static int check_answer(bench *b, xfer *x) {
   int ok;
   if (!doc) return 0;
   data = cJSON_GetObjectItemCaseSensitive(doc, "data");
-  field = cJSON_GetObjectItemCaseSensitive(data, x->post ? "taskId" : "state");
+  field = x->post && b->work == MIXED ? data : cJSON_GetObjectItemCaseSensitive(data, x->post ? "taskId" : "state");
   ok = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(doc, "code")) && cJSON_IsString(field) &&
        field->valuestring[0] != '\0';
   if (ok && b->work == JOBS && x->post) {
@@ -279,7 +280,7 @@ int main(int argc, char **argv) {
   int use_poll;
   const char *mode;
   const char *ca_file;
-  char create_url[512], record_url[512];
+  char create_url[512], link_url[512], record_url[512];
   double wall0, cpu0, wall, cpu;
   struct rusage ru;
   if (argc < 5) {
@@ -288,12 +289,14 @@ int main(int argc, char **argv) {
   }
   memset(&b, 0, sizeof b);
   snprintf(create_url, sizeof create_url, "%s/api/v1/jobs/createTask", argv[1]);
+  snprintf(link_url, sizeof link_url, "%s/api/v1/common/download-url", argv[1]);
   mode = argc > 5 ? argv[5] : "socket";
   b.work = !strcmp(mode, "polls") ? POLLS : !strcmp(mode, "jobs") ? JOBS : MIXED;
   b.base = argv[1];
   snprintf(record_url, sizeof record_url, "%s/api/v1/jobs/recordInfo?taskId=%s", argv[1],
            b.work == POLLS ? "task_bench_gen" : "task_bench_1");
   b.create_url = create_url;
+  b.link_url = link_url;
   b.record_url = record_url;
   b.body = slurp(argv[2], &b.body_len);
   b.total = atol(argv[3]);

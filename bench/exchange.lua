@@ -1,8 +1,9 @@
 -- bench/exchange.lua: the Lua contenders of the exchange benchmark (bench/run.lua
 -- starts them, one process per run; bench/exchange.c is the raw C baseline).
--- W exchanges with C in flight: even ones POST createTask with the body in
+-- W exchanges with C in flight: even ones POST download-url with the body in
 -- BODY_FILE, odd ones GET recordInfo; each answer decoded and a field read
--- (data.taskId, data.state).
+-- (data, a link; data.state). (A one-off createTask does not exist in modkie:
+-- a create is always a job's, on a connection of its own; see modkie-jobs.)
 --
 --   lua5.4 bench/exchange.lua modkie    URL BODY_FILE W C [CA_FILE]   (also luajit)
 --   lua5.1 bench/exchange.lua lua-http  URL BODY_FILE W C [CA_FILE]   (Debian packages lua-http for 5.1 only)
@@ -17,7 +18,7 @@ local CLIENT, URL, BODY_FILE = arg[1], arg[2], arg[3]
 local W, C, CA_FILE = tonumber(arg[4]), tonumber(arg[5]), arg[6]
 assert(CLIENT and URL and BODY_FILE and W and C, "usage: exchange.lua CLIENT URL BODY_FILE W C [CA_FILE]")
 
-local CREATE = "/api/v1/jobs/createTask"
+local LINK = "/api/v1/common/download-url"
 local RECORD = "/api/v1/jobs/recordInfo?taskId=task_bench_1"
 
 local function slurp(path)
@@ -40,8 +41,9 @@ local now -- a monotonic clock in seconds
 
 -- The answer is the contract's envelope with the field of its kind.
 local function good(data, post)
+  if post then return type(data) == "string" and data ~= "" end
   if type(data) ~= "table" then return false end
-  local v = data[post and "taskId" or "state"]
+  local v = data.state
   return type(v) == "string" and v ~= ""
 end
 
@@ -74,7 +76,7 @@ function contenders.modkie()
       local i = next_i
       next_i = next_i + 1
       local post = i % 2 == 0
-      local data = post and client:_call("POST", CREATE, BODY) or client:_call("GET", RECORD)
+      local data = post and client:_call("download-url", BODY) or client:_call("recordInfo", "task_bench_1")
       if not good(data, post) then errors = errors + 1 end
     end
   end
@@ -168,7 +170,7 @@ contenders["lua-http"] = function()
     h:append(":method", post and "POST" or "GET")
     h:append(":scheme", scheme)
     h:append(":authority", authority)
-    h:append(":path", post and CREATE or RECORD)
+    h:append(":path", post and LINK or RECORD)
     h:append("authorization", "Bearer bench")
     h:append("accept", "application/json")
     if post then
@@ -220,7 +222,7 @@ contenders["socket.http"] = function()
     local post = i % 2 == 0
     local out = {}
     local _, status = http.request{
-      url = URL .. (post and CREATE or RECORD), method = post and "POST" or "GET",
+      url = URL .. (post and LINK or RECORD), method = post and "POST" or "GET",
       sink = ltn12.sink.table(out), source = post and ltn12.source.string(BODY) or nil,
       headers = { authorization = "Bearer bench", accept = "application/json",
         ["content-type"] = post and "application/json" or nil, ["content-length"] = post and #BODY or nil },

@@ -6,46 +6,26 @@
 --
 --   lua5.4 bench/shared.lua [processes=4] [jobs=25] [scale=4]
 --
--- Time is scaled as in spec/shared_spec.lua: both sides' windows `scale`x
--- shorter than the gateway's (20 creates per 10/scale s, 10 polls per
--- 1/scale s); jobs take 1 s and are polled every 0.25 s. Each process is
+-- Time is scaled as in spec/shared_spec.lua: both sides' create windows
+-- `scale`x shorter than the gateway's (20 creates per 10/scale s); polls keep
+-- the gateway's 10 per 1 s; jobs take 1 s and are polled every second. Each process is
 -- spec/support/rate_worker.lua. Prints one line of key=value per store:
 -- 429s the emulator answered, the busiest window of requests sent (against
--- the limit), the rates it admitted per window, jobs done and failed, and the
+-- the limit), what it admitted per second over the run (the sustained limits
+-- are 20 / (10/scale) creates and 10 polls per second; a window
+-- also lets a burst of 20 through at the start), jobs done and failed, and the
 -- time until the last process finished. Never fails on numbers.
 package.path = "./?.lua;" .. package.path
 local helper = require "spec.helper"
 local redis = require "spec.redis"
+local windows = require "spec.support.windows"
 local cjson = require "cjson"
 local socket = require "socket"
 
 local PROCESSES = tonumber(arg[1]) or 4
 local JOBS = tonumber(arg[2]) or 25
 local SCALE = tonumber(arg[3]) or 4
-local CREATE, POLL = { 20, 10 / SCALE }, { 10, 1 / SCALE }
-
--- The most arrivals in any `window` seconds.
-local function busiest(times, window)
-  table.sort(times)
-  local most, first = 0, 1
-  for last = 1, #times do
-    while times[last] - times[first] >= window do first = first + 1 end
-    if last - first + 1 > most then most = last - first + 1 end
-  end
-  return most
-end
-
--- Every arrival the limit `name` counted, and how many it admitted.
-local function arrivals(m, name)
-  local _, limits = m.request("GET", "/__mock/limits")
-  local times, admitted = {}, 0
-  for _, key in ipairs(limits[name].keys) do
-    for _, t in ipairs(key.admitted) do times[#times + 1] = t end
-    for _, t in ipairs(key.refused) do times[#times + 1] = t end
-    admitted = admitted + #key.admitted
-  end
-  return times, admitted
-end
+local CREATE, POLL = { 20, 10 / SCALE }, { 10, 1 }
 
 local function run(name, store)
   local m = helper.mock({ "--job-seconds", "1", "--credits", "1e12",
@@ -53,7 +33,7 @@ local function run(name, store)
   local t0 = socket.gettime()
   local pipes = {}
   for i = 1, PROCESSES do
-    pipes[i] = assert(io.popen(("exec lua5.4 spec/support/rate_worker.lua %s %d %d/%g %d/%g %s %d 0.25 %s%d 2>&1")
+    pipes[i] = assert(io.popen(("exec lua5.4 spec/support/rate_worker.lua %s %d %d/%g %d/%g %s %d 1 %s%d 2>&1")
       :format(m.url, JOBS, CREATE[1], CREATE[2], POLL[1], POLL[2], helper.shell_quote(store), PROCESSES, name, i)))
   end
   local ok, failed, slowest = 0, 0, 0
@@ -69,16 +49,16 @@ local function run(name, store)
     end
   end
   local wall = socket.gettime() - t0
-  local creates, created = arrivals(m, "create")
-  local polls, polled = arrivals(m, "record")
+  local creates, created = windows.arrivals(m, "create")
+  local polls, polled = windows.arrivals(m, "record")
   local stats = m.stats()
   m.stop()
   io.write(("store=%s processes=%d jobs=%d ok=%d failed=%d answered_429=%d creates_sent=%d polls_sent=%d "
-    .. "busiest_creates=%d create_limit=%d busiest_polls=%d poll_limit=%d creates_per_window=%.2f "
-    .. "polls_per_window=%.2f seconds=%.2f wall=%.2f scale=%g\n"):format(
+    .. "busiest_creates=%d create_limit=%d busiest_polls=%d poll_limit=%d creates_per_s=%.2f "
+    .. "create_rate_limit=%.2f polls_per_s=%.2f poll_rate_limit=%.2f seconds=%.2f wall=%.2f scale=%g\n"):format(
     name, PROCESSES, JOBS, ok, failed, stats.rate_limited, #creates, #polls,
-    busiest(creates, CREATE[2]), CREATE[1], busiest(polls, POLL[2]), POLL[1],
-    created / slowest * CREATE[2], polled / slowest * POLL[2], slowest, wall, SCALE))
+    windows.busiest(creates, CREATE[2]), CREATE[1], windows.busiest(polls, POLL[2]), POLL[1],
+    created / slowest, CREATE[1] / CREATE[2], polled / slowest, POLL[1] / POLL[2], slowest, wall, SCALE))
   io.stdout:flush()
 end
 

@@ -14,7 +14,7 @@ if f then
   package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
   package.cpath = root .. "/build/" .. build .. "/?.so;" .. package.cpath
 elseif not pcall(require, "modkie.core") then
-  io.stderr:write(("modkie is not built for %s yet: run `make` in %s (or install it: luarocks make)\n")
-    :format(_VERSION, root))
+  io.stderr:write(("modkie is not built for %s yet: run `make` in %s (or install it: luarocks make "
+    .. "modkie-scm-1.rockspec)\n"):format(_VERSION, root))
   os.exit(1)
 end

@@ -3,7 +3,7 @@
  * transport result, HTTP status, envelope facts and retry counters (the facts
  * lib/reply.c takes out of a body, here chosen freely), plus the state
  * classifier on any string. Besides memory safety it checks the contract of
- * DESIGN.md §1 and §3:
+ * docs/design.md §1 and §3:
  *  - createTask is retried only when nothing can have been created
  *    (connect failure before sending, 429, 455) and is accepted only on HTTP
  *    2xx + code 200 + a taskId;

@@ -109,6 +109,16 @@ function H.spawn(argv, env)
   return p
 end
 
+--- A runner of `bin/modkie` with `env` (and per call `extra`) set: `run(argv, extra)`.
+function H.runner(env)
+  return function(argv, extra)
+    local e = {}
+    for k, v in pairs(env) do e[k] = v end
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return H.cli(argv, e)
+  end
+end
+
 --- The names of the files in `dir` (sorted).
 function H.ls(dir)
   local names = {}

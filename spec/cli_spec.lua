@@ -13,12 +13,7 @@ describe("bin/modkie", function()
     seq = seq + 1
     return ("c%d-%d"):format(os.time() % 100000, seq)
   end
-  local function modkie(argv, extra_env)
-    local e = {}
-    for k, v in pairs(env) do e[k] = v end
-    for k, v in pairs(extra_env or {}) do e[k] = v end
-    return H.cli(argv, e)
-  end
+  local function modkie(argv, extra_env) return H.runner(env)(argv, extra_env) end
   local function submits(prompt) return m.stats().submits_by_prompt[prompt] or 0 end
 
   setup(function()

@@ -25,18 +25,19 @@ local function count(st, state)
   return n
 end
 
--- Freeze the child, look at its journal, and SIGKILL it when `moment(st)`
--- holds and no createTask is in flight; else let it run a little more.
--- Returns the exit code the kill gave.
-local function kill_at(p, jpath, moment, what)
+-- Freeze the child, look at its journal, and SIGKILL it (or send `sig`,
+-- then let it go on to take it) when `moment(st)` holds and no createTask
+-- is in flight; else let it run a little more. Returns its exit code.
+local function kill_at(p, jpath, moment, what, sig)
   local t0 = helper.now()
   while true do
     assert(p.running(), "the batch ended before " .. what .. "\n" .. p.err())
     p.signal("STOP")
     local st = journal.read(jpath)
     if st and moment(st) and not in_window(st) then
-      p.signal("KILL")
-      return p.wait(10)
+      p.signal(sig or "KILL")
+      if sig then p.signal("CONT") end
+      return p.wait(20)
     end
     p.signal("CONT")
     assert(helper.now() - t0 < 60, "never reached: " .. what)
@@ -267,21 +268,22 @@ describe("a batch stopped while rows wait on the submit rate limit #slow", funct
     return a
   end
 
-  -- Stop the batch once the first 20 were accepted and the rest wait on the
-  -- rate limit; check the journal recorded only the rows that were sent.
-  local function kill_while_waiting(prompts)
+  -- Stop the batch (`sig`, or SIGKILL) once the first 20 were accepted and
+  -- the rest wait on the rate limit, with no createTask in flight; check
+  -- the journal recorded only the rows that were sent.
+  local function stop_while_waiting(prompts, sig)
     local p = H.spawn(argv(), env)
     local code = kill_at(p, jpath, function(st)
       return count(st, "accepted") + count(st, "success") >= 20
-    end, "20 rows accepted")
+    end, "20 rows accepted", sig)
     local st = assert(journal.read(jpath))
     local recorded, sent = 0, 0
     for _, js in pairs(st.jobs) do recorded = recorded + js.submits end
     for i = 1, ROWS do sent = sent + (m.stats().submits_by_prompt[prompts[i]] or 0) end
-    assert.equal(20, sent, "the emulator saw the 20 the rate limit let out")
+    -- 20 at once, 10 more ~10 s later: stopped before those, unless the machine crawls
+    assert.is_true(sent >= 20 and sent < ROWS, ("%d rows were sent before the stop"):format(sent))
     assert.equal(sent, recorded, "only rows handed to the network are recorded as submitting")
-    p.clean()
-    return code
+    return code, p
   end
 
   local function resume_all_once(prompts)
@@ -296,28 +298,19 @@ describe("a batch stopped while rows wait on the submit rate limit #slow", funct
 
   it("SIGKILL: the rows never sent are submitted on resume, without --resubmit-ambiguous", function()
     local prompts = write_rows("waitkill" .. os.time() % 100000)
-    assert.equal(137, kill_while_waiting(prompts))
+    local code, p = stop_while_waiting(prompts)
+    p.clean()
+    assert.equal(137, code)
     resume_all_once(prompts)
   end)
 
   it("SIGINT: exit 130, the same journal resumes every row exactly once", function()
     local prompts = write_rows("waitint" .. os.time() % 100000)
-    local p = H.spawn(argv(), env)
-    local t0 = helper.now()
-    repeat
-      assert(p.running(), p.err())
-      assert(helper.now() - t0 < 30, "20 rows were never accepted")
-      helper.sleep(0.02)
-      local st = journal.read(jpath)
-    until st and count(st, "accepted") + count(st, "success") >= 20
-    p.signal("INT")
-    assert.equal(130, p.wait(20), p.err())
+    local code, p = stop_while_waiting(prompts, "INT")
+    assert.equal(130, code, p.err())
     assert.matches("interrupted", p.err())
     assert.matches("run the same command again to resume", p.err())
     p.clean()
-    local sent = 0
-    for i = 1, ROWS do sent = sent + (m.stats().submits_by_prompt[prompts[i]] or 0) end
-    assert.equal(20, sent)
     resume_all_once(prompts)
   end)
 end)

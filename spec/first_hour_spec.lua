@@ -16,9 +16,8 @@ describe("first hour", function()
   end
   local function modkie_cli(argv, extra)
     local e = { MODKIE_STATE_DIR = state }
-    for k, v in pairs(env) do e[k] = v end
     for k, v in pairs(extra or {}) do e[k] = v end
-    return H.cli(argv, e)
+    return H.runner(env)(argv, e)
   end
   local function creates() return m.stats().create_requests end
   local function submits(prompt) return m.stats().submits_by_prompt[prompt] or 0 end

@@ -43,12 +43,12 @@ local function hex(s)
   return (s:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end))
 end
 
--- examples/openresty/run.sh against emulator `m`, with `workers` workers:
--- { port, stop() } once nginx listens.
-local function start_example(m, workers)
+-- examples/openresty/run.sh against emulator `m`, with `workers` workers
+-- (and MODKIE_RATE_STORE = `store`): { port, stop() } once nginx listens.
+local function start_example(m, workers, store)
   local port, prefix = free_port(), helper.tmpdir()
-  local cmd = ("PREFIX=%s WORKERS=%d MODKIE_WEBHOOK_SECRET=%s examples/openresty/run.sh %d %s >%s/run.log 2>&1 &")
-    :format(prefix, workers, SECRET, port, m.url, prefix)
+  local cmd = ("PREFIX=%s WORKERS=%d MODKIE_WEBHOOK_SECRET=%s MODKIE_RATE_STORE=%s examples/openresty/run.sh %d %s "
+    .. ">%s/run.log 2>&1 &"):format(prefix, workers, SECRET, helper.shell_quote(store or ""), port, m.url, prefix)
   assert(os.execute(cmd))
   local n = { port = port }
   function n.stop()
@@ -166,40 +166,50 @@ describe("OpenResty #openresty", function()
 end)
 
 -- The gateway's limits are per account: four workers, one client each, must
--- share them (lua_shared_dict modkie_rate, rate.shared in the example).
-describe("OpenResty: four workers, one shared dict #openresty", function()
-  local m, server
+-- share them: one lua_shared_dict for the workers (the example's default),
+-- or Redis (MODKIE_RATE_STORE), as for workers on several hosts.
+local function four_workers(store_name, store)
+  describe("OpenResty: four workers sharing the account's windows through " .. store_name .. " #openresty", function()
+    local m, server, r
 
-  setup(function()
-    m = helper.mock({ "--job-seconds", "2", "--limits" }) -- the gateway's 20 creates / 10 s, 10 polls / s
-    server = start_example(m, 4)
-  end)
+    setup(function()
+      m = helper.mock({ "--job-seconds", "2", "--limits" }) -- the gateway's 20 creates / 10 s, 10 polls / s
+      if store == "redis" then r = require("spec.redis").start() end
+      server = start_example(m, 4, r and r.url(7))
+    end)
 
-  teardown(function()
-    server.stop()
-    m.stop()
-  end)
+    teardown(function()
+      server.stop()
+      m.stop()
+      if r then r.stop() end
+    end)
 
-  it("answers concurrent requests, each submitting and awaiting a job, with no 429 from the gateway", function()
-    local n = 40 -- twice the create window: half of them wait for the next one
-    local conns = {}
-    for i = 1, n do conns[i] = send(server.port, "GET", "/generate?prompt=shared+dict+" .. i) end
-    local ids, workers = {}, {}
-    for i = 1, n do
-      local status, _, body = answer(conns[i], 120)
-      assert.equal(200, status, body)
-      local res = cjson.decode(body)
-      ids[res.id] = true
-      workers[res.worker] = true
-    end
-    local distinct, served_by = 0, 0
-    for _ in pairs(ids) do distinct = distinct + 1 end
-    for _ in pairs(workers) do served_by = served_by + 1 end
-    assert.equal(n, distinct)
-    assert.is_true(served_by >= 2, "the requests reached one worker only")
-    local stats = m.stats()
-    assert.equal(0, stats.rate_limited)
-    assert.equal(n, stats.creates)
-    print(("\n[openresty] %d requests over %d workers sharing one dict: 0 answered 429"):format(n, served_by))
+    it("answers concurrent requests, each submitting and awaiting a job, with no 429 from the gateway", function()
+      local n = 40 -- twice the create window: half of them wait for the next one
+      local conns = {}
+      for i = 1, n do
+        conns[i] = send(server.port, "GET", "/generate?prompt=shared+" .. store_name:gsub(" ", "+") .. "+" .. i)
+      end
+      local ids, workers = {}, {}
+      for i = 1, n do
+        local status, _, body = answer(conns[i], 120)
+        assert.equal(200, status, body)
+        local res = cjson.decode(body)
+        ids[res.id] = true
+        workers[res.worker] = true
+      end
+      local distinct, served_by = 0, 0
+      for _ in pairs(ids) do distinct = distinct + 1 end
+      for _ in pairs(workers) do served_by = served_by + 1 end
+      assert.equal(n, distinct)
+      assert.is_true(served_by >= 2, "the requests reached one worker only")
+      local stats = m.stats()
+      assert.equal(0, stats.rate_limited)
+      assert.equal(n, stats.creates)
+      print(("\n[openresty] %d requests over %d workers sharing %s: 0 answered 429"):format(n, served_by, store_name))
+    end)
   end)
-end)
+end
+
+four_workers("one shared dict", nil)
+four_workers("Redis", "redis")

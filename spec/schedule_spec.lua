@@ -33,6 +33,21 @@ describe("modkie.schedule", function()
     assert.equal(100, #l:history().m)
     assert.near(0.9 * 55 - 1, l:interval(1, 1, "m"), 1e-9) -- the 5th of 51..150
   end)
+
+  it("jitters from the client's seed, not from math.random", function()
+    local function intervals(seed)
+      local l, out = schedule.learner(nil, seed), {}
+      for i = 1, 20 do
+        math.randomseed(i) -- the process's math.random moves; the schedule does not follow it
+        out[i] = l:interval(i, i, "m")
+      end
+      return out
+    end
+    local a = intervals(7)
+    assert.same(a, intervals(7))
+    assert.are_not.same(a, intervals(8))
+    for _, w in ipairs(a) do assert.is_true(w >= 2 and w <= 3) end
+  end)
 end)
 
 describe("poll_interval", function()

@@ -320,7 +320,7 @@ describe("modkie.webhook", function()
       assert.has_error(function() webhook.verify("x") end,
         "bad argument #1 to 'webhook.verify' (table expected, got string)")
       assert.has_error(function() webhook.verify{ headers = h, body = "", secret = SECRET, tolerence = 5 } end,
-        "webhook.verify: unknown option 'tolerence'")
+        "webhook.verify: unknown option 'tolerence' (did you mean 'tolerance'?)")
       assert.has_error(function() webhook.verify{ headers = h, body = "" } end,
         "webhook.verify: option 'secret' must be a non-empty string, or a list of them, got nil")
       assert.has_error(function() webhook.verify{ headers = h, body = "", secret = "" } end,

@@ -47,6 +47,18 @@ static int l_origin(lua_State *L) {
   return 1;
 }
 
+/* core.url_escape(s): `s` percent-encoded the way the engine writes a task
+ * id into a URL (every byte but RFC 3986's unreserved ones), so the URLs the
+ * Lua layer builds (the review page's links) encode the same way. */
+static int l_url_escape(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char *out = lua_newuserdata(L, 3 * n + 1); /* Lua owns it: nothing to free if a push raises */
+  mk_url_escape_into(out, s, n);
+  lua_pushstring(L, out);
+  return 1;
+}
+
 /* core.now() -> monotonic seconds */
 static int l_now(lua_State *L) {
   lua_pushnumber(L, mk_now());
@@ -64,7 +76,7 @@ static int l_time(lua_State *L) {
 
 static const luaL_Reg functions[] = {
   {"classify_state", l_classify_state}, {"default_interval", l_default_interval}, {"origin", l_origin},
-  {"now", l_now}, {"time", l_time}, {NULL, NULL}
+  {"url_escape", l_url_escape}, {"now", l_now}, {"time", l_time}, {NULL, NULL}
 };
 
 int luaopen_modkie_core(lua_State *L) {
@@ -79,7 +91,7 @@ int luaopen_modkie_core(lua_State *L) {
   lua_setfield(L, -2, "VERSION");
   lua_pushstring(L, curl_version());
   lua_setfield(L, -2, "curl_version");
-  lua_pushinteger(L, MK_MAX_TASK_ID);
+  lua_pushinteger(L, MK_MAX_TASK_ID); /* the longest task id the engine takes (a request line must hold it) */
   lua_setfield(L, -2, "MAX_TASK_ID");
   return 1;
 }

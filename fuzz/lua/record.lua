@@ -12,7 +12,9 @@
 --    `credits`, `created_at`, `completed_at`, `cost_time` each nil or a finite
 --    number (not NaN, not infinite), `id` and `model` nil or strings, `raw` a table;
 --  * failure: a modkie.Error of kind "failed", retryable, message a string,
---    `code` nil, a finite number or a string, `task_id` nil or a string.
+--    `code` nil, a finite number or a string, `task_id` nil or a string;
+--  * read of a decoded table: a result as above, or an error of kind "failed"
+--    or "protocol"; `progress` nil or within 0-100.
 local record = require "modkie.record"
 local Error = require "modkie.error"
 local cjson = require("cjson.safe").new()
@@ -50,6 +52,9 @@ local function check_result(res)
   number_or_nil(res.created_at, "created_at")
   number_or_nil(res.completed_at, "completed_at")
   number_or_nil(res.cost_time, "cost_time")
+  number_or_nil(res.updated_at, "updated_at")
+  check(res.progress == nil or (finite(res.progress) and res.progress >= 0 and res.progress <= 100),
+    "progress is %s", show(res.progress))
   string_or_nil(res.id, "id")
   string_or_nil(res.model, "model")
   check(res.raw == nil or type(res.raw) == "table", "raw is %s", show(res.raw))
@@ -78,6 +83,14 @@ return function(data)
   if type(value) == "table" then
     check_record(value, JOB)
     check_record(value, nil)
+    for _, job in ipairs({ JOB, false }) do
+      local r, err = record.read(value, job or nil)
+      if r then
+        check(r.state == "success" and type(r.urls) == "table" and type(r.id) == "string", "read %s", show(r))
+      else
+        check(Error.is(err) and (err.kind == "failed" or err.kind == "protocol"), "read error %s", show(err))
+      end
+    end
   end
   check_record({ taskId = "task_1", state = "success", resultJson = data }, JOB)
 end

@@ -191,8 +191,7 @@ return function(data)
   local function check_engine()
     if c._closed then return end
     local s = c:stats()
-    local known = 0
-    for _ in pairs(c._ops) do known = known + 1 end
+    local known = #c.scheduler:ops_list()
     check(s.timers <= 2 * s.live, "%d timers for %d live ops", s.timers, s.live)
     check(s.live <= known, "the engine holds %d ops, the client knows %d", s.live, known)
   end

@@ -1,24 +1,29 @@
 --- A client of the gateway: owns one C engine (one libcurl multi handle),
--- the jobs it runs, and a small coroutine scheduler.
+-- the jobs it runs, and its scheduler (`client.scheduler`, modkie.scheduler).
 -- @classmod modkie.Client
 
-local cjson = require "cjson.safe"
 local core = require "modkie.core"
 local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
 local Job = require "modkie.job"
+local json = require "modkie.json"
 local models = require "modkie.models"
+local options = require "modkie.options"
 local record = require "modkie.record"
 local schedule = require "modkie.schedule"
+local scheduler = require "modkie.scheduler"
 local SharedDict = require "modkie.shared_dict"
 local suggest = require "modkie.suggest"
-local wait = require "modkie.wait"
 
 local Client = {}
 Client.__index = Client
 Client.__name = "modkie.Client"
 
 local DEFAULT_BASE_URL = "https://modkie.com"
+
+-- What a job asks of its client (modkie.Job's `port`): `cancel(client, job)`
+-- stops it, `send(client, job)` lets its held createTask go.
+local JOB_PORT = {}
 
 -- option -> accepted Lua types
 local OPTIONS = {
@@ -39,21 +44,8 @@ for k, v in pairs(SUBMIT_OPTIONS) do GENERATE_OPTIONS[k] = v end
 GENERATE_OPTIONS.hold = nil -- generate sends at once
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
---- Raise on unknown option names and wrong types: a typo must not pass silently.
-local function check_options(fname, opts, known)
-  for k, v in pairs(opts) do
-    if type(k) ~= "string" or not known[k] then
-      local hint = suggest.hint(k, known)
-      error(("%s: unknown option '%s'%s"):format(fname, tostring(k), hint), 3)
-    end
-    if known[k] ~= true and not known[k][type(v)] then
-      local want = {}
-      for t in pairs(known[k]) do want[#want + 1] = t end
-      table.sort(want)
-      error(("%s: option '%s' must be a %s, got %s"):format(fname, k, table.concat(want, " or "), type(v)), 3)
-    end
-  end
-end
+-- Unknown option names and wrong types raise, naming the option.
+local check_options = options.check
 
 -- Numeric options: the range each accepts (NaN fails every one), for the error message.
 local function above(min) return function(v) return v > min end end
@@ -162,7 +154,7 @@ local function check_key(key)
   return key
 end
 
---- Make a client. See DESIGN.md §3 for the options; every option is optional.
+--- Make a client. See docs/design.md §3 for the options; every option is optional.
 -- Unknown option names and wrong types raise an error naming the option.
 -- @tparam[opt] table opts
 -- @treturn modkie.Client
@@ -193,21 +185,13 @@ function Client.new(opts)
     key_problem = "the API key is empty: MODKIE_API_KEY is set, but to nothing"
   end
   local submit_rate, poll_rate, share, clients, dict = rates(opts.rate)
-  local json = cjson.new()
-  json.decode_max_depth(64)
-  json.encode_max_depth(64)
 
   local self = setmetatable({
     base_url = base_url,
     deadline = opts.deadline == nil and 900 or opts.deadline,
-    _json = json, _has_key = key ~= nil, _key_problem = key_problem,
-    _ops = {},       -- engine handle -> job, call, download or alarm
-    _ready = {},     -- coroutines to resume on the next step
-    _queued = {},    -- set of the coroutines in _ready
-    _threads = {},   -- coroutines started by go, alive
-    _start = {},     -- coroutine -> arguments for its first resume
+    _has_key = key ~= nil, _key_problem = key_problem,
     _active = 0,     -- jobs not yet ended
-    _log = opts.log, _wait = opts.wait,
+    _log = opts.log,
     _dict = dict and SharedDict.new(dict), -- answers the engine's rate questions from a shared dict
   }, Client)
   -- A number of seconds, and the default schedule, the engine times in C: a
@@ -216,7 +200,7 @@ function Client.new(opts)
   -- engine:schedule (on.interval below).
   local interval = opts.poll_interval
   if interval == "learn" then
-    local learner = schedule.learner(opts.poll_history)
+    local learner = schedule.learner(opts.poll_history, opts.seed)
     self._learner = learner
     self._interval = function(elapsed, polls, job, default)
       return learner:interval(elapsed, polls, job.model, default)
@@ -235,6 +219,7 @@ function Client.new(opts)
     poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
     seed = opts.seed, record_grace = opts.record_grace, share = share, clients = clients,
   })
+  self.scheduler = scheduler.new(self, self._engine, opts.wait)
   return self
 end
 
@@ -260,10 +245,15 @@ local function closed()
   return Error.new("config", "the client is closed")
 end
 
+-- The engine's limits on a task id: at most core.MAX_TASK_ID bytes (a
+-- request line must hold it), and no NUL (C strings end there).
 local function check_task_id(fname, task_id)
   Error.check(1, fname, task_id, "string")
-  if task_id == "" or #task_id > core.MAX_TASK_ID then -- the engine's limit: longer would not fit a request line
+  if task_id == "" or #task_id > core.MAX_TASK_ID then
     error(("bad argument #1 to '%s' (a task id of 1 to %d bytes expected)"):format(fname, core.MAX_TASK_ID), 3)
+  end
+  if task_id:find("%z") then
+    error(("bad argument #1 to '%s' (a task id must not contain a NUL byte)"):format(fname), 3)
   end
 end
 
@@ -294,7 +284,7 @@ function Client:submit(model, input, opts)
     if not ok then return nil, err end
   end
   if not self._has_key then return nil, no_key(self) end
-  local body, jerr = self._json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
+  local body, jerr = json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
   if not body then
     return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
   end
@@ -308,9 +298,8 @@ function Client:submit(model, input, opts)
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
   local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold)
-  local job = Job.new(self, h, { model = model, input = input, meta = opts.meta, state = "submitting",
-    _hold = opts.hold or nil })
-  self._ops[h] = job
+  local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { model = model, input = input,
+    meta = opts.meta, state = "submitting", _hold = opts.hold or nil }))
   self._active = self._active + 1
   self:_emit("info", "submit", { model = model })
   return job
@@ -373,8 +362,8 @@ function Client:job(task_id, opts)
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
   local h = self._engine:adopt(task_id, deadline_seconds(deadline))
-  local job = Job.new(self, h, { id = task_id, model = opts.model, meta = opts.meta, state = "queued" })
-  self._ops[h] = job
+  local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { id = task_id, model = opts.model,
+    meta = opts.meta, state = "queued" }))
   self._active = self._active + 1
   return job
 end
@@ -382,15 +371,15 @@ end
 function Client:_finish(p, state, result, err)
   p.done, p.state, p.result, p.error, p.held = true, state, result, err, nil
   p.ended_at = core.now() -- await_any and completed hand jobs out in the order they ended
-  if self._ops[p._h] == p then self._ops[p._h] = nil end
   if getmetatable(p) == Job then self._active = self._active - 1 end
-  for co in pairs(p.waiters) do self:_ready_push(co) end
+  self.scheduler:finish(p)
 end
 
-function Client:_cancel(job)
+-- What a job asks of its client (see JOB_PORT at the top).
+function JOB_PORT.cancel(self, job)
   self._engine:cancel(job._h)
   local msg = "cancelled"
-  if job._hold and not job._sent then
+  if job._hold and not job.sent then
     msg = "cancelled before its createTask was sent: no task was created"
   elseif job.state == "submitting" then
     msg = "cancelled while createTask was pending or in flight; a task may still have been created"
@@ -438,40 +427,23 @@ local on = {}
 
 function on.accepted(self, job, ev)
   job.id, job.state = ev.task_id, "queued"
-  local signal = job._accept
-  if signal then -- wake job:accepted() callers
-    signal.done = true
-    for co in pairs(signal.waiters) do self:_ready_push(co) end
-  end
+  self.scheduler:notify(job) -- wake job:accepted() callers
   self:_emit("info", "accepted", { task_id = job.id, model = job.model })
 end
 
 -- A held createTask is at the door: it waits for job:send().
 function on.ready(self, job)
   job.held = true
-  local door = self._door
-  if door then -- wake a batch waiting for its door (Client:_door_signal)
-    self._door = nil
-    door.done = true
-    for co in pairs(door.waiters) do self:_ready_push(co) end
-  end
+  self.scheduler:notify(job) -- wake a batch waiting for its jobs to reach the door
   self:_emit("debug", "ready", { model = job.model })
 end
 
 --- Let a createTask held at the door go (see submit's `hold`).
-function Client:_send(job)
+function JOB_PORT.send(self, job)
   if not job.held then return false end
   job.held = nil
-  job._sent = true
+  job.sent = true
   return self._engine:send(job._h)
-end
-
---- A pending that is done at the next "ready" event of any job (for
--- waiters that must record held jobs before they go out: the batch).
-function Client:_door_signal()
-  local door = self._door or { done = false, waiters = {}, client = self }
-  self._door = door
-  return door
 end
 
 function on.state(self, job, ev)
@@ -558,51 +530,16 @@ function Client:_store_event(ev)
 end
 
 function Client:_dispatch(events)
-  local ops = self._ops
+  local sched = self.scheduler
   for i = 1, #events do
     local ev = events[i]
-    local p = ops[ev.h]
+    local p = sched:op(ev.h)
     if p then on[ev.type](self, p, ev)
     elseif ev.type == "store" then self:_store_event(ev) end
   end
 end
 
--- ---------------------------------------------------------------- the scheduler
-
-function Client:_ready_push(co)
-  if not self._queued[co] then
-    self._queued[co] = true
-    self._ready[#self._ready + 1] = co
-  end
-end
-
-local unpack = table.unpack or unpack -- luacheck: ignore 143
-
---- Resume the coroutines that can run. A coroutine that raised makes step raise.
-function Client:_run_ready()
-  local ready = self._ready
-  if #ready == 0 then return end
-  self._ready, self._queued = {}, {}
-  for i, co in ipairs(ready) do
-    if coroutine.status(co) == "suspended" then
-      local args = self._start[co]
-      self._start[co] = nil
-      local ok, what
-      if args then ok, what = coroutine.resume(co, unpack(args, 1, args.n))
-      else ok, what = coroutine.resume(co) end
-      if not ok then
-        self._threads[co], wait.owners[co] = nil, nil
-        for j = i + 1, #ready do self:_ready_push(ready[j]) end
-        error(debug.traceback(co, "modkie: a coroutine run by client:go failed: " .. tostring(what)), 0)
-      end
-      if coroutine.status(co) == "dead" then
-        self._threads[co], wait.owners[co] = nil, nil
-      elseif what ~= wait.WAKE then
-        self:_ready_push(co) -- a plain yield: run again on the next step
-      end
-    end
-  end
-end
+-- ---------------------------------------------------------------- driving (the scheduler is modkie.scheduler)
 
 --- Drive I/O once: wait up to `timeout` seconds (0 or nil: do what is ready
 -- and return at once) for something to happen, dispatch what finished, run
@@ -612,21 +549,22 @@ function Client:step(timeout)
   Error.method(self, Client, "step", "client")
   Error.check(1, "step", timeout, "?number")
   local co, main = coroutine.running()
-  if co and not main and wait.owners[co] == self then
+  if co and not main and self.scheduler:owns(co) then
     error("modkie: client:step called from a coroutine run by this client; use job:await or client:sleep", 2)
   end
-  if self._stepping then
+  local sched = self.scheduler
+  if sched:in_step() then
     error("modkie: client:step called from inside step (a log hook, poll_interval function or finaliser); "
       .. "return from it, and step again from the code that called step", 2)
   end
   if self._closed then return 0 end
-  if #self._ready > 0 then timeout = 0 end
-  self._stepping = true
+  if sched:busy() then timeout = 0 end
+  sched:begin_step()
   local ok, events = pcall(self._engine.step, self._engine, timeout or 0)
   -- the engine stops for its rate questions; their grants start at once
   if ok and self._dict then self._dict:answer(self._engine) end
   if ok and events then ok, events = pcall(self._dispatch, self, events) end
-  self._stepping = false
+  sched:end_step()
   if self._close_pending then self:close() end -- close() called inside the step
   if not ok then error(events, 0) end
   local raised = self._raised -- a poll_interval function's error, now that every event is handled
@@ -634,7 +572,7 @@ function Client:step(timeout)
     self._raised = nil
     error(raised, 0)
   end
-  self:_run_ready()
+  sched:run_ready()
   return self._active
 end
 
@@ -647,7 +585,7 @@ end
 --- Seconds until the client next needs a step (0: now), or nil when idle.
 function Client:timeout()
   Error.method(self, Client, "timeout", "client")
-  if #self._ready > 0 then return 0 end
+  if self.scheduler:busy() then return 0 end
   if self._closed then return nil end
   local seconds = self._engine:timeout() -- nothing at all when idle: say nil
   return seconds
@@ -669,12 +607,7 @@ end
 function Client:go(fn, ...)
   Error.method(self, Client, "go", "client")
   Error.check(1, "go", fn, "function")
-  local co = coroutine.create(fn)
-  wait.owners[co] = self
-  self._threads[co] = true
-  self._start[co] = { n = select("#", ...), ... }
-  self:_ready_push(co)
-  return co
+  return self.scheduler:go(fn, ...)
 end
 
 --- `go(fn, ...)` if fn is given, then step until nothing is left to do.
@@ -682,7 +615,7 @@ function Client:run(fn, ...)
   Error.method(self, Client, "run", "client")
   Error.check(1, "run", fn, "?function")
   if fn then self:go(fn, ...) end
-  while not self._closed and (#self._ready > 0 or self._engine:timeout() ~= nil) do
+  while not self._closed and (self.scheduler:busy() or self._engine:timeout() ~= nil) do
     self:step(60)
   end
 end
@@ -692,42 +625,19 @@ end
 function Client:sleep(seconds)
   Error.method(self, Client, "sleep", "client")
   Error.check(1, "sleep", seconds, "number")
-  local alarm = self:_alarm(seconds)
-  wait.any(self, { alarm })
-end
-
---- A pending that is done after `seconds` (used by await timeouts and sleep).
-function Client:_alarm(seconds)
-  local h = self._engine:timer(seconds)
-  local alarm = { _h = h, done = false, waiters = {} }
-  self._ops[h] = alarm
-  return alarm
-end
-
---- Forget a pending: cancel what the engine does for it.
-function Client:_drop(p)
-  if p.done then return end
-  self._engine:cancel(p._h)
-  self._ops[p._h] = nil
-  p.done = true
+  self.scheduler:sleep(seconds)
 end
 
 -- ---------------------------------------------------------------- one-off calls
-
-local function new_pending(self, h)
-  local p = { _h = h, done = false, waiters = {} }
-  self._ops[h] = p
-  return p
-end
 
 --- One API call: `endpoint` "recordInfo" (arg: the task id), "credit" or
 -- "download-url" (arg: the JSON body); the engine builds the request.
 function Client:_call(endpoint, arg)
   if self._closed then return nil, closed() end
   if not self._has_key then return nil, no_key(self) end
-  local p = new_pending(self, self._engine:call(endpoint, arg))
+  local p = self.scheduler:pending(self._engine:call(endpoint, arg))
   p.api = true
-  wait.any(self, { p })
+  self.scheduler:wait({ p })
   if p.error then return nil, p.error end
   if p.data == nil or type(p.data) == "userdata" then -- absent, or JSON null
     return nil, Error.new("protocol", endpoint .. ": the answer has no data")
@@ -735,8 +645,15 @@ function Client:_call(endpoint, arg)
   return p.data
 end
 
-function Client:_download(url, path)
-  return new_pending(self, self._engine:download(url, path))
+--- Start downloading `url` into the file `path` (streamed to `path.part`,
+-- renamed when whole; the key goes only to the gateway's own origin). Most
+-- callers want `job:download`, which names the files and waits.
+-- @treturn table a pending of `client.scheduler`: once `done`, `error` is set when it failed
+function Client:download_file(url, path)
+  Error.method(self, Client, "download_file", "client")
+  Error.check(1, "download_file", url, "string")
+  Error.check(2, "download_file", path, "string")
+  return self.scheduler:pending(self._engine:download(url, path))
 end
 
 --- One recordInfo call.
@@ -776,7 +693,7 @@ end
 function Client:download_url(url)
   Error.method(self, Client, "download_url", "client")
   Error.check(1, "download_url", url, "string")
-  local data, err = self:_call("download-url", self._json.encode({ url = url }))
+  local data, err = self:_call("download-url", json.encode({ url = url }))
   if data == nil then return nil, err end
   if type(data) ~= "string" or not data:match("^[Hh][Tt][Tt][Pp][Ss]?://[^%s%c]+$") then
     return nil, Error.new("protocol", "download-url: data is not an http(s) URL")
@@ -791,26 +708,26 @@ end
 -- Inside a step (a log hook, a poll_interval function, a finaliser) the close
 -- is deferred: it returns at once, and the client closes before step returns.
 function Client:close()
-  if self._closed then return end
-  if self._stepping then
+  local sched = self.scheduler
+  if self._closed or not sched then return end -- (not sched: modkie.new raised half way)
+  if sched:in_step() then
     self._close_pending = true
     return
   end
   self._close_pending = nil
-  if self._engine:closed() then -- collected with its engine: nothing left to stop
+  -- no engine: modkie.new raised making it (the half-made client is still collected);
+  -- or collected with its engine: nothing left to stop
+  if not self._engine or self._engine:closed() then
     self._closed = true
     return
   end
-  local handles = {}
-  for h in pairs(self._ops) do handles[#handles + 1] = h end
-  for _, h in ipairs(handles) do
-    local p = self._ops[h]
-    self._engine:cancel(h)
+  for _, p in ipairs(sched:ops_list()) do
+    self._engine:cancel(p._h)
     self:_finish(p, "cancelled", nil, Error.new("cancelled", "the client was closed", { task_id = p.id }))
   end
   self._engine:close()
   self._closed = true
-  self:_run_ready()
+  sched:run_ready()
 end
 
 Client.__close = Client.close

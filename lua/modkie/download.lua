@@ -8,7 +8,7 @@
 
 local core = require "modkie.core"
 local Error = require "modkie.error"
-local wait = require "modkie.wait"
+local scheduler = require "modkie.scheduler"
 
 local download = {}
 
@@ -86,19 +86,20 @@ function download.files(client, urls, dir, opts)
       error("modkie: download file name must be a plain file name, got " .. tostring(name), 3)
     end
     paths[n] = dir:gsub("/+$", "") .. "/" .. name
-    pending[n] = client:_download(url, paths[n])
+    pending[n] = client:download_file(url, paths[n])
   end
-  if not wait.all(client, pending, opts.timeout) then
-    for _, p in ipairs(pending) do client:_drop(p) end
-    return nil, wait.timeout_error("download", opts.timeout)
+  local sched = client.scheduler
+  if not sched:wait_all(pending, opts.timeout) then
+    for _, p in ipairs(pending) do sched:drop(p) end
+    return nil, scheduler.timeout_error("download", opts.timeout)
   end
   -- A result URL may have expired: ask the gateway for a fresh link, once.
   for n, p in ipairs(pending) do
     if p.error and p.error.kind == "not_found" then
       local fresh = client:download_url(urls[n])
       if fresh then
-        pending[n] = client:_download(fresh, paths[n])
-        wait.all(client, { pending[n] }, opts.timeout)
+        pending[n] = client:download_file(fresh, paths[n])
+        sched:wait_all({ pending[n] }, opts.timeout)
       end
     end
   end
@@ -108,7 +109,7 @@ function download.files(client, urls, dir, opts)
   end
   for n, p in ipairs(pending) do
     if not p.done or p.error then
-      local err = p.error or wait.timeout_error("download", opts.timeout)
+      local err = p.error or scheduler.timeout_error("download", opts.timeout)
       err.files, err.url = done, urls[n]
       return nil, err
     end

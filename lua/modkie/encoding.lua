@@ -1,12 +1,23 @@
---- Text encodings: check that text is UTF-8 (the gateway takes JSON, and
--- JSON is UTF-8), and convert the encodings spreadsheets save in
--- (Windows-1252, Latin-1) to UTF-8. Pure Lua, for every Lua from 5.1 on.
+--- Text as modkie takes it: check that text is UTF-8 (the gateway takes
+-- JSON, and JSON is UTF-8), convert the encodings spreadsheets save in
+-- (Windows-1252, Latin-1) to UTF-8, and trim. Pure Lua, for every Lua from 5.1 on.
 -- @module modkie.encoding
 
-local byte, char, find, gsub = string.byte, string.char, string.find, string.gsub
+local byte, char, find, gsub, match = string.byte, string.char, string.find, string.gsub, string.match
 local floor = math.floor
 
 local encoding = {}
+
+--- `s` without the white space (`%s`) at its ends. Linear in `#s` (a
+-- pattern like `^%s*(.-)%s*$` is quadratic on long runs of spaces, and cells
+-- and headers come from files anyone wrote).
+-- @tparam string s
+-- @treturn string
+function encoding.trim(s)
+  local first = find(s, "%S")
+  if not first then return "" end
+  return match(s, ".*%S", first)
+end
 
 --- The byte position of the first byte of `s` that is not part of valid
 -- UTF-8 (overlong forms, surrogates and code points past U+10FFFF are not

@@ -12,7 +12,7 @@ local Client = require "modkie.client"
 local core = require "modkie.core"
 local Error = require "modkie.error"
 local models = require "modkie.models"
-local wait = require "modkie.wait"
+local scheduler = require "modkie.scheduler"
 
 local modkie = {
   VERSION = core.VERSION,
@@ -21,7 +21,7 @@ local modkie = {
   Client = Client,
 }
 
---- Make a client. See DESIGN.md §3 and the README for the options.
+--- Make a client. See docs/design.md §3 and the README for the options.
 -- @tparam[opt] table opts
 -- @treturn modkie.Client
 function modkie.new(opts)
@@ -83,13 +83,13 @@ local function wait_next(jobs, skip, until_t)
   end
   if #waiting == 0 then return end
   if shared then
-    wait.any(client, waiting, until_t and math.max(0, until_t - core.now()))
+    client.scheduler:wait(waiting, until_t and math.max(0, until_t - core.now()))
     return
   end
   -- jobs of several clients: give each client a short turn
   while not first_ended(jobs, skip) and not (until_t and core.now() >= until_t) do
     for _, job in ipairs(waiting) do
-      if not job.done then wait.any(job.client, { job }, 0.02) end
+      if not job.done then job.client.scheduler:wait({ job }, 0.02) end
     end
   end
 end
@@ -120,7 +120,7 @@ function modkie.await_any(jobs, timeout)
   if not left then return nil end
   wait_next(jobs, skip, timeout and core.now() + timeout)
   local i = first_ended(jobs, skip)
-  if not i then return nil, nil, wait.timeout_error("await_any: no job", timeout) end
+  if not i then return nil, nil, scheduler.timeout_error("await_any: no job", timeout) end
   local job = jobs[i]
   skip[job] = true
   local res, err = job:await()
@@ -152,7 +152,8 @@ function modkie.completed(jobs, timeout)
       end
       local job = list[i]
       skip[job], given = true, given + 1
-      return job, nil, wait.timeout_error("completed: job " .. (job.id or "(not yet accepted)"), timeout, job.id), i
+      local what = "completed: job " .. (job.id or "(not yet accepted)")
+      return job, nil, scheduler.timeout_error(what, timeout, job.id), i
     end
     local job = list[i]
     skip[job], given = true, given + 1

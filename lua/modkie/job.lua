@@ -8,21 +8,26 @@
 --   polls         recordInfo answers seen so far
 --   done          true once the job has ended (then `result` or `error` is set)
 --   held          true while a createTask submitted with `hold = true` waits for `job:send()`
+--   sent          true once such a held createTask was let go
 --   result, error once ended: what await returns
 --   client        the client that runs the job
+-- A job is a pending of its client's scheduler (modkie.scheduler): the
+-- client makes it one, and finishes it when the job ends.
 -- @classmod modkie.Job
 
 local Error = require "modkie.error"
-local wait = require "modkie.wait"
+local scheduler = require "modkie.scheduler"
 
 local Job = {}
 Job.__index = Job
 Job.__name = "modkie.Job"
 
-function Job.new(client, handle, fields)
-  local job = setmetatable({
-    client = client, _h = handle, done = false, waiters = {}, polls = 0,
-  }, Job)
+--- A job of `client` (not yet a pending: the client makes it one).
+-- @param client the client that runs it
+-- @tparam table port what the job asks of its client: `cancel(client, job)`, `send(client, job)`
+-- @tparam table fields its first fields (model, input, meta, state, id, …)
+function Job.new(client, port, fields)
+  local job = setmetatable({ client = client, _port = port, polls = 0 }, Job)
   for k, v in pairs(fields) do job[k] = v end
   return job
 end
@@ -41,8 +46,8 @@ end
 function Job:await(timeout)
   Error.method(self, Job, "await", "job")
   Error.check(1, "await", timeout, "?number")
-  if not self.done and not wait.any(self.client, { self }, timeout) then
-    return nil, wait.timeout_error("await: job " .. (self.id or "(not yet accepted)"), timeout, self.id)
+  if not self.done and not self.client.scheduler:wait({ self }, timeout) then
+    return nil, scheduler.timeout_error("await: job " .. (self.id or "(not yet accepted)"), timeout, self.id)
   end
   if self.error then return nil, self.error end
   return self.result
@@ -58,10 +63,9 @@ function Job:accepted(timeout)
   Error.method(self, Job, "accepted", "job")
   Error.check(1, "accepted", timeout, "?number")
   if not self.id and not self.done then
-    local signal = self._accept or { done = false, waiters = {} }
-    self._accept = signal
-    if not wait.any(self.client, { signal, self }, timeout) then
-      return nil, wait.timeout_error("accepted: createTask", timeout)
+    local function accepted() return self.id ~= nil end
+    if not self.client.scheduler:wait({ self }, timeout, accepted) then
+      return nil, scheduler.timeout_error("accepted: createTask", timeout)
     end
   end
   if self.id then return self.id end
@@ -84,7 +88,7 @@ end
 -- @treturn boolean true when it went out, false when the job was not held
 function Job:send()
   Error.method(self, Job, "send", "job")
-  return self.client:_send(self)
+  return self._port.send(self.client, self)
 end
 
 --- Stop the job now: no more polls; await returns `nil, err` with kind "cancelled".
@@ -93,7 +97,7 @@ end
 function Job:cancel()
   Error.method(self, Job, "cancel", "job")
   if self.done then return false end
-  return self.client:_cancel(self)
+  return self._port.cancel(self.client, self)
 end
 
 --- Download every output of a successful job into `dir` (created if missing).

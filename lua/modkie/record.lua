@@ -8,14 +8,12 @@
 -- into `modkie.Error` objects and reads records already decoded into tables.
 -- @module modkie.record
 
-local cjson = require "cjson.safe"
 local core = require "modkie.core"
 local Error = require "modkie.error"
+local json = require "modkie.json"
 
 local record = {}
 
-local json = cjson.new()
-json.encode_max_depth(64)
 local huge = math.huge
 
 --- A number from a number or a numeric string, nil for anything else and

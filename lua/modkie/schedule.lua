@@ -10,6 +10,7 @@
 -- @module modkie.schedule
 
 local core = require "modkie.core"
+local rng = require "modkie.rng"
 
 local schedule = {}
 
@@ -21,9 +22,11 @@ local Learner = {}
 Learner.__index = Learner
 
 --- A learner, optionally warm: `history` is `{ [model] = { seconds, … } }`
--- (as `Learner:history()` returns it).
-function schedule.learner(history)
-  local self = setmetatable({ models = {} }, Learner)
+-- (as `Learner:history()` returns it). `seed` (the client's) seeds the
+-- jitter, so a seeded client polls on the same schedule every run.
+function schedule.learner(history, seed)
+  if seed == nil then seed = math.floor(core.now() * 1e6) % 2147483563 end
+  local self = setmetatable({ models = {}, rng = rng.new(seed, "schedule") }, Learner)
   for model, list in pairs(history or {}) do
     if type(model) == "string" and type(list) == "table" then
       for _, secs in ipairs(list) do self:record(model, secs) end
@@ -61,9 +64,9 @@ end
 --- Seconds until a job's next poll: `elapsed` since it was accepted, `polls`
 -- answered so far, `model` its model (nil: the recommended schedule),
 -- `default` the recommended schedule's answer for it (the client passes the
--- engine's, jittered by its seeded source; nil: drawn here).
+-- engine's, jittered by its source seeded with `seed`; nil: drawn here).
 function Learner:interval(elapsed, polls, model, default)
-  local wait = default or core.default_interval(elapsed, math.random())
+  local wait = default or core.default_interval(elapsed, self.rng:next())
   local m = model and self.models[model]
   if polls == 0 or not m or m.n < MIN_KNOWN then return wait end
   local until_usual = SHARE * p5(m) - elapsed

@@ -1,7 +1,7 @@
 --- Callbacks: check that a POST to your `callback_url` came from the gateway,
 -- and turn its body into the result `job:await()` would have given.
 --
--- Two signing schemes (DESIGN.md §1):
+-- Two signing schemes (docs/design.md §1):
 --
 -- * **Kie**: `X-Webhook-Timestamp: <Unix seconds>` and `X-Webhook-Signature:
 --   base64(HMAC-SHA256(taskId .. "." .. timestamp, secret))`. Only the task id
@@ -19,16 +19,16 @@
 -- ever holds the secret or the signature that was expected.
 -- @module modkie.webhook
 
-local cjson = require "cjson.safe"
 local core = require "modkie.core"
+local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
+local json = require "modkie.json"
+local options = require "modkie.options"
 local record = require "modkie.record"
 
 local webhook = {}
 
-local json = cjson.new()
-json.decode_max_depth(64) -- an untrusted body: deep nesting is refused, not recursed into
-local null = cjson.null
+local null = json.null
 
 webhook.DEFAULT_TOLERANCE = 300
 
@@ -155,7 +155,7 @@ local function header(headers, name)
   end
   if found == nil then return nil end
   if type(found) ~= "string" then return nil, "malformed" end
-  return (found:gsub("^%s+", ""):gsub("%s+$", ""))
+  return encoding.trim(found)
 end
 
 -- Whether a header is there at all, usable or not.
@@ -185,9 +185,7 @@ local function check_opts(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'webhook.verify' (table expected, got " .. type(opts) .. ")", 3)
   end
-  for k in pairs(opts) do
-    if not VERIFY_OPTIONS[k] then error("webhook.verify: unknown option '" .. tostring(k) .. "'", 3) end
-  end
+  options.check("webhook.verify", opts, VERIFY_OPTIONS, 3) -- names here; the values below, each its own way
   local function bad(field, want, v) -- level 4: the caller of verify
     error(("webhook.verify: option '%s' must be %s, got %s"):format(field, want, type(v)), 4)
   end

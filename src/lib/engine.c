@@ -24,6 +24,9 @@
 /* libcurl 7.88 can leave a multiplexed HTTP/2 transfer unnoticed until a wait
  * times out; while transfers are active, never sleep longer than this. */
 #define ACTIVE_POLL_CAP 0.05
+/* While the rate store has a question out, a host that sleeps instead of
+ * polling our sockets (OpenResty) comes back this soon: a grant read late is lost. */
+#define STORE_POLL_CAP 0.005
 #define WATCHDOG_GRACE 2.0 /* seconds past a request's timeout before the engine ends it itself */
 /* A download slower than this on average over `timeout` seconds is cut: a
  * host that trickles a byte a second must not hold a job's files forever. */
@@ -744,6 +747,7 @@ static double idle_for(mk_engine *e, double now, double cap) {
     if (e->wait_slot.head) wait = 0;
   }
   if (e->in_flight && wait > ACTIVE_POLL_CAP) wait = ACTIVE_POLL_CAP;
+  if (mk_grants_asking(&e->grants) && wait > STORE_POLL_CAP) wait = STORE_POLL_CAP;
   return wait > 0 ? wait : 0;
 }
 
@@ -763,7 +767,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
     if (e->events) return 0;
     if (e->grants.store && e->grants.store->host_questions) return 0; /* the Lua layer answers them */
     wait = until > now ? idle_for(e, now, until - now) : 0;
-    if (e->npfds || wait > 0) {
+    if (e->npfds || wait > 0 || store_socket(e)) {
       int rc = poll_sockets(e, wait, err, errlen);
       if (rc < 0) return -1;
       /* a signal: back to the host now (Lua's Ctrl-C hook runs there) */

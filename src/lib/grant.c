@@ -204,6 +204,10 @@ double mk_grants_tick(mk_grants *g, double now) {
   return t;
 }
 
+int mk_grants_asking(const mk_grants *g) {
+  return g->store && g->store->ops->socket && (g->lane[MK_LANE_CREATE].asked >= 0 || g->lane[MK_LANE_POLL].asked >= 0);
+}
+
 const char *mk_grants_state(const mk_grants *g, double now) {
   if (!g->store) return NULL;
   if (g->away) return "away";

@@ -62,6 +62,8 @@ double mk_grants_wait(const mk_grants *g, mk_lane lane, double now);
 int mk_grants_collect(mk_grants *g, double now);
 /* Store timeouts; seconds until it needs this again, or -1. */
 double mk_grants_tick(mk_grants *g, double now);
+/* A question is out to a store that answers through its socket (Redis). */
+int mk_grants_asking(const mk_grants *g);
 /* The store's state for the Lua layer: "away", "handover", "shared", or NULL without a store. */
 const char *mk_grants_state(const mk_grants *g, double now);
 

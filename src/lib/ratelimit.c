@@ -1,14 +1,12 @@
 #include "ratelimit.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 /* Requests leave us slightly before the gateway counts them, and arrival
  * jitter can bunch them: keep a margin so a full window stays under the limit. */
 #define MARGIN_FRACTION 0.02
 #define MARGIN_SECONDS 0.01
-/* A shared window's extra: a grant from the store reaches the gateway later
- * than a client's own (another process may be scheduled out in between). */
-#define SHARED_MARGIN_SECONDS 0.05
 
 int mk_rate_init(mk_rate *r, int limit, double per) {
   r->spent = NULL;
@@ -62,6 +60,14 @@ void mk_rate_restart(mk_rate *r, int limit, double now) {
   r->head = 0;
 }
 
+/* A shared window's extra: a grant from the store reaches the gateway later
+ * than a client's own (another process may be scheduled out in between). */
 double mk_shared_per(double per) {
-  return per * (1 + MARGIN_FRACTION) + SHARED_MARGIN_SECONDS;
+  return per * (1 + MARGIN_FRACTION) + MK_SHARED_MARGIN;
+}
+
+double mk_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

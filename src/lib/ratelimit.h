@@ -33,10 +33,16 @@ int mk_rate_take(mk_rate *r, double now);
  * spent at `now`: the first comes back one window later. */
 void mk_rate_restart(mk_rate *r, int limit, double now);
 
+/* CLOCK_MONOTONIC seconds: the clock every process of a host shares. */
+double mk_clock(void);
+
 /* A shared window's length for a configured `per`: wider than a client's
  * own, since a grant and its request's arrival are further apart when the
  * grant comes from another process or host. */
 double mk_shared_per(double per);
+/* The room a shared window keeps for the way from a grant to its request's
+ * arrival, seconds: a grant that reached its client later is not spent. */
+#define MK_SHARED_MARGIN 0.05
 
 /* ---- the account's windows, shared ---- */
 

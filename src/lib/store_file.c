@@ -26,7 +26,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ratelimit.h"
@@ -64,15 +63,10 @@ typedef struct file_store {
   unsigned char *map;
   size_t mapped;
   size_t where[MK_LANES];    /* each lane's window in the file, 0: look it up */
-  double busy_since;         /* -1: the lock was free last time */
+  double busy_since;         /* when the lock was first found held in a row of tries; -1: free last time */
+  double busy_last;          /* the last try that found it held */
   uint64_t epoch;            /* the file's epoch when last answered from, 0 before */
 } file_store;
-
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void away(file_store *f, mk_store_answer *a, const char *what, int err) {
   a->away = 1;
@@ -124,7 +118,7 @@ static int start_afresh(file_store *f) {
   memset(h, 0, sizeof *h);
   memcpy(h->magic, MAGIC, sizeof h->magic);
   h->used = sizeof *h;
-  h->epoch = f->base.client ^ (uint64_t)(monotonic() * 1e9);
+  h->epoch = f->base.client ^ (uint64_t)(mk_clock() * 1e9);
   if (!h->epoch) h->epoch = 1;
   memset(f->where, 0, sizeof f->where);
   return 0;
@@ -275,7 +269,7 @@ static void answer_locked(file_store *f, mk_lane lane, int want, int limit, doub
     away(f, a, "cannot grow the file", errno);
     return;
   }
-  now = monotonic(); /* read under the lock: grants are stamped in the order they are given */
+  now = mk_clock(); /* read under the lock: grants are stamped in the order they are given */
   grant(w, want, limit, per, now, a);
   a->peers = count_peers(f, now);
   if (f->epoch && f->epoch != ((file_head *)f->map)->epoch) {
@@ -301,7 +295,9 @@ static void file_ask(mk_store *s, mk_lane lane, int want, int limit, double per,
     if (errno != EAGAIN && errno != EACCES) {
       away(f, a, "cannot lock", errno);
     } else {
-      if (f->busy_since < 0) f->busy_since = now;
+      /* a try long after the last is a new wait, not the same one */
+      if (f->busy_since < 0 || now - f->busy_last > BUSY_AWAY / 10) f->busy_since = now;
+      f->busy_last = now;
       if (now - f->busy_since > BUSY_AWAY) away(f, a, "locked by another process for over a second", 0);
       else a->retry_in = RETRY_BUSY;
     }

@@ -162,6 +162,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata) {
                : reply->element[0]->integer > q->want ? q->want : (int)reply->element[0]->integer;
   a->retry_in = (double)reply->element[1]->integer / 1e6;
   a->peers = reply->element[2]->integer > 1000000 ? 1000000 : (int)reply->element[2]->integer;
+  /* read late (a host that stepped late, a slow link): the grants would reach
+   * the gateway late for the window Redis counted them in; they stay counted
+   * there, unspent, and the client asks again at once */
+  if (mk_clock() - q->since > MK_SHARED_MARGIN) a->granted = 0;
   if (strncmp(s->epoch, reply->element[3]->str, sizeof s->epoch - 1) != 0) {
     if (s->epoch[0]) {
       a->reset = 1;
@@ -330,14 +334,28 @@ static void redis_ready(mk_store *base, short revents, double now) {
   if (s->ac && (revents & POLLOUT)) write_quietly(s->ac);
 }
 
+/* When the connection or a question out runs out of time; -1: none. */
+static double deadline(const redis_store *s) {
+  double due = s->connected ? -1 : s->connect_started + TIMEOUT;
+  int l;
+  for (l = 0; l < MK_LANES; l++)
+    if (s->q[l].since >= 0 && (due < 0 || s->q[l].since + TIMEOUT < due)) due = s->q[l].since + TIMEOUT;
+  return due;
+}
+
 static double redis_tick(mk_store *base, double now) {
   redis_store *s = (redis_store *)base;
   double next = -1, due;
-  int l;
+  struct pollfd p;
   if (!s->ac) return -1;
-  due = s->connected ? -1 : s->connect_started + TIMEOUT;
-  for (l = 0; l < MK_LANES; l++)
-    if (s->q[l].since >= 0 && (due < 0 || s->q[l].since + TIMEOUT < due)) due = s->q[l].since + TIMEOUT;
+  due = deadline(s);
+  /* a host that stepped late (a busy program, an nginx worker with no request
+   * awaiting) finds the answer waiting on the socket: read it before calling it late */
+  if (due >= 0 && now >= due && redis_socket(base, &p) && poll(&p, 1, 0) > 0) {
+    redis_ready(base, p.revents, now);
+    if (!s->ac) return -1;
+    due = deadline(s);
+  }
   if (due >= 0 && now >= due) {
     note(s, s->connected ? "no answer within 2 s" : "no connection within 2 s", NULL);
     redisAsyncFree(s->ac); /* the questions out answer "away" */

@@ -8,10 +8,15 @@
 #include <string.h>
 
 char *mk_url_escape(const char *s) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t n = strlen(s), i, o = 0;
+  size_t n = strlen(s);
   char *out = malloc(3 * n + 1);
-  if (!out) return NULL;
+  if (out) mk_url_escape_into(out, s, n);
+  return out;
+}
+
+void mk_url_escape_into(char *out, const char *s, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t i, o = 0;
   for (i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
@@ -23,7 +28,6 @@ char *mk_url_escape(const char *s) {
     }
   }
   out[o] = '\0';
-  return out;
 }
 
 /* A dotted quad of canonical decimal parts (no leading zeros, each <= 255)

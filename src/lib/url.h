@@ -7,6 +7,8 @@
 
 /* Percent-encode `s` (RFC 3986 unreserved kept) into a new string; NULL when out of memory. */
 char *mk_url_escape(const char *s);
+/* The same into `out`, which has room for 3 * n + 1 bytes: `n` bytes of `s` (NULs encoded as %00). */
+void mk_url_escape_into(char *out, const char *s, size_t n);
 
 /* Where a URL connects, as libcurl reads it (its own URL parser, so the two
  * cannot disagree): scheme and host lowercased, IPv4 and IPv6 literals in

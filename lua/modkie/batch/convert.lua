@@ -8,16 +8,14 @@
 -- cell leaves the field to the batch's `input` defaults).
 -- @module modkie.batch.convert
 
-local cjson = require("cjson.safe").new()
+local json = require "modkie.json"
 
 local convert = {}
 
 local TRUE = { ["true"] = true, yes = true, ["1"] = true, on = true }
 local FALSE = { ["false"] = true, no = true, ["0"] = true, off = true }
 
-local function trim(s)
-  return s:match("^%s*(.-)%s*$")
-end
+local trim = require("modkie.encoding").trim
 
 local function quote(s)
   if #s > 40 then s = s:sub(1, 37) .. "..." end
@@ -56,7 +54,7 @@ local CONVERT = {
     return nil, quote(s) .. " is not a boolean (use true/false, yes/no, 1/0 or on/off)"
   end,
   table = function(s)
-    local v = cjson.decode(s)
+    local v = json.decode(s)
     if type(v) ~= "table" then return nil, quote(s) .. " is not a JSON object or array" end
     return v
   end,
@@ -83,7 +81,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string why it is not JSON
 function convert.json(text)
-  local v, err = cjson.decode(text)
+  local v, err = json.decode(text)
   if v == nil then return nil, "is not valid JSON (" .. tostring(err) .. ")" end
   return v
 end

@@ -18,9 +18,8 @@ local core = require "modkie.core"
 local Error = require "modkie.error"
 local download = require "modkie.download"
 local journal_mod = require "modkie.batch.journal"
-local wait = require "modkie.wait"
 local plan_mod = require "modkie.batch.plan"
-local suggest = require "modkie.suggest"
+local options = require "modkie.options"
 local record = require "modkie.record"
 
 local batch = {}
@@ -54,18 +53,7 @@ local OPTIONS = {
 }
 
 local function check_options(opts)
-  for k, v in pairs(opts) do
-    local want = OPTIONS[k]
-    if not want then
-      error(("modkie.batch.run: unknown option '%s'%s"):format(tostring(k), suggest.hint(k, OPTIONS)), 3)
-    end
-    if not want[type(v)] then
-      local names = {}
-      for t in pairs(want) do names[#names + 1] = t end
-      table.sort(names)
-      error(("modkie.batch.run: option '%s' must be a %s, got %s"):format(k, table.concat(names, " or "), type(v)), 3)
-    end
-  end
+  options.check("modkie.batch.run", opts, OPTIONS, 3)
   if not opts.model then error("modkie.batch.run: option 'model' is required", 3) end
   if opts.rows == nil then error("modkie.batch.run: option 'rows' is required (a table or a file path)", 3) end
   if opts.template and opts.template_file then
@@ -215,7 +203,7 @@ local function new_runner(opts, plan)
     concurrency = opts.concurrency or DEFAULT_CONCURRENCY,
     entries = {}, queue = {}, qhead = 1, active = {},
     started = core.now(), last_progress = 0, finished_now = 0,
-    mode = wait.mode(opts.client),
+    mode = opts.client.scheduler:mode(),
   }, Runner)
   for i, job in ipairs(plan.jobs) do
     self.entries[i] = {
@@ -477,13 +465,12 @@ function Runner:start_download(a)
     self:files_saved(e, nil)
     return false
   end
-  local d = { done = false, waiters = {} }
   local client = self.client
+  local d = client.scheduler:pending()
   client:go(function()
     local _, err = download.files(client, urls, dir, { name = function(i) return names[i] end })
     d.err = err
-    d.done = true
-    for co in pairs(d.waiters) do client:_ready_push(co) end
+    client.scheduler:finish(d)
   end)
   a.download, a.job = d, nil
   e.downloading = true
@@ -643,9 +630,19 @@ function Runner:pump()
     self.client:step(TICK_BLOCK)
     return
   end
-  local watch = { self.client:_door_signal() }
-  for _, a in ipairs(self.active) do watch[#watch + 1] = a.job or a.download end
-  wait.any(self.client, watch, TICK_YIELD)
+  local watch, jobs = {}, {}
+  for _, a in ipairs(self.active) do
+    watch[#watch + 1] = a.job or a.download
+    jobs[#jobs + 1] = a.job
+  end
+  -- a job at the door must be journaled before it goes: wake for that too
+  local function at_door()
+    for _, job in ipairs(jobs) do
+      if job.held then return true end
+    end
+    return false
+  end
+  self.client.scheduler:wait(watch, TICK_YIELD, at_door)
 end
 
 function Runner:loop()

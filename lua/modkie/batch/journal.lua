@@ -24,17 +24,14 @@
 -- the file. The API key is never written.
 -- @module modkie.batch.journal
 
-local cjson = require "cjson.safe"
 local core = require "modkie.core"
 local Error = require "modkie.error"
+local json = require "modkie.json"
 
 local journal = {}
 
 journal.VERSION = 1
 
-local json = cjson.new()
-json.decode_max_depth(32)
-json.encode_max_depth(32)
 
 local function new_state()
   return { jobs = {}, runs = 0, lines = 0, torn = 0, run_records = {} }
@@ -188,14 +185,14 @@ function journal.read(path, opts)
   return journal.replay(text, path, opts)
 end
 
---- Whether `v` can go into a record (JSON, nested at most 32 deep): an
+--- Whether `v` can go into a record (JSON, nested at most 64 deep): an
 -- input the journal cannot hold is left out rather than stopping the batch.
 function journal.encodable(v)
   return json.encode(v) ~= nil
 end
 
 --- One record as a JSON line (no newline): `type` and `job` first, so a
--- person reading the file sees what each line is; `/` left unescaped.
+-- person reading the file sees what each line is; `/` left unescaped (modkie.json).
 -- @treturn[1] string
 -- @treturn[2] nil
 -- @treturn[2] string why it cannot be encoded
@@ -209,9 +206,6 @@ function journal.encode(rec)
   local head = json.encode(rec.type)
   if rec.job ~= nil then head = head .. ',"job":' .. json.encode(rec.job) end
   head = '{"type":' .. head
-  -- cjson writes "/" as "\/"; inside its output a "\/" is always that
-  -- escape (a literal backslash is "\\", never followed by a bare "/")
-  body = body:gsub("\\/", "/")
   if body == "{}" then return head .. "}" end
   return head .. "," .. body:sub(2)
 end

@@ -18,7 +18,7 @@
 local core = require "modkie.core"
 local Error = require "modkie.error"
 local journal_mod = require "modkie.batch.journal"
-local json = require "modkie.cli.json"
+local json = require "modkie.json"
 
 local review = {}
 
@@ -52,7 +52,7 @@ local esc = review.escape
 
 -- A path for an href or src: each segment percent-encoded (then escaped).
 local function url_path(path)
-  return (path:gsub("[^%w%-%._~/]", function(c) return ("%%%02X"):format(c:byte()) end))
+  return (path:gsub("[^/]+", core.url_escape))
 end
 
 local function number(v)
@@ -82,7 +82,7 @@ local function value_text(v)
   if type(v) == "string" then return v end
   -- cjson reads 501 back as 501.0 on Lua 5.3+
   if number(v) and v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%d"):format(v) end
-  if type(v) == "table" then return json.encode(v) end
+  if type(v) == "table" then return json.sorted(v) end
   return tostring(v)
 end
 

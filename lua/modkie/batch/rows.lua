@@ -41,7 +41,7 @@
 
 local Error = require "modkie.error"
 local encoding = require "modkie.encoding"
-local cjson = require("cjson.safe").new()
+local json = require "modkie.json"
 
 local byte, sub, find, match, gsub, gmatch = string.byte, string.sub, string.find, string.match, string.gsub,
   string.gmatch
@@ -53,7 +53,7 @@ local M = {}
 
 local QUOTE, LF, CR = 34, 10, 13
 local BOM = "\239\187\191"
-local NULL = cjson.null
+local NULL = json.null
 
 -- A validation error whose message names the file, row, line and column.
 local function mkerr(msg, fields, path)
@@ -72,9 +72,7 @@ local function fail(msg, fields, path)
   return nil, mkerr(msg, fields, path)
 end
 
-local function trim(s)
-  return match(s, "^%s*(.*%S)") or ""
-end
+local trim = encoding.trim
 
 ---------------------------------------------------------------------------
 -- CSV
@@ -281,7 +279,7 @@ local function json_row(text, line, row, path)
   if not find(text, "^%s*{") then
     return fail("not a JSON object (each line must be one {...} object)", { line = line, row = row }, path)
   end
-  local value, msg = cjson.decode(text)
+  local value, msg = json.decode(text)
   if type(value) ~= "table" then
     return fail("invalid JSON: " .. tostring(msg), { line = line, row = row }, path)
   end

@@ -65,21 +65,18 @@
 -- @module modkie.batch.template
 
 local Error = require "modkie.error"
+local rng = require "modkie.rng"
 local suggest = require "modkie.suggest"
 
 local byte, sub, find, match, gsub, gmatch = string.byte, string.sub, string.find, string.match,
   string.gsub, string.gmatch
 local rep, format, upper, lower = string.rep, string.format, string.upper, string.lower
 local concat = table.concat
-local floor, abs = math.floor, math.abs
+local floor = math.floor
 local type, tostring, tonumber, setmetatable, getmetatable, pcall, error, next =
   type, tostring, tonumber, setmetatable, getmetatable, pcall, error, next
 
-local NULL -- cjson.null, treated as missing; nil when lua-cjson is absent
-do
-  local ok, cjson = pcall(require, "cjson")
-  if ok and type(cjson) == "table" then NULL = cjson.null end
-end
+local NULL = require("modkie.json").null -- JSON null: treated as missing
 
 local M = {}
 
@@ -140,9 +137,7 @@ local function fmtnum(v)
   return tostring(v)
 end
 
-local function trim(s)
-  return match(s, "^%s*(.*%S)") or ""
-end
+local trim = require("modkie.encoding").trim
 
 -- Filters: {arity, fn(value_or_nil, arg)}; a nil value passes through.
 local FILTERS = {
@@ -790,41 +785,6 @@ local function nth_seq(seq, k, out)
   return out
 end
 
--- Portable PRNG: L'Ecuyer's combined LCG (1988). Every product stays below
--- 2^53, so it gives the same numbers with doubles (5.1, LuaJIT) and with
--- 5.3+ integers.
-local M1, M2 = 2147483563, 2147483399
-local D1 = 2147483562.0
-local D2 = D1 * D1
-
-local function new_rng(seed)
-  local s
-  if type(seed) == "string" then
-    s = 0
-    for i = 1, #seed do s = (s * 31 + byte(seed, i)) % M1 end
-  else
-    s = abs(seed)
-    if s ~= s or s == math.huge then s = 0 end
-    while s >= TWO53 do s = s / 1048576 end
-    s = floor(s)
-  end
-  local s1 = s % (M1 - 1) + 1
-  local s2 = (floor(s / (M1 - 1)) * 7 + s % (M2 - 1)) % (M2 - 1) + 1
-  local function step()
-    s1 = (s1 * 40014) % M1
-    s2 = (s2 * 40692) % M2
-    local z = s1 - s2
-    if z < 1 then z = z + (M1 - 1) end
-    return z
-  end
-  for _ = 1, 10 do step() end
-  return function()
-    local a = step()
-    local b = step()
-    return (a - 1) / D1 + (b - 1) / D2
-  end
-end
-
 --- Expand `{a|b}` alternatives into every combination, or a seeded random pick.
 -- @tparam string text the text (Mustache tags in it are left as they are)
 -- @tparam[opt] table opts `limit` (default 10000: more combinations than
@@ -858,9 +818,9 @@ function M.expand(text, opts)
       return nil, Error.new("validation", ("%sasked for %s random picks, more than the limit of %s"):format(
         prefix, fmtnum(random), fmtnum(limit)), { count = random, row = opts.row, template = opts.name })
     end
-    local rng, out = new_rng(seed == nil and (os.time() + os.clock() * 1e6) or seed), {}
+    local stream, out = rng.new(seed == nil and (os.time() + os.clock() * 1e6) or seed), {}
     for i = 1, random do
-      local k = floor(rng() * total)
+      local k = floor(stream:next() * total)
       if k >= total then k = total - 1 end
       out[i] = concat(nth_seq(tree, k, {}))
     end

@@ -1,5 +1,6 @@
 --- Command-line flags: `--name value`, `--name=value`, switches, repeated
--- flags, positionals, `--` to end flags. Errors name the flag.
+-- flags, positionals, `--` to end flags. Errors name the flag. The one argv
+-- parser: every `modkie` command's, and the emulator's (`modkie mock`).
 -- @module modkie.cli.args
 
 local suggest = require "modkie.suggest"
@@ -41,16 +42,21 @@ args.types = {
 }
 
 --- Parse `argv` by `spec`.
--- `spec.flags[name] = { value = "TYPE" (a key of args.types; absent for a
--- switch), many = true (repeatable: a list), key = "field" (default: name
--- with - as _) }`; `spec.positionals = { "NAME", … }` (at most that many),
--- `spec.min` (at least that many).
+-- `spec.flags[name] = { value = "TYPE" (a key of args.types, or a function
+-- value -> parsed | nil, why; absent for a switch), many = true (repeatable:
+-- a list), optional = true (a value may follow; bare, the flag is true),
+-- key = "field" (default: name with - as _) }`; `spec.positionals = {
+-- "NAME", … }` (at most that many), `spec.min` (at least that many),
+-- `spec.last_wins` (a flag given twice takes the last value, instead of an
+-- error), `spec.defaults` (values of the flags not given).
 -- @treturn[1] table options (switches true, values parsed, `many` lists),
 --   with the positionals in `[1]`, `[2]`, …
 -- @treturn[2] nil
 -- @treturn[2] string the problem, naming the flag
 function args.parse(argv, spec)
   local opts, pos = {}, {}
+  for k, v in pairs(spec.defaults or {}) do opts[k] = v end
+  local given = {}
   local flags = spec.flags
   local i, only_pos = 1, false
   while i <= #argv do
@@ -75,6 +81,8 @@ function args.parse(argv, spec)
       if not flag.value then
         if inline then return nil, "--" .. name .. " takes no value" end
         opts[key] = true
+      elseif flag.optional and inline == nil and (argv[i + 1] == nil or argv[i + 1]:sub(1, 1) == "-") then
+        opts[key] = true -- bare
       else
         local value = inline
         if value == nil then
@@ -82,14 +90,15 @@ function args.parse(argv, spec)
           value = argv[i]
           if value == nil then return nil, "--" .. name .. " needs a value" end
         end
-        local parsed, why = args.types[flag.value](value)
+        local check = type(flag.value) == "function" and flag.value or args.types[flag.value]
+        local parsed, why = check(value)
         if parsed == nil then return nil, ("--%s %s, got '%s'"):format(name, why, value) end
         if flag.many then
           opts[key] = opts[key] or {}
           opts[key][#opts[key] + 1] = parsed
         else
-          if opts[key] ~= nil then return nil, "--" .. name .. " given twice" end
-          opts[key] = parsed
+          if given[key] and not spec.last_wins then return nil, "--" .. name .. " given twice" end
+          given[key], opts[key] = true, parsed
         end
       end
     end

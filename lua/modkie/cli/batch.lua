@@ -83,13 +83,15 @@ local function report_json(report)
     if k ~= "rows" and k ~= "problems" and k ~= "halted" then out[k] = v end
   end
   out.halted = common.error_json(report.halted)
-  out.rows = common.array()
-  for i, e in ipairs(report.rows) do out.rows[i] = entry_json(e) end
+  local rows = {}
+  for i, e in ipairs(report.rows) do rows[i] = entry_json(e) end
+  out.rows = common.array(rows)
   if report.problems then
-    out.problems = common.array()
+    local problems = {}
     for i, p in ipairs(report.problems) do
-      out.problems[i] = { row = p.row, line = p.line, field = p.field, column = p.column, message = p.message }
+      problems[i] = { row = p.row, line = p.line, field = p.field, column = p.column, message = p.message }
     end
+    out.problems = common.array(problems)
   end
   return out
 end

@@ -5,7 +5,7 @@ local core = require "modkie.core"
 local Error = require "modkie.error"
 local models = require "modkie.models"
 local convert = require "modkie.batch.convert"
-local json = require "modkie.cli.json"
+local json = require "modkie.json"
 local text = require("modkie.cli.escape").text
 
 local common = {}
@@ -40,8 +40,9 @@ function common.transient(err)
   return KIND_EXIT[err.kind] == "network"
 end
 
---- JSON text of `v` (sorted keys; see modkie.cli.json).
-common.json = json.encode
+--- JSON text of `v` for `--json` (sorted keys, control characters escaped; see modkie.json).
+common.json = json.sorted
+--- Mark a filled list as a JSON array (`[]` when empty).
 common.array = json.array
 
 --- An error as plain JSON fields.
@@ -98,6 +99,13 @@ common.GATEWAY = {
 common.POLL = { name = "poll-interval", value = "seconds", arg = "S",
   help = "seconds between polls of a job (default: the gateway's\nrecommended schedule: 2-3 s, then slower)" }
 common.JSON = { name = "json", help = "print JSON on stdout" }
+--- An input from the command line (submit, validate).
+common.INPUT = {
+  { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
+  { name = "set", value = "string", many = true, arg = "KEY=VALUE",
+    help = "an input field, converted to the model's type\n(duration=5, generate_audio=true); repeatable;\n"
+      .. "KEY:=JSON gives it as raw JSON" },
+}
 
 --- One list of flag entries from lists and single entries, in order.
 function common.flags(...)

@@ -30,6 +30,26 @@ local function lazy(mod, fn)
   return function(args) return require(mod)[fn](args) end
 end
 
+-- The emulator is a rock of its own (modkie-mock, with luasocket): when it
+-- is not installed, say how to get it rather than show a module search.
+local function mock(args)
+  local ok, mod = pcall(require, "modkie.mock")
+  if ok then return mod.main(args) end
+  local msg = tostring(mod)
+  local missing = msg:match("module '([^']+)' not found")
+  if missing == "modkie.mock" then
+    io.stderr:write("modkie mock: the gateway emulator is not installed: it is the modkie-mock rock "
+      .. "(luarocks install modkie-mock, or luarocks make modkie-mock-scm-1.rockspec in a checkout; "
+      .. "from a checkout, lua5.4 bin/modkie mock runs it as it is)\n")
+    return 2
+  elseif missing == "socket" or (missing and missing:match("^socket%.")) or missing == "ltn12" then
+    io.stderr:write("modkie mock: the gateway emulator needs luasocket (Debian: apt install lua-socket; "
+      .. "or luarocks install luasocket)\n")
+    return 2
+  end
+  error(mod, 0)
+end
+
 local commands = {
   submit = lazy("modkie.cli.job", "submit"),
   status = lazy("modkie.cli.job", "status"),
@@ -40,7 +60,7 @@ local commands = {
   validate = lazy("modkie.cli.models", "validate"),
   models = lazy("modkie.cli.models", "models"),
   credits = lazy("modkie.cli.account", "credits"),
-  mock = lazy("modkie.mock", "main"),
+  mock = mock,
 }
 
 --- Run the CLI with `args` (a list of strings); returns the exit code.

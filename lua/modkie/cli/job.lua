@@ -115,11 +115,7 @@ local SUBMIT = args.command {
     .. "with --download DIR, also saves its outputs. Every task submitted is kept in\n"
     .. "the list 'modkie list' shows.",
   positionals = { "MODEL" }, min = 1,
-  flags = common.flags({
-    { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
-    { name = "set", value = "string", many = true, arg = "KEY=VALUE",
-      help = "an input field, converted to the model's type\n(duration=5, generate_audio=true); repeatable;\n"
-        .. "KEY:=JSON gives it as raw JSON" },
+  flags = common.flags(common.INPUT, {
     { name = "callback-url", value = "nonempty", arg = "URL",
       help = "the gateway POSTs the result there when the job ends" },
     { name = "wait", help = "wait for the job to end and print its result" },
@@ -136,7 +132,7 @@ local function interrupted(command, job)
   if job and job.id then
     io.stderr:write(("\nmodkie %s: interrupted; task %s keeps running (and billing) at the gateway: "
       .. "follow it with 'modkie wait %s'\n"):format(command, text(job.id), text(job.id)))
-  elseif job and job._sent then
+  elseif job and job.sent then
     io.stderr:write(("\nmodkie %s: interrupted while createTask was in flight: a task may have been created "
       .. "without its id reaching us (the gateway's dashboard lists it)\n"):format(command))
   else
@@ -337,13 +333,13 @@ function job_cli.list(argv)
   local n = opts.all and #list or opts.limit or 20
   local first = math.max(1, #list - n + 1)
   if opts.json then
-    local out = common.array()
+    local out = {}
     for i = first, #list do
       local t = list[i]
       out[#out + 1] = { id = t.id, submitted_at = t.t, model = t.model, gateway = t.gateway, via = t.via,
         prompt = t.prompt, state = t.state, ended_at = t.ended_t }
     end
-    io.stdout:write(common.json(out), "\n")
+    io.stdout:write(common.json(common.array(out)), "\n")
     return EXIT.ok
   end
   if #list == 0 then

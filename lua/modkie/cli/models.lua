@@ -76,9 +76,9 @@ function models_cli.models(argv)
   end
   local ids = models.list()
   if opts.json then
-    local list = common.array()
+    local list = {}
     for i, id in ipairs(ids) do list[i] = schema_json(id, models.get(id)) end
-    io.stdout:write(common.json(list), "\n")
+    io.stdout:write(common.json(common.array(list)), "\n")
     return EXIT.ok
   end
   for _, id in ipairs(ids) do
@@ -95,12 +95,7 @@ local VALIDATE = args.command {
     .. "problem (exit 2). --set converts values to the field's type like submit.\n"
     .. "To check a whole batch (rows and template), use 'modkie batch --dry-run'.",
   positionals = { "MODEL" }, min = 1,
-  flags = {
-    { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
-    { name = "set", value = "string", many = true, arg = "KEY=VALUE",
-      help = "an input field, converted to the model's type; repeatable;\nKEY:=JSON gives it as raw JSON" },
-    common.JSON,
-  },
+  flags = common.flags(common.INPUT, common.JSON),
 }
 models_cli.VALIDATE_USAGE = VALIDATE.help
 
@@ -116,8 +111,9 @@ function models_cli.validate(argv)
   if opts.json then
     local out = { valid = ok == true, model = model, checked = known, input = input }
     if not ok then
-      out.problems = common.array()
-      for i, p in ipairs(err.problems) do out.problems[i] = { field = p.field, message = p.message } end
+      local problems = {}
+      for i, p in ipairs(err.problems) do problems[i] = { field = p.field, message = p.message } end
+      out.problems = common.array(problems)
     end
     io.stdout:write(common.json(out), "\n")
     return ok and EXIT.ok or EXIT.usage

@@ -16,8 +16,8 @@
 -- password part. A line that does not parse is skipped.
 -- @module modkie.cli.tasks
 
-local cjson = require("cjson.safe").new()
 local core = require "modkie.core"
+local json = require "modkie.json"
 
 local tasks = {}
 
@@ -52,7 +52,7 @@ local function append(rec, sync)
   rec.t = rec.t or os.time()
   -- one write of a short line to a file opened for appending: whole even
   -- when two commands append at once
-  ok, err = f:write(assert(cjson.encode(rec)):gsub("\\/", "/") .. "\n")
+  ok, err = f:write(assert(json.encode(rec)) .. "\n")
   if ok and sync then ok, err = core.fsync(f) end
   f:close()
   if not ok then return nil, err end
@@ -107,7 +107,7 @@ function tasks.list()
   end
   local list, by_id = {}, {}
   for line in f:lines() do
-    local rec = cjson.decode(line)
+    local rec = json.decode(line)
     if type(rec) == "table" and type(rec.id) == "string" then
       local task = by_id[rec.id]
       if rec.state == nil then

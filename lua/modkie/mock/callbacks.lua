@@ -30,6 +30,8 @@ local http = require "socket.http"
 local ltn12 = require "ltn12"
 local url = require "socket.url"
 
+local trim = require("modkie.encoding").trim
+
 local Callbacks = {}
 Callbacks.__index = Callbacks
 
@@ -55,7 +57,7 @@ end
 function Callbacks.parse_directive(value)
   local out = {}
   for item in (value .. ","):gmatch("([^,]*),") do
-    item = item:gsub("^%s+", ""):gsub("%s+$", "")
+    item = trim(item)
     local delay = item:match("^delay:([%d%.]+)$")
     if item == "drop" then out.drop = true
     elseif item == "duplicate" then out.copies = 2

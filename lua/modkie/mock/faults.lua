@@ -38,7 +38,7 @@
 --   huge         the answer after --huge-bytes of JSON whitespace: valid,
 --                same meaning, bigger than a client's 8 MiB cap
 -- /files answers with real HTTP statuses in every dialect (as it does anyway).
-local Rng = require "modkie.mock.rng"
+local rng = require "modkie.rng"
 
 local faults = {}
 
@@ -63,7 +63,7 @@ faults.DEFAULT_RETRY_AFTER = 1
 faults.DEFAULT_STALL_SECONDS = 35 -- longer than a client's default 30 s timeout
 faults.DEFAULT_HUGE_BYTES = 9 * 1024 * 1024
 
-local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+local trim = require("modkie.encoding").trim
 
 --- Parse a SPEC: { [endpoint] = { {kind, fraction}, … } }, or nil and a
 -- message naming the bad part.
@@ -165,7 +165,7 @@ end
 function Plan:reset()
   self.streams, self.counts, self.create_seen = {}, {}, {}
   for _, e in ipairs(faults.ENDPOINTS) do
-    self.streams[e] = Rng.new(self.seed, e)
+    self.streams[e] = rng.new(self.seed, e)
     self.counts[e] = {}
   end
 end
@@ -179,7 +179,7 @@ end
 -- positions, trigger progress per prompt.
 function Plan:snapshot()
   local streams = {}
-  for e, s in pairs(self.streams) do streams[e] = s.x end
+  for e, s in pairs(self.streams) do streams[e] = s:state() end
   return { seed = self.seed, counts = self.counts, streams = streams, create_seen = self.create_seen }
 end
 
@@ -195,8 +195,8 @@ function Plan:restore(snap)
   if type(snap.create_seen) == "table" then self.create_seen = snap.create_seen end
   -- The streams go on where they stopped only for the same seed.
   if snap.seed == self.seed and type(snap.streams) == "table" then
-    for e, x in pairs(snap.streams) do
-      if self.streams[e] and type(x) == "number" and x >= 1 then self.streams[e].x = x end
+    for e, state in pairs(snap.streams) do
+      if self.streams[e] then self.streams[e]:restore(state) end
     end
   end
 end

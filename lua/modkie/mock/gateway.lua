@@ -22,7 +22,7 @@
 --   * `--models`: models nobody registered are refused with 422 (the
 --     gateway's exact answer for them is undocumented).
 local socket = require "socket"
-local json = require "modkie.mock.json"
+local json = require "modkie.json"
 local directives = require "modkie.mock.directives"
 local files = require "modkie.mock.files"
 local media = require "modkie.mock.media"
@@ -400,7 +400,7 @@ end
 -- Endpoints: each takes (gateway, ctx) with ctx = { req, now, key }.
 
 local function decode_body(self, ctx)
-  local body = json.decode(ctx.req.body or "")
+  local body = json.strict_decode(ctx.req.body or "")
   if body == nil then return nil, self:fail(422, "request body is not valid JSON") end
   if not json.is_object(body) then return nil, self:fail(422, "request body must be a JSON object") end
   return body
@@ -411,7 +411,7 @@ end
 function Gateway.create_directives(_, ctx)
   if ctx.directives == nil then
     ctx.directives = false
-    local body = json.decode(ctx.req.body or "")
+    local body = json.strict_decode(ctx.req.body or "")
     local prompt = json.is_object(body) and json.is_object(body.input) and body.input.prompt
     if type(prompt) == "string" then
       ctx.prompt = prompt
@@ -433,7 +433,7 @@ function Gateway:task_for(endpoint, ctx)
   elseif endpoint == "files" then
     id = files.parse_path(ctx.req.path)
   elseif endpoint == "download_url" then
-    local body = json.decode(ctx.req.body or "")
+    local body = json.strict_decode(ctx.req.body or "")
     id = json.is_object(body) and url_task_id(body.url)
   end
   return id and self.tasks[id] or nil
@@ -567,7 +567,7 @@ end
 -- input's aspect_ratio (and, for a clip, its duration); nil for other kinds.
 local function playable(task, n)
   if task.ext ~= "mp4" and task.ext ~= "png" then return nil end
-  local body = json.decode(task.raw or "")
+  local body = json.strict_decode(task.raw or "")
   local input = type(body) == "table" and type(body.input) == "table" and body.input or {}
   local w, h = media.size(input.aspect_ratio)
   local seed = task.id .. ":" .. n
@@ -630,7 +630,7 @@ end
 -- verbatim, in order, the last one again and again: a test replays a
 -- documented answer byte for byte, whatever the emulator would have said.
 local function mock_replay(self, ctx)
-  local body = json.decode(ctx.req.body or "")
+  local body = json.strict_decode(ctx.req.body or "")
   local answers = json.is_object(body) and body.answers
   if type(body) ~= "table" or type(body.path) ~= "string" or type(answers) ~= "table" or #answers == 0 then
     return answer(400, '{"ok":false,"error":"send {path, taskId?, answers: [{status?, body, headers?}, ...]}"}')
@@ -668,7 +668,7 @@ local function mock_reset(self)
 end
 
 local function mock_credits(self, ctx)
-  local body = json.decode(ctx.req.body or "")
+  local body = json.strict_decode(ctx.req.body or "")
   if not json.is_object(body) or type(body.key) ~= "string" or type(body.balance) ~= "number" then
     return answer(400, '{"ok":false,"error":"send {\\"key\\": string, \\"balance\\": number}"}')
   end

@@ -1,14 +1,17 @@
 --- `modkie mock`: the gateway emulator, a real local HTTP/1.1 server that
--- speaks the wire contract (DESIGN.md §1) in the kie or modkie dialect.
+-- speaks the wire contract (docs/design.md §1) in the kie or modkie dialect.
 --   modkie.mock.http      the non-blocking server (sockets, framing, keep-alive)
 --   modkie.mock.gateway   the API: tasks, timelines, credits, dialects, stats
 --   modkie.mock.faults    fault injection (--faults, [fault=…] triggers)
 --   modkie.mock.state     --state FILE: tasks and balances survive a restart
---   modkie.mock.directives, .files, .ledger, .ratelimit, .rng, .json   its parts
+--   modkie.mock.callbacks signed callbacks to a job's callBackUrl
+--   modkie.mock.directives, .files, .ledger, .media, .ratelimit   its parts
+-- (JSON is modkie.json, the seeded draws modkie.rng, flags modkie.cli.args.)
 -- Reuse in-process: `local m = mock.new(opts); m.listen(); m.step(0)`.
 -- @module modkie.mock
 
 local socket = require "socket"
+local args = require "modkie.cli.args"
 local http = require "modkie.mock.http"
 local Gateway = require "modkie.mock.gateway"
 local faults = require "modkie.mock.faults"
@@ -141,88 +144,48 @@ local function list_of(v)
   return out
 end
 
+local function nonempty(v)
+  if v == "" then return nil, "must not be empty" end
+  return v
+end
+
+-- The flags, for modkie.cli.args: `value` checks and converts a flag's text.
 local FLAGS = {
-  port = { key = "port", parse = number_flag(0, 65535, true) },
-  host = { key = "host", parse = function(v) if v == "" then return nil, "must not be empty" end return v end },
-  dialect = { key = "dialect", parse = function(v)
+  port = { value = number_flag(0, 65535, true) },
+  host = { value = nonempty },
+  dialect = { value = function(v)
     if not Gateway.DIALECTS[v] then return nil, "must be kie or modkie" end
     return v
   end },
-  ["job-seconds"] = { key = "job_seconds", parse = number_flag(0, 1e9) },
-  ["api-key"] = { key = "api_key", parse = function(v)
-    if v == "" then return nil, "must not be empty" end
-    return v
-  end },
-  credits = { key = "credits", parse = number_flag(0, 1e15) },
-  ["files-base"] = { key = "files_base", parse = function(v)
+  ["job-seconds"] = { value = number_flag(0, 1e9) },
+  ["api-key"] = { value = nonempty },
+  credits = { value = number_flag(0, 1e15) },
+  ["files-base"] = { value = function(v)
     if not v:match("^https?://[^/]+") then return nil, "must be an http:// or https:// URL" end
     return (v:gsub("/+$", ""))
   end },
-  ["max-connections"] = { key = "max_connections",
-    parse = number_flag(1, http.MAX_CONNECTIONS_LIMIT, true) },
-  limits = { key = "limits", optional = true, parse = parse_limits },
-  faults = { key = "faults", parse = function(v)
-    local spec, why = faults.parse_spec(v)
-    if not spec then return nil, why end
-    return spec
-  end },
-  seed = { key = "seed", parse = number_flag(0, 2 ^ 53, true) },
-  ["webhook-secret"] = { key = "webhook_secret", parse = function(v)
-    if v == "" then return nil, "must not be empty" end
-    return v
-  end },
-  ["callback-retries"] = { key = "callback_retries", parse = number_flag(0, 100, true) },
-  ["callback-backoff"] = { key = "callback_backoff", parse = number_flag(0, 86400) },
-  ["record-delay"] = { key = "record_delay", parse = number_flag(0, 86400) },
-  models = { key = "models", optional = true, parse = function(v) return list_of(v) end },
-  price = { key = "prices", parse = parse_prices },
-  ["retry-after"] = { key = "retry_after", parse = number_flag(0, 86400, true) },
-  ["stall-seconds"] = { key = "stall_seconds", parse = number_flag(0, 86400) },
-  ["huge-bytes"] = { key = "huge_bytes", parse = number_flag(1, 1024 * 1024 * 1024, true) },
-  state = { key = "state", parse = function(v) if v == "" then return nil, "must not be empty" end return v end },
-  verbose = { key = "verbose", switch = true },
-  media = { key = "media", switch = true },
-  help = { key = "help", switch = true },
+  ["max-connections"] = { value = number_flag(1, http.MAX_CONNECTIONS_LIMIT, true) },
+  limits = { value = parse_limits, optional = true },
+  faults = { value = faults.parse_spec },
+  seed = { value = number_flag(0, 2 ^ 53, true) },
+  ["webhook-secret"] = { value = nonempty },
+  ["callback-retries"] = { value = number_flag(0, 100, true) },
+  ["callback-backoff"] = { value = number_flag(0, 86400) },
+  ["record-delay"] = { value = number_flag(0, 86400) },
+  models = { value = list_of, optional = true },
+  price = { key = "prices", value = parse_prices },
+  ["retry-after"] = { value = number_flag(0, 86400, true) },
+  ["stall-seconds"] = { value = number_flag(0, 86400) },
+  ["huge-bytes"] = { value = number_flag(1, 1024 * 1024 * 1024, true) },
+  state = { value = nonempty },
+  verbose = {}, media = {}, help = {},
 }
 
---- Parse the CLI arguments: options table, or nil and a message naming the flag.
-function mock.parse_args(args)
-  local opts = { port = 8089, host = "127.0.0.1", dialect = "kie" }
-  local i = 1
-  while i <= #args do
-    local arg = args[i]
-    local name, inline = arg:match("^%-%-([%w%-]+)=(.*)$")
-    if not name then name = arg:match("^%-%-([%w%-]+)$") end
-    if arg == "-h" then name = "help" end
-    local flag = name and FLAGS[name]
-    if not flag then
-      if arg:sub(1, 1) == "-" then return nil, "unknown option '" .. arg .. "'" end
-      return nil, "unexpected argument '" .. arg .. "'"
-    end
-    if flag.switch then
-      if inline then return nil, "--" .. name .. " takes no value" end
-      opts[flag.key] = true
-    elseif flag.optional and inline == nil and (args[i + 1] == nil or args[i + 1]:sub(1, 1) == "-") then
-      opts[flag.key] = true -- bare: the defaults
-    else
-      local value = inline
-      if value == nil then
-        i = i + 1
-        value = args[i]
-        if value == nil then return nil, "--" .. name .. " needs a value" end
-      end
-      local parsed, why = flag.parse(value)
-      if parsed == nil then
-        if flag.key == "faults" or flag.key == "limits" or flag.key == "prices" then
-          return nil, "--" .. name .. ": " .. why
-        end
-        return nil, "--" .. name .. " " .. why .. ", got '" .. value .. "'"
-      end
-      opts[flag.key] = parsed
-    end
-    i = i + 1
-  end
-  return opts
+--- Parse the CLI arguments: options table, or nil and a message naming the
+-- flag. A flag given twice takes the last value.
+function mock.parse_args(argv)
+  return args.parse(argv, { flags = FLAGS, last_wins = true,
+    defaults = { port = 8089, host = "127.0.0.1", dialect = "kie" } })
 end
 
 --- The pid of this process (the one that serves).
@@ -308,8 +271,8 @@ function mock.new(opts)
 end
 
 --- Entry point of `modkie mock`: returns an exit code.
-function mock.main(args)
-  local opts, err = mock.parse_args(args or {})
+function mock.main(argv)
+  local opts, err = mock.parse_args(argv or {})
   if not opts then
     io.stderr:write("modkie mock: ", err, "\nRun 'modkie mock --help' for the options.\n")
     return 2

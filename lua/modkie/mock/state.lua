@@ -19,7 +19,7 @@
 -- to FILE.tmp, then renamed over FILE, so a kill at any moment leaves either
 -- the old or the new file whole. A torn last line (a kill mid-write) is
 -- ignored.
-local json = require "modkie.mock.json"
+local json = require "modkie.json"
 
 local State = {}
 State.__index = State
@@ -66,7 +66,7 @@ end
 local function load(path, gw)
   local lines, whole = read_lines(path)
   if not lines or #lines == 0 then return true end
-  local head = json.decode(lines[1])
+  local head = json.strict_decode(lines[1])
   if not (json.is_object(head) and head.modkie_mock_state == FORMAT) then
     return nil, path .. " is not a modkie mock state file (left untouched)"
   end
@@ -79,7 +79,7 @@ local function load(path, gw)
   end
   local counters, tasks_at_counters
   for i = 2, #lines do
-    local line = json.decode(lines[i])
+    local line = json.strict_decode(lines[i])
     if type(line) ~= "table" then
       -- A torn last line is a kill mid-write; anything else is worth a word.
       if i < #lines or whole then

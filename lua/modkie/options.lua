@@ -1,0 +1,35 @@
+--- Option tables, checked one way everywhere (`modkie.new`, `submit`,
+-- `job`, `generate`, `batch.run`, `webhook.verify`): a name that is not an
+-- option is an error naming it and the closest one ("did you mean"), a
+-- value of the wrong type an error naming the option and the types it takes.
+-- A typo must not pass silently.
+-- @module modkie.options
+
+local suggest = require "modkie.suggest"
+
+local options = {}
+
+--- Raise unless every key of `opts` is a name of `known` and its value's
+-- type is one `known[name]` lists.
+-- @tparam string fname who checks, for the message ("modkie.new", "submit")
+-- @tparam table opts the options given
+-- @tparam table known name -> set of the type names it takes (`{ string = true }`), or `true` for any
+-- @tparam[opt=2] number level where the error points, as `error`'s level seen from
+--   the function that calls `check` (2: its caller)
+function options.check(fname, opts, known, level)
+  level = (level or 2) + 1
+  for k, v in pairs(opts) do
+    local want = type(k) == "string" and known[k]
+    if not want then
+      error(("%s: unknown option '%s'%s"):format(fname, tostring(k), suggest.hint(k, known)), level)
+    end
+    if want ~= true and not want[type(v)] then
+      local names = {}
+      for t in pairs(want) do names[#names + 1] = t end
+      table.sort(names)
+      error(("%s: option '%s' must be a %s, got %s"):format(fname, k, table.concat(names, " or "), type(v)), level)
+    end
+  end
+end
+
+return options
