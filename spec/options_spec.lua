@@ -161,6 +161,18 @@ describe("submit and job options", function()
     end
     assert.has_error(function() client:job("") end, "bad argument #1 to 'job' (a task id of 1 to 1024 bytes expected)")
     assert.has_error(function() client:job(42) end, "bad argument #1 to 'job' (string expected, got number)")
+    assert.has_error(function() client:record(("x"):rep(1025)) end,
+      "bad argument #1 to 'record' (a task id of 1 to 1024 bytes expected)")
+    assert.has_error(function() client:job("task\0_1") end,
+      "bad argument #1 to 'job' (a task id must not contain a NUL byte)")
+  end)
+
+  it("takes the task-id limit and the URL encoding from the C core", function()
+    local core = require "modkie.core"
+    assert.equal(1024, core.MAX_TASK_ID)
+    assert.equal("task_1-a.b~c", core.url_escape("task_1-a.b~c"))
+    assert.equal("a%20b%2F%3F%26%3D%25%00%C3%A9", core.url_escape("a b/?&=%\0\195\169"))
+    assert.equal("", core.url_escape(""))
   end)
 
   it("download refuses a folder that is not a string and options that are not a table", function()

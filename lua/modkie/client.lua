@@ -377,7 +377,7 @@ end
 
 -- What a job asks of its client (see JOB_PORT at the top).
 function JOB_PORT.cancel(self, job)
-  self._engine:cancel(job._h)
+  self._engine:cancel(self.scheduler:handle(job))
   local msg = "cancelled"
   if job._hold and not job.sent then
     msg = "cancelled before its createTask was sent: no task was created"
@@ -443,7 +443,7 @@ function JOB_PORT.send(self, job)
   if not job.held then return false end
   job.held = nil
   job.sent = true
-  return self._engine:send(job._h)
+  return self._engine:send(self.scheduler:handle(job))
 end
 
 function on.state(self, job, ev)
@@ -722,7 +722,7 @@ function Client:close()
     return
   end
   for _, p in ipairs(sched:ops_list()) do
-    self._engine:cancel(p._h)
+    self._engine:cancel(sched:handle(p))
     self:_finish(p, "cancelled", nil, Error.new("cancelled", "the client was closed", { task_id = p.id }))
   end
   self._engine:close()

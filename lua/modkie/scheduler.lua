@@ -84,6 +84,11 @@ function Scheduler:op(h)
   return self.ops[h]
 end
 
+--- The engine handle of pending `p`'s work, or nil.
+function Scheduler.handle(_, p) -- (a method: scheduler:handle(p))
+  return p._h
+end
+
 --- The pendings that have engine work, as a list (in no order).
 function Scheduler:ops_list()
   local list = {}
