@@ -476,7 +476,7 @@ function on.interval(self, job, ev)
       "poll_interval must return a number of seconds from 0 to 1e6; polling on the default schedule" })
     secs = ev.default
   end
-  self._engine:schedule(job._h, secs)
+  self._engine:schedule(self.scheduler:handle(job), secs)
 end
 
 function on.done(self, job, ev)
