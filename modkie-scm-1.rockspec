@@ -24,9 +24,11 @@ dependencies = {
 -- the compiler knows and luarocks' header search does not; the compiler finds it.
 -- hiredis (Debian's libhiredis-dev): the Redis store of rate.shared.
 -- cJSON (Debian's libcjson-dev): the engine reads every answer in C.
+-- libmagic (Debian's libmagic-dev): the type of a file to upload, from its bytes.
 external_dependencies = {
   HIREDIS = { header = "hiredis/async.h" },
   CJSON = { header = "cjson/cJSON.h" },
+  MAGIC = { header = "magic.h" },
 }
 build = {
   -- the Makefile compiles src/*.c and src/lib/*.c with -Wall -Wextra -Werror and installs every Lua module

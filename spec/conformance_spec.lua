@@ -8,11 +8,15 @@
 --   credits       client:credits() answered with it
 --   download_url  client:download_url() answered with it
 --   create        client:submit() answered with it
+--   upload        client:upload() answered with it (at the HTTP status the docs file it under)
+--   emulator      the emulator's own answer to that upload endpoint has every field the docs show
 -- The poll and parse paths go through one reader: the same body must read
 -- the same way on both. A new shape: add its file and index entry, and its
 -- reading below.
 local cjson = require "cjson"
 local helper = require "spec.helper"
+local ltn12 = require "ltn12"
+local socket_http = require "socket.http"
 local webhook = require "modkie.webhook"
 
 local DIR = "spec/conformance/"
@@ -111,6 +115,24 @@ local EXPECT = {
   ["modkie-record-info.json"] = ok({ id = "task_xxx", urls = {}, output = {}, credits = NONE }),
   ["modkie-webhook-task-completed.json"] =
     ok({ id = "task_xxx", model = "google/veo-3-1", urls = {}, output = {}, credits = 120 }),
+  -- the file upload API (docs.kie.ai/file-upload-api): client:upload reads the URL, and when it
+  -- expires: 24 h after uploadedAt (or uploadTime), or expiresAt when that is sooner; errors by code.
+  -- `shape`: the emulator's own answer to that endpoint has every documented field, of the same type.
+  ["kie-file-stream-upload-success.json"] = { shape = "/api/file-stream-upload", upload = {
+    url = "https://tempfile.redpandaai.co/xxx/images/user-uploads/uploaded-image.png",
+    expires_at = 1735819200, size = 154832 } }, -- 2025-01-01T12:00Z + 24 h
+  ["kie-file-base64-upload-success.json"] = { shape = "/api/file-base64-upload" },
+  ["kie-file-url-upload-success.json"] = { shape = "/api/file-url-upload" },
+  ["kie-file-upload-quickstart-success.json"] = { upload = {
+    url = "https://kieai.redpandaai.co/download/file_abc123456",
+    expires_at = 1737023400, size = 245760 } }, -- uploadTime + 24 h, before its expiresAt (3 days)
+  ["kie-file-upload-400-missing-parameter.json"] =
+    with(fails("validation", 400, "Missing required parameter: uploadPath", false), { status = 400 }),
+  ["kie-file-upload-400-invalid-base64.json"] =
+    with(fails("validation", 400, "Base64 decoding failed: Invalid Base64 format", false), { status = 400 }),
+  ["kie-file-upload-401.json"] =
+    with(fails("auth", 401, "Authentication failed: Invalid API Key", false), { status = 401 }),
+  ["kie-file-upload-500.json"] = with(fails("server", 500, "Internal server error", true), { status = 500 }),
 }
 
 local index = cjson.decode((assert(helper.read_file(DIR .. "index.json"))))
@@ -238,6 +260,70 @@ describe("conformance corpus", function()
     job:cancel()
     return id, err
   end)
+
+  -- client:upload of a file of the documented size, answered with the body
+  -- (at the HTTP status the docs file it under)
+  function PATHS.upload(want, body, where)
+    local size = want.upload and want.upload.size or 1000
+    local path = os.tmpname()
+    finally(function() os.remove(path) end)
+    helper.write_file(path, ("u"):rep(size))
+    m.replay("/api/file-stream-upload", nil, { { status = want.status or 200, body = body } })
+    local uc = helper.client(m, { retries = 0 }) -- a client of its own: nothing cached
+    local url, expires = uc:upload(path)
+    uc:close()
+    if want.upload then
+      assert.equal(want.upload.url, url, where .. ": " .. tostring(expires))
+      assert.equal(want.upload.expires_at, expires, where)
+    else
+      check_error(want.error, url, expires, where)
+    end
+  end
+
+  -- A request to the emulator's upload API with a key: status, decoded answer.
+  local function upload_request(path, content_type, body)
+    local out = {}
+    local _, status = socket_http.request{
+      url = m.url .. path, method = "POST", sink = ltn12.sink.table(out), source = ltn12.source.string(body),
+      headers = { ["content-length"] = #body, ["content-type"] = content_type, authorization = "Bearer k" },
+    }
+    return status, cjson.decode(table.concat(out))
+  end
+
+  local PNG = "\137PNG\r\n\26\n" .. ("p"):rep(64)
+  local SHAPE_REQUESTS = {}
+  local TINY_PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
+    .. "/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg==" -- the docs' example
+  for k, v in pairs({
+    ["/api/file-stream-upload"] = function()
+      local b = "modkie-conformance"
+      return "multipart/form-data; boundary=" .. b, table.concat({ "--" .. b,
+        'Content-Disposition: form-data; name="uploadPath"', "", "images/user-uploads", "--" .. b,
+        'Content-Disposition: form-data; name="file"; filename="a.png"', "Content-Type: image/png", "", PNG,
+        "--" .. b .. "--", "" }, "\r\n")
+    end,
+    ["/api/file-base64-upload"] = function()
+      return "application/json", cjson.encode({ uploadPath = "images/base64", base64Data = TINY_PNG })
+    end,
+    ["/api/file-url-upload"] = function()
+      -- a file the emulator holds: one uploaded just before
+      local _, up = upload_request("/api/file-base64-upload", SHAPE_REQUESTS["/api/file-base64-upload"]())
+      return "application/json", cjson.encode({ fileUrl = up.data.downloadUrl, uploadPath = "images/downloaded" })
+    end,
+  }) do SHAPE_REQUESTS[k] = v end
+
+  -- the emulator's answer to the documented request has every documented
+  -- field, with the same JSON type
+  function PATHS.emulator(want, body, where)
+    m.request("POST", "/__mock/reset") -- no replay in the way
+    local doc = cjson.decode(body)
+    local status, got = upload_request(want.shape, SHAPE_REQUESTS[want.shape]())
+    assert.equal(200, status, where)
+    for k, v in pairs(doc) do assert.equal(type(v), type(got[k]), where .. ": " .. k) end
+    for k, v in pairs(doc.data) do assert.equal(type(v), type(got.data[k]), where .. ": data." .. k) end
+    local _, served = m.request("GET", got.data.downloadUrl:sub(#m.url + 1))
+    assert.equal(got.data.fileSize, #served, where .. ": the downloadUrl serves the file")
+  end
 
   for _, e in ipairs(index) do
     for _, path in ipairs(e.paths) do

@@ -1,6 +1,7 @@
 /* core.c: the module `modkie.core`: the engine (engine.c), the record reader
- * (record.c), the file-system helpers (fs.c) and HMAC (hmac.c), each bound in
- * a file of its own, and the few plain functions below. The C library they
+ * (record.c), the file-system helpers (fs.c), HMAC (hmac.c) and the probes of
+ * files to upload (upload.c), each bound in a file of its own, and the few
+ * plain functions below. The C library they
  * bind is src/lib/, which knows no Lua. */
 #include <errno.h>
 #include <stdio.h>
@@ -81,10 +82,11 @@ static const luaL_Reg functions[] = {
 
 int luaopen_modkie_core(lua_State *L) {
   const luaL_Reg *const parts[] = {functions, mk_engine_functions, mk_record_functions, mk_fs_functions,
-                                   mk_hmac_functions};
+                                   mk_hmac_functions, mk_upload_functions};
   size_t i;
   curl_global_init(CURL_GLOBAL_DEFAULT); /* reference-counted by libcurl; idempotent */
   mk_engine_register(L);
+  mk_upload_register(L);
   lua_newtable(L);
   for (i = 0; i < sizeof parts / sizeof parts[0]; i++) mk_setfuncs(L, parts[i]);
   lua_pushliteral(L, MODKIE_CORE_VERSION);

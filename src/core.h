@@ -1,7 +1,8 @@
 /* core.h: what the binding files of `modkie.core` share. Each file binds one
  * concept of the C library (src/lib/, which knows no Lua) and only converts
  * between Lua and C: engine.c the engine, record.c the record reader, fs.c
- * the file-system helpers, hmac.c HMAC; core.c opens the module. */
+ * the file-system helpers, hmac.c HMAC, upload.c the probes of files to
+ * upload; core.c opens the module. */
 #ifndef MODKIE_CORE_H
 #define MODKIE_CORE_H
 
@@ -15,9 +16,11 @@ extern const luaL_Reg mk_engine_functions[];
 extern const luaL_Reg mk_record_functions[];
 extern const luaL_Reg mk_fs_functions[];
 extern const luaL_Reg mk_hmac_functions[];
+extern const luaL_Reg mk_upload_functions[];
 
-/* Register the engine's metatable (before its functions are used). */
+/* Register the metatables of the engine and of the file sniffer (before their functions are used). */
 void mk_engine_register(lua_State *L);
+void mk_upload_register(lua_State *L);
 
 /* Push a JSON value as lua-cjson decodes it: objects and arrays as tables,
  * numbers as floats, null as cjson.null (a NULL light userdata). */

@@ -39,6 +39,7 @@
 #include "core.h"
 #include "lib/engine.h"
 #include "lib/job.h"
+#include "lib/upload.h"
 
 #define ENGINE_MT "modkie.core.engine"
 #define MODKIE_USER_AGENT "modkie/0.1.0"
@@ -157,6 +158,7 @@ static int l_new(lua_State *L) {
   memset(&cfg, 0, sizeof cfg);
   cfg.base_url = opt_string(L, 1, "base_url");
   if (!cfg.base_url) return luaL_error(L, "modkie.core: option 'base_url' is required");
+  cfg.upload_url = opt_string(L, 1, "upload_url");
   cfg.api_key = opt_string(L, 1, "api_key");
   cfg.user_agent = opt_string(L, 1, "user_agent");
   if (!cfg.user_agent) cfg.user_agent = MODKIE_USER_AGENT;
@@ -260,6 +262,31 @@ static int l_call(lua_State *L) {
 static int l_download(lua_State *L) {
   engine_ud *u = check_ud(L);
   return push_handle(L, mk_engine_download(u->e, luaL_checkstring(L, 2), luaL_checkstring(L, 3)));
+}
+
+/* engine:upload(path, data, upload_path, file_name, mime) -> handle: the
+ * file at `path` streamed from disk, or the string `data` (path nil) */
+static int l_upload(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  const char *path = luaL_optstring(L, 2, NULL);
+  size_t len = 0;
+  const char *data = path ? NULL : luaL_checklstring(L, 3, &len);
+  mk_upload *up = mk_upload_new(path, data, len, luaL_checkstring(L, 4), luaL_checkstring(L, 5),
+                                luaL_checkstring(L, 6));
+  if (!up) return luaL_error(L, "modkie: out of memory");
+  return push_handle(L, mk_engine_upload(u->e, up));
+}
+
+/* engine:progress(handle) -> bytes sent, total | nil: an upload's current attempt */
+static int l_progress(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_op *op = check_op(L, u, 2);
+  long long sent, total;
+  if (!op || op->type != MK_OP_UPLOAD) return 0;
+  mk_upload_progress(op->upload, &sent, &total);
+  lua_pushnumber(L, (lua_Number)sent);
+  lua_pushnumber(L, (lua_Number)total);
+  return 2;
 }
 
 /* engine:timer(seconds) -> handle */
@@ -566,6 +593,7 @@ static int l_closed(lua_State *L) {
 
 static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
+  {"upload", l_upload}, {"progress", l_progress},
   {"timer", l_timer}, {"cancel", l_cancel}, {"send", l_send}, {"schedule", l_schedule}, {"step", l_step},
   {"timeout", l_timeout}, {"fds", l_fds}, {"stats", l_stats}, {"close", l_close}, {"closed", l_closed},
   {"questions", l_questions}, {"answer", l_answer}, {NULL, NULL}

@@ -5,7 +5,10 @@
 # build/demo/videos, writes the review page beside them, prints the summary
 # and the page's path, and stops the emulator on every way out (success,
 # failure, Ctrl-C). The emulator runs with --media: its videos are real
-# (small H.264 clips), so the page plays them.
+# (small H.264 clips), so the page plays them. Then it animates three product
+# stills it makes itself (examples/stills.lua): a CSV of local paths and a
+# template (examples/products/), an image-to-video model from a schema file
+# (examples/models/), each still uploaded before its job.
 set -eu
 
 LUA=${LUA:-lua5.4}
@@ -66,4 +69,27 @@ MODKIE_BASE_URL="$url" MODKIE_API_KEY="demo-key" "$LUA" "$here/bin/modkie" batch
 echo
 echo "demo: $(ls "$out/videos" 2>/dev/null | grep -c '\.mp4$') videos in $out/videos; journal in $out/journal.jsonl"
 echo "demo: review page (open it in a browser): $out/videos/review.html"
+
+# Product stills into videos: the rows name local files; each is uploaded, then its job sent.
+products="$out/products"
+mkdir -p "$products"
+cp "$here/examples/products/rows.csv" "$here/examples/products/template.txt" "$products/"
+"$LUA" "$here/examples/stills.lua" "$products" >/dev/null
+echo
+echo "demo: modkie batch --models examples/models/kling-v2-1-standard.json --model kling/v2-1-standard \\"
+echo "        --rows $products/rows.csv --template $products/template.txt --download $products/videos"
+echo
+stills=0
+MODKIE_BASE_URL="$url" MODKIE_API_KEY="demo-key" "$LUA" "$here/bin/modkie" batch \
+  --models "$here/examples/models/kling-v2-1-standard.json" \
+  --model kling/v2-1-standard \
+  --rows "$products/rows.csv" \
+  --template "$products/template.txt" \
+  --download "$products/videos" \
+  --review "$products/videos/review.html" || stills=$?
+[ "$status" -ne 0 ] || status=$stills
+
+echo
+echo "demo: $(ls "$products/videos" 2>/dev/null | grep -c '\.mp4$') videos from the stills in $products/stills: $products/videos"
+echo "demo: their review page: $products/videos/review.html"
 exit "$status"

@@ -5,6 +5,7 @@
 local core = require "modkie.core"
 local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
+local file = require "modkie.file"
 local Job = require "modkie.job"
 local json = require "modkie.json"
 local models = require "modkie.models"
@@ -14,12 +15,17 @@ local schedule = require "modkie.schedule"
 local scheduler = require "modkie.scheduler"
 local SharedDict = require "modkie.shared_dict"
 local suggest = require "modkie.suggest"
+local uploads = require "modkie.uploads"
 
 local Client = {}
 Client.__index = Client
 Client.__name = "modkie.Client"
 
 local DEFAULT_BASE_URL = "https://modkie.com"
+-- The largest file an upload sends unless max_upload says otherwise: the
+-- docs recommend at most 100 MB for the URL upload and give the stream
+-- upload no limit; a model field's `max_size` is checked too.
+local DEFAULT_MAX_UPLOAD = 100 * 1024 * 1024
 
 -- What a job asks of its client (modkie.Job's `port`): `cancel(client, job)`
 -- stops it, `send(client, job)` lets its held createTask go.
@@ -36,6 +42,7 @@ local OPTIONS = {
   user_agent = { string = true }, ca_file = { string = true },
   max_body = { number = true }, max_download = { number = true },
   allow_insecure = { boolean = true }, seed = { number = true }, record_grace = { number = true },
+  upload_url = { string = true }, max_upload = { number = true },
 }
 local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
   validate = { boolean = true }, meta = true, hold = { boolean = true } }
@@ -64,6 +71,7 @@ local NUMBER_RULES = {
   deadline = { above(0), "a number of seconds > 0, or false for none" },
   seed = { whole_within(0, 2 ^ 53), "a whole number from 0 to 2^53" },
   record_grace = { within(0, 1e6), "a number of seconds from 0 to 1e6" },
+  max_upload = { within(1, 1e15), "a number of bytes from 1 to 1e15" },
 }
 
 local function check_numbers(opts)
@@ -119,23 +127,25 @@ local function rates(rate)
   return submit, poll, share, clients, dict
 end
 
---- Check and normalise the base URL: http(s), no trailing slash; plain http
--- only to this machine unless allow_insecure. What counts as this machine is
--- decided in C, by libcurl's own reading of the URL (core.origin): localhost,
--- a dotted quad in 127.0.0.0/8 with every part <= 255, or [::1]. Any other
--- host is a name a resolver (hosts file, DNS) could point anywhere.
-local function check_base_url(url, allow_insecure)
+--- Check and normalise the base URL (or the upload URL, `name`): http(s),
+-- no trailing slash; plain http only to this machine unless allow_insecure.
+-- What counts as this machine is decided in C, by libcurl's own reading of
+-- the URL (core.origin): localhost, a dotted quad in 127.0.0.0/8 with every
+-- part <= 255, or [::1]. Any other host is a name a resolver (hosts file,
+-- DNS) could point anywhere. Both carry the key.
+local function check_base_url(url, allow_insecure, name)
+  name = name or "base_url"
   local scheme = url:match("^(%a[%w+.-]*)://")
   scheme = scheme and scheme:lower()
   if scheme ~= "http" and scheme ~= "https" then
-    error("modkie.new: base_url must be an http:// or https:// URL, got '" .. url .. "'", 3)
+    error("modkie.new: " .. name .. " must be an http:// or https:// URL, got '" .. url .. "'", 3)
   end
-  if url:find("[%s%c]") then error("modkie.new: base_url must not contain spaces or control characters", 3) end
+  if url:find("[%s%c]") then error("modkie.new: " .. name .. " must not contain spaces or control characters", 3) end
   local origin = core.origin(url)
-  if not origin then error("modkie.new: base_url '" .. url .. "' is not a URL with a host", 3) end
+  if not origin then error("modkie.new: " .. name .. " '" .. url .. "' is not a URL with a host", 3) end
   if scheme == "http" and not allow_insecure and not origin.loopback then
-    error("modkie.new: base_url '" .. url .. "' is plain http to another host: the API key would cross the network "
-      .. "unencrypted; use https, or pass allow_insecure = true", 3)
+    error("modkie.new: " .. name .. " '" .. url .. "' is plain http to another host: the API key would cross the "
+      .. "network unencrypted; use https, or pass allow_insecure = true", 3)
   end
   url = url:gsub("/+$", "")
   -- the docs show endpoints as …/api/v1/jobs/createTask: a base URL copied
@@ -177,6 +187,10 @@ function Client.new(opts)
   end
   local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
+  -- uploads go to the gateway unless told otherwise (README, "Uploads": why)
+  local upload_url = opts.upload_url or os.getenv("MODKIE_UPLOAD_URL")
+  upload_url = upload_url and upload_url ~= "" and check_base_url(upload_url, opts.allow_insecure, "upload_url")
+    or base_url
   local key = check_key(opts.api_key or os.getenv("MODKIE_API_KEY"))
   local key_problem -- say what is wrong with the key, not just that there is none
   if opts.api_key == "" then
@@ -187,10 +201,12 @@ function Client.new(opts)
   local submit_rate, poll_rate, share, clients, dict = rates(opts.rate)
 
   local self = setmetatable({
-    base_url = base_url,
+    base_url = base_url, upload_url = upload_url,
     deadline = opts.deadline == nil and 900 or opts.deadline,
     _has_key = key ~= nil, _key_problem = key_problem,
     _active = 0,     -- jobs not yet ended
+    _uploading = {}, -- jobs whose files are being uploaded (no createTask yet)
+    _max_upload = opts.max_upload or DEFAULT_MAX_UPLOAD,
     _log = opts.log,
     _dict = dict and SharedDict.new(dict), -- answers the engine's rate questions from a shared dict
   }, Client)
@@ -212,7 +228,7 @@ function Client.new(opts)
   end
   -- The key goes to the C engine and nowhere else: no Lua table holds it.
   self._engine = core.new({
-    base_url = base_url, api_key = key,
+    base_url = base_url, upload_url = upload_url, api_key = key,
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     retries = opts.retries, max_body = opts.max_body, max_download = opts.max_download,
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
@@ -220,6 +236,7 @@ function Client.new(opts)
     seed = opts.seed, record_grace = opts.record_grace, share = share, clients = clients,
   })
   self.scheduler = scheduler.new(self, self._engine, opts.wait)
+  self._uploads = uploads.new(self, upload_url)
   return self
 end
 
@@ -262,7 +279,29 @@ local function deadline_seconds(d)
   return d
 end
 
---- Submit a job. Never blocks: createTask goes out on the next step.
+-- The createTask body, or a validation error naming what cannot be sent.
+local function create_body(model, input, callback_url)
+  local body, jerr = json.encode({ model = model, input = input, callBackUrl = callback_url })
+  if not body then
+    return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
+  end
+  if encoding.invalid(body) then -- raw bytes would make the body invalid JSON
+    local path, b, at = encoding.find_invalid({ input = input, model = model, callback_url = callback_url })
+    local field = path and path:gsub("^input%.", "") or "input"
+    return nil, Error.new("validation", ("%s: byte 0x%02X at offset %d is not UTF-8 (JSON takes only UTF-8 text; "
+      .. "convert it first)"):format(field, b or 0, at or 0), { field = field,
+      problems = { { field = field, message = "is not UTF-8 text" } } })
+  end
+  return body
+end
+
+-- A URL stands for each file while the input is checked before uploading.
+local function file_placeholder() return "https://upload.invalid/file" end
+
+--- Submit a job. Never blocks: createTask goes out on the next step. Files
+-- in the input (`modkie.file`, anywhere, alone or in lists) are checked now
+-- and uploaded first: the job is "uploading" until they are, then
+-- "submitting" with their URLs in their places (`job.input`, `job.uploads`).
 -- @tparam string model e.g. "kling/kling-3-0"
 -- @tparam table input the model's input fields
 -- @tparam[opt] table opts `callback_url`, `deadline` (seconds, or false), `validate` (default true), `meta`,
@@ -270,7 +309,7 @@ end
 --   connection slot: `job.held` becomes true and it waits for `job:send()`)
 -- @treturn[1] modkie.Job
 -- @treturn[2] nil
--- @treturn[2] modkie.Error kind "validation" (with `problems`) or "config"
+-- @treturn[2] modkie.Error kind "validation" (with `problems`; a bad file names its field) or "config"
 function Client:submit(model, input, opts)
   Error.method(self, Client, "submit", "client")
   Error.check(1, "submit", model, "string")
@@ -284,25 +323,102 @@ function Client:submit(model, input, opts)
     if not ok then return nil, err end
   end
   if not self._has_key then return nil, no_key(self) end
-  local body, jerr = json.encode({ model = model, input = input, callBackUrl = opts.callback_url })
-  if not body then
-    return nil, Error.new("validation", "input cannot be sent as JSON: " .. tostring(jerr), { field = "input" })
-  end
-  if encoding.invalid(body) then -- raw bytes would make the body invalid JSON
-    local path, b, at = encoding.find_invalid({ input = input, model = model, callback_url = opts.callback_url })
-    local field = path and path:gsub("^input%.", "") or "input"
-    return nil, Error.new("validation", ("%s: byte 0x%02X at offset %d is not UTF-8 (JSON takes only UTF-8 text; "
-      .. "convert it first)"):format(field, b or 0, at or 0), { field = field,
-      problems = { { field = field, message = "is not UTF-8 text" } } })
-  end
+  local files, ferr = file.probe_all(input, self._max_upload)
+  if not files then return nil, ferr end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
+  if #files > 0 then return self:_submit_with_files(model, input, opts, files, deadline) end
+  local body, berr = create_body(model, input, opts.callback_url)
+  if not body then return nil, berr end
   local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold)
   local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { model = model, input = input,
     meta = opts.meta, state = "submitting", _hold = opts.hold or nil }))
   self._active = self._active + 1
   self:_emit("info", "submit", { model = model })
   return job
+end
+
+-- submit's way for an input with files: the job waits ("uploading") in a
+-- coroutine of the client's scheduler until its files are uploaded, then
+-- sends its createTask with their URLs. Nothing is sent when a file is bad.
+function Client:_submit_with_files(model, input, opts, files, deadline)
+  local _, berr = create_body(model, file.replace(input, file_placeholder), opts.callback_url)
+  if berr then return nil, berr end
+  local job = self.scheduler:pending(nil, Job.new(self, JOB_PORT, { model = model, input = input,
+    meta = opts.meta, state = "uploading", _hold = opts.hold or nil, uploads = {} }))
+  self._active = self._active + 1
+  self._uploading[job] = true
+  local started = core.now()
+  local pendings = {}
+  for i, f in ipairs(files) do pendings[i] = self._uploads:start(f.file) end
+  self:_emit("info", "submit", { model = model, files = #files })
+  self.scheduler:go(function()
+    for _, p in ipairs(pendings) do
+      if not p.done then self.scheduler:wait({ p }) end
+    end
+    if job.done then return end -- cancelled, or the client closed
+    self._uploading[job] = nil
+    local url_of = {}
+    for i, f in ipairs(files) do
+      local p = pendings[i]
+      local e = p.entry
+      if not e then
+        local err = p.upload_error or Error.new("network", "the upload did not finish")
+        self:_finish(job, "error", nil, Error.new(err.kind, ("%s: upload of %s failed: %s"):format(f.field,
+          f.file:label(), err.message), { field = f.field, path = f.file.path, status = err.status, code = err.code,
+          retryable = err.retryable }))
+        return
+      end
+      url_of[f.file] = e.url
+      job.uploads[i] = { field = f.field, path = f.file.path, name = f.file.name, size = e.size, type = e.mime,
+        sha256 = e.sha256, url = e.url, expires_at = e.expires_at, uploaded_at = e.uploaded_at,
+        reused = p.cached or nil }
+    end
+    local resolved = file.replace(input, function(v) return url_of[v] end)
+    local left = deadline_seconds(deadline)
+    if left and left > 0 then
+      left = left - (core.now() - started)
+      if left <= 0 then
+        self:_finish(job, "error", nil, Error.new("deadline", ("the job did not end within its deadline (%g s): "
+          .. "its files were still uploading; no task was created"):format(deadline)))
+        return
+      end
+    end
+    local body, err = create_body(model, resolved, opts.callback_url)
+    if not body then
+      self:_finish(job, "error", nil, err)
+      return
+    end
+    job.input, job.state = resolved, "submitting"
+    self.scheduler:attach(job, self._engine:submit(body, left, opts.hold))
+  end)
+  return job
+end
+
+--- Upload a local file (or a `modkie.file`) to the gateway's upload API,
+-- once per content: the same bytes uploaded earlier by this client (or
+-- remembered from a batch journal) give the same URL while it has life left.
+-- Checked first: it exists, is a readable regular file, not empty, at most
+-- `max_upload` bytes.
+-- @tparam string|modkie.File source a path, or `modkie.file(...)`
+-- @treturn[1] string the URL to put in a job's input (`downloadUrl`)
+-- @treturn[1] number when it expires (Unix seconds; planned 24 h at most)
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "validation" (a bad file, with `path`), or the upload's (network, auth, …)
+function Client:upload(source)
+  Error.method(self, Client, "upload", "client")
+  if type(source) ~= "string" and not file.is(source) then
+    error("bad argument #1 to 'upload' (a path or a modkie.file expected, got " .. type(source) .. ")", 2)
+  end
+  if self._closed then return nil, closed() end
+  if not self._has_key then return nil, no_key(self) end
+  local f = file.is(source) and source or file.new(source)
+  local facts, why = f:probe(self._max_upload)
+  if not facts then return nil, Error.new("validation", why, { path = f.path }) end
+  local p = self._uploads:start(f)
+  self.scheduler:wait({ p })
+  if not p.entry then return nil, p.upload_error or Error.new("network", "the upload did not finish") end
+  return p.entry.url, p.entry.expires_at
 end
 
 --- Submit a job, wait for it to end and (with `download`) save its outputs:
@@ -371,15 +487,22 @@ end
 function Client:_finish(p, state, result, err)
   p.done, p.state, p.result, p.error, p.held = true, state, result, err, nil
   p.ended_at = core.now() -- await_any and completed hand jobs out in the order they ended
-  if getmetatable(p) == Job then self._active = self._active - 1 end
+  if getmetatable(p) == Job then
+    self._active = self._active - 1
+    self._uploading[p] = nil
+  end
+  if p.on_finish then p.on_finish(p) end
   self.scheduler:finish(p)
 end
 
 -- What a job asks of its client (see JOB_PORT at the top).
 function JOB_PORT.cancel(self, job)
-  self._engine:cancel(self.scheduler:handle(job))
+  local h = self.scheduler:handle(job)
+  if h then self._engine:cancel(h) end -- (none while its files upload)
   local msg = "cancelled"
-  if job._hold and not job.sent then
+  if job.state == "uploading" then
+    msg = "cancelled while its files were uploading: no task was created"
+  elseif job._hold and not job.sent then
     msg = "cancelled before its createTask was sent: no task was created"
   elseif job.state == "submitting" then
     msg = "cancelled while createTask was pending or in flight; a task may still have been created"
@@ -507,7 +630,7 @@ end
 
 function on.reply(self, p, ev)
   if ev.error then
-    self:_finish(p, "error", nil, self:_explain(error_from(ev.error), p.api))
+    self:_finish(p, "error", nil, self:_explain(error_from(ev.error), p.api or p.request))
   else
     p.data = ev.data
     self:_finish(p, "success", ev.path or ev.data)
@@ -564,6 +687,7 @@ function Client:step(timeout)
   -- the engine stops for its rate questions; their grants start at once
   if ok and self._dict then self._dict:answer(self._engine) end
   if ok and events then ok, events = pcall(self._dispatch, self, events) end
+  if ok and self._uploads.active > 0 then self._uploads:tick() end
   sched:end_step()
   if self._close_pending then self:close() end -- close() called inside the step
   if not ok then error(events, 0) end
@@ -724,6 +848,10 @@ function Client:close()
   for _, p in ipairs(sched:ops_list()) do
     self._engine:cancel(sched:handle(p))
     self:_finish(p, "cancelled", nil, Error.new("cancelled", "the client was closed", { task_id = p.id }))
+  end
+  for job in pairs(self._uploading) do
+    self:_finish(job, "cancelled", nil, Error.new("cancelled", "the client was closed while the job's files "
+      .. "were uploading: no task was created"))
   end
   self._engine:close()
   self._closed = true

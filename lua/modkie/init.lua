@@ -11,6 +11,7 @@
 local Client = require "modkie.client"
 local core = require "modkie.core"
 local Error = require "modkie.error"
+local file = require "modkie.file"
 local models = require "modkie.models"
 local scheduler = require "modkie.scheduler"
 
@@ -27,6 +28,13 @@ local modkie = {
 function modkie.new(opts)
   return Client.new(opts)
 end
+
+--- A local file (or bytes) for a job's input: `modkie.file("still.png")`,
+-- `modkie.file{ data = bytes, name = "still.png", type = "image/png" }`.
+-- Put it anywhere in an input (alone or in a list); `submit` uploads it
+-- first and sends its URL in its place. See modkie.file.
+-- @function file
+modkie.file = file.new
 
 --- Check `input` against model's schema: `true`, or `nil, err` with
 -- `err.problems` listing every bad field. Unregistered models pass.

@@ -2,9 +2,11 @@
 --
 -- Fields (read them, do not set them):
 --   id            the gateway's taskId once createTask accepted it, nil before
---   state         "submitting" | "queued" | "running" | "success" | "failed" | "error" | "cancelled"
+--   state         "uploading" (its files go up first: no createTask yet) | "submitting" | "queued" |
+--                 "running" | "success" | "failed" | "error" | "cancelled"
 --   server_state  the gateway's own word for the state ("generating", "processing", …)
---   model, input, meta   as given to submit
+--   model, input, meta   as given to submit (`input` holds the files' URLs once they are uploaded)
+--   uploads       the files it sent: `{ {field, path, size, type, sha256, url, expires_at, reused}, … }`
 --   polls         recordInfo answers seen so far
 --   done          true once the job has ended (then `result` or `error` is set)
 --   held          true while a createTask submitted with `hold = true` waits for `job:send()`

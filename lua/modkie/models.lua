@@ -15,22 +15,33 @@
 --     }
 --
 -- Field types: "string", "number", "integer", "boolean", "table" (any JSON
--- object or array). Models nobody registered are not validated: custom
--- models exist, and the gateway has the last word.
+-- object or array), and for reference inputs "file" (one file: a
+-- `modkie.file`, uploaded first, or an http(s) URL) and "files" (a list of
+-- them), with `accept = { "image/png", "image/*", … }` (the types its bytes
+-- may be, sniffed, not the extension), `max_size` (bytes) and, for "files",
+-- `min_items`/`max_items`. Models nobody registered are not validated:
+-- custom models exist, and the gateway has the last word. `models.load`
+-- reads schemas from a JSON file.
 -- @module modkie.models
 
+local cjson = require "cjson.safe"
 local Error = require "modkie.error"
+local file = require "modkie.file"
 local suggest = require "modkie.suggest"
 
 local models = {}
 local registry = {}
 
-local TYPES = { string = true, number = true, integer = true, boolean = true, table = true }
+local TYPES = { string = true, number = true, integer = true, boolean = true, table = true, file = true, files = true }
 local FIELD_KEYS = {
   type = true, required = true, enum = true, min = true, max = true,
   min_length = true, max_length = true, description = true, default = true,
+  accept = true, max_size = true, min_items = true, max_items = true,
 }
-local SCHEMA_KEYS = { title = true, credits = true, fields = true, additional = true, description = true }
+local SCHEMA_KEYS = { title = true, credits = true, fields = true, additional = true, description = true,
+  source = true }
+local FILE_ONLY = { accept = true, max_size = true }
+local FILES_ONLY = { min_items = true, max_items = true }
 
 local function check_schema(id, schema)
   local function bad(msg) error("modkie.models.register('" .. id .. "'): " .. msg, 3) end
@@ -45,6 +56,28 @@ local function check_schema(id, schema)
       if not FIELD_KEYS[k] then bad("field '" .. name .. "' has unknown key '" .. tostring(k) .. "'") end
     end
     if f.enum ~= nil and type(f.enum) ~= "table" then bad("field '" .. name .. "' enum must be a list") end
+    local is_file = f.type == "file" or f.type == "files"
+    for k in pairs(f) do
+      if (FILE_ONLY[k] and not is_file) or (FILES_ONLY[k] and f.type ~= "files") then
+        bad("field '" .. name .. "': '" .. k .. "' goes with type " .. (FILES_ONLY[k] and "files" or "file or files"))
+      end
+    end
+    if f.accept ~= nil then
+      if type(f.accept) ~= "table" or #f.accept == 0 then
+        bad("field '" .. name .. "' accept must be a list of types")
+      end
+      for _, t in ipairs(f.accept) do
+        if type(t) ~= "string" or not t:match("^[%w.+-]+/[%w.+*-]+$") then
+          bad("field '" .. name .. "' accept: '" .. tostring(t) .. "' is not a type such as image/png or image/*")
+        end
+      end
+    end
+    for _, k in ipairs({ "max_size", "min_items", "max_items" }) do
+      local v = f[k]
+      if v ~= nil and not (type(v) == "number" and v >= 0 and v == math.floor(v)) then
+        bad("field '" .. name .. "' " .. k .. " must be a whole number")
+      end
+    end
   end
   if schema.credits ~= nil and type(schema.credits) ~= "number" then bad("schema.credits must be a number") end
 end
@@ -102,6 +135,58 @@ local function describe(v)
   return tostring(v)
 end
 
+local function http_url(v)
+  return type(v) == "string" and v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^%s%c]+$") ~= nil
+end
+
+-- One file value of a file field: a modkie.file whose bytes the field
+-- accepts, or an http(s) URL (already somewhere the gateway can fetch).
+local function check_file(f, v)
+  if http_url(v) then return nil end
+  if not file.is(v) then
+    return "must be a file (modkie.file(path)) or an http(s) URL, got " .. (type(v) == "string"
+      and describe(v) or type(v))
+  end
+  local facts, why = v:probe(f.max_size)
+  if not facts then return why end
+  if f.accept and not file.accepts(f.accept, facts.mime) then
+    return ("%s is %s, not one of %s"):format(v:label(), facts.mime, table.concat(f.accept, ", "))
+  end
+  return nil
+end
+
+-- A file field's problems: `{ field, message }` each (a list names its item).
+local function check_files(name, f, v, problems)
+  if f.type == "file" then
+    local msg = check_file(f, v)
+    if msg then
+      problems[#problems + 1] = { field = name, message = msg, path = file.is(v) and v.path or nil,
+        of_file = file.is(v) }
+    end
+    return
+  end
+  if file.is(v) or http_url(v) then v = { v } end -- one file where a list goes: a list of one
+  if type(v) ~= "table" or (next(v) ~= nil and v[1] == nil) then
+    problems[#problems + 1] = { field = name, message = "must be a list of files (modkie.file) or http(s) URLs" }
+    return
+  end
+  if f.min_items and #v < f.min_items then
+    problems[#problems + 1] = { field = name,
+      message = ("must have at least %d files, got %d"):format(f.min_items, #v) }
+  end
+  if f.max_items and #v > f.max_items then
+    problems[#problems + 1] = { field = name,
+      message = ("must have at most %d files, got %d"):format(f.max_items, #v) }
+  end
+  for i = 1, #v do
+    local msg = check_file(f, v[i])
+    if msg then
+      problems[#problems + 1] = { field = ("%s[%d]"):format(name, i), message = msg,
+        path = file.is(v[i]) and v[i].path or nil, of_file = file.is(v[i]) }
+    end
+  end
+end
+
 local function check_field(f, v)
   if f.type == "integer" then
     if not is_integer(v) then return "must be an integer, got " .. describe(v) end
@@ -152,6 +237,11 @@ function models.validate(model, input)
     local v = input[name]
     if v == nil then
       if f.required then problems[#problems + 1] = { field = name, message = "is required" } end
+    elseif f.type == "file" or f.type == "files" then
+      check_files(name, f, v, problems)
+    elseif next(file.find(v)) then
+      problems[#problems + 1] = { field = name, message = "is not a file field of " .. model
+        .. " (a modkie.file goes only in a field of type file or files)" }
     else
       local msg = check_field(f, v)
       if msg then problems[#problems + 1] = { field = name, message = msg } end
@@ -170,12 +260,66 @@ function models.validate(model, input)
   if #problems == 0 then return true end
   table.sort(problems, function(a, b) return a.field < b.field end)
   local lines = {}
-  for i, p in ipairs(problems) do lines[i] = p.field .. " " .. p.message end
+  for i, p in ipairs(problems) do lines[i] = p.field .. (p.of_file and ": " or " ") .. p.message end
   return nil, Error.new("validation", model .. ": " .. table.concat(lines, "; "),
     { field = problems[1].field, problems = problems })
 end
 
---- The model on ModKie's product page.
+-- JSON null (cjson.null) is no value.
+local function denull(v)
+  if type(v) == "userdata" then return nil end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = denull(x) end
+  return out
+end
+
+--- Register the schemas of a JSON file: `{ "models": { "<id>": <schema>, … } }`,
+-- each schema as `register` takes it (`fields`, `credits`, `title`,
+-- `additional`, `description`, `source`: the page it was read from). The
+-- gateway's image-to-video models can so be added without code; see
+-- examples/models/ for one.
+-- @tparam string path
+-- @treturn[1] table the ids registered, sorted
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "validation" naming the file, the model and what is wrong
+function models.load(path)
+  Error.check(1, "modkie.models.load", path, "string")
+  local function fail(msg)
+    return nil, Error.new("validation", "models file " .. path .. ": " .. msg, { path = path })
+  end
+  local f, oerr = io.open(path, "rb")
+  if not f then return fail("cannot be read: " .. tostring(oerr)) end
+  local text = f:read("*a")
+  f:close()
+  local doc, jerr = cjson.decode(text)
+  if type(doc) ~= "table" then return fail("is not JSON (" .. tostring(jerr or "not an object") .. ")") end
+  if type(doc.models) ~= "table" or next(doc.models) == nil or doc.models[1] ~= nil then
+    return fail('must hold { "models": { "<model id>": { "fields": { … } }, … } }')
+  end
+  local ids = {}
+  for id, schema in pairs(doc.models) do
+    if type(schema) ~= "table" then return fail("model '" .. tostring(id) .. "' is not an object") end
+    ids[#ids + 1] = id
+  end
+  table.sort(ids)
+  local checked = {}
+  for _, id in ipairs(ids) do -- every schema checked before any is registered
+    local ok, err = pcall(check_schema, id, denull(doc.models[id]))
+    if not ok then
+      return fail((tostring(err):gsub("^.-modkie%.models%.register%('[^']*'%): ", "model '" .. id .. "': ")))
+    end
+    checked[id] = denull(doc.models[id])
+  end
+  for _, id in ipairs(ids) do models.register(id, checked[id]) end
+  return ids
+end
+
+--- The model on ModKie's product page. Its page lists the fields of its
+-- default tab only (no reference image, frame or audio field), so none is
+-- registered here: such inputs would be a guess. A model that takes files
+-- is added with a schema (models.register, or models.load and
+-- examples/models/).
 models.register("kling/kling-3-0", {
   title = "Kling 3.0",
   credits = 35,

@@ -79,6 +79,13 @@ function Scheduler:pending(h, t)
   return t
 end
 
+--- Give pending `p`, made without engine work, the work of handle `h`
+-- (a job whose createTask waited for its uploads).
+function Scheduler:attach(p, h)
+  p._h = h
+  self.ops[h] = p
+end
+
 --- The pending of engine handle `h`, or nil.
 function Scheduler:op(h)
   return self.ops[h]

@@ -16,6 +16,7 @@
 #include "job.h"
 #include "redact.h"
 #include "retry_after.h"
+#include "upload.h"
 #include "url.h"
 
 #define SLOT_BITS 24
@@ -44,6 +45,7 @@ struct mk_xfer {
   mk_op *op;
   mk_buf body;
   FILE *file;
+  curl_mime *mime;       /* an upload's form: freed once the easy handle is done with it */
   long long file_bytes;
   int too_large, write_failed;
   int in_multi;  /* added to the multi handle and not yet removed */
@@ -90,15 +92,16 @@ static const struct endpoint {
   [MK_EP_CREDIT] = {"credit", 0, "/api/v1/chat/credit"},
   [MK_EP_DOWNLOAD_URL] = {"download-url", 1, "/api/v1/common/download-url"},
   [MK_EP_DOWNLOAD] = {"download", 0, NULL},
+  [MK_EP_UPLOAD] = {"file-stream-upload", 1, "/api/file-stream-upload"}, /* after upload_url */
 };
 
 const char *mk_endpoint_name(mk_endpoint ep) {
-  return (ep > MK_EP_NONE && ep <= MK_EP_DOWNLOAD) ? ENDPOINTS[ep].name : NULL;
+  return (ep > MK_EP_NONE && ep <= MK_EP_UPLOAD) ? ENDPOINTS[ep].name : NULL;
 }
 
 mk_endpoint mk_endpoint_named(const char *name) {
   int ep;
-  for (ep = MK_EP_CREATE; ep <= MK_EP_DOWNLOAD; ep++)
+  for (ep = MK_EP_CREATE; ep <= MK_EP_UPLOAD; ep++)
     if (!strcmp(ENDPOINTS[ep].name, name)) return (mk_endpoint)ep;
   return MK_EP_NONE;
 }
@@ -264,6 +267,8 @@ static mk_xfer *xfer_get(mk_engine *e) {
 
 static void xfer_put(mk_engine *e, mk_xfer *x) {
   x->op = NULL;
+  curl_mime_free(x->mime);
+  x->mime = NULL;
   mk_buf_reset(&x->body, e->max_body);
   x->next = e->spare;
   e->spare = x;
@@ -271,6 +276,7 @@ static void xfer_put(mk_engine *e, mk_xfer *x) {
 
 static void xfer_free(mk_xfer *x) {
   curl_easy_cleanup(x->easy);
+  curl_mime_free(x->mime);
   mk_buf_free(&x->body);
   free(x);
 }
@@ -409,6 +415,22 @@ static int setup_download(mk_engine *e, mk_op *op, mk_xfer *x) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
+/* An upload: the form streams the file from disk; a slow transfer is cut as
+ * a download's is (a large file may take long, a stalled one must not). */
+static int setup_upload(mk_engine *e, mk_op *op, mk_xfer *x) {
+  CURL *c = x->easy;
+  CURLcode rc = CURLE_OK;
+#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
+  SET(CURLOPT_LOW_SPEED_LIMIT, DOWNLOAD_MIN_SPEED);
+  SET(CURLOPT_LOW_SPEED_TIME, (e->timeout_ms + 999) / 1000);
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  SET(CURLOPT_HTTPHEADER, e->upload_headers);
+  SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_WRITEDATA, x);
+#undef SET
+  return rc == CURLE_OK ? mk_upload_setup(c, op->upload, &x->mime) : -1;
+}
+
 /* The op's exchange ended: its judge and state machine take it from here
  * (the op may be freed by the time this returns). */
 static void answered(mk_engine *e, mk_op *op) {
@@ -437,7 +459,8 @@ void mk_engine_start(mk_engine *e, mk_op *op) {
   x->op = op;
   op->xfer = x;
   if (setup_common(e, x, op->url) != 0 ||
-      (op->type == MK_OP_DOWNLOAD ? setup_download(e, op, x) : setup_api(e, op, x)) != 0) {
+      (op->type == MK_OP_DOWNLOAD ? setup_download(e, op, x)
+       : op->type == MK_OP_UPLOAD ? setup_upload(e, op, x) : setup_api(e, op, x)) != 0) {
     int cannot_open = op->type == MK_OP_DOWNLOAD && !x->file;
     /* the message outlives the transfer: strerror's text is static */
     const char *why = cannot_open ? strerror(errno) : "could not set up the request";
@@ -720,7 +743,7 @@ static void watchdog(mk_engine *e, double now) {
   for (; x; x = next) {
     mk_op *op = x->op;
     next = x->fnext;
-    if (op->type == MK_OP_DOWNLOAD || now - x->started < limit) continue;
+    if (op->type == MK_OP_DOWNLOAD || op->type == MK_OP_UPLOAD || now - x->started < limit) continue;
     leave_multi(e, x);
     memset(&op->result, 0, sizeof op->result);
     op->result.curl = CURLE_OPERATION_TIMEDOUT;
@@ -860,6 +883,7 @@ static void op_free(mk_engine *e, mk_op *op) {
   free(op->task_id);
   free(op->path);
   free(op->tmp_path);
+  mk_upload_free(op->upload);
   free(op);
 }
 
@@ -1013,6 +1037,24 @@ mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path) {
   return op;
 }
 
+mk_op *mk_engine_upload(mk_engine *e, struct mk_upload *u) {
+  mk_op *op = op_new(e, MK_OP_UPLOAD);
+  if (!op) {
+    mk_upload_free(u);
+    return NULL;
+  }
+  op->upload = u;
+  op->endpoint = MK_EP_UPLOAD;
+  op->post = 1;
+  op->url = join(e->upload_base, ENDPOINTS[MK_EP_UPLOAD].path, NULL);
+  if (!op->url) {
+    mk_engine_release(e, op);
+    return NULL;
+  }
+  queue_push(&e->wait_slot, op);
+  return op;
+}
+
 mk_op *mk_engine_timer(mk_engine *e, double seconds) {
   mk_op *op = op_new(e, MK_OP_TIMER);
   if (!op) return NULL;
@@ -1097,13 +1139,13 @@ static char *json_escaped(const char *s) {
 /* `localhost` in base_url is this machine: pin it to the loopback addresses
  * for libcurl (CURLOPT_RESOLVE), so that no hosts file or DNS server decides
  * where the key goes. */
-static int pin_localhost(mk_engine *e) {
+static int pin_localhost(mk_engine *e, const char *url) {
   mk_origin o;
   char line[64];
   struct curl_slist *pin;
-  if (mk_url_parse_origin(e->base_url, &o) != 0 || strcmp(o.host, "localhost") != 0) return 0;
+  if (mk_url_parse_origin(url, &o) != 0 || strcmp(o.host, "localhost") != 0) return 0;
   snprintf(line, sizeof line, "localhost:%ld:127.0.0.1,[::1]", o.port);
-  pin = curl_slist_append(NULL, line);
+  pin = curl_slist_append(e->pin, line);
   if (!pin) return -1;
   e->pin = pin;
   return 0;
@@ -1118,23 +1160,26 @@ static void wipe(char *s) {
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   mk_engine *e = calloc(1, sizeof *e);
   int ok = 1;
-  char *auth = NULL;
+  char *auth = NULL, origin[256];
   if (!e) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
   e->multi = curl_multi_init();
   e->base_url = dup_or_null(cfg->base_url);
+  e->upload_base = dup_or_null(cfg->upload_url ? cfg->upload_url : cfg->base_url);
   e->user_agent = dup_or_null(cfg->user_agent);
   e->ca_file = dup_or_null(cfg->ca_file);
-  if (!e->multi || !e->base_url || !e->user_agent || (cfg->ca_file && !e->ca_file)) goto oom;
-  if (mk_url_origin(cfg->base_url, e->origin, sizeof e->origin) != 0) {
-    snprintf(err, errlen, "base_url is not an http(s) URL");
+  if (!e->multi || !e->base_url || !e->upload_base || !e->user_agent || (cfg->ca_file && !e->ca_file)) goto oom;
+  if (mk_url_origin(cfg->base_url, e->origin, sizeof e->origin) != 0 ||
+      mk_url_origin(e->upload_base, origin, sizeof origin) != 0) {
+    snprintf(err, errlen, "%s is not an http(s) URL", cfg->upload_url ? "upload_url or base_url" : "base_url");
     mk_engine_free(e);
     return NULL;
   }
   e->pid = getpid();
-  if (pin_localhost(e) != 0) goto oom;
+  if (pin_localhost(e, e->base_url) != 0 || (strcmp(origin, e->origin) != 0 && pin_localhost(e, e->upload_base) != 0))
+    goto oom;
   e->has_key = cfg->api_key && cfg->api_key[0];
   if (e->has_key && strlen(cfg->api_key) >= MIN_REDACTED_KEY) {
     e->key = copy(cfg->api_key, strlen(cfg->api_key));
@@ -1150,12 +1195,17 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
     if (!auth) goto oom;
     e->api_headers = headers(e->api_headers, auth, &ok);
     e->auth_file_headers = headers(e->auth_file_headers, auth, &ok);
+    e->upload_headers = headers(e->upload_headers, auth, &ok);
     memset(auth, 0, strlen(auth)); /* the key lives on only in libcurl's header lists and e->key */
     free(auth);
   }
   e->api_headers = headers(e->api_headers, "Content-Type: application/json", &ok);
   e->api_headers = headers(e->api_headers, "Accept: application/json", &ok);
   e->api_headers = headers(e->api_headers, "Expect:", &ok); /* no 100-continue wait on POST */
+  e->upload_headers = headers(e->upload_headers, "Accept: application/json", &ok);
+  /* no 100-continue wait before a large file either: servers that never answer it (the emulator, many
+   * proxies) would cost every upload libcurl's 1 s timeout */
+  e->upload_headers = headers(e->upload_headers, "Expect:", &ok);
   if (!ok) goto oom;
   e->timeout_ms = cfg->timeout_ms;
   e->connect_timeout_ms = cfg->connect_timeout_ms;
@@ -1216,6 +1266,7 @@ void mk_engine_free(mk_engine *e) {
   free(e->ready);
   curl_slist_free_all(e->api_headers);
   curl_slist_free_all(e->auth_file_headers);
+  curl_slist_free_all(e->upload_headers);
   curl_slist_free_all(e->pin);
   wipe(e->key);
   wipe(e->key_json);
@@ -1225,6 +1276,7 @@ void mk_engine_free(mk_engine *e) {
   free(e->free_slots);
   free(e->gens);
   free(e->base_url);
+  free(e->upload_base);
   free(e->user_agent);
   free(e->ca_file);
   free(e);

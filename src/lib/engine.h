@@ -1,12 +1,13 @@
 /* engine.h: one libcurl multi handle and everything that waits on it.
  *
  * An "op" is anything the engine runs for its host: a job (createTask, then
- * recordInfo polls until it ends), a one-off API call, a download, or a
- * plain timer. Each op has at most one transfer in flight and one pending
- * timer, and carries its endpoint (what its next exchange is: URL, method,
- * rate lane, name in messages) from the moment it is made. I/O goes through
- * libcurl's socket interface: libcurl names the sockets to watch, the engine
- * polls them (or a host's event loop does, see mk_engine_sockets).
+ * recordInfo polls until it ends), a one-off API call, a download, an
+ * upload (upload.h), or a plain timer. Each op has at most one transfer in
+ * flight and one pending timer, and carries its endpoint (what its next
+ * exchange is: URL, method, rate lane, name in messages) from the moment it
+ * is made. I/O goes through libcurl's socket interface: libcurl names the
+ * sockets to watch, the engine polls them (or a host's event loop does, see
+ * mk_engine_sockets).
  *
  * The engine judges every answer itself, in C, as it arrives (reply.h reads
  * it, judge.h decides, job.h and call.h apply the decision) and never calls
@@ -56,7 +57,7 @@
 /* Longer task ids are refused: they would not fit a recordInfo request line. */
 #define MK_MAX_TASK_ID 1024
 
-typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER } mk_op_type;
+typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER, MK_OP_UPLOAD } mk_op_type;
 
 /* What an op's next exchange talks to (see mk_endpoint_name). */
 typedef enum {
@@ -65,11 +66,13 @@ typedef enum {
   MK_EP_RECORD,       /* GET /api/v1/jobs/recordInfo?taskId=: the poll lane */
   MK_EP_CREDIT,       /* GET /api/v1/chat/credit */
   MK_EP_DOWNLOAD_URL, /* POST /api/v1/common/download-url */
-  MK_EP_DOWNLOAD      /* a file, any URL */
+  MK_EP_DOWNLOAD,     /* a file, any URL */
+  MK_EP_UPLOAD        /* POST <upload_url>/api/file-stream-upload */
 } mk_endpoint;
 
 /* The endpoint's name in messages ("createTask", "recordInfo", "credit",
- * "download-url", "download"), NULL for none; and back (NONE when unknown). */
+ * "download-url", "download", "file-stream-upload"), NULL for none; and back
+ * (NONE when unknown). */
 const char *mk_endpoint_name(mk_endpoint ep);
 mk_endpoint mk_endpoint_named(const char *name);
 
@@ -130,6 +133,7 @@ typedef struct mk_op {
 
   char *path, *tmp_path;  /* downloads */
   int send_auth;
+  struct mk_upload *upload; /* uploads: what the request sends (owned) */
 } mk_op;
 
 struct mk_queue {
@@ -139,6 +143,7 @@ struct mk_queue {
 
 typedef struct mk_config {
   const char *base_url;     /* no trailing slash */
+  const char *upload_url;   /* root of the upload API, no trailing slash; NULL: base_url */
   const char *api_key;      /* may be NULL: API ops then fail with config */
   const char *user_agent;
   const char *ca_file;      /* NULL: system CAs */
@@ -162,6 +167,8 @@ typedef struct mk_engine {
   CURLM *multi;
   char *base_url;
   char origin[256];
+  char *upload_base;        /* the upload API's root: the key goes there too, and nowhere else */
+  struct curl_slist *upload_headers;
   struct curl_slist *pin;   /* CURLOPT_RESOLVE: `localhost` at base_url's port is loopback, whatever a resolver says */
   char *key, *key_json;     /* to redact the key from answers (key_json: as JSON escapes it), or NULL */
   pid_t pid;                /* the process that made the engine: a forked child must not touch its connections */
@@ -217,6 +224,9 @@ mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline);
  * another endpoint or a task id out of bounds. */
 mk_op *mk_engine_call(mk_engine *e, mk_endpoint ep, const char *arg, const char *body, size_t len);
 mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path);
+/* POST upload_url/api/file-stream-upload with `u` (the op owns it from here;
+ * freed with the op, or at once when NULL is returned). Retried as reads are. */
+mk_op *mk_engine_upload(mk_engine *e, struct mk_upload *u);
 mk_op *mk_engine_timer(mk_engine *e, double seconds);
 /* Make a job's createTask, still waiting in line, stop at the door: once it
  * has its rate token and a transfer slot it is held there (a READY event)

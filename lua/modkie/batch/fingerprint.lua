@@ -9,6 +9,8 @@
 -- cryptographic hash and does not need to be.
 -- @module modkie.batch.fingerprint
 
+local file = require "modkie.file"
+
 local byte, format, sort, concat = string.byte, string.format, table.sort, table.concat
 local floor, type, pairs, ipairs = math.floor, type, pairs, ipairs
 
@@ -40,6 +42,12 @@ local function canon(v, out, n)
   elseif t == "boolean" then
     n = n + 1
     out[n] = v and "T" or "F"
+  elseif file.is(v) then
+    -- a file counts by its bytes: the same content under another path, or
+    -- uploaded again under a new URL, is the same row
+    local facts = v:probe()
+    n = n + 1
+    out[n] = "F" .. (facts and facts.sha256 or ("?" .. tostring(v.path)))
   elseif t == "table" then
     if is_list(v) then
       n = n + 1

@@ -17,10 +17,12 @@
 local core = require "modkie.core"
 local Error = require "modkie.error"
 local download = require "modkie.download"
+local file = require "modkie.file"
 local journal_mod = require "modkie.batch.journal"
 local plan_mod = require "modkie.batch.plan"
 local options = require "modkie.options"
 local record = require "modkie.record"
+local uploads = require "modkie.uploads"
 
 local batch = {}
 
@@ -146,11 +148,31 @@ end
 
 -- ---------------------------------------------------------------- dry run
 
+-- The local files of a job to submit: `{ field, column, path, size, type,
+-- sha256, upload }` each; `upload` false when the journal holds a fresh URL
+-- of the same bytes (or an earlier job of this batch uploads them).
+local function dry_files(job, state, planned)
+  local out = {}
+  for _, f in ipairs(file.find(job.input)) do
+    local facts = f.file._facts or f.file:probe() or {}
+    local known = state and facts.sha256 and state.uploads[facts.sha256]
+    local fresh = known and uploads.fresh(known, core.time())
+    local upload = facts.sha256 ~= nil and not fresh and not planned[facts.sha256]
+    if facts.sha256 then planned[facts.sha256] = true end
+    out[#out + 1] = { field = f.field, column = f.field:match("^[^%[%.]+"), path = f.file.path or f.file.name,
+      size = facts.size, type = facts.mime, sha256 = facts.sha256, upload = upload,
+      url = fresh and known.url or nil }
+  end
+  return out
+end
+
 local function dry_report(opts, plan)
   local report = {
     dry_run = true, total = #plan.jobs, rows = {}, problems = plan.problems,
     invalid = 0, valid = #plan.jobs, skipped = 0, to_submit = 0,
+    files = {}, uploads = { files = 0, bytes = 0 },
   }
+  local planned = {}
   -- rows with problems: one entry per row, in row order among the jobs
   local bad = {}
   for _, p in ipairs(plan.problems) do
@@ -178,6 +200,15 @@ local function dry_report(opts, plan)
         report.skipped = report.skipped + 1
       else
         report.to_submit = report.to_submit + 1
+        entry.files = dry_files(job, state, planned)
+        for _, f in ipairs(entry.files) do
+          f.row, f.variant = job.row, job.variant
+          report.files[#report.files + 1] = f
+          if f.upload then
+            report.uploads.files = report.uploads.files + 1
+            report.uploads.bytes = report.uploads.bytes + (f.size or 0)
+          end
+        end
       end
       report.rows[#report.rows + 1] = entry
       i = i + 1
@@ -231,6 +262,8 @@ function Runner:restore()
     local j, err = journal_mod.open(opts.journal)
     if not j then return nil, err end
     self.journal, state = j, j.state
+    -- files earlier runs uploaded: reused while their URLs have life left
+    for _, u in pairs(state.uploads) do self.client._uploads:remember(u) end
     local by_key = {}
     for _, e in ipairs(self.entries) do by_key[e.key] = e end
     local mismatch
@@ -421,12 +454,23 @@ end
 -- their createTasks go.
 function Runner:send_held()
   local door = {}
+  self.logged_uploads = self.logged_uploads or {}
   for _, a in ipairs(self.active) do
     if a.job and a.job.held then
       door[#door + 1] = a.job
       local e = a.entry
+      -- the row's files first: a rerun reuses them (the same bytes, while their URLs live)
+      for _, u in ipairs(a.job.uploads or {}) do
+        local key = u.sha256 .. " " .. u.url
+        if not self.logged_uploads[key] then
+          self.logged_uploads[key] = true
+          self:log({ type = "upload", sha256 = u.sha256, url = u.url, expires_at = u.expires_at,
+            uploaded_at = u.uploaded_at, size = u.size })
+        end
+      end
+      local input = a.job.input -- as sent: files replaced by their URLs
       self:log({ type = "submit", job = e.key, row = e.row, fp = e.fp,
-        input = journal_mod.encodable(e.input) and e.input or nil, values = plain_values(e.values) })
+        input = journal_mod.encodable(input) and input or nil, values = plain_values(e.values) })
     end
   end
   if #door == 0 then return end

@@ -12,6 +12,8 @@
 --     {"type":"done","job":"3","state":"error","error":{"kind":"credits",…}}   refused: nothing was created
 --     {"type":"done","job":"3","state":"ambiguous","error":{…}}     sent, outcome unknown
 --     {"type":"files","job":"3","files":["3-1.mp4"],"t":…}          outputs saved (names in the download folder)
+--     {"type":"upload","sha256":"…","url":"https://…","expires_at":…,"uploaded_at":…,"size":…,"t":…}
+--                          a file a row sent: a rerun uploads it again only once its URL expires
 --
 -- `job` is the row number, or `row.variant` with `expand`; `fp` is the
 -- fingerprint of what the row sends (model and input). Replaying the lines
@@ -34,7 +36,7 @@ journal.VERSION = 1
 
 
 local function new_state()
-  return { jobs = {}, runs = 0, lines = 0, torn = 0, run_records = {} }
+  return { jobs = {}, uploads = {}, runs = 0, lines = 0, torn = 0, run_records = {} }
 end
 
 local function job_of(state, key, rec)
@@ -83,7 +85,7 @@ end
 -- @tparam[opt] string path for messages
 -- @tparam[opt] table opts `submits = true`: keep each job's last submit record
 -- @treturn[1] table `{ jobs = { [key] = { key, row, fp, line, submits, state,
---   id, submit, done, files } }, runs, run_records, lines, torn }`;
+--   id, submit, done, files } }, uploads = { [sha256] = upload record }, runs, run_records, lines, torn }`;
 --   `state` is "submitting", "accepted", or the `done` record's state;
 --   `done` is the job's last such record, and `submit` too with
 --   `opts.submits` (else left out, to spare memory); `run_records` the
@@ -142,6 +144,12 @@ function journal.replay(text, path, opts)
       state.model = rec.model
       state.run_records[state.runs] = rec
       rec.last_t = rec.t
+    elseif rec and rec.type == "upload" then
+      -- the latest upload of each content (by sha256)
+      if type(rec.sha256) == "string" and type(rec.url) == "string" and type(rec.expires_at) == "number" then
+        local old = state.uploads[rec.sha256]
+        if not old or old.expires_at < rec.expires_at then state.uploads[rec.sha256] = rec end
+      end
     elseif rec and APPLY[rec.type] then
       if type(rec.job) ~= "string" then return nil, damaged(path, i, "no job key") end
       local js = job_of(state, rec.job, rec)

@@ -17,6 +17,7 @@ local convert = require "modkie.batch.convert"
 local fingerprint = require "modkie.batch.fingerprint"
 local rowlist = require "modkie.batch.rowlist"
 local encoding = require "modkie.encoding"
+local file = require "modkie.file"
 local suggest = require "modkie.suggest"
 
 local plan = {}
@@ -160,6 +161,38 @@ local function variants_source(text, name, expand)
   end
 end
 
+local function http_url(v)
+  return type(v) == "string" and v:match("^[Hh][Tt][Tt][Pp][Ss]?://") ~= nil
+end
+
+-- A cell of a file field: an http(s) URL stays as it is; anything else is a
+-- local path, relative to the rows file's folder, uploaded by the job. A
+-- `files` cell is a JSON list (`["a.png","b.png"]`) or one file.
+local function file_cell(ftype, value, base)
+  local function one(v)
+    if type(v) ~= "string" then return nil, "must name a file (a path or an http(s) URL)" end
+    v = v:match("^%s*(.-)%s*$")
+    if http_url(v) then return v end
+    if v:sub(1, 1) ~= "/" and base then v = base .. "/" .. v end
+    return file.new(v)
+  end
+  if value == nil or value == "" then return nil end
+  if ftype == "file" then return one(value) end
+  local list = value
+  if type(value) == "string" then
+    list = value:match("^%s*%[") and convert.json(value) or { value }
+    if type(list) ~= "table" then return nil, "is not a JSON list of files" end
+  end
+  if type(list) ~= "table" then return nil, "must be a list of files (paths or http(s) URLs)" end
+  local out = {}
+  for i, v in ipairs(list) do
+    local f, why = one(v)
+    if not f then return nil, ("item %d %s"):format(i, why) end
+    out[i] = f
+  end
+  return out
+end
+
 --- Build the plan.
 -- @tparam table opts the batch options (model, template | template_file,
 --   rows, input, fields, prompt_field, expand)
@@ -209,6 +242,8 @@ function plan.build(opts)
   end
 
   local defaults = opts.input or {}
+  -- paths in file columns are relative to the rows file (a table of rows: to the current folder)
+  local base = type(opts.rows) == "string" and (opts.rows:match("^(.*)/[^/]*$") or ".") or nil
   local jobs, problems = {}, {}
   local function problem(row, line, msg, fields)
     local p = fields or {}
@@ -232,7 +267,9 @@ function plan.build(opts)
       if value ~= "" then vars[col] = value end -- an empty cell is not set
       local ftype = type(col) == "string" and field_type(col)
       if ftype then
-        local v, why = convert.value(ftype, value)
+        local v, why
+        if ftype == "file" or ftype == "files" then v, why = file_cell(ftype, value, base)
+        else v, why = convert.value(ftype, value) end
         if why then
           ok = false
           problem(i, line, ("column '%s': %s"):format(col, why), { field = col, column = col })
@@ -301,10 +338,11 @@ function plan.build(opts)
       if not vok then
         ok = false
         for _, p in ipairs(verr.problems) do
-          local col = row[p.field] ~= nil and p.field or nil
+          local base_field = p.field:match("^[^%[%.]+") -- image_urls[2]: column image_urls
+          local col = row[base_field] ~= nil and base_field or nil
           problem(i, line, ("%s %s"):format(
             col and ("column '" .. p.field .. "':") or ("input field '" .. p.field .. "'"), p.message),
-            { field = p.field, column = col })
+            { field = p.field, column = col, path = p.path })
         end
       end
       if not ok then break end

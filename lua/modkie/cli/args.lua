@@ -46,7 +46,8 @@ args.types = {
 -- value -> parsed | nil, why; absent for a switch), many = true (repeatable:
 -- a list), optional = true (a value may follow; bare, the flag is true),
 -- key = "field" (default: name with - as _) }`; `spec.positionals = {
--- "NAME", … }` (at most that many), `spec.min` (at least that many),
+-- "NAME", … }` (at most that many; `many = true` in it: any number),
+-- `spec.min` (at least that many),
 -- `spec.last_wins` (a flag given twice takes the last value, instead of an
 -- error), `spec.defaults` (values of the flags not given).
 -- @treturn[1] table options (switches true, values parsed, `many` lists),
@@ -106,7 +107,7 @@ function args.parse(argv, spec)
   end
   if opts.help then return opts end
   local names = spec.positionals or {}
-  if #pos > #names then
+  if #pos > #names and not names.many then -- `many`: the last positional repeats
     return nil, "unexpected argument '" .. pos[#names + 1] .. "'"
   end
   if #pos < (spec.min or 0) then

@@ -3,6 +3,7 @@
 
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
+local file = require "modkie.file"
 local Progress = require "modkie.cli.progress"
 local text = require("modkie.cli.escape").text
 local rowlist = require "modkie.batch.rowlist"
@@ -55,7 +56,7 @@ local BATCH = args.command {
     { name = "callback-url", value = "nonempty", arg = "URL", help = "the gateway POSTs each result there" },
     { name = "quiet", help = "no line per row (errors and the summary still print)" },
     { name = "json", help = "print the report as JSON on stdout" },
-  }, common.GATEWAY, common.POLL),
+  }, common.MODELS, common.GATEWAY, common.POLL),
   footer = "Progress goes to stderr: a bar on a terminal, a line per row otherwise.\n"
     .. "The API key comes from MODKIE_API_KEY. Exit codes: 0 every row succeeded,\n"
     .. "1 a row failed or is ambiguous, 2 usage or invalid rows/template,\n"
@@ -70,7 +71,8 @@ end
 
 local function entry_json(e)
   return {
-    row = e.row, variant = e.variant, id = e.id, state = e.state, prompt = e.prompt, input = e.input,
+    row = e.row, variant = e.variant, id = e.id, state = e.state, prompt = e.prompt,
+    input = e.input and file.replace(e.input, function(f) return f.path or f.name end),
     urls = e.urls and common.array(e.urls) or nil, files = e.files and common.array(e.files) or nil,
     credits = e.credits, restored = e.restored, error = common.error_json(e.error),
     download_error = common.error_json(e.download_error),
@@ -82,6 +84,7 @@ local function report_json(report)
   for k, v in pairs(report) do
     if k ~= "rows" and k ~= "problems" and k ~= "halted" then out[k] = v end
   end
+  if report.dry_run then out.files = common.array(report.files) end -- (a run's `files` counts outputs)
   out.halted = common.error_json(report.halted)
   local rows = {}
   for i, e in ipairs(report.rows) do rows[i] = entry_json(e) end
@@ -108,11 +111,25 @@ local function print_dry(report, w)
     end
   end
   for _, line in ipairs(plan.lines(report.problems)) do w("  ", text(line), "\n") end
+  if #report.files > 0 then
+    w(("\nfiles (%d; %d to upload, %s):\n"):format(#report.files, report.uploads.files,
+      file.size_text(report.uploads.bytes)))
+    for _, f in ipairs(report.files) do
+      local row = f.variant and ("%d.%d"):format(f.row, f.variant) or tostring(f.row)
+      w(("  row %-5s %-14s %s  %s %s  %s\n"):format(row, text(f.field), text(f.path or "?"),
+        f.size and file.size_text(f.size) or "?", text(f.type or "?"),
+        f.upload and "upload" or (f.url and "uploaded earlier (journal)" or "same bytes as above")))
+    end
+  end
   local jobs = report.total - report.invalid
   w(("\n%d %s, %d invalid %s; %d to submit"):format(jobs, jobs == 1 and "job" or "jobs", report.invalid,
     report.invalid == 1 and "row" or "rows", report.to_submit))
   if report.skipped > 0 then w((", %d already in the journal"):format(report.skipped)) end
   if report.credits then w(("; about %s credits"):format(tostring(report.credits))) end
+  if report.uploads.files > 0 then
+    w(("; %d %s to upload (%s)"):format(report.uploads.files, report.uploads.files == 1 and "file" or "files",
+      file.size_text(report.uploads.bytes)))
+  end
   w("\nnothing was sent (dry run)\n")
 end
 
@@ -207,6 +224,8 @@ function batch_cli.main(argv)
   if (opts.random or opts.seed) and not opts.expand then
     return common.usage("batch", "--random and --seed go with --expand")
   end
+  local lok, lerr = common.load_models(opts)
+  if not lok then return common.fail(lerr) end
   local input, ierr = common.parse_sets(opts.model, opts.set)
   if not input then return common.fail(ierr) end
   local journal = opts.journal

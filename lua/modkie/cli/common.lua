@@ -5,6 +5,7 @@ local core = require "modkie.core"
 local Error = require "modkie.error"
 local models = require "modkie.models"
 local convert = require "modkie.batch.convert"
+local file = require "modkie.file"
 local json = require "modkie.json"
 local text = require("modkie.cli.escape").text
 
@@ -95,6 +96,26 @@ common.GATEWAY = {
     help = "seconds per HTTP request (default 30)" },
   { name = "retries", value = "whole", arg = "N", help = "retries of a request after a transient failure (default 4)" },
 }
+--- Model schemas from JSON files (modkie.models.load), for the commands that check inputs.
+common.MODELS = { name = "models", value = "nonempty", many = true, arg = "FILE",
+  help = "also know the models of this JSON schema file\n(examples/models/; also $MODKIE_MODELS, ':'-separated);\n"
+    .. "repeatable" }
+
+--- Load the schema files of `--models` and $MODKIE_MODELS.
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error naming the file
+function common.load_models(opts)
+  local paths = {}
+  for p in (os.getenv("MODKIE_MODELS") or ""):gmatch("[^:]+") do paths[#paths + 1] = p end
+  for _, p in ipairs(opts.models or {}) do paths[#paths + 1] = p end
+  for _, p in ipairs(paths) do
+    local ok, err = models.load(p)
+    if not ok then return nil, err end
+  end
+  return true
+end
+
 --- For the commands that poll jobs.
 common.POLL = { name = "poll-interval", value = "seconds", arg = "S",
   help = "seconds between polls of a job (default: the gateway's\nrecommended schedule: 2-3 s, then slower)" }
@@ -104,7 +125,7 @@ common.INPUT = {
   { name = "prompt", value = "string", arg = "TEXT", help = "the prompt (same as --set prompt=TEXT)" },
   { name = "set", value = "string", many = true, arg = "KEY=VALUE",
     help = "an input field, converted to the model's type\n(duration=5, generate_audio=true); repeatable;\n"
-      .. "KEY:=JSON gives it as raw JSON" },
+      .. "KEY:=JSON gives it as raw JSON; KEY=@FILE a local\nfile, uploaded first (image_url=@still.png)" },
 }
 
 --- One list of flag entries from lists and single entries, in order.
@@ -159,7 +180,10 @@ local function problems_error(model, problems)
 end
 
 --- Parse `--set key=value` and `--set key:=JSON` into `input`, converting
--- values to the model's field types. Every bad flag is listed at once.
+-- values to the model's field types; `--set key=@path` is a local file
+-- (uploaded with the job, as httpie's and replicate's `@file`), and a
+-- `files` field takes the files of several `--set`s as its list. Every bad
+-- flag is listed at once.
 -- @treturn[1] table input
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation" naming each flag and field (`problems`)
@@ -179,9 +203,20 @@ function common.parse_sets(model, sets, input)
         problem(s, ("--set '%s': write key=value (or key:=JSON)"):format(s))
       else
         local f = schema and schema.fields[key]
-        local value, why = convert.value(f and f.type, raw)
-        if why then problem(key, ("--set %s: %s for %s, a %s field"):format(s, why, key, f.type))
-        else input[key] = value end
+        if raw:sub(1, 1) == "@" then
+          if raw == "@" then
+            problem(key, ("--set %s: name a file after the @ (key=@still.png)"):format(s))
+          elseif f and f.type == "files" then
+            input[key] = type(input[key]) == "table" and input[key] or {}
+            table.insert(input[key], file.new(raw:sub(2)))
+          else
+            input[key] = file.new(raw:sub(2))
+          end
+        else
+          local value, why = convert.value(f and f.type, raw)
+          if why then problem(key, ("--set %s: %s for %s, a %s field"):format(s, why, key, f.type))
+          else input[key] = value end
+        end
       end
     end
   end

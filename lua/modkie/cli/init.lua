@@ -15,6 +15,7 @@ commands:
   batch            one job per row of a CSV/JSON Lines file, from a template
   review JOURNAL   a batch's review page (HTML): every row's output, prompt, state
   validate MODEL   check an input against the model's schema (offline)
+  upload FILE...   upload local files; print the URLs to put in an input
   credits          the account's credit balance
   models [MODEL]   the models modkie knows, or one model's fields
   mock             run the gateway emulator (a local HTTP server)
@@ -60,6 +61,7 @@ local commands = {
   validate = lazy("modkie.cli.models", "validate"),
   models = lazy("modkie.cli.models", "models"),
   credits = lazy("modkie.cli.account", "credits"),
+  upload = lazy("modkie.cli.upload", "main"),
   mock = mock,
 }
 

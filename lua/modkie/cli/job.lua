@@ -49,6 +49,9 @@ function Status:log()
     elseif event == "state" then
       self.state = f.server_state or f.state
       self.progress = f.progress
+    elseif event == "upload" and f.state ~= "done" and f.state ~= "reused" then
+      self.state = "uploading " .. (f.file or "")
+      self.progress = f.sent and f.size and f.size > 0 and math.floor(100 * f.sent / f.size) or nil
     else
       return
     end
@@ -121,7 +124,7 @@ local SUBMIT = args.command {
     { name = "wait", help = "wait for the job to end and print its result" },
   }, WAITING, {
     { name = "no-validate", help = "send the input even if the model's schema refuses it" },
-  }, common.JSON, common.GATEWAY, common.POLL),
+  }, common.JSON, common.MODELS, common.GATEWAY, common.POLL),
   footer = "The API key comes from MODKIE_API_KEY. Exit codes: 0 ok, 1 the job failed,\n"
     .. "2 usage or invalid input, 3 auth or credits, 4 network or timeout, 130 interrupted.",
 }
@@ -146,6 +149,8 @@ function job_cli.submit(argv)
   if not opts then return common.usage("submit", perr) end
   if opts.help then io.stdout:write(SUBMIT.help) return EXIT.ok end
   local model = opts[1]
+  local lok, lerr = common.load_models(opts)
+  if not lok then return common.fail(lerr) end
   local input, ierr = common.input(model, opts.set, opts.prompt, not opts.no_validate)
   if not input then return common.fail(ierr) end
   if opts.download then

@@ -4,6 +4,7 @@
 
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
+local file = require "modkie.file"
 local models = require "modkie.models"
 
 local models_cli = {}
@@ -15,7 +16,7 @@ local MODELS = args.command {
   about = "List the models modkie has a schema for, or show one model's input fields.\n"
     .. "Other models can still be used; modkie just does not check their input.",
   positionals = { "MODEL" },
-  flags = { common.JSON },
+  flags = { common.JSON, common.MODELS },
 }
 models_cli.MODELS_USAGE = MODELS.help
 
@@ -29,6 +30,9 @@ local function describe_field(name, f)
   local bounds = {}
   if f.min then bounds[#bounds + 1] = ">= " .. tostring(f.min) end
   if f.max then bounds[#bounds + 1] = "<= " .. tostring(f.max) end
+  if f.accept then bounds[#bounds + 1] = table.concat(f.accept, ", ") end
+  if f.max_size then bounds[#bounds + 1] = "at most " .. file.size_text(f.max_size) end
+  if f.max_items then bounds[#bounds + 1] = "at most " .. tostring(f.max_items) .. " files" end
   if #bounds > 0 then kind = kind .. " (" .. table.concat(bounds, ", ") .. ")" end
   if f.required then kind = kind .. ", required" end
   local line = ("  %-16s %s"):format(name, kind)
@@ -40,7 +44,8 @@ local function schema_json(id, s)
   local fields = {}
   for name, f in pairs(s.fields) do
     fields[name] = { type = f.type, required = f.required or nil, enum = f.enum and common.array(f.enum) or nil,
-      min = f.min, max = f.max, description = f.description }
+      min = f.min, max = f.max, description = f.description, accept = f.accept and common.array(f.accept) or nil,
+      max_size = f.max_size, min_items = f.min_items, max_items = f.max_items }
   end
   return { id = id, title = s.title, credits = s.credits, fields = fields }
 end
@@ -49,6 +54,8 @@ function models_cli.models(argv)
   local opts, perr = args.parse(argv, MODELS.spec)
   if not opts then return common.usage("models", perr) end
   if opts.help then io.stdout:write(MODELS.help) return EXIT.ok end
+  local lok, lerr = common.load_models(opts)
+  if not lok then return common.fail(lerr) end
   if opts[1] then
     local s = models.get(opts[1])
     if not s then
@@ -95,7 +102,7 @@ local VALIDATE = args.command {
     .. "problem (exit 2). --set converts values to the field's type like submit.\n"
     .. "To check a whole batch (rows and template), use 'modkie batch --dry-run'.",
   positionals = { "MODEL" }, min = 1,
-  flags = common.flags(common.INPUT, common.JSON),
+  flags = common.flags(common.INPUT, common.JSON, common.MODELS),
 }
 models_cli.VALIDATE_USAGE = VALIDATE.help
 
@@ -104,12 +111,15 @@ function models_cli.validate(argv)
   if not opts then return common.usage("validate", perr) end
   if opts.help then io.stdout:write(VALIDATE.help) return EXIT.ok end
   local model = opts[1]
+  local lok, lerr = common.load_models(opts)
+  if not lok then return common.fail(lerr) end
   local input, err = common.input(model, opts.set, opts.prompt, true)
   local ok = input ~= nil
   input = input or {}
   local known = models.get(model) ~= nil
   if opts.json then
-    local out = { valid = ok == true, model = model, checked = known, input = input }
+    local out = { valid = ok == true, model = model, checked = known,
+      input = file.replace(input, function(f) return f.path or f.name end) }
     if not ok then
       local problems = {}
       for i, p in ipairs(err.problems) do problems[i] = { field = p.field, message = p.message } end

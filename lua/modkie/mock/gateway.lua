@@ -21,12 +21,15 @@
 --     record is not visible yet.
 --   * `--models`: models nobody registered are refused with 422 (the
 --     gateway's exact answer for them is undocumented).
+--   * the file upload API (modkie.mock.uploads): what was uploaded is served
+--     until it expires, and a createTask naming an expired upload gets 422.
 local socket = require "socket"
 local json = require "modkie.json"
 local directives = require "modkie.mock.directives"
 local files = require "modkie.mock.files"
 local media = require "modkie.mock.media"
 local Ledger = require "modkie.mock.ledger"
+local Uploads = require "modkie.mock.uploads"
 local Callbacks = require "modkie.mock.callbacks"
 local RateLimit = require "modkie.mock.ratelimit"
 
@@ -123,6 +126,7 @@ function Gateway.new(opts)
   self.ledger = Ledger.new(self.start_credits)
   self.record_delay = opts.record_delay or 0
   self.prices = opts.prices or {}
+  self.uploads = Uploads.new(self, { ttl = opts.upload_ttl, max_bytes = opts.max_upload })
   if opts.models then
     self.known = {}
     for _, id in ipairs(require("modkie.models").list()) do self.known[id] = true end
@@ -169,6 +173,7 @@ function Gateway:reset()
   end
   if self.faults then self.faults:reset() end
   if self.callbacks then self.callbacks:reset() end
+  if self.uploads then self.uploads:reset() end
   if self.journal then self.journal:reset() end
 end
 
@@ -464,6 +469,9 @@ local function create(self, ctx)
     local problem = rules.validate(input)
     if problem then return self:fail(422, problem) end
   end
+  -- a reference file it issued must still be there when the job runs
+  local gone = self.uploads:check_input(input, ctx.now)
+  if gone then return self:fail(422, gone) end
   local d, clean = directives.parse(input.prompt)
   if d.errors then return self:fail(422, "input.prompt: " .. table.concat(d.errors, "; ")) end
   local price = self:price(model)
@@ -593,6 +601,7 @@ local function mock_stats(self)
   out.tasks = #self.task_list
   out.submits_by_prompt = self.submits_by_prompt
   out.callbacks = self.callbacks.stats
+  for k, v in pairs(self.uploads.stats) do out[k] = v end
   out.dialect = self.dialect_name
   if self.faults then
     out.faults = self.faults:totals()
@@ -661,6 +670,14 @@ function Gateway:replayed(req)
   return { status = a.status, headers = a.headers, body = a.body }
 end
 
+local function mock_uploads(self, ctx)
+  return answer(200, json.encode(self.uploads:list(ctx.now)))
+end
+
+local function mock_uploads_expire(self, ctx)
+  return answer(200, json.encode { ok = true, expired = self.uploads:expire_all(ctx.now) })
+end
+
 local function mock_reset(self)
   self:reset()
   if self.on_reset then self.on_reset() end
@@ -694,7 +711,13 @@ local ROUTES = {
   ["/__mock/limits"] = { name = "mock_limits", method = "GET", fn = mock_limits },
   ["/__mock/credits"] = { name = "mock_credits", method = "POST", fn = mock_credits },
   ["/__mock/replay"] = { name = "mock_replay", method = "POST", fn = mock_replay },
+  ["/__mock/uploads"] = { name = "mock_uploads", method = "GET", fn = mock_uploads },
+  ["/__mock/uploads/expire"] = { name = "mock_uploads_expire", method = "POST", fn = mock_uploads_expire },
 }
+for path, route in pairs(Uploads.routes()) do ROUTES[path] = route end
+local UPLOADED_ROUTE = { name = "uploaded_file", method = "GET", fn = function(self, ctx)
+  return self.uploads:serve(ctx)
+end }
 local FILE_ROUTE = { name = "file", method = "GET", counter = "files", fn = file }
 Gateway.ROUTES = ROUTES
 
@@ -714,15 +737,22 @@ function Gateway:answer(req)
   if self.journal then self.journal:touch() end
   if req.headers.expect then stats.expect_headers = stats.expect_headers + 1 end
   local path = req.path
-  local route = ROUTES[path] or (path:sub(1, 7) == "/files/" and FILE_ROUTE) or nil
-  if route and route.counter then stats[route.counter] = stats[route.counter] + 1 end
+  local route = ROUTES[path] or (path:sub(1, 7) == "/files/" and FILE_ROUTE)
+    or (Uploads.is_file_path(path) and UPLOADED_ROUTE) or nil
+  if route and route.counter then
+    local counts = route.upload and self.uploads.stats or stats
+    counts[route.counter] = counts[route.counter] + 1
+  end
   local replay = self:replayed(req)
   if replay then return replay end
   local ctx = { req = req, now = self.clock(), route = route }
   local is_api = path:sub(1, 5) == "/api/"
   if is_api then
     ctx.key = self:authorize(req)
-    if not ctx.key then return self:fail(401, "You do not have access permissions") end
+    if not ctx.key then
+      if route and route.upload then return Uploads.unauthorized() end -- the upload API's own 401
+      return self:fail(401, "You do not have access permissions")
+    end
   end
   if not route then
     if is_api then return self:fail(404, "not found") end

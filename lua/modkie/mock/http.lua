@@ -145,7 +145,8 @@ Server.__index = Server
 
 --- Make a server (not yet listening).
 -- opts: host, port, handler(req) -> response, log (function(line) or nil),
--- max_connections, on_error (function(message)), backlog, io (other sockets
+-- max_connections, max_body_for (function(path) -> the body cap of requests
+-- to that path, or nil for the usual 8 MiB), on_error (function(message)), backlog, io (other sockets
 -- the loop watches, e.g. the callbacks' outgoing connections: an object with
 -- `watch()` -> read list, write list; `timeout(now)` -> seconds or nil;
 -- `ready(readable, writable, now)` called after every select).
@@ -160,6 +161,7 @@ function http.new(opts)
     http.MAX_CONNECTIONS_LIMIT)
   self.backlog = opts.backlog or 1024
   self.io = opts.io
+  self.max_body_for = opts.max_body_for
   self.conns = {}           -- socket -> connection
   self.rset = new_set()     -- sockets we want to read from
   self.wset = new_set()     -- sockets with an answer not yet fully written
@@ -240,7 +242,7 @@ function Server:accept(now)
       local c = {
         sock = s, inbuf = "", inparts = {}, inlen = 0,
         outq = {}, outhead = 1, outpos = 0,
-        last = now, begun = nil,
+        last = now, begun = nil, body_cap = self.max_body_for,
       }
       self.conns[s] = c
       set_add(self.rset, s)
@@ -341,7 +343,7 @@ local function next_chunk(c, buf)
       c.begun = c.inlen > 0 and c.last or nil
       return req
     end
-    if chunks.size + size > MAX_BODY then return nil, 413, "request body too large" end
+    if chunks.size + size > (chunks.max or MAX_BODY) then return nil, 413, "request body too large" end
     if #buf < eol + 2 + size + 1 then break end
     if buf:sub(eol + 2 + size, eol + 3 + size) ~= "\r\n" then return nil, 400, "chunk not ended by CRLF" end
     chunks.parts[#chunks.parts + 1] = buf:sub(eol + 2, eol + 1 + size)
@@ -389,6 +391,7 @@ local function next_request(c)
     if not req then return nil, status, msg end
     local h = req.headers
     local length = 0
+    local max_body = c.body_cap and c.body_cap(req.path) or MAX_BODY
     if h["transfer-encoding"] then
       -- only chunked (RFC 9112 7.1); with Content-Length too the framing is ambiguous: refuse
       if not h["transfer-encoding"]:lower():match("^%s*chunked%s*$") then
@@ -396,14 +399,15 @@ local function next_request(c)
       end
       if h["content-length"] then return nil, 400, "both Transfer-Encoding and Content-Length" end
       consume(c, e2)
-      c.head, c.chunks = req, { parts = {}, size = 0 }
+      c.head, c.chunks = req, { parts = {}, size = 0, max = max_body }
       return next_request(c)
     end
     if h["content-length"] then
       if not h["content-length"]:match("^%d+$") then return nil, 400, "bad Content-Length" end
       length = tonumber(h["content-length"])
-      if length > MAX_BODY then return nil, 413, "request body too large" end
+      if length > max_body then return nil, 413, "request body too large" end
     end
+
     consume(c, e2)
     c.head, c.want = req, length
     buf = c.inbuf

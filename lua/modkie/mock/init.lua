@@ -59,6 +59,9 @@ options:
                       start, written as they change; tasks and balances
                       survive kill -9, counters may lag by 0.2 s
   --max-connections N open connections kept at most (default 900, max 1000)
+  --upload-ttl S      seconds an uploaded file lives (default 86400: 24 h);
+                      then its URL answers 404 and a createTask naming it 422
+  --max-upload N      largest upload request body in bytes (default 104857600)
   --media             serve playable media: each .mp4 output a short H.264
                       clip (the input's aspect_ratio and duration, at most
                       10 s), each .png a PNG image; default: patterned bytes
@@ -89,7 +92,12 @@ Callbacks: a createTask with callBackUrl gets a POST there when the task
 ends: kie {"code":200|501,"msg":…,"data":{record}}, modkie
 {"event":"task.completed",…}; retried with backoff until a 2xx.
 
+Uploads: POST /api/file-stream-upload (multipart: file, uploadPath,
+fileName), /api/file-base64-upload and /api/file-url-upload (JSON); the file
+is served at its downloadUrl (GET /tempfile/...) until it expires.
+
 Control endpoints (no auth): GET /__mock/stats, GET /__mock/tasks,
+GET /__mock/uploads, POST /__mock/uploads/expire (every upload expires now),
 GET /__mock/limits (with --limits: the time of every request the limits
 counted, per key, admitted or refused), POST /__mock/reset,
 POST /__mock/credits {"key","balance"},
@@ -172,6 +180,8 @@ local FLAGS = {
   ["callback-retries"] = { value = number_flag(0, 100, true) },
   ["callback-backoff"] = { value = number_flag(0, 86400) },
   ["record-delay"] = { value = number_flag(0, 86400) },
+  ["upload-ttl"] = { value = number_flag(0, 1e9) },
+  ["max-upload"] = { value = number_flag(1, 1e12, true) },
   models = { value = list_of, optional = true },
   price = { key = "prices", value = parse_prices },
   ["retry-after"] = { value = number_flag(0, 86400, true) },
@@ -216,7 +226,7 @@ end
 -- opts: as parse_args returns (host, port, dialect, job_seconds, api_key,
 -- credits, files_base, limits, verbose, max_connections, faults, seed,
 -- retry_after, stall_seconds, huge_bytes, state, media, webhook_secret,
--- callback_retries, callback_backoff, record_delay, models, prices).
+-- callback_retries, callback_backoff, record_delay, models, prices, upload_ttl, max_upload).
 function mock.new(opts)
   local m = {}
   local log
@@ -233,12 +243,17 @@ function mock.new(opts)
     faults = plan, media = opts.media, webhook_secret = opts.webhook_secret,
     callback_retries = opts.callback_retries, callback_backoff = opts.callback_backoff,
     record_delay = opts.record_delay, models = opts.models, prices = opts.prices, log = log,
+    upload_ttl = opts.upload_ttl, max_upload = opts.max_upload,
     intercept = function(name, ctx, gw, proceed) return plan:intercept(name, ctx, gw, proceed) end,
   }
   m.server = http.new {
     host = opts.host or "127.0.0.1", port = opts.port or 0,
     max_connections = opts.max_connections, log = log, io = m.gateway.callbacks,
     handler = function(req) return m.gateway:handle(req) end,
+    -- upload requests carry files: their own cap (--max-upload)
+    max_body_for = function(path)
+      if path:match("^/api/file%-[%w%-]+%-upload$") then return m.gateway.uploads.max_bytes end
+    end,
   }
   m.gateway.net = m.server.stats
   m.gateway.on_reset = function() m.server:reset_stats() end
