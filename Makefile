@@ -7,13 +7,15 @@ CC ?= gcc
 CFLAGS ?= -O2 -g
 WARN = -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 SANITIZE ?=
-LIBS = -lcurl -lcrypto -lhiredis -lmagic -lmicrohttpd -lm
+LIBS = -lcurl -lcjson -lcrypto -lhiredis -lmagic -lmicrohttpd -lm
 PREFIX ?= /usr/local
 INSTALL_LMOD ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 INSTALL_CMOD ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 
-SRC = $(wildcard src/*.c)
-HDR = $(wildcard src/*.h)
+# src/lib/: the C library (knows no Lua); src/: its Lua bindings, one file per concept
+LIB_SRC = $(wildcard src/lib/*.c)
+SRC = $(wildcard src/*.c) $(LIB_SRC)
+HDR = $(wildcard src/*.h src/lib/*.h)
 LUA_SRC = $(wildcard lua/modkie/*.lua lua/modkie/*/*.lua)
 CORE = $(BUILD)/modkie/core.so
 
@@ -47,7 +49,7 @@ test-deps:
 
 $(CORE): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SANITIZE) $(WARN) -fPIC -shared -I$(LUA_INC) $(CURL_INC:%=-I%) $(SRC) -o $@ $(LIBS)
+	$(CC) $(CFLAGS) $(SANITIZE) $(WARN) -fPIC -shared -Isrc -I$(LUA_INC) $(CURL_INC:%=-I%) $(SRC) -o $@ $(LIBS)
 
 # MODKIE_TEST_LUA: the Lua the specs start bin/modkie (emulator, CLI) with.
 # The OpenResty specs need nginx's Lua module and the LuaJIT build: test-openresty.

@@ -23,14 +23,17 @@ dependencies = {
 -- libcurl: Debian's libcurl4-openssl-dev puts curl.h in a multiarch folder
 -- the compiler knows and luarocks' header search does not; the compiler finds it.
 -- hiredis (Debian's libhiredis-dev): the Redis store of rate.shared.
+-- cJSON (Debian's libcjson-dev): the engine reads every answer in C.
 -- libmagic (Debian's libmagic-dev): the type of a file to upload, from its bytes.
 external_dependencies = {
   HIREDIS = { header = "hiredis/async.h" },
+  CJSON = { header = "cjson/cJSON.h" },
   MAGIC = { header = "magic.h" },
+  MICROHTTPD = { header = "microhttpd.h" }, -- Debian's libmicrohttpd-dev: the callback listener (listen =)
 }
 build = {
-  -- the Makefile compiles src/*.c with -Wall -Wextra -Werror and installs every Lua module but the
-  -- emulator's (lua/modkie/mock/: the modkie-mock rock)
+  -- the Makefile compiles src/*.c and src/lib/*.c with -Wall -Wextra -Werror and installs every Lua module
+  -- but the emulator's (lua/modkie/mock/: the modkie-mock rock)
   type = "make",
   build_target = "core",
   build_variables = {

@@ -7,8 +7,9 @@
 #   BENCH_VARIANTS=1 make bench    also modkie's core with bench/patches/ applied (01, then 01+02, …):
 #                                  proposed fixes, measured beside the shipped core; not shipped
 BENCH_EXCHANGE = build/bench/exchange
-# beyond `tools/deps test luas`: the C baseline's JSON library, the contenders, nginx's echo module
-BENCH_PKGS = libcjson-dev lua-http lua-sec libnginx-mod-http-echo
+# beyond `tools/deps test luas` (libcjson-dev, which the C baseline uses too, is a build dependency):
+# the contenders, nginx's echo module
+BENCH_PKGS = lua-http lua-sec libnginx-mod-http-echo
 
 BENCH_PATCHES = $(sort $(wildcard bench/patches/*.patch))
 
@@ -35,7 +36,7 @@ bench-variants:
 	  i=$$((i + 1)); applied="$$applied $$p"; d=build/variants/p$$i; mkdir -p $$d/modkie; cp -r src $$d/src; \
 	  for q in $$applied; do patch -s -p1 -d $$d < $$q || exit 1; done; \
 	  echo "bench: core with$$applied"; \
-	  $(CC) $(CFLAGS) $(WARN) -fPIC -shared -I/usr/include/lua5.4 $$d/src/*.c -o $$d/modkie/core.so $(LIBS) || exit 1; \
+	  $(CC) $(CFLAGS) $(WARN) -fPIC -shared -I$$d/src -I/usr/include/lua5.4 $$d/src/*.c $$d/src/lib/*.c -o $$d/modkie/core.so $(LIBS) || exit 1; \
 	done
 
 bench: bench-deps $(CORE)

@@ -1,15 +1,23 @@
 /* bench/exchange.c: the raw C baseline of the exchange benchmark. W exchanges
- * with C in flight over libcurl's multi interface, half POST createTask with
- * the body in BODY_FILE, half GET recordInfo; each answer is decoded with
- * cJSON and a field read (data.taskId, data.state). What libcurl can do on
+ * with C in flight over libcurl's multi interface, half POST download-url
+ * with the body in BODY_FILE, half GET recordInfo; each answer is decoded
+ * with cJSON and a field read (data, a string; data.state). What libcurl can do on
  * this machine with nothing in the way: easy handles reused, keep-alive,
  * HTTP/2 multiplexing, the same request headers modkie sends.
  *
- *   exchange URL BODY_FILE W C [socket|poll] [CA_FILE]
+ *   exchange URL BODY_FILE W C [socket|poll|polls|jobs] [CA_FILE]
  *
  * socket: curl_multi_socket_action driven by epoll (how modkie's engine is
  *         driven, with epoll instead of poll); poll: curl_multi_poll +
  *         curl_multi_perform, the textbook loop.
+ * Two more workloads, on the curl_multi_poll loop, each the raw C half of a
+ * row of bench/run.lua's "polling and whole jobs" table:
+ *   polls: W GETs of a record that stays "generating" (taskId
+ *          task_bench_gen), each answer decoded and its state read: what
+ *          polling adopted jobs costs, on kept-alive connections;
+ *   jobs:  W / 2 jobs, each a POST createTask on a connection of its own
+ *          (CURLOPT_FRESH_CONNECT, as modkie sends a create), its taskId
+ *          read, then a GET of that task's record (nginx says "success").
  * Prints one line: exchanges= errors= wall= cpu= user= sys= rss_kb=
  * (cpu is CLOCK_PROCESS_CPUTIME_ID around the run, user/sys from getrusage;
  * rss_kb is the process's peak, VmHWM). Never fails on time. */
@@ -29,19 +37,24 @@
  * times out: never wait longer than this while transfers are active. */
 #define WAIT_CAP_MS 50
 
+typedef enum { MIXED, POLLS, JOBS } workload;
+
 typedef struct xfer {
   CURL *easy;
   char *buf;
   size_t len, cap;
   int post;
+  char url[600]; /* jobs: the record URL of the task just created */
 } xfer;
 
 typedef struct bench {
   CURLM *multi;
   int epfd;
   long timeout_ms; /* libcurl's timer, -1: none */
-  const char *create_url, *record_url, *body;
+  const char *create_url, *link_url, *record_url, *body;
+  const char *base;
   size_t body_len;
+  workload work;
   long total, started, done, errors;
   struct curl_slist *headers;
 } bench;
@@ -80,19 +93,29 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
-/* Point the easy handle at the next exchange: even ones create, odd ones poll. */
-static void next_exchange(bench *b, xfer *x) {
-  long i = b->started++;
+static void point(bench *b, xfer *x, int post, const char *url) {
   x->len = 0;
-  x->post = (i % 2) == 0;
-  curl_easy_setopt(x->easy, CURLOPT_URL, x->post ? b->create_url : b->record_url);
-  if (x->post) {
+  x->post = post;
+  curl_easy_setopt(x->easy, CURLOPT_URL, url);
+  if (post) {
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->body_len);
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, b->body);
   } else {
     curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
   }
+  /* jobs: a createTask never rides a reused connection */
+  if (b->work == JOBS) curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, post ? 1L : 0L);
 }
+
+/* Point the easy handle at the next exchange: even ones create, odd ones poll
+ * (polls: every one polls; jobs: a create, then its poll, see collect). */
+static void next_exchange(bench *b, xfer *x) {
+  long i = b->started++;
+  if (b->work == POLLS) point(b, x, 0, b->record_url);
+  else if (b->work == JOBS) point(b, x, 1, b->create_url);
+  else point(b, x, (i % 2) == 0, (i % 2) == 0 ? b->link_url : b->record_url);
+}
+
 
 static int setup(bench *b, xfer *x, const char *ca_file) {
   CURL *c = curl_easy_init();
@@ -115,15 +138,24 @@ static int setup(bench *b, xfer *x, const char *ca_file) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
-/* The answer: code 200 and the field of its kind present. */
-static int check_answer(xfer *x) {
+/* The answer: code 200 and the field of its kind present (mixed: a POST's
+ * data is a link, a string). jobs: a create's
+ * answer points the handle at the poll of the task it names (its id
+ * percent-encoded), read from the same parse. */
+static int check_answer(bench *b, xfer *x) {
   cJSON *doc = cJSON_ParseWithLength(x->buf ? x->buf : "", x->len), *data, *field;
   int ok;
   if (!doc) return 0;
   data = cJSON_GetObjectItemCaseSensitive(doc, "data");
-  field = cJSON_GetObjectItemCaseSensitive(data, x->post ? "taskId" : "state");
+  field = x->post && b->work == MIXED ? data : cJSON_GetObjectItemCaseSensitive(data, x->post ? "taskId" : "state");
   ok = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(doc, "code")) && cJSON_IsString(field) &&
        field->valuestring[0] != '\0';
+  if (ok && b->work == JOBS && x->post) {
+    char *escaped = curl_easy_escape(x->easy, field->valuestring, 0);
+    ok = escaped != NULL;
+    if (ok) snprintf(x->url, sizeof x->url, "%s/api/v1/jobs/recordInfo?taskId=%s", b->base, escaped);
+    curl_free(escaped);
+  }
   cJSON_Delete(doc);
   return ok;
 }
@@ -134,18 +166,29 @@ static void collect(bench *b) {
   while ((msg = curl_multi_info_read(b->multi, &left))) {
     xfer *x = NULL;
     long status = 0;
+    int ok;
     CURL *easy = msg->easy_handle;
     CURLcode result = msg->data.result;
     if (msg->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     b->done++;
-    if (result != CURLE_OK || status != 200 || !check_answer(x)) {
+    ok = result == CURLE_OK && status == 200 && check_answer(b, x);
+    if (!ok) {
       b->errors++;
       if (getenv("BENCH_DEBUG") && (result != CURLE_OK || status != 200)) fprintf(stderr, "exchange: %s, HTTP %ld\n", curl_easy_strerror(result), status);
     }
     curl_multi_remove_handle(b->multi, easy);
-    if (b->started < b->total) {
+    if (b->work == JOBS && x->post) { /* the job's poll: part of the same job */
+      if (ok) {
+        point(b, x, 0, x->url);
+        curl_multi_add_handle(b->multi, easy);
+        continue;
+      }
+      b->errors++;
+      b->done++; /* the poll that could not be sent */
+    }
+    if (b->started < (b->work == JOBS ? b->total / 2 : b->total)) {
       next_exchange(b, x);
       curl_multi_add_handle(b->multi, easy);
     }
@@ -235,8 +278,9 @@ int main(int argc, char **argv) {
   xfer *xs;
   long c, i;
   int use_poll;
+  const char *mode;
   const char *ca_file;
-  char create_url[512], record_url[512];
+  char create_url[512], link_url[512], record_url[512];
   double wall0, cpu0, wall, cpu;
   struct rusage ru;
   if (argc < 5) {
@@ -245,19 +289,26 @@ int main(int argc, char **argv) {
   }
   memset(&b, 0, sizeof b);
   snprintf(create_url, sizeof create_url, "%s/api/v1/jobs/createTask", argv[1]);
-  snprintf(record_url, sizeof record_url, "%s/api/v1/jobs/recordInfo?taskId=task_bench_1", argv[1]);
+  snprintf(link_url, sizeof link_url, "%s/api/v1/common/download-url", argv[1]);
+  mode = argc > 5 ? argv[5] : "socket";
+  b.work = !strcmp(mode, "polls") ? POLLS : !strcmp(mode, "jobs") ? JOBS : MIXED;
+  b.base = argv[1];
+  snprintf(record_url, sizeof record_url, "%s/api/v1/jobs/recordInfo?taskId=%s", argv[1],
+           b.work == POLLS ? "task_bench_gen" : "task_bench_1");
   b.create_url = create_url;
+  b.link_url = link_url;
   b.record_url = record_url;
   b.body = slurp(argv[2], &b.body_len);
   b.total = atol(argv[3]);
   c = atol(argv[4]);
-  use_poll = argc > 5 && strcmp(argv[5], "poll") == 0;
+  use_poll = strcmp(mode, "socket") != 0;
   ca_file = argc > 6 ? argv[6] : NULL;
   if (!b.body || b.total < 1 || c < 1) {
     fprintf(stderr, "exchange: bad arguments\n");
     return 2;
   }
-  if (c > b.total) c = b.total;
+  if (b.work == JOBS) b.total = b.total / 2 * 2; /* whole jobs: a create and its poll each */
+  if (c > (b.work == JOBS ? b.total / 2 : b.total)) c = b.work == JOBS ? b.total / 2 : b.total;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   b.headers = curl_slist_append(NULL, "Authorization: Bearer bench");
   b.headers = curl_slist_append(b.headers, "Content-Type: application/json");

@@ -1,13 +1,15 @@
 -- bench/exchange.lua: the Lua contenders of the exchange benchmark (bench/run.lua
 -- starts them, one process per run; bench/exchange.c is the raw C baseline).
--- W exchanges with C in flight: even ones POST createTask with the body in
+-- W exchanges with C in flight: even ones POST download-url with the body in
 -- BODY_FILE, odd ones GET recordInfo; each answer decoded and a field read
--- (data.taskId, data.state).
+-- (data, a link; data.state). (A one-off createTask does not exist in modkie:
+-- a create is always a job's, on a connection of its own; see modkie-jobs.)
 --
 --   lua5.4 bench/exchange.lua modkie    URL BODY_FILE W C [CA_FILE]   (also luajit)
 --   lua5.1 bench/exchange.lua lua-http  URL BODY_FILE W C [CA_FILE]   (Debian packages lua-http for 5.1 only)
 --   lua5.4 bench/exchange.lua socket.http URL BODY_FILE W 1 [CA_FILE] (sequential; https through LuaSec)
 --   lua5.4 bench/exchange.lua modkie-jobs URL BODY_FILE W C [CA_FILE] (W / 2 jobs: createTask + one poll each)
+--   lua5.4 bench/exchange.lua modkie-polls URL BODY_FILE W C [CA_FILE] (C adopted jobs polled, W polls in all)
 --
 -- Prints one line: exchanges= errors= wall= cpu= rss_kb=  (cpu: os.clock(),
 -- the process's user + system time, around the run; rss_kb: peak, VmHWM).
@@ -16,7 +18,7 @@ local CLIENT, URL, BODY_FILE = arg[1], arg[2], arg[3]
 local W, C, CA_FILE = tonumber(arg[4]), tonumber(arg[5]), arg[6]
 assert(CLIENT and URL and BODY_FILE and W and C, "usage: exchange.lua CLIENT URL BODY_FILE W C [CA_FILE]")
 
-local CREATE = "/api/v1/jobs/createTask"
+local LINK = "/api/v1/common/download-url"
 local RECORD = "/api/v1/jobs/recordInfo?taskId=task_bench_1"
 
 local function slurp(path)
@@ -39,8 +41,9 @@ local now -- a monotonic clock in seconds
 
 -- The answer is the contract's envelope with the field of its kind.
 local function good(data, post)
+  if post then return type(data) == "string" and data ~= "" end
   if type(data) ~= "table" then return false end
-  local v = data[post and "taskId" or "state"]
+  local v = data.state
   return type(v) == "string" and v ~= ""
 end
 
@@ -73,7 +76,7 @@ function contenders.modkie()
       local i = next_i
       next_i = next_i + 1
       local post = i % 2 == 0
-      local data = post and client:_call("POST", CREATE, BODY) or client:_call("GET", RECORD)
+      local data = post and client:_call("download-url", BODY) or client:_call("recordInfo", "task_bench_1")
       if not good(data, post) then errors = errors + 1 end
     end
   end
@@ -102,6 +105,38 @@ contenders["modkie-jobs"] = function()
   end
   local wall, cpu = run_workers(client, worker)
   return jobs * 2, errors, wall, cpu
+end
+
+-- modkie polls: C jobs adopted with client:job (a task whose record stays
+-- "generating": task_bench_gen), polled back to back (poll_interval = 0)
+-- until W polls went out in all; the client is stepped from the main thread.
+-- The raw C half is `exchange ... polls`: GETs of the same record.
+contenders["modkie-polls"] = function()
+  local modkie = require "modkie"
+  local core = require "modkie.core"
+  now = core.now
+  local client = modkie.new{ base_url = URL, api_key = "bench", rate = false, retries = 0, poll_interval = 0,
+    max_connections = C, ca_file = CA_FILE }
+  local jobs = {}
+  local cpu0, t0 = os.clock(), now()
+  for i = 1, C do jobs[i] = assert(client:job("task_bench_gen", { model = "kling/kling-3-0" })) end
+  -- counted every 2 ms (a stats table per step would be the bench's own cost)
+  local check = 0
+  repeat
+    client:step(0.002)
+    local t = now()
+    if t >= check then
+      check = t + 0.002
+      if client:stats().polls >= W then break end
+    end
+  until false
+  local wall, cpu = now() - t0, os.clock() - cpu0
+  local polls, errors = client:stats().polls, 0
+  for _, job in ipairs(jobs) do
+    if job.done then errors = errors + 1 end -- a job that stays "generating" never ends
+  end
+  client:close()
+  return polls, errors, wall, cpu
 end
 
 -- lua-http (cqueues): its request:go() opens a connection per request, so
@@ -135,7 +170,7 @@ contenders["lua-http"] = function()
     h:append(":method", post and "POST" or "GET")
     h:append(":scheme", scheme)
     h:append(":authority", authority)
-    h:append(":path", post and CREATE or RECORD)
+    h:append(":path", post and LINK or RECORD)
     h:append("authorization", "Bearer bench")
     h:append("accept", "application/json")
     if post then
@@ -187,7 +222,7 @@ contenders["socket.http"] = function()
     local post = i % 2 == 0
     local out = {}
     local _, status = http.request{
-      url = URL .. (post and CREATE or RECORD), method = post and "POST" or "GET",
+      url = URL .. (post and LINK or RECORD), method = post and "POST" or "GET",
       sink = ltn12.sink.table(out), source = post and ltn12.source.string(BODY) or nil,
       headers = { authorization = "Bearer bench", accept = "application/json",
         ["content-type"] = post and "application/json" or nil, ["content-length"] = post and #BODY or nil },

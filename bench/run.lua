@@ -7,6 +7,7 @@
 --   BENCH_ROUNDS=5 make bench       rounds of the exchange matrix (median kept; default 3)
 --   BENCH_QUICK=1 make bench        small sizes, one round: a smoke run, minutes -> seconds
 --   BENCH_QUIET_WAIT=300 make bench wait up to 300 s for a 1-minute load average under 0.5 first
+--   BENCH_ONLY=work | serve         only the polling and whole jobs table; or only nginx, for profiling
 --   BENCH_RESULTS=path              where the note goes (default bench/RESULTS.md); the SVG plots
 --                                   (bench/plot.lua) go into the same folder
 --
@@ -205,6 +206,12 @@ local RECORD = [[{"code":200,"msg":"success","data":{"taskId":"task_bench_1","mo
   .. [["failMsg":"","costTime":92000,"completeTime":1700000092000,"createTime":1700000000000,]]
   .. [["creditsConsumed":80}}]]
 local CREATE = [[{"code":200,"msg":"success","data":{"taskId":"task_bench_1"}}]]
+local LINK = [[{"code":200,"msg":"success","data":"https://files.example/task_bench_1-0.mp4?sig=bench"}]]
+-- the record of a task that stays "generating" (the adopted jobs' polls)
+local GENERATING = [[{"code":200,"msg":"success","data":{"taskId":"task_bench_gen","model":"kling/kling-3-0",]]
+  .. [["state":"generating","param":"{\"model\":\"kling/kling-3-0\",\"input\":{\"prompt\":\"a red fox at dawn\"}}",]]
+  .. [["resultJson":"","failCode":"","failMsg":"","costTime":0,"completeTime":null,"createTime":1700000000000,]]
+  .. [["updateTime":1700000001000}}]]
 
 -- nginx's single-quoted strings: \ and ' escaped
 local function ngx_quote(s)
@@ -247,10 +254,16 @@ http {
     ssl_certificate %s/cert.pem;
     ssl_certificate_key %s/key.pem;
     location = /api/v1/jobs/createTask { echo_read_request_body; echo -n %s; }
-    location = /api/v1/jobs/recordInfo { return 200 %s; }
+    location = /api/v1/common/download-url { echo_read_request_body; echo -n %s; }
+    location = /api/v1/jobs/recordInfo { return 200 $record; }
+  }
+  map $arg_taskId $record {
+    default %s;
+    task_bench_gen %s;
   }
 }
-]]):format(p, p, n.log, p, p, p, p, p, n.h1, n.h2, p, p, ngx_quote(CREATE), ngx_quote(RECORD)))
+]]):format(p, p, n.log, p, p, p, p, p, n.h1, n.h2, p, p, ngx_quote(CREATE), ngx_quote(LINK), ngx_quote(RECORD),
+    ngx_quote(GENERATING)))
   assert(os.execute(("%snginx -p %s -c %s/nginx.conf -e %s/error.log"):format(PIN_SERVER, p, p, p)),
     "nginx did not start")
   for _ = 1, 100 do
@@ -351,6 +364,97 @@ local function exchanges_for(ct, proto, c)
   return w
 end
 
+-- BENCH_ONLY=work: only the "polling and whole jobs" table (printed, RESULTS.md left as it is);
+-- BENCH_ONLY=serve: start the exchange level's nginx, print its URLs, stop it on Enter (for profiling by hand)
+local ONLY = os.getenv("BENCH_ONLY") or ""
+
+-- Polling and whole jobs against raw C: the two kinds of work a client of
+-- the gateway does most, through modkie's public API (bench/exchange.lua)
+-- and by raw C on a curl_multi_poll loop (bench/exchange.c), over HTTP/1.1,
+-- interleaved round by round. `per`: exchanges per unit (a job is two).
+local WORK = {
+  { key = "polls", name = "polling adopted jobs (a task that stays \"generating\"), per poll", w = 20000, per = 1,
+    raw = "polls", modkie = "modkie-polls",
+    how = "`client:job(id)` × C, `poll_interval = 0`, the client stepped from the main thread; raw C: C kept-alive "
+      .. "handles GETting the same record, each answer parsed with cJSON and its state read" },
+  { key = "jobs", name = "whole jobs (submit + await: createTask, one poll that says success), per job", w = 4000,
+    per = 2, raw = "jobs", modkie = "modkie-jobs",
+    how = "`client:submit(model, input):await()` in C coroutines of `client:go`, `poll_interval = 0`; raw C: "
+      .. "POST createTask with CURLOPT_FRESH_CONNECT (as modkie sends a create), taskId read, then GET its record" },
+}
+local WORK_CS = { 16, 256 }
+local work = {} -- work[key][c] = { raw = { runs }, modkie = { runs } }
+
+local function work_level(n, body)
+  local url = "http://127.0.0.1:" .. n.h1
+  for _, wk in ipairs(WORK) do
+    work[wk.key] = {}
+    for _, c in ipairs(WORK_CS) do work[wk.key][c] = { raw = { runs = {} }, modkie = { runs = {} } } end
+  end
+  for round = 1, ROUNDS do
+    for _, wk in ipairs(WORK) do
+      for _, c in ipairs(WORK_CS) do
+        local w = QUICK and wk.w // 10 or wk.w
+        local cmds = {
+          raw = ("%sbuild/bench/exchange %s %s %d %d %s"):format(PIN_CLIENT, url, body, w, c, wk.raw),
+          modkie = ("%s%slua5.4 bench/exchange.lua %s %s %s %d %d"):format(ENV54, PIN_CLIENT, wk.modkie, url, body,
+            w, c),
+        }
+        for _, who in ipairs({ "raw", "modkie" }) do
+          local cmd = cmds[who]
+          remember(("%s, %s"):format(wk.key, who == "raw" and "raw C (curl_multi_poll loop)" or "modkie, Lua 5.4"),
+            cmd:gsub("127%.0%.0%.1:%d+", "127.0.0.1:PORT"):gsub(n.prefix, "PREFIX"))
+          progress(("round %d/%d %s C=%d %s, W=%d"):format(round, ROUNDS, wk.key, c, who, w))
+          local line = sh(cmd)
+          local r = kv(line:match("exchanges=[^\n]*"))
+          local srv = server_side(n)
+          if r.exchanges then
+            r.server = srv
+            local runs = work[wk.key][c][who].runs
+            runs[#runs + 1] = r
+          else
+            progress("  failed: " .. line:sub(1, 300))
+          end
+        end
+      end
+    end
+  end
+end
+
+-- The median of a contender's runs: CPU µs per unit, units per second, errors.
+local function work_summary(slot, per)
+  if not slot or #slot.runs == 0 then return nil end
+  local cpu, rate, errors = {}, {}, 0
+  for _, r in ipairs(slot.runs) do
+    local units = r.exchanges / per
+    cpu[#cpu + 1] = r.cpu / units * 1e6
+    rate[#rate + 1] = units / r.wall
+    errors = errors + r.errors + r.server.bad
+  end
+  return { cpu = median(cpu), rate = median(rate), errors = errors, runs = #slot.runs,
+    units = slot.runs[1].exchanges // per }
+end
+
+local function work_table()
+  local rows = {}
+  for _, wk in ipairs(WORK) do
+    for _, c in ipairs(WORK_CS) do
+      local slot = work[wk.key] and work[wk.key][c]
+      local raw, m = slot and work_summary(slot.raw, wk.per), slot and work_summary(slot.modkie, wk.per)
+      if raw or m then
+        rows[#rows + 1] = { wk.name, tostring(c), fmt(raw and raw.units, "%d"), fmt(raw and raw.cpu, "%.1f"),
+          fmt(m and m.cpu, "%.1f"), fmt(raw and m and m.cpu / raw.cpu, "%.2f×"), fmt(raw and raw.rate, "%.0f"),
+          fmt(m and m.rate, "%.0f"), tostring((raw and raw.errors or 0) + (m and m.errors or 0)) }
+      end
+    end
+  end
+  say(table_md({ "work", "C", "units", "raw C: CPU µs per unit", "modkie: CPU µs per unit", "× raw C",
+    "raw C units/s", "modkie units/s", "errors" }, rows))
+  say()
+  for _, wk in ipairs(WORK) do say(("- %s: %s."):format(wk.key == "polls" and "Polling" or "Whole jobs", wk.how)) end
+  say()
+end
+
 local exch = {} -- exch[proto][c][key] = { runs = {...} }
 local function exchange_level()
   progress("exchange level: starting nginx")
@@ -358,6 +462,18 @@ local function exchange_level()
   local body = n.prefix .. "/body.json"
   local frame = [[{"model":"kling/kling-3-0","input":{"prompt":"","aspect_ratio":"16:9","duration":5}}]]
   write_file(body, frame:gsub('"prompt":""', '"prompt":"' .. ("a"):rep(1024 - #frame) .. '"'))
+  if ONLY == "serve" then -- for profiling by hand: the servers of this bench until Enter
+    io.write(("h1=http://127.0.0.1:%d h2=https://127.0.0.1:%d body=%s ca=%s\n"):format(n.h1, n.h2, body, n.cert))
+    io.stdout:flush()
+    io.read("l")
+    stop_nginx(n)
+    os.exit(0)
+  end
+  if ONLY == "work" then
+    work_level(n, body)
+    stop_nginx(n)
+    return
+  end
   for _, proto in ipairs(PROTOCOLS) do
     exch[proto.key] = {}
     for _, c in ipairs(CS) do exch[proto.key][c] = {} end
@@ -389,6 +505,7 @@ local function exchange_level()
       end
     end
   end
+  work_level(n, body)
   -- jobs through nginx: what a createTask on a connection of its own costs
   for _, proto in ipairs(PROTOCOLS) do
     local url = proto.key == "h1" and ("http://127.0.0.1:" .. n.h1) or ("https://127.0.0.1:" .. n.h2)
@@ -689,6 +806,11 @@ local CAUSES = {
     .. "driving the engine directly, without the client's coroutines, costs the same, and so do builds "
     .. "without the per-transfer curl_easy_reset and setopt. The 1 ms timer stall and the extra HTTP/2 "
     .. "connections that made this 1.3–1.6× are fixed (FINDINGS.md 1 and 2).",
+  work_polls = "The engine's own work per answer beyond what raw C does with the same libcurl and cJSON: see "
+    .. "FINDINGS.md (\"Polling and whole jobs\").",
+  work_jobs = "Per job, what raw C does not do: the Lua side of submit (JSON encoding, the job table) and of the "
+    .. "two events a job gives Lua (accepted, done: the result's tables); see FINDINGS.md (\"Polling and whole "
+    .. "jobs\").",
   streams = "libcurl allows 100 streams per HTTP/2 connection unless CURLMOPT_MAX_CONCURRENT_STREAMS says "
     .. "otherwise, and the server's own SETTINGS_MAX_CONCURRENT_STREAMS caps it too; beyond that each waiting "
     .. "transfer opens a connection of its own (FINDINGS.md 2).",
@@ -767,6 +889,17 @@ local function target_rows()
           add(("modkie throughput, %s, C = %d, × socket.http (sequential)"):format(proto.key, c), mc.rate / ls.rate,
             3, false, CAUSES.throughput, "×", { c = c, who = "socket.http" })
         end
+      end
+    end
+  end
+  for _, wk in ipairs(WORK) do
+    for _, c in ipairs(WORK_CS) do
+      local slot = work[wk.key] and work[wk.key][c]
+      local raw, m = slot and work_summary(slot.raw, wk.per), slot and work_summary(slot.modkie, wk.per)
+      if raw and m then
+        add(("modkie CPU per %s, C = %d, × raw C (curl_multi_poll)"):format(
+          wk.key == "polls" and "poll of adopted jobs" or "whole job", c), m.cpu / raw.cpu, 1.15, true,
+          CAUSES["work_" .. wk.key], "×")
       end
     end
   end
@@ -876,6 +1009,10 @@ end
 -- ---------------------------------------------------------------- run everything
 
 exchange_level()
+if ONLY == "work" then
+  work_table()
+  os.exit(0)
+end
 job_level()
 scale_level()
 shared_level()
@@ -906,11 +1043,12 @@ targets_section()
 say("## Exchange level")
 say()
 say("W exchanges with C in flight against one nginx worker on loopback: even ones `POST "
-  .. "/api/v1/jobs/createTask` with a 1 KiB JSON body, odd ones `GET /api/v1/jobs/recordInfo`; every answer "
-  .. "decoded and a field read (`data.taskId`, `data.state`). CPU is the client process's user + system time "
+  .. "/api/v1/common/download-url` with a 1 KiB JSON body, odd ones `GET /api/v1/jobs/recordInfo`; every answer "
+  .. "decoded and a field read (`data`, a link; `data.state`). CPU is the client process's user + system time "
   .. "around the run (clock() / CLOCK_PROCESS_CPUTIME_ID), peak RSS its VmHWM, connections counted at the server "
   .. "(distinct `$connection` in the access log), errors any answer that was not 200 with the field. modkie "
-  .. "runs `client:_call` (the engine path of `client:record` and `client:credits`: libcurl multi, keep-alive, "
+  .. "runs `client:_call` (the engine path of `client:record`, `client:credits` and `client:download_url`: "
+  .. "libcurl multi, keep-alive, "
   .. "HTTP/2 multiplexing, cjson inside `step`), `max_connections = C`, `rate = false`, from C coroutines of "
   .. "`client:go`. lua-http runs on Lua 5.1 (Debian packages it for 5.1 and 5.2 only) over its connection "
   .. "objects — its `request:go()` opens a connection per request — one keep-alive connection per worker over "
@@ -933,6 +1071,14 @@ say("A job's `createTask` is not sent on a reused connection: modkie gives each 
   .. "libcrypto and malloc); polls, the calls a job makes most of, stay on the kept-alive connection.")
 say()
 jobs_table()
+say("### Polling and whole jobs, against raw C")
+say()
+say("The two kinds of work a client of the gateway does most, over HTTP/1.1 on loopback against the same nginx, "
+  .. "C at once, through modkie's public API against raw C doing the same with libcurl multi (a "
+  .. "`curl_multi_poll` loop, bench/exchange.c), interleaved round by round; client CPU (user + system) per "
+  .. "poll or per job, the median of the rounds.")
+say()
+work_table()
 say("## Job level")
 say()
 say(("The emulator, %d jobs (%d per model) of %s, durations uniform in each model's range "

@@ -4,7 +4,8 @@
  * exactly what was appended, NUL-terminated; an append that would pass the
  * cap fails, sets `overflow` and leaves the contents as they were; the
  * buffer never holds more than the cap. */
-#include "../src/http.h"
+#include "../src/lib/buf.h"
+#include "../src/lib/redact.h"
 #include "fuzz.h"
 
 /* Caps: tiny, around the 1024-byte first allocation, around the 64 KiB that

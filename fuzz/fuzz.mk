@@ -18,8 +18,9 @@ FUZZ_LUA = csv jsonl template expand record mock_http webhook journal reentrancy
 FUZZ_LUA_CORE = webhook journal reentrancy record
 FUZZ_NAMES ?= $(FUZZ_C) $(FUZZ_LUA)
 FUZZ_SAN = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -I$(LUA_INC) $(CURL_INC:%=-I%)
-FUZZ_CORE = $(filter-out src/core.c,$(SRC))
+FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -Isrc -I$(LUA_INC) $(CURL_INC:%=-I%)
+# the C library (src/lib/, no Lua): the harnesses reach it through its headers
+FUZZ_CORE = $(LIB_SRC)
 FUZZ_BINS = $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-repro fuzz-findings
@@ -32,25 +33,32 @@ fuzz-build: fuzz-deps $(FUZZ_BINS)
 # clang must be there before any harness is compiled (make -j)
 $(FUZZ_BINS): | fuzz-deps
 
-# http.c alone: these harnesses test what http.c parses
-$(FUZZ_BUILD)/fuzz_retry_after $(FUZZ_BUILD)/fuzz_url $(FUZZ_BUILD)/fuzz_buf: $(FUZZ_BUILD)/fuzz_%: fuzz/%.c fuzz/fuzz.h src/http.c src/http.h
+# one file of the library each: what these harnesses parse
+$(FUZZ_BUILD)/fuzz_retry_after: fuzz/retry_after.c fuzz/fuzz.h src/lib/retry_after.c src/lib/retry_after.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/http.c -o $@ -lcurl
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/lib/retry_after.c -o $@ -lcurl
+$(FUZZ_BUILD)/fuzz_url: fuzz/url.c fuzz/fuzz.h src/lib/url.c src/lib/url.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/lib/url.c -o $@ -lcurl
+$(FUZZ_BUILD)/fuzz_buf: fuzz/buf.c fuzz/fuzz.h src/lib/buf.c src/lib/buf.h src/lib/redact.c src/lib/redact.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/lib/buf.c src/lib/redact.c -o $@
 
-# job.c with the engine it reads (mk_random) and the rest of the core (hmac.c needs Lua)
+# judge.c with the library it reads (the engine's random source): no Lua
 $(FUZZ_BUILD)/fuzz_judge: fuzz/judge.c fuzz/fuzz.h $(FUZZ_CORE) $(HDR)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) -o $@ $(LIBS)
 
 # the file store of rate.shared, alone
-$(FUZZ_BUILD)/fuzz_store_file: fuzz/store_file.c fuzz/fuzz.h src/store_file.c src/ratelimit.c src/ratelimit.h
+$(FUZZ_BUILD)/fuzz_store_file: fuzz/store_file.c fuzz/fuzz.h src/lib/store_file.c src/lib/ratelimit.c src/lib/ratelimit.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/store_file.c src/ratelimit.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/lib/store_file.c src/lib/ratelimit.c -o $@
 
-# reply.c includes core.c itself (its static read_reply and handlers)
-$(FUZZ_BUILD)/fuzz_reply: fuzz/reply.c fuzz/fuzz.h $(SRC) $(HDR)
+# the library's answer path (reply, judge, state machine, events), and the
+# bindings' converters of results and errors into Lua tables (src/record.c)
+$(FUZZ_BUILD)/fuzz_reply: fuzz/reply.c fuzz/fuzz.h $(FUZZ_CORE) src/record.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) src/record.c -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
 
 # the Lua harnesses: one runner, the script named at build time
 FUZZ_LUA_BUILD = $(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_ROOT='"$(CURDIR)"' -DFUZZ_SCRIPT='"$(CURDIR)/fuzz/lua/$*.lua"'
@@ -58,8 +66,8 @@ $(addprefix $(FUZZ_BUILD)/fuzz_,$(filter-out $(FUZZ_LUA_CORE),$(FUZZ_LUA))): $(F
 	@mkdir -p $(dir $@)
 	$(FUZZ_LUA_BUILD) $< -o $@ -llua$(LUA_VERSION) -lm
 
-# webhook.lua (HMAC), journal.lua (fsync), reentrancy.lua (a whole client) and record.lua (the core's state words)
-# call the C core: built in, with the sanitizers
+# webhook.lua (HMAC, the record reader), journal.lua (fsync), reentrancy.lua (a whole client) and record.lua
+# (the record reader) call the C core: built in, with the sanitizers
 $(FUZZ_LUA_CORE:%=$(FUZZ_BUILD)/fuzz_%): $(FUZZ_BUILD)/fuzz_%: fuzz/lua_runner.c fuzz/lua/%.lua $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_LUA_BUILD) -DFUZZ_WITH_CORE $< $(SRC) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm

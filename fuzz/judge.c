@@ -1,7 +1,7 @@
-/* judge.c: libFuzzer harness for the decisions in job.c: mk_judge_create,
- * mk_judge_poll and mk_judge_call over every combination of transport
- * result, HTTP status, envelope facts and retry counters (the facts core.c's
- * read_reply takes out of a body, here chosen freely), plus the state
+/* judge.c: libFuzzer harness for the decisions in src/lib/judge.c:
+ * mk_judge_create, mk_judge_poll and mk_judge_call over every combination of
+ * transport result, HTTP status, envelope facts and retry counters (the facts
+ * lib/reply.c takes out of a body, here chosen freely), plus the state
  * classifier on any string. Besides memory safety it checks the contract of
  * docs/design.md §1 and §3:
  *  - createTask is retried only when nothing can have been created
@@ -13,18 +13,11 @@
  *    kind and a message. */
 #include <math.h>
 
-#include "../src/job.h"
+#include "../src/lib/judge.h"
 #include "fuzz.h"
 
-static const char *const KINDS[] = {"validation", "config", "auth", "credits", "rate_limit", "not_found", "server",
-                                    "network", "timeout", "deadline", "failed", "protocol", "cancelled",
-                                    "ambiguous", NULL};
-
-static int documented(const char *kind) {
-  int i;
-  for (i = 0; kind && KINDS[i]; i++)
-    if (!strcmp(kind, KINDS[i])) return 1;
-  return 0;
+static int documented(mk_kind kind) {
+  return kind > MK_KIND_NONE && kind <= MK_KIND_AMBIGUOUS;
 }
 
 /* Statuses and codes the contract names, and their neighbours. */
@@ -42,7 +35,7 @@ static double pick_retry_after(uint8_t sel) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static mk_engine e; /* the judges use only `retries` and the random source */
+  static mk_engine e; /* the judges use only `retries`, `record_grace` and the random source */
   fz f = {data, size};
   mk_op op;
   mk_result res;
@@ -59,6 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   e.rng = 0x9E3779B97F4A7C15ULL ^ fz_u32(&f);
   if (!e.rng) e.rng = 1;
   e.retries = fz_u8(&f) % 8;
+  e.record_grace = (double)(fz_u8(&f) % 3) * 60; /* 0: a missing record is not_found at once */
 
   res.curl = curl < 160 ? CURLE_OK : (CURLcode)(curl % 100);
   res.sent = flags & 1;
@@ -69,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   res.body = "";
   res.body_len = fz_u8(&f);
   res.error = "connection refused";
-  r.res = &res;
+  mk_reply_none(&r);
   r.json = (flags >> 3) & 1;
   r.has_code = r.json && ((flags >> 4) & 1);
   r.code = r.has_code ? pick_code(fz_u8(&f), fz_u32(&f)) : 0;
@@ -85,17 +79,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   op.attempts = fz_u8(&f) % 10;
   op.garbled = fz_u8(&f) % 10;
   op.result = res;
+  op.url = url;
+  op.accepted = mk_now();
   if (which == 0) {
     op.type = MK_OP_JOB;
+    op.endpoint = MK_EP_CREATE;
+    op.post = 1;
     op.state = MK_SUBMITTING;
     mk_judge_create(&e, &op, &r, &v);
   } else if (which == 1) {
     op.type = MK_OP_JOB;
+    op.endpoint = MK_EP_RECORD;
+    op.task_id = task_id;
     op.state = (more & 8) ? MK_RUNNING : MK_QUEUED;
     mk_judge_poll(&e, &op, &r, &v);
   } else {
     op.type = which == 2 ? MK_OP_CALL : MK_OP_DOWNLOAD;
-    op.url = url;
+    op.endpoint = which == 3 ? MK_EP_DOWNLOAD : (mk_endpoint)(MK_EP_RECORD + (more >> 4) % 3);
+    op.post = op.endpoint == MK_EP_DOWNLOAD_URL;
     mk_judge_call(&e, &op, &r, &v);
   }
 
@@ -109,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   is401 = (ok && (res.http == 401 || res.http == 402)) || (ok2xx && enveloped && (r.code == 401 || r.code == 402));
 
   FZ_CHECK(v.next >= MK_NEXT_DONE && v.next <= MK_NEXT_ACCEPTED, "next %d", (int)v.next);
-  FZ_CHECK(memchr(v.message, '\0', sizeof v.message) != NULL, "message not terminated");
+  FZ_CHECK(memchr(v.error.message, '\0', sizeof v.error.message) != NULL, "message not terminated");
   if (v.next == MK_NEXT_RETRY) {
     cap = which == 1 ? 30.0 : 10.0;
     FZ_CHECK(isfinite(v.delay) && v.delay >= 0 && v.delay <= cap + 0.1, "delay %g (cap %g)", v.delay, cap);
@@ -119,9 +120,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (which == 1 && v.garbled) FZ_CHECK(op.garbled < e.retries, "garbled %d of %d retried", op.garbled, e.retries);
   }
   if (v.next == MK_NEXT_DONE && v.state == MK_ERROR) {
-    FZ_CHECK(documented(v.kind), "undocumented kind '%s'", v.kind ? v.kind : "(null)");
-    FZ_CHECK(v.message[0] != '\0', "an error without a message (kind %s)", v.kind);
-    FZ_CHECK(v.status == 0 || v.status == res.http, "status %ld, http %ld", v.status, res.http);
+    FZ_CHECK(documented(v.error.kind), "undocumented kind %d", (int)v.error.kind);
+    FZ_CHECK(v.error.message[0] != '\0', "an error without a message (kind %s)", mk_kind_name(v.error.kind));
+    FZ_CHECK(v.error.status == 0 || v.error.status == res.http, "status %ld, http %ld", v.error.status, res.http);
   }
   switch (which) {
     case 0:
@@ -131,8 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                "accepted %d: http %ld code %ld task '%s'", v.next == MK_NEXT_ACCEPTED, res.http, r.code,
                r.task_id ? r.task_id : "(none)");
       if (v.next == MK_NEXT_DONE) FZ_CHECK(v.state == MK_ERROR, "createTask done in state %d", (int)v.state);
-      if (v.next == MK_NEXT_DONE && v.kind && !strcmp(v.kind, "ambiguous"))
-        FZ_CHECK(!v.retryable, "ambiguous but retryable");
+      if (v.next == MK_NEXT_DONE && v.error.kind == MK_KIND_AMBIGUOUS)
+        FZ_CHECK(!v.error.retryable, "ambiguous but retryable");
       break;
     case 1:
       FZ_CHECK(v.next != MK_NEXT_ACCEPTED, "a poll accepted");

@@ -1,64 +1,56 @@
 /* reply.c: libFuzzer harness for the whole "response -> facts -> verdict ->
- * events" path of the C core, without a network: arbitrary bytes as the
- * body of an HTTP response to createTask, recordInfo (as a job's poll or as
- * a one-off call), credits, download-url or a download, with any HTTP status
- * and transport outcome, go through the real bindings: read_reply decodes
- * the body with lua-cjson (configured as client.lua configures it) in an
- * embedded Lua 5.4 state and reads code, msg/message, data, data.taskId and
- * data.state; mk_judge_* decides; on_create/on_poll/on_call build the event
- * tables the Lua layer receives and reschedule or release the op.
+ * state machine -> events -> Lua tables" path of the C core, without a
+ * network: arbitrary bytes as the body of an HTTP response to createTask,
+ * recordInfo (as a job's poll or as a one-off call), credit, download-url or
+ * a download, with any HTTP status and transport outcome, go through the
+ * engine's public entry points (lib/job.h's mk_job_answered, lib/call.h's
+ * mk_call_answered): lib/reply.c parses the body with cJSON and reads the
+ * envelope, lib/judge.c decides, the job state machine (lib/job.c) or the
+ * call (lib/call.c) applies the decision and queues the events the Lua layer
+ * would receive; each event's result or error then becomes Lua tables
+ * through the bindings' converters (src/record.c), in an embedded Lua 5.4.
  *
- * read_reply and the on_* handlers are static in core.c, so this file
- * includes core.c (a seam that changes nothing in the module). The op is a
- * real one made by the engine, taken off its queue before any transfer
- * starts, with its result filled in as collect() would.
+ * The op is a real one made by the engine, taken off its line before any
+ * transfer starts, with its result filled in as the engine's collect() would.
  *
- * Properties: no sanitizer report; no Lua error out of the handlers; every
+ * Properties: no sanitizer report; no Lua error out of the converters; every
  * event is well-formed (known type, documented error kind, a message, finite
  * delays); createTask is accepted, and a call or poll succeeds, only on HTTP
- * 2xx with an envelope whose code is 200. */
-#include "../src/core.c"
+ * 2xx with an envelope whose code is 200; the op is released or scheduled,
+ * never lost; a poll that changes nothing makes no event. */
+#include <math.h>
+
+#include "../src/core.h"
+#include "../src/lib/call.h"
+#include "../src/lib/engine.h"
+#include "../src/lib/job.h"
 #include "fuzz.h"
 
-static lua_State *L;
-static engine_ud *U;
+#include <lualib.h>
 
-/* Checks the events of one exchange, in Lua since they are Lua tables.
- * check(events, body, http, kind) raises with a message on a broken property. */
+static lua_State *L;
+static mk_engine *E;
+
+/* Checks the Lua tables of one event: check(type, t, body, http, curl_ok, kind)
+ * raises with a message on a broken property. */
 static const char CHECKER[] =
-  "local decode = ...\n"
   "local KINDS = {}\n"
   "for k in ('validation config auth credits rate_limit not_found server network timeout deadline failed '\n"
   "  .. 'protocol cancelled ambiguous'):gmatch('%S+') do KINDS[k] = true end\n"
-  "local TYPES = { accepted = true, done = true, retry = true, state = true, warning = true, reply = true }\n"
-  "local STATES = { success = true, failed = true, error = true, queued = true, running = true }\n"
   "local function finite(x) return type(x) == 'number' and x == x and x > -math.huge and x < math.huge end\n"
-  "return function(events, body, http, curl_ok, kind)\n"
-  "  if events == nil then return end\n"
-  "  local env = decode(body)\n"
-  "  local code = type(env) == 'table' and env.code or nil\n"
-  "  local code200 = (type(code) == 'number' or type(code) == 'string') and tonumber(code) == 200\n"
-  "  local fine = curl_ok and http >= 200 and http <= 299 and (kind == 'download' or code200)\n"
-  "  for i, ev in ipairs(events) do\n"
-  "    assert(type(ev) == 'table' and TYPES[ev.type], 'event ' .. i .. ': bad type ' .. tostring(ev.type))\n"
-  "    assert(math.type(ev.h) == 'integer' or finite(ev.h), 'event without a handle')\n"
-  "    if ev.state ~= nil then assert(STATES[ev.state], 'bad state ' .. tostring(ev.state)) end\n"
-  "    local e = ev.error\n"
-  "    if e ~= nil then\n"
-  "      assert(type(e) == 'table' and KINDS[e.kind], 'undocumented kind ' .. tostring(e and e.kind))\n"
-  "      assert(type(e.message) == 'string' and #e.message > 0, 'error without a message')\n"
-  "      assert(e.status == nil or math.type(e.status) == 'integer', 'status not an integer')\n"
-  "      assert(e.code == nil or math.type(e.code) == 'integer', 'code not an integer')\n"
-  "    end\n"
-  "    if ev.type == 'retry' then\n"
-  "      assert(finite(ev.delay) and ev.delay >= 0 and ev.delay <= 30.1, 'retry delay ' .. tostring(ev.delay))\n"
-  "    end\n"
-  "    if ev.type == 'accepted' then\n"
-  "      assert(fine, ('createTask accepted on HTTP %d with code %s'):format(http, tostring(code)))\n"
-  "      assert(type(ev.task_id) == 'string' and #ev.task_id > 0, 'accepted without a task id')\n"
-  "    end\n"
-  "    if (ev.type == 'reply' or ev.type == 'done') and (ev.state == 'success' or ev.state == 'failed') then\n"
-  "      assert(fine, ('%s %s on HTTP %d with code %s'):format(kind, ev.state, http, tostring(code)))\n"
+  "return function(what, t)\n"
+  "  if what == 'error' then\n"
+  "    assert(type(t) == 'table' and KINDS[t.kind], 'undocumented kind ' .. tostring(t and t.kind))\n"
+  "    assert(type(t.message) == 'string' and #t.message > 0, 'error without a message')\n"
+  "    assert(t.status == nil or math.type(t.status) == 'integer', 'status not an integer')\n"
+  "    assert(t.code == nil or type(t.code) == 'string' or finite(t.code), 'code neither a number nor a string')\n"
+  "  else\n"
+  "    assert(type(t) == 'table' and t.state == 'success', 'a result not in state success')\n"
+  "    assert(type(t.id) == 'string' and #t.id > 0, 'a result without an id')\n"
+  "    assert(type(t.urls) == 'table', 'a result without urls')\n"
+  "    for i, u in ipairs(t.urls) do assert(type(u) == 'string' and #u > 0, 'url ' .. i) end\n"
+  "    for _, k in ipairs({ 'credits', 'created_at', 'completed_at', 'updated_at', 'cost_time', 'progress' }) do\n"
+  "      assert(t[k] == nil or finite(t[k]), k .. ' is ' .. tostring(t[k]))\n"
   "    end\n"
   "  end\n"
   "end\n";
@@ -66,53 +58,53 @@ static const char CHECKER[] =
 static int checker_ref = LUA_NOREF;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  mk_config cfg;
+  char err[256];
   (void)argc;
   (void)argv;
   L = luaL_newstate();
   if (!L) abort();
   luaL_openlibs(L);
-  luaL_requiref(L, "modkie.core", luaopen_modkie_core, 0);
-  lua_pop(L, 1);
-  /* the engine as client.lua makes it: cjson.safe, decode depth 64 */
-  if (luaL_dostring(L, "local core = require 'modkie.core'\n"
-                       "local json = require('cjson.safe').new()\n"
-                       "json.decode_max_depth(64)\n"
-                       "return core.new{ base_url = 'http://127.0.0.1:9', api_key = 'k', decode = json.decode,\n"
-                       "  seed = 7, submit_rate = false, poll_rate = false }, json.decode") != 0) {
-    fprintf(stderr, "reply: %s\n", lua_tostring(L, -1));
+  if (luaL_loadstring(L, CHECKER) != 0) abort();
+  lua_call(L, 0, 1);
+  checker_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  memset(&cfg, 0, sizeof cfg);
+  cfg.base_url = "http://127.0.0.1:9";
+  cfg.api_key = "k";
+  cfg.user_agent = "fuzz";
+  cfg.timeout_ms = cfg.connect_timeout_ms = 1000;
+  cfg.max_body = 1 << 20;
+  cfg.max_connections = 4;
+  cfg.seed = 7;
+  cfg.record_grace = 60;
+  E = mk_engine_new(&cfg, err, sizeof err);
+  if (!E) {
+    fprintf(stderr, "reply: %s\n", err);
     abort();
   }
-  /* stack: engine, decode; the checker takes the decoder */
-  if (luaL_loadstring(L, CHECKER) != 0) abort();
-  lua_pushvalue(L, -2);
-  lua_call(L, 1, 1);
-  checker_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 1);
-  U = (engine_ud *)luaL_checkudata(L, -1, ENGINE_MT);
-  luaL_ref(L, LUA_REGISTRYINDEX); /* the engine lives as long as the process */
-  lua_settop(L, 0);
   return 0;
 }
 
-/* Run the handler the way l_step does, inside a pcall: (op) -> events | nil */
-static int handle(lua_State *LL) {
-  mk_op *op = (mk_op *)lua_touserdata(LL, 1);
-  events ev;
-  lua_settop(LL, 1);
-  lua_newtable(LL);
-  ev.L = LL;
-  ev.list = lua_gettop(LL);
-  ev.n = 0;
-  U->stepping = 1;
-  if (op->type == MK_OP_JOB) {
-    if (op->state == MK_SUBMITTING) on_create(LL, U, op, &ev);
-    else on_poll(LL, U, op, &ev);
+/* Build the tables of an event's payload, protected: (ev) */
+static int convert(lua_State *LL) {
+  const mk_event *ev = (const mk_event *)lua_touserdata(LL, 1);
+  lua_rawgeti(LL, LUA_REGISTRYINDEX, checker_ref);
+  if (ev->has_error) {
+    lua_pushliteral(LL, "error");
+    mk_push_error(LL, &ev->error, ev->task_id);
+  } else if (ev->has_reading && ev->reading.outcome == MK_READ_SUCCESS) {
+    lua_pushliteral(LL, "result");
+    mk_push_result(LL, &ev->reading);
+  } else if (ev->has_reading) {
+    lua_pushliteral(LL, "error");
+    mk_push_reading_error(LL, &ev->reading);
   } else {
-    on_call(LL, U, op, &ev);
+    if (ev->data) mk_push_json(LL, ev->data); /* a call's data, as lua-cjson would decode it */
+    return 0;
   }
-  U->stepping = 0;
-  lua_settop(LL, ev.list);
-  return 1;
+  lua_call(LL, 2, 0);
+  return 0;
 }
 
 static long pick_http(uint8_t sel) {
@@ -122,36 +114,41 @@ static long pick_http(uint8_t sel) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static const char *const NAMES[] = {"create", "poll", "record", "credits", "download-url", "download"};
+  static const char *const NAMES[] = {"create", "poll", "record", "credit", "download-url", "download"};
   fz f = {data, size};
-  mk_engine *e = U->e;
   uint8_t kind = fz_u8(&f) % 6, transport = fz_u8(&f), counters = fz_u8(&f);
   long http = pick_http(fz_u8(&f));
   uint8_t ra = fz_u8(&f);
   mk_op *op = NULL;
+  mk_event *ev;
   uint64_t h;
   size_t len;
   char *body;
-  int top = lua_gettop(L), curl_ok;
+  int curl_ok, fine, code200 = 0, events = 0, unchanged = 0;
+  mk_job_state state_before = MK_QUEUED;
+  char word_before[40] = "";
+  cJSON *doc;
 
   switch (kind) {
-    case 0: op = mk_engine_submit(e, "{}", 2, 0); break;
-    case 1: op = mk_engine_adopt(e, "task_fuzz", 0); break;
-    case 2: op = mk_engine_call(e, 0, "/api/v1/jobs/recordInfo?taskId=task_fuzz", NULL, 0); break;
-    case 3: op = mk_engine_call(e, 0, "/api/v1/chat/credit", NULL, 0); break;
-    case 4: op = mk_engine_call(e, 1, "/api/v1/common/download-url", "{}", 2); break;
-    default: op = mk_engine_download(e, "http://127.0.0.1:9/f.mp4", "/nonexistent/modkie-fuzz/f.mp4");
+    case 0: op = mk_engine_submit(E, "{}", 2, 0); break;
+    case 1: op = mk_engine_adopt(E, "task_fuzz", 0); break;
+    case 2: op = mk_engine_call(E, MK_EP_RECORD, "task_fuzz", NULL, 0); break;
+    case 3: op = mk_engine_call(E, MK_EP_CREDIT, NULL, NULL, 0); break;
+    case 4: op = mk_engine_call(E, MK_EP_DOWNLOAD_URL, NULL, "{}", 2); break;
+    default: op = mk_engine_download(E, "http://127.0.0.1:9/f.mp4", "/nonexistent/modkie-fuzz/f.mp4");
   }
   if (!op) abort();
-  mk_engine_stop(e, op); /* off its queue: no transfer ever starts */
+  mk_engine_stop(E, op); /* off its line: no transfer ever starts */
   h = mk_op_handle(op);
-  e->retries = counters % 6;
+  E->retries = counters % 6;
+  E->interval_mode = (mk_interval_mode)((transport >> 5) % 3);
   op->attempts = (counters >> 3) % 6;
   op->garbled = (counters >> 5) % 6;
   if (kind == 0) op->expired = (transport >> 7) & 1;
   if (kind == 1) {
-    op->state = (transport & 64) ? MK_RUNNING : MK_QUEUED;
-    snprintf(op->server_state, sizeof op->server_state, "%s", (transport & 32) ? "generating" : "waiting");
+    op->state = state_before = (transport & 64) ? MK_RUNNING : MK_QUEUED;
+    snprintf(word_before, sizeof word_before, "%s", (transport & 32) ? "generating" : "waiting");
+    snprintf(op->server_state, sizeof op->server_state, "%s", word_before);
   }
 
   /* what collect() leaves: the body NUL-terminated, exactly sized */
@@ -165,33 +162,76 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   op->result.body = body;
   op->result.body_len = len;
   op->result.error = "Recv failure: Connection reset by peer";
-  op->done_why = MK_DONE_XFER;
-  curl_ok = op->result.curl == CURLE_OK; /* the handler may free the op */
+  curl_ok = op->result.curl == CURLE_OK;
 
-  lua_pushcfunction(L, handle);
-  lua_pushlightuserdata(L, op);
-  if (lua_pcall(L, 1, 1, 0) != 0) {
-    fprintf(stderr, "reply: a Lua error escaped the %s handler: %s\n", NAMES[kind], lua_tostring(L, -1));
-    abort();
+  /* the envelope as the contract reads it: code 200 (a number, or a string of one) */
+  doc = mk_json_parse(body, len);
+  if (cJSON_IsObject(doc)) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "code");
+    double d;
+    const char *word = mk_json_string(cJSON_GetObjectItemCaseSensitive(doc, "data"), "state");
+    code200 = mk_json_number(c, &d) && d == 200;
+    /* a poll that says what the job knew: same word, same state, no progress */
+    unchanged = word && !strcmp(word, word_before) && mk_classify_state(word) == state_before &&
+                !cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "data"), "progress");
   }
-  /* check(events, body, http, curl_ok, kind) */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, checker_ref);
-  lua_insert(L, -2);
-  lua_pushlstring(L, body, len);
-  lua_pushinteger(L, http);
-  lua_pushboolean(L, curl_ok);
-  lua_pushstring(L, kind == 5 ? "download" : NAMES[kind]);
-  if (lua_pcall(L, 5, 0, 0) != 0) {
-    fprintf(stderr, "reply: property broken for %s: %s\n", NAMES[kind], lua_tostring(L, -1));
-    abort();
+  cJSON_Delete(doc);
+  fine = curl_ok && http >= 200 && http <= 299 && (kind == 5 || code200);
+
+  if (kind <= 1) mk_job_answered(E, op);
+  else mk_call_answered(E, op);
+  /* op may be freed now: only its handle is used below */
+
+  while ((ev = mk_engine_event(E))) {
+    events++;
+    FZ_CHECK(ev->h == h, "an event for another op");
+    FZ_CHECK(ev->type >= MK_EV_ACCEPTED && ev->type <= MK_EV_REPLY, "event type %d", (int)ev->type);
+    if (ev->has_error) {
+      FZ_CHECK(ev->error.kind > MK_KIND_NONE && ev->error.kind <= MK_KIND_AMBIGUOUS, "kind %d", (int)ev->error.kind);
+      FZ_CHECK(ev->error.message[0] != '\0', "an error without a message (%s)", mk_kind_name(ev->error.kind));
+    }
+    switch (ev->type) {
+      case MK_EV_RETRY:
+        FZ_CHECK(isfinite(ev->delay) && ev->delay >= 0 && ev->delay <= 30.1, "retry delay %g", ev->delay);
+        break;
+      case MK_EV_ACCEPTED:
+        FZ_CHECK(kind == 0 && fine, "createTask accepted on HTTP %ld (code 200: %d)", http, code200);
+        FZ_CHECK(ev->task_id && ev->task_id[0], "accepted without a task id");
+        break;
+      case MK_EV_STATE:
+        FZ_CHECK(!(kind == 1 && fine && unchanged), "a STATE event for a poll that changed nothing");
+        break;
+      case MK_EV_INTERVAL:
+        FZ_CHECK(isfinite(ev->fallback) && ev->fallback >= 2 && ev->fallback <= 30, "default %g", ev->fallback);
+        break;
+      case MK_EV_DONE:
+      case MK_EV_REPLY:
+        if (ev->state == MK_SUCCESS || ev->state == MK_FAILED)
+          FZ_CHECK(fine || (ev->state == MK_FAILED && kind == 1), "%s %s on HTTP %ld (code 200: %d)", NAMES[kind],
+                   mk_state_name(ev->state), http, code200);
+        break;
+      default:
+        break;
+    }
+    lua_pushcfunction(L, convert);
+    lua_pushlightuserdata(L, ev);
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+      fprintf(stderr, "reply: the tables of a %s event for %s: %s\n", mk_state_name(ev->state), NAMES[kind],
+              lua_tostring(L, -1));
+      abort();
+    }
+    mk_engine_event_done(E);
   }
-  /* the handler released the op, or scheduled it again: release it now */
-  if ((op = mk_engine_lookup(e, h))) mk_engine_release(e, op);
-  FZ_CHECK(mk_engine_live(e) == 0, "%u ops left alive", (unsigned)mk_engine_live(e));
-  lua_settop(L, top);
+  /* a poll that changes nothing reaches no host code: no event, unless the host is asked when to poll */
+  if (kind == 1 && fine && unchanged && E->interval_mode != MK_INTERVAL_ASK)
+    FZ_CHECK(events == 0, "%d events for a poll that changed nothing", events);
+  /* the op was released, or scheduled again: release it now */
+  if ((op = mk_engine_lookup(E, h))) mk_engine_release(E, op);
+  FZ_CHECK(mk_engine_live(E) == 0, "%u ops left alive", (unsigned)mk_engine_live(E));
   free(body);
   /* back to the same heap after every input, so that libFuzzer's leak check
    * (run when an input allocated more than it freed) sees only real leaks */
+  lua_settop(L, 0);
   lua_gc(L, LUA_GCCOLLECT, 0);
   return 0;
 }

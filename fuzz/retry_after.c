@@ -6,7 +6,7 @@
 #include <ctype.h>
 #include <math.h>
 
-#include "../src/http.h"
+#include "../src/lib/retry_after.h"
 #include "fuzz.h"
 
 static int is_retry_after(const uint8_t *p, size_t n) {

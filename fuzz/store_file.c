@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../src/ratelimit.h"
+#include "../src/lib/ratelimit.h"
 #include "fuzz.h"
 
 #define MAGIC "modkie1\n"

@@ -14,7 +14,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 
-#include "../src/http.h"
+#include "../src/lib/url.h"
 #include "fuzz.h"
 
 static int unhex(int c) {

@@ -38,7 +38,7 @@ describe("modkie.core", function()
     end
     assert.equal("accepted", seen[1])
     assert.equal("success", done.state)
-    assert.equal("success", done.answer.data.state) -- the whole answer, read in Lua
+    assert.equal("success", done.result.raw.state) -- the record, read in C, as Lua tables
     assert.equal(0, e:stats().live)
     assert.is_false(e:cancel(h), "a finished op's handle is stale")
     e:close()

@@ -22,7 +22,7 @@ end
 
 local function tree()
   local files = {}
-  local p = assert(io.popen("ls lua/modkie/*.lua lua/modkie/*/*.lua src/*.c src/*.h"))
+  local p = assert(io.popen("ls lua/modkie/*.lua lua/modkie/*/*.lua src/*.c src/*.h src/lib/*.c src/lib/*.h"))
   for path in p:lines() do files[path] = true end
   p:close()
   return files

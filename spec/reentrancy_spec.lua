@@ -1,5 +1,5 @@
 -- Lua that runs inside a step (a poll_interval function, the log hook, a
--- __gc finaliser, the JSON decoder under the interpreter's Ctrl-C hook) and
+-- __gc finaliser, the interpreter's Ctrl-C hook) and
 -- calls back into the client: the rule of docs/embedding.md, against the
 -- emulator. The regression specs failed before issue 9's fix (under `make
 -- asan` as heap-use-after-free, in a plain build as the symptom each names).
@@ -160,19 +160,27 @@ describe("Lua run inside a step", function()
     c:close()
   end)
 
-  -- The decoder raising inside a step: lua.c's Ctrl-C hook raises "interrupted!"
-  -- at the next function call, here the call of the cjson decoder. The answer
-  -- stays to be read by the next step.
-  local function interrupt_next_decode(_)
-    local decode = require("modkie.json").decode -- the decoder every client gives its engine
+  -- Lua inside a step: lua.c's Ctrl-C hook raises "interrupted!" at the next
+  -- call, here the call of the step's own body (the C engine no longer runs
+  -- any Lua of its own: JSON is read in C). `action` runs in the hook, inside
+  -- the step, `times` times (default once).
+  local function inside_next_step(engine, action, times)
+    local step, entered, left = engine.step, false, times or 1
     debug.sethook(function()
       local info = debug.getinfo(2, "f")
-      if info and info.func == decode then
-        debug.sethook()
-        error("interrupted!")
+      if not info then return end
+      if info.func == step then
+        entered = true
+      elseif entered then
+        entered = false
+        left = left - 1
+        if left <= 0 then debug.sethook() end
+        action()
       end
     end, "c")
   end
+
+  local function interrupt() error("interrupted!") end
 
   local function step_until_raise(c, seconds)
     local give_up = helper.now() + seconds
@@ -185,13 +193,13 @@ describe("Lua run inside a step", function()
   end
 
   for _, size in ipairs({ 100, 100000 }) do
-    it(("regression: a deadline that passes after the decoder raised inside a step ends the job (%d-byte answers; "
+    it(("regression: a deadline that passes after Lua raised inside a step ends the job (%d-byte answers; "
       .. "was a lost deadline, or a read of a freed body)"):format(size), function()
       local c = helper.client(m, { poll_interval = 0.05 })
       local prompt = "held [seconds=30] " .. ("x"):rep(size)
       local job = assert(c:submit(KLING, { prompt = prompt }, { deadline = 1.5, validate = false }))
       assert(job:accepted(10))
-      interrupt_next_decode(c)
+      inside_next_step(c._engine, interrupt)
       assert.matches("interrupted!", step_until_raise(c, 5))
       helper.sleep(1.7) -- past the deadline, without a step
       local res, err = job:await(5)
@@ -203,10 +211,10 @@ describe("Lua run inside a step", function()
     end)
   end
 
-  it("an answer held by a raising decoder is read by the next step: nothing is lost", function()
+  it("a step that raised loses nothing: the job's answers are read by the next steps", function()
     local c = helper.client(m, { poll_interval = 0.05 })
     local job = assert(c:submit(KLING, { prompt = "read later" }))
-    interrupt_next_decode(c)
+    inside_next_step(c._engine, interrupt)
     assert.matches("interrupted!", step_until_raise(c, 5))
     local res = assert(job:await(10))
     assert.equal("success", res.state)
@@ -215,33 +223,25 @@ describe("Lua run inside a step", function()
     c:close()
   end)
 
-  -- Any Lua error out of the engine's own code inside a step (out of memory;
-  -- an error in a finaliser, which Lua 5.1-5.3 and LuaJIT pass on from the
-  -- allocation that ran it). Shown with a decoder whose result raises when read:
-  -- the engine reads it with lua_getfield, as it would meet any such error.
+  -- Any Lua error out of a step (out of memory; an error in a finaliser,
+  -- which Lua 5.1-5.3 and LuaJIT pass on from the allocation that ran it; a
+  -- hook): shown with lua.c's Ctrl-C, twice in a row.
   it("regression: a Lua error that escapes a step leaves neither the engine marked as stepping nor a job lost",
     function()
     local core = require "modkie.core"
     local cjson = require "cjson.safe"
-    local raising = true
-    local function decode(s)
-      local t = cjson.decode(s)
-      if not raising then return t end
-      return setmetatable({}, { __index = function() error("boom while reading the answer") end })
-    end
-    local e = core.new({ base_url = m.url, api_key = "k", decode = decode, submit_rate = false, poll_rate = false,
+    local e = core.new({ base_url = m.url, api_key = "k", submit_rate = false, poll_rate = false,
       poll_interval = 0.05 })
     local h = e:submit(cjson.encode({ model = KLING, input = { prompt = "escape" } }), 30)
+    inside_next_step(e, interrupt, 2)
     local give_up, errors = helper.now() + 5, {}
     while #errors < 2 and helper.now() < give_up do
       local ok, err = pcall(e.step, e, 0.05)
       if not ok then errors[#errors + 1] = err end
     end
     assert.equal(2, #errors)
-    assert.matches("boom while reading the answer", errors[1])
-    assert.matches("boom while reading the answer", errors[2]) -- not "step called from inside step"
-    -- the answer was kept: read again once the decoder behaves
-    raising = false
+    assert.matches("interrupted!", errors[1])
+    assert.matches("interrupted!", errors[2]) -- not "step called from inside step"
     local seen = {}
     while not seen.done and helper.now() < give_up + 10 do
       for _, ev in ipairs(e:step(0.1) or {}) do
@@ -259,10 +259,13 @@ describe("Lua run inside a step", function()
   it("close inside a step of modkie.core is done when the step ends", function()
     local core = require "modkie.core"
     local cjson = require "cjson.safe"
-    local e
-    e = core.new({ base_url = m.url, api_key = "k", decode = cjson.decode, submit_rate = false, poll_rate = false,
-      poll_interval = function() e:close() return 0.05 end })
+    local e = core.new({ base_url = m.url, api_key = "k", submit_rate = false, poll_rate = false,
+      poll_interval = 0.05 })
     e:submit(cjson.encode({ model = KLING, input = { prompt = "closing" } }), 30)
+    inside_next_step(e, function()
+      e:close()
+      assert.is_false(e:closed(), "closed at once inside the step")
+    end)
     local give_up = helper.now() + 5
     while not e:closed() and helper.now() < give_up do e:step(0.05) end
     assert.is_true(e:closed())
@@ -309,7 +312,7 @@ describe("numbers crossing into C", function()
   it("regression: a step of 3e6 s on an idle engine waits, with no undefined cast", function()
     local lua = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
     local script = ("package.path, package.cpath = %q, %q "
-      .. "local e = require('modkie.core').new{ base_url = %q, api_key = 'k', decode = function() end } "
+      .. "local e = require('modkie.core').new{ base_url = %q, api_key = 'k' } "
       .. "e:timer(3e6) io.stdout:write('stepping\\n') io.stdout:flush() e:step(3e6) os.exit(7)")
       :format(package.path, package.cpath, m.url)
     local out = os.tmpname()

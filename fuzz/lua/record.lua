@@ -1,18 +1,20 @@
---- Fuzz harness: record.result and record.failure on arbitrary decoded JSON,
--- both as the record itself (decoded as client.lua's engine decodes bodies:
--- cjson.safe, depth 64) and as a Kie-style `resultJson` string; record.read
--- (the one reader of polls and callbacks) on it as a whole answer, with and
--- without a job.
+--- Fuzz harness: the record reader (C, src/lib/record.c) on arbitrary
+-- bytes as a body (record.read: a recordInfo answer or a callback), and
+-- record.result and record.failure on arbitrary decoded JSON, both as the
+-- record itself (decoded with cjson.safe, depth 64) and as a Kie-style
+-- `resultJson` string.
 -- Properties (issue 5: every body is untrusted, wrong types give a sane
 -- value, never a Lua error):
 --  * nothing raises;
---  * result: state "success", `urls` a list of non-empty strings, `credits`,
---    `created_at`, `completed_at`, `cost_time` each nil or a finite number
---    (not NaN, not infinite), `id` and `model` nil or strings, `raw` the record;
+--  * a body reads as a result (state "success") or an error of kind "failed"
+--    or "protocol", never anything else;
+--  * result: `state` nil or a job state, `urls` a list of non-empty strings,
+--    `credits`, `created_at`, `completed_at`, `cost_time` each nil or a finite
+--    number (not NaN, not infinite), `id` and `model` nil or strings, `raw` a table;
 --  * failure: a modkie.Error of kind "failed", retryable, message a string,
 --    `code` nil, a finite number or a string, `task_id` nil or a string;
---  * read: a result as above, or an error of kind "failed" or "protocol";
---    `progress` nil or within 0-100.
+--  * read of a decoded table: a result as above, or an error of kind "failed"
+--    or "protocol"; `progress` nil or within 0-100.
 local record = require "modkie.record"
 local Error = require "modkie.error"
 local cjson = require("cjson.safe").new()
@@ -35,9 +37,10 @@ local function string_or_nil(v, what)
   check(v == nil or type(v) == "string", "%s is %s", what, show(v))
 end
 
-local function check_record(rec, job)
-  local res = record.result(rec, job)
-  check(type(res) == "table" and res.state == "success", "result %s", show(res))
+local STATES = { queued = true, running = true, success = true, failed = true }
+
+local function check_result(res)
+  check(type(res) == "table" and (res.state == nil or STATES[res.state]), "result %s", show(res))
   check(type(res.urls) == "table", "urls is %s", show(res.urls))
   local n = 0
   for k, u in pairs(res.urls) do
@@ -54,7 +57,11 @@ local function check_record(rec, job)
     "progress is %s", show(res.progress))
   string_or_nil(res.id, "id")
   string_or_nil(res.model, "model")
-  check(res.raw == rec, "raw is not the record")
+  check(res.raw == nil or type(res.raw) == "table", "raw is %s", show(res.raw))
+end
+
+local function check_record(rec, job)
+  check_result(record.result(rec, job))
 
   local err = record.failure(rec, job)
   F.check_error(err, "failed", "failure")
@@ -64,14 +71,22 @@ local function check_record(rec, job)
 end
 
 return function(data)
+  local res, rerr = record.read(data, JOB)
+  if res then
+    check(res.state == "success", "a body read as %s", show(res.state))
+    check_result(res)
+  else
+    check(rerr.kind == "failed" or rerr.kind == "protocol", "a body read as an error of kind %s", show(rerr.kind))
+    F.check_error(rerr, rerr.kind, "read")
+  end
   local value = cjson.decode(data)
   if type(value) == "table" then
     check_record(value, JOB)
     check_record(value, nil)
     for _, job in ipairs({ JOB, false }) do
-      local res, err = record.read(value, job or nil)
-      if res then
-        check(res.state == "success" and type(res.urls) == "table" and type(res.id) == "string", "read %s", show(res))
+      local r, err = record.read(value, job or nil)
+      if r then
+        check(r.state == "success" and type(r.urls) == "table" and type(r.id) == "string", "read %s", show(r))
       else
         check(Error.is(err) and (err.kind == "failed" or err.kind == "protocol"), "read error %s", show(err))
       end

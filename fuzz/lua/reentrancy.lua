@@ -10,7 +10,7 @@
 -- action cancels a job (its own, another, all), submits, closes, steps,
 -- awaits, raises, collects garbage (running finalisers that take actions in
 -- turn), arms lua.c's Ctrl-C (a hook raising "interrupted!" at the next call
--- of the JSON decoder), or passes odd numbers (NaN, inf, negative) to step.
+-- inside a step), or passes odd numbers (NaN, inf, negative) to step.
 --
 -- Properties, beyond no sanitizer report:
 --  * errors out of step, await and run are only the ones the script raised
@@ -69,17 +69,22 @@ return function(data)
     return data:byte(pos) or 0
   end
 
-  local c, jobs, decode = nil, {}, nil
+  local c, jobs, engine_step = nil, {}, nil
   local depth = 0 -- > 0 while Lua runs inside c's step (poll_interval, log)
   local act -- forward
 
   local function some_job() return #jobs > 0 and jobs[byte() % #jobs + 1] or nil end
 
+  -- lua.c's Ctrl-C: "interrupted!" raised at the next call inside a step of
+  -- the client (the call of the step's body, once the engine's step is called)
   local function interrupt()
-    local thread = coroutine.running()
+    local thread, entered = coroutine.running(), false
     debug.sethook(thread, function()
       local info = debug.getinfo(2, "f")
-      if info and info.func == decode then
+      if not info then return end
+      if info.func == engine_step then
+        entered = true
+      elseif entered then
         debug.sethook(thread)
         error("interrupted!")
       end
@@ -161,7 +166,7 @@ return function(data)
     end
   end
   c = modkie.new(opts)
-  decode = require("modkie.json").decode -- the decoder every client gives its engine
+  engine_step = c._engine.step
   for _ = 1, byte() % 4 + 1 do
     local deadline = DEADLINES[byte() % #DEADLINES + 1]
     local j = c:submit(KLING, { prompt = PROMPTS[byte() % #PROMPTS + 1] }, { deadline = deadline, validate = false })

@@ -239,29 +239,25 @@ function Client.new(opts)
     _log = opts.log,
     _dict = dict and SharedDict.new(dict), -- answers the engine's rate questions from a shared dict
   }, Client)
-  -- The engine calls poll_interval with a job's handle; hand the job (or its
-  -- model) over instead. Weakly: a function the engine holds must not keep
-  -- the client alive.
-  local weak = setmetatable({ client = self }, { __mode = "v" })
-  local function job_of(h)
-    local c = weak.client
-    return c and c.scheduler:op(h)
-  end
+  -- A number of seconds, and the default schedule, the engine times in C: a
+  -- poll that changes nothing never reaches Lua. A function (or "learn") is
+  -- asked between steps: the engine's "interval" events, answered with
+  -- engine:schedule (on.interval below).
   local interval = opts.poll_interval
   if interval == "learn" then
     local learner = schedule.learner(nil, opts.seed, durations)
     self._learner = learner
-    interval = function(elapsed, polls, h)
-      local job = job_of(h)
-      return learner:interval(elapsed, polls, job and job.model)
+    self._interval = function(elapsed, polls, job, default)
+      return learner:interval(elapsed, polls, job.model, default)
     end
+    interval = "ask"
   elseif type(interval) == "function" then
-    local user = interval
-    interval = function(elapsed, polls, h) return user(elapsed, polls, job_of(h)) end
+    self._interval = interval
+    interval = "ask"
   end
   -- The key goes to the C engine and nowhere else: no Lua table holds it.
   self._engine = core.new({
-    base_url = base_url, upload_url = upload_url, api_key = key, decode = json.decode,
+    base_url = base_url, upload_url = upload_url, api_key = key,
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     retries = opts.retries, max_body = opts.max_body, max_download = opts.max_download,
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
@@ -576,15 +572,14 @@ end
 
 local CONNECT_FAILED = { "Couldn't connect", "Connection refused", "Failed to connect" }
 
---- Add to an error from the gateway what points to its fix: the URL of a
--- 404 (a wrong base_url makes every call one), the key on a 401, the
--- emulator when nothing listens on this machine. `request`: "METHOD URL".
-function Client:_explain(err, request)
-  if not request then return err end
+--- Add to an error from the gateway what points to its fix: the key on a
+-- 401, the emulator when nothing listens on this machine (the engine names
+-- the request of a 404 itself: a wrong base_url makes every call one).
+-- `api`: the error is an API call's (not a download's).
+function Client:_explain(err, api)
+  if not api then return err end
   local msg = err.message
-  if err.status == 404 then
-    msg = msg .. " (" .. request .. ")"
-  elseif err.kind == "auth" then
+  if err.kind == "auth" then
     msg = msg .. "; check the API key (MODKIE_API_KEY, or api_key in modkie.new)"
   elseif err.kind == "network" then
     local origin = core.origin(self.base_url)
@@ -598,14 +593,6 @@ function Client:_explain(err, request)
   end
   err.message = msg
   return err
-end
-
--- "METHOD URL" of a job's current exchange.
-function Client:_request_of(job)
-  if job.id then
-    return "GET " .. self.base_url .. "/api/v1/jobs/recordInfo?taskId=" .. core.url_escape(job.id)
-  end
-  return "POST " .. self.base_url .. "/api/v1/jobs/createTask"
 end
 
 local on = {}
@@ -634,9 +621,8 @@ end
 
 function on.state(self, job, ev)
   job.state, job.server_state = ev.state, ev.server_state
-  local rec = ev.record
-  job.progress = record.progress(rec)
-  job.updated_at = record.seconds(rec.updateTime) or job.updated_at
+  job.progress = ev.progress
+  job.updated_at = ev.updated_at or job.updated_at
   self:_emit("debug", "state", { task_id = job.id, model = job.model, state = job.state,
     server_state = ev.server_state, progress = job.progress, updated_at = job.updated_at })
 end
@@ -648,24 +634,36 @@ function on.retry(self, p, ev)
   })
 end
 
-function on.warning(self, p, ev)
-  self:_emit("warn", "warning", { task_id = p.id, message = ev.message })
+-- The engine asks when the job polls next (poll_interval is a function, or
+-- "learn"): the answer goes back at once. A function that raises: the job
+-- goes on on the default schedule and step raises the error once every
+-- event is handed out; one that returns no number of seconds: the default
+-- schedule, and a warning.
+function on.interval(self, job, ev)
+  local ok, secs = pcall(self._interval, ev.elapsed, ev.polls, job, ev.default)
+  if not ok then
+    self._raised = self._raised or secs
+    secs = ev.default
+  elseif type(secs) ~= "number" or not (secs >= 0 and secs <= 1e6) then -- NaN fails both
+    self:_emit("warn", "warning", { task_id = job.id, message =
+      "poll_interval must return a number of seconds from 0 to 1e6; polling on the default schedule" })
+    secs = ev.default
+  end
+  self._engine:schedule(self.scheduler:handle(job), secs)
 end
 
---- A job ended with what a record said, polled or called back (`via`
--- "poll" or "callback"): `result`, or `err`, as modkie.record.read gave them.
-function Client:_ended_with(job, result, err, via)
-  local state = result and "success" or err.kind == "failed" and "failed" or "error"
-  local rec = result and result.raw or (err and err.record) or {}
-  if type(rec.state) == "string" then job.server_state = rec.state end
-  job.updated_at = record.seconds(rec.updateTime) or job.updated_at
-  job.progress = record.progress(rec) or (result and job.progress and 100) or job.progress
-  local model = job.model or (result and type(result.model) == "string" and result.model)
-  if result and model then -- what the poll ranks learn from: the record's times, else (a callback
-    -- without them, as ModKie's webhook) this client's own clock from acceptance to the callback
+--- A job ended (`via` "poll" or "callback"): `state`, and its `result` or
+-- `err`, read from its record by the one reader (in C, core.read_record).
+-- What it took is learned for the poll ranks.
+function Client:_ended_with(job, state, result, err, via)
+  if result then
+    result.model = result.model or job.model
+    local model = job.model or (type(result.model) == "string" and result.model)
+    -- the record's times, else (a callback without them, as ModKie's
+    -- webhook) this client's own clock from acceptance to the callback
     local took = result.created_at and result.completed_at and result.completed_at - result.created_at
     if not took and via == "callback" and job._accepted_at then took = core.now() - job._accepted_at end
-    if took then self._durations:add(model, took) end
+    if model and took then self._durations:add(model, took) end
   end
   self:_finish(job, state, result, err)
   self:_emit(err and "warn" or "info", "done", {
@@ -677,24 +675,24 @@ end
 function on.done(self, job, ev)
   job.polls = ev.polls or job.polls
   if ev.server_state then job.server_state = ev.server_state end
-  if ev.state == "success" or ev.state == "failed" then
-    -- the reader callbacks use too: the same body reads the same either way
-    local result, err = record.read(ev.answer, job)
-    return self:_ended_with(job, result, err, "poll")
+  job.updated_at = ev.updated_at or job.updated_at
+  local state, result, err = ev.state, ev.result, nil
+  if result then -- read in C, by the reader callbacks use too (core.read_record)
+    job.progress = ev.progress or (job.progress and 100)
+  elseif state == "failed" then
+    job.progress = ev.progress or job.progress
+    err = error_from(ev.error)
+  else
+    local extra = { task_id = job.id }
+    if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
+    err = self:_explain(error_from(ev.error, extra), true)
   end
-  local extra = { task_id = job.id }
-  if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
-  local err = self:_explain(error_from(ev.error, extra), self:_request_of(job))
-  self:_finish(job, ev.state, nil, err)
-  self:_emit("warn", "done", {
-    task_id = job.id, model = job.model, state = ev.state, polls = job.polls,
-    kind = err.kind, message = err.message,
-  })
+  self:_ended_with(job, state, result, err, "poll")
 end
 
 function on.reply(self, p, ev)
   if ev.error then
-    self:_finish(p, "error", nil, self:_explain(error_from(ev.error), p.request))
+    self:_finish(p, "error", nil, self:_explain(error_from(ev.error), p.api or p.request))
   else
     p.data = ev.data
     self:_finish(p, "success", ev.path or ev.data)
@@ -767,6 +765,11 @@ function Client:step(timeout)
   sched:end_step()
   if self._close_pending then self:close() end -- close() called inside the step
   if not ok then error(events, 0) end
+  local raised = self._raised -- a poll_interval function's error, now that every event is handled
+  if raised then
+    self._raised = nil
+    error(raised, 0)
+  end
   sched:run_ready()
   return self._active
 end
@@ -827,15 +830,17 @@ end
 
 -- ---------------------------------------------------------------- one-off calls
 
-function Client:_call(method, path, body)
+--- One API call: `endpoint` "recordInfo" (arg: the task id), "credit" or
+-- "download-url" (arg: the JSON body); the engine builds the request.
+function Client:_call(endpoint, arg)
   if self._closed then return nil, closed() end
   if not self._has_key then return nil, no_key(self) end
-  local p = self.scheduler:pending(self._engine:call(method, path, body))
-  p.request = method .. " " .. self.base_url .. path
+  local p = self.scheduler:pending(self._engine:call(endpoint, arg))
+  p.api = true
   self.scheduler:wait({ p })
   if p.error then return nil, p.error end
   if p.data == nil or type(p.data) == "userdata" then -- absent, or JSON null
-    return nil, Error.new("protocol", path:match("[^/?]+%f[?%z]") .. ": the answer has no data")
+    return nil, Error.new("protocol", endpoint .. ": the answer has no data")
   end
   return p.data
 end
@@ -859,7 +864,7 @@ end
 function Client:record(task_id)
   Error.method(self, Client, "record", "client")
   check_task_id("record", task_id)
-  local data, err = self:_call("GET", "/api/v1/jobs/recordInfo?taskId=" .. core.url_escape(task_id))
+  local data, err = self:_call("recordInfo", task_id)
   if not data then return nil, err end
   if type(data) ~= "table" or (next(data) ~= nil and data[1] ~= nil) then
     return nil, Error.new("protocol", "recordInfo: data is not a record")
@@ -873,7 +878,7 @@ end
 -- @treturn[2] modkie.Error
 function Client:credits()
   Error.method(self, Client, "credits", "client")
-  local data, err = self:_call("GET", "/api/v1/chat/credit")
+  local data, err = self:_call("credit")
   if data == nil then return nil, err end
   local n = record.number(data)
   if not n then return nil, Error.new("protocol", "credit: data is not a number") end
@@ -888,7 +893,7 @@ end
 function Client:download_url(url)
   Error.method(self, Client, "download_url", "client")
   Error.check(1, "download_url", url, "string")
-  local data, err = self:_call("POST", "/api/v1/common/download-url", json.encode({ url = url }))
+  local data, err = self:_call("download-url", json.encode({ url = url }))
   if data == nil then return nil, err end
   if type(data) ~= "string" or not data:match("^[Hh][Tt][Tt][Pp][Ss]?://[^%s%c]+$") then
     return nil, Error.new("protocol", "download-url: data is not an http(s) URL")

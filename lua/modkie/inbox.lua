@@ -21,8 +21,8 @@
 -- a callback need not be the one whose request waits for the job.
 -- @module modkie.inbox
 
-local cjson = require "cjson.safe"
 local core = require "modkie.core"
+local json = require "modkie.json"
 local record = require "modkie.record"
 local SharedDict = require "modkie.shared_dict"
 local webhook = require "modkie.webhook"
@@ -35,9 +35,6 @@ Inbox.__index = Inbox
 local REMEMBER = 10000   -- ended task ids kept, to tell a repeat or a late callback from an unknown one
 local RELAY_TTL = 600    -- seconds a relayed callback stays in the shared dict
 local RELAY_CHECK = 0.1  -- seconds between looks at the shared dict while callback jobs wait
-
-local json = cjson.new()
-json.decode_max_depth(64)
 
 local OPTIONS = { secret = true, scheme = true, tolerance = true, shared = true }
 
@@ -118,16 +115,23 @@ local function count(self, what, fields)
   self.client:_emit(level, "callback", fields)
 end
 
--- The job ends with what the callback said.
+-- The job ends with what the callback said (`res` or `err`, as modkie.record.read gave them).
 local function finish(self, job, res, err)
   local client = self.client
+  local state = res and "success" or err.kind == "failed" and "failed" or "error"
+  local rec = res and res.raw or (err and err.record)
+  if type(rec) == "table" and type(rec.state) == "string" then job.server_state = rec.state end
+  if res then
+    job.progress = res.progress or (job.progress and 100)
+    job.updated_at = res.updated_at or job.updated_at
+  end
   job._via = "callback"
-  client._engine:called_back(job._h)
-  client:_ended_with(job, res, err, "callback")
+  client._engine:called_back(client.scheduler:handle(job))
+  client:_ended_with(job, state, res, err, "callback")
 end
 
--- A record read from a verified body: end its job, or say why not. Returns the status.
-local function take(self, id, doc, may_relay, raw)
+-- A verified callback of task `id` (`raw` its body): end its job, or say why not. Returns the status.
+local function take(self, id, raw, may_relay)
   local job = self.jobs[id]
   if not job then
     local how = self.gone[id]
@@ -142,7 +146,7 @@ local function take(self, id, doc, may_relay, raw)
     end
     return 200
   end
-  local res, err = record.read(doc, job)
+  local res, err = record.read(raw, job)
   finish(self, job, res, err)
   count(self, "delivered", { task_id = id })
   return 200
@@ -165,7 +169,7 @@ function Inbox:deliver(headers, body)
     count(self, "malformed", { message = "the body is not a JSON object" })
     return 400
   end
-  local probe, perr = record.read(doc)
+  local probe, perr = record.read(body)
   local id = probe and probe.id or (perr and perr.task_id)
   if perr and perr.kind == "protocol" and perr.server_state and id then
     count(self, "pending", { task_id = id, server_state = perr.server_state }) -- not ended yet: a later one will say
@@ -175,7 +179,7 @@ function Inbox:deliver(headers, body)
     count(self, "malformed", { message = perr and perr.message or "the signed task id is not the record's" })
     return 400
   end
-  return take(self, id, doc, true, body)
+  return take(self, id, body, true)
 end
 
 --- With `webhook.shared`: end this client's jobs whose callbacks another
@@ -193,13 +197,10 @@ function Inbox:relay()
     local id, raw
     if type(entry) == "string" then id, raw = entry:match("^([^\n]*)\n(.*)$") end
     local job = id and self.jobs[id]
-    if job then
-      local doc = json.decode(raw)
-      if type(doc) == "table" then -- verified by the worker that received it
-        local res, err = record.read(doc, job)
-        finish(self, job, res, err)
-        count(self, "picked_up", { task_id = id })
-      end
+    if job then -- verified by the worker that received it
+      local res, err = record.read(raw, job)
+      finish(self, job, res, err)
+      count(self, "picked_up", { task_id = id })
     end
   end
 end

@@ -44,9 +44,11 @@ function Learner:record(model, seconds)
 end
 
 --- Seconds until a job's next poll: `elapsed` since it was accepted, `polls`
--- answered so far, `model` its model (nil: the recommended schedule).
-function Learner:interval(elapsed, polls, model)
-  local wait = core.default_interval(elapsed, self.rng:next())
+-- answered so far, `model` its model (nil: the recommended schedule),
+-- `default` the recommended schedule's answer for it (the client passes the
+-- engine's, jittered by its source seeded with `seed`; nil: drawn here).
+function Learner:interval(elapsed, polls, model, default)
+  local wait = default or core.default_interval(elapsed, self.rng:next())
   if polls == 0 or not model or self.known:known(model) < MIN_KNOWN then return wait end
   local until_usual = SHARE * self.known:quantile(model, 0.05) - elapsed
   return until_usual > wait and until_usual or wait

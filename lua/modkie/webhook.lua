@@ -343,8 +343,8 @@ end
 --- Turn a callback body (either dialect) into what `job:await()` returns.
 -- Call it after `verify`. The body is untrusted: anything that is not the
 -- contract is a `protocol` error, never a Lua error. It reads the body with
--- the same reader as the poll path (`modkie.record.read`), so a callback and
--- a recordInfo answer of the same JSON read the same way.
+-- the same reader as the poll path (`modkie.record.read`, in C), so a callback
+-- and a recordInfo answer of the same JSON read the same way.
 -- @tparam string|table body the raw body (or a table already decoded from it)
 -- @treturn[1] table the result: `{ id, model, state = "success", urls, output,
 --   credits, created_at, completed_at, updated_at, cost_time, progress, raw }`
@@ -356,9 +356,7 @@ function webhook.parse(body)
   if type(body) ~= "string" and type(body) ~= "table" then
     Error.argument(1, "webhook.parse", "string expected, got " .. type(body))
   end
-  local doc = decode(body)
-  if not doc then return nil, Error.new("protocol", "webhook: the body is not a JSON object") end
-  local res, err = record.read(doc)
+  local res, err = record.read(body)
   if err and err.kind == "protocol" then
     err.message = "webhook: " .. err.message
     if err.server_state then err.message = err.message .. ": a callback reports a final state" end

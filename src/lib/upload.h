@@ -12,7 +12,8 @@
  *    (curl_mime_filedata: never read into memory), or bytes the caller gave.
  *
  * Pure C: no Lua here. The engine runs an upload as one of its ops
- * (MK_OP_UPLOAD); core.c binds the rest. */
+ * (MK_OP_UPLOAD, answered as a call: call.h); src/upload.c binds the probes,
+ * src/engine.c the upload op. */
 #ifndef MODKIE_UPLOAD_H
 #define MODKIE_UPLOAD_H
 

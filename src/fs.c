@@ -1,0 +1,144 @@
+/* fs.c: the file-system helpers the Lua layer needs and plain Lua lacks:
+ * `core.mkdir`, `fsync`, `fsync_dir`, `lock`, `symlink`, `opened_as`,
+ * `realpath`, `isatty` (a batch journal made durable and locked, a download
+ * folder, the review page's paths, the CLI's terminal). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lualib.h>
+
+#include "core.h"
+
+/* core.mkdir(path) -> true | nil, message  (an existing directory is fine) */
+static int l_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (mkdir(path, 0777) == 0 || (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", path, strerror(errno == EEXIST ? ENOTDIR : errno));
+  return 2;
+}
+
+/* The FILE* of a Lua file handle (io.open's), or an error when closed. */
+static FILE *check_file(lua_State *L, int i) {
+#if LUA_VERSION_NUM >= 502
+  luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, i, LUA_FILEHANDLE);
+  if (!p->closef) luaL_argerror(L, i, "file is closed");
+  return p->f;
+#else
+  FILE **p = (FILE **)luaL_checkudata(L, i, LUA_FILEHANDLE); /* LuaJIT's handle starts with the FILE* too */
+  if (!*p) luaL_argerror(L, i, "file is closed");
+  return *p;
+#endif
+}
+
+/* core.fsync(file) -> true | nil, message: flush Lua's buffer, then the OS's to the disk */
+static int l_fsync(lua_State *L) {
+  FILE *f = check_file(L, 1);
+  if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.lock(file) -> true | nil, message: an exclusive lock on the open file,
+ * without waiting; held until the file is closed or the process ends. */
+static int l_lock(lua_State *L) {
+  FILE *f = check_file(L, 1);
+  if (flock(fileno(f), LOCK_EX | LOCK_NB) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, errno == EWOULDBLOCK ? "locked by another process" : strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.fsync_dir(path) -> true | nil, message: make a new name in the folder durable */
+static int l_fsync_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDONLY | O_DIRECTORY), rc;
+  if (fd < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  rc = fsync(fd);
+  close(fd);
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.symlink(path) -> true when path names a symbolic link (not followed) */
+static int l_symlink(lua_State *L) {
+  struct stat st;
+  lua_pushboolean(L, lstat(luaL_checkstring(L, 1), &st) == 0 && S_ISLNK(st.st_mode));
+  return 1;
+}
+
+/* core.opened_as(file, path) -> true | nil, message: the open file is the
+ * regular file that path names, without following a symbolic link (so a link
+ * put in its place before it was opened is found out before anything is
+ * written through it). */
+static int l_opened_as(lua_State *L) {
+  FILE *f = check_file(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  struct stat fs, ps;
+  const char *why = NULL;
+  if (fstat(fileno(f), &fs) != 0 || lstat(path, &ps) != 0) why = strerror(errno);
+  else if (S_ISLNK(ps.st_mode)) why = "it is a symbolic link";
+  else if (!S_ISREG(ps.st_mode)) why = "it is not a regular file";
+  else if (fs.st_dev != ps.st_dev || fs.st_ino != ps.st_ino) why = "it was replaced while being opened";
+  if (!why) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+
+/* core.realpath(path) -> the absolute path with no symlink, "." or ".." |
+   nil, message: where the review page's relative links start and end */
+static int l_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char buf[PATH_MAX];
+  if (realpath(path, buf) == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* core.isatty(file) -> boolean */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty(fileno(check_file(L, 1))));
+  return 1;
+}
+
+const luaL_Reg mk_fs_functions[] = {
+  {"mkdir", l_mkdir}, {"fsync", l_fsync}, {"fsync_dir", l_fsync_dir}, {"lock", l_lock},
+  {"symlink", l_symlink}, {"opened_as", l_opened_as}, {"realpath", l_realpath}, {"isatty", l_isatty},
+  {NULL, NULL}
+};
