@@ -244,7 +244,9 @@ function batch_cli.main(argv)
   if opts.webhook_scheme and opts.webhook_scheme ~= "kie" and opts.webhook_scheme ~= "modkie" then
     return common.usage("batch", "--webhook-scheme must be kie or modkie")
   end
-  if opts.webhook_scheme and not opts.listen then return common.usage("batch", "--webhook-scheme goes with --listen") end
+  if opts.webhook_scheme and not opts.listen then
+    return common.usage("batch", "--webhook-scheme goes with --listen")
+  end
   if opts.listen and not opts.dry_run then
     local secret = os.getenv("MODKIE_WEBHOOK_SECRET")
     if not secret or secret == "" then -- never on the command line, where ps shows it
