@@ -4,6 +4,7 @@
 local helper = require "spec.helper"
 local H = require "spec.batch_helper"
 local journal = require "modkie.batch.journal"
+local modkie = require "modkie"
 local cjson = require "cjson"
 
 local KLING = "kling/kling-3-0"
@@ -312,5 +313,100 @@ describe("a batch stopped while rows wait on the submit rate limit #slow", funct
     assert.matches("run the same command again to resume", p.err())
     p.clean()
     resume_all_once(prompts)
+  end)
+end)
+
+-- A createTask answered 429 ("nothing created") is retried after a backoff;
+-- the retry passes the door as the first attempt did, and the journal says
+-- the row is unsent again meanwhile (issue 11's follow-up): a kill in the
+-- backoff leaves it plainly unsent, not ambiguous.
+describe("a batch killed while createTasks answered 429 wait to be retried", function()
+  local m, dir, env
+  local ROWS = 3
+
+  setup(function()
+    -- the injected 429 says Retry-After: 30, so the backoff is long (10 s, the cap)
+    m = helper.mock({ "--job-seconds", "0.2", "--retry-after", "30" })
+    env = { MODKIE_API_KEY = "test-key", MODKIE_BASE_URL = m.url }
+  end)
+  teardown(function() m.stop() end)
+  before_each(function() dir = helper.tmpdir() end)
+  after_each(function() helper.rmdir(dir) end)
+
+  it("SIGKILL in the backoff: the rows resume without --resubmit-ambiguous, one accepted create each", function()
+    local name = "bounce" .. os.time() % 100000
+    local lines, prompts = { "subject" }, {}
+    for i = 1, ROWS do
+      lines[#lines + 1] = ("%s %d"):format(name, i)
+      prompts[i] = ("[fault=create:429x1] %s %d"):format(name, i)
+    end
+    local rows_path, tpl_path, jpath = dir .. "/rows.csv", dir .. "/template.txt", dir .. "/journal.jsonl"
+    H.write(rows_path, table.concat(lines, "\n") .. "\n")
+    H.write(tpl_path, "[fault=create:429x1] {{subject}}\n")
+    local argv = { "batch", "--model", KLING, "--rows", rows_path, "--template", tpl_path, "--journal", jpath,
+      "--poll-interval", "0.05", "--quiet", "--json" }
+    local before = m.stats().faults.create["429"] or 0
+    local p = H.spawn(argv, env)
+    -- every row's first createTask was answered 429: each waits out its backoff
+    local t0 = helper.now()
+    while (m.stats().faults.create["429"] or 0) < before + ROWS do
+      assert(p.running(), "the batch ended before its createTasks were answered 429\n" .. p.err())
+      assert(helper.now() - t0 < 30, "the emulator never answered 429 to every row")
+      helper.sleep(0.01)
+    end
+    helper.sleep(0.3) -- the answers reach the batch, well inside the 10 s backoff
+    p.signal("KILL")
+    assert.equal(137, p.wait(20))
+    p.clean()
+    -- nothing was accepted, and the journal says no row may have reached the gateway
+    local st = assert(journal.read(jpath))
+    for i = 1, ROWS do
+      assert.is_nil(m.stats().submits_by_prompt[prompts[i]], "row " .. i .. " was not accepted before the kill")
+      local js = st.jobs[tostring(i)]
+      assert.equal("new", js and js.state, "row " .. i .. " is recorded as unsent")
+    end
+    local r = H.cli(argv, env)
+    assert.equal(0, r.code, r.err)
+    local report = cjson.decode(r.out)
+    assert.equal(ROWS, report.succeeded)
+    assert.equal(0, report.ambiguous)
+    local stats = m.stats()
+    for i = 1, ROWS do
+      assert.equal(1, stats.submits_by_prompt[prompts[i]], "row " .. i .. ": one accepted createTask")
+    end
+  end)
+
+  it("each attempt waits at the door: nothing goes out again until job:send(), and the batch journals it", function()
+    local quick = helper.mock({ "--job-seconds", "0.2", "--retry-after", "0" })
+    local c = helper.client(quick, { rate = false })
+    finally(function() c:close(); quick.stop() end)
+    local job = assert(c:submit(KLING, { prompt = "[fault=create:429x2] door" }, { hold = true }))
+    local sends = 0
+    local t0 = helper.now()
+    while not job.done and helper.now() - t0 < 20 do
+      if job.held then
+        -- held: the emulator has seen exactly the attempts let go so far
+        assert.equal(sends, (quick.stats().faults.create["429"] or 0) + (job.id and 1 or 0))
+        assert.equal(sends, job.bounced or 0)
+        sends = sends + 1
+        assert.is_true(job:send())
+      end
+      c:step(0.05)
+      if job.id and not job.done then break end
+    end
+    assert.truthy(job.id, "accepted")
+    assert.equal(3, sends) -- two answered 429, the third accepted
+    assert.equal(2, job.bounced)
+    -- a batch writes submit, retry, submit, retry, submit, accepted for such a row
+    local jpath = dir .. "/door.jsonl"
+    local report = assert(modkie.batch.run{ client = c, model = KLING, journal = jpath,
+      rows = { { prompt = "[fault=create:429x2] door row" } } })
+    assert.equal(1, report.succeeded)
+    local types = {}
+    for line in io.lines(jpath) do
+      local rec = cjson.decode(line)
+      if rec.job == "1" then types[#types + 1] = rec.type end
+    end
+    assert.same({ "submit", "retry", "submit", "retry", "submit", "accepted", "done" }, types)
   end)
 end)

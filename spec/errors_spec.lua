@@ -190,12 +190,11 @@ describe("transport errors", function()
   end)
 
   it("protocol: a body that is not the contract", function()
-    -- the emulator's file route answers bytes, not JSON: point the API at it
+    -- bytes, not JSON (an edge proxy's page), where the API's envelope belongs
     local m = helper.mock({ "--job-seconds", "0" })
-    local client = helper.client(m, { retries = 1 })
-    finally(function() client:close(); m.stop() end)
-    local res = assert(assert(client:submit(KLING, { prompt = "x" })):await(10))
-    local odd = helper.client(m, { base_url = m.url .. "/files/" .. res.id .. "/0.mp4?", retries = 1 })
+    finally(function() m.stop() end)
+    m.replay("/api/v1/chat/credit", nil, { { status = 200, body = "<html>bad gateway</html>" } })
+    local odd = helper.client(m, { retries = 1 })
     local n, err = odd:credits()
     assert.is_nil(n)
     assert.equal("protocol", err.kind)

@@ -225,7 +225,7 @@ describe("TLS", function()
 
   it("refuses plain http to another host unless allow_insecure", function()
     for _, url in ipairs({ "http://gateway.example.com", "HTTP://GATEWAY.EXAMPLE.COM/", "http://10.0.0.7:8089",
-      "http://localhost.example.com", "http://127.0.0.1@gateway.example.com", "http://[2001:db8::1]:80" }) do
+      "http://localhost.example.com", "http://[2001:db8::1]:80" }) do
       local ok, msg = pcall(modkie.new, { base_url = url, api_key = "k" })
       assert.is_false(ok, url)
       assert.matches("plain http to another host", msg)
@@ -234,6 +234,11 @@ describe("TLS", function()
     for _, url in ipairs({ "http://127.0.0.1:8089", "http://localhost:8089", "http://[::1]:8089",
       "http://127.0.0.2" }) do
       assert.is_table(modkie.new{ base_url = url, api_key = "k" }, url)
+    end
+    -- a loopback address as the user name of another host: refused, allow_insecure or not
+    for _, insecure in ipairs({ false, true }) do
+      assert.is_false(pcall(modkie.new, { base_url = "http://127.0.0.1@gateway.example.com", api_key = "k",
+        allow_insecure = insecure }))
     end
   end)
 
@@ -377,6 +382,10 @@ describe("output file names", function()
     server = nginx.start(([[
   server {
     listen 127.0.0.1:PORT;
+    location = /api/v1/jobs/createTask {
+      default_type application/json;
+      return 200 '{"code":200,"msg":"success","data":{"taskId":"../../escape/.."}}';
+    }
     location = /api/v1/jobs/recordInfo {
       default_type application/json;
       if ($arg_taskId = "..%2F..%2Fadopted") { return 200 'ADOPTED'; }
@@ -392,11 +401,13 @@ describe("output file names", function()
   before_each(function() root = helper.tmpdir() end)
   after_each(function() helper.rmdir(root) end)
 
+  -- the outputs of the job `task_id` adopts, or of one submitted when nil
   local function check(task_id)
     local c = modkie.new{ base_url = "http://127.0.0.1:" .. server.port, api_key = "k", rate = false, retries = 0 }
     finally(function() c:close() end)
     local dir = root .. "/sub/out"
-    local paths = assert(assert(c:job(task_id)):download(dir))
+    local job = task_id and c:job(task_id) or c:submit("acme/x", { prompt = "x" })
+    local paths = assert(assert(job):download(dir))
     assert.equal(7, #paths)
     local names = ls(dir)
     assert.equal(7, #names)
@@ -411,8 +422,8 @@ describe("output file names", function()
     return names
   end
 
-  it("come from the task id made safe, never from the URL: a hostile record id", function()
-    local names = check("task_evil")
+  it("come from the task id made safe, never from the URL: a hostile id from createTask and its record", function()
+    local names = check(nil)
     for _, name in ipairs(names) do assert.matches("^_[%w_.]*escape[%w_.]*%-%d%.%w+$", name) end
   end)
 
@@ -423,7 +434,7 @@ describe("output file names", function()
   it("a name function that returns a path is refused", function()
     local c = modkie.new{ base_url = "http://127.0.0.1:" .. server.port, api_key = "k", rate = false, retries = 0 }
     finally(function() c:close() end)
-    local job = assert(c:job("task_evil"))
+    local job = assert(c:submit("acme/x", { prompt = "x" }))
     for _, bad in ipairs({ "../x", "a/b", "..", ".", "" }) do
       assert.has_error(function() job:download(root .. "/named", { name = function() return bad end }) end)
     end

@@ -229,7 +229,7 @@ static const char *check_task_id(lua_State *L, int i) {
 }
 
 /* engine:submit(json_body, deadline_seconds, hold, model, callback) -> handle;
- * with hold the createTask waits at the door (a "ready" event) for
+ * with hold each createTask attempt waits at the door (a "ready" event) for
  * engine:send(handle); model and callback (a callback URL was given) tell
  * the poll lane what to expect of the job */
 static int l_submit(lua_State *L) {

@@ -104,6 +104,9 @@ local RATE_KEYS = { submit = true, poll = true, shared = true, clients = true }
 -- "host" for a shared dict the Lua layer answers from), and the dict.
 local function check_shared(v)
   if v == nil then return nil end
+  if type(v) == "string" and v:find("%c") then -- C would end the path at a NUL: another file
+    error("modkie.new: option 'rate.shared' must not contain control characters or NUL bytes", 4)
+  end
   if type(v) == "string" and (v:match("^file:.") or v:match("^redis://.")) then return v end
   if SharedDict.is_dict(v) then return "host", v end
   -- never echo a string: a redis URL may hold a password
@@ -145,6 +148,13 @@ local function check_base_url(url, allow_insecure, name)
     error("modkie.new: " .. name .. " must be an http:// or https:// URL, got '" .. url .. "'", 3)
   end
   if url:find("[%s%c]") then error("modkie.new: " .. name .. " must not contain spaces or control characters", 3) end
+  -- every call appends /api/v1/…: after a query or a fragment it would name
+  -- no endpoint (every call 404s); a user:password would show in errors
+  local authority = url:match("^%a[%w+.-]*://([^/?#]*)")
+  if url:find("[?#]") or authority:find("@", 1, true) then
+    error("modkie.new: " .. name .. " must be the gateway's root URL, without a query (?), a fragment (#) or "
+      .. "user:password@ (the key goes in api_key), got '" .. (url:gsub("//[^/?#]*@", "//…@")) .. "'", 3)
+  end
   local origin = core.origin(url)
   if not origin then error("modkie.new: " .. name .. " '" .. url .. "' is not a URL with a host", 3) end
   if scheme == "http" and not allow_insecure and not origin.loopback then
@@ -155,7 +165,7 @@ local function check_base_url(url, allow_insecure, name)
   -- the docs show endpoints as …/api/v1/jobs/createTask: a base URL copied
   -- with its /api/v1 would make every call 404; the base is the root
   local root = url:match("^(.-)/[Aa][Pp][Ii]/[Vv]1$") or url:match("^(.-)/[Aa][Pp][Ii]$")
-  if root and root:match("^%a[%w+.-]*://[^/]+") then url = root end
+  if root and root:match("^%a[%w+.-]*://[^/]+") then url = root:gsub("/+$", "") end
   return url
 end
 
@@ -315,6 +325,16 @@ local function deadline_seconds(d)
   return d
 end
 
+-- A job's deadline: its own (`opts.deadline`, checked as modkie.new checks
+-- the client's: 0, a negative or NaN would silently mean none), else the client's.
+local function job_deadline(client, fname, d)
+  if d == nil then return client.deadline end
+  if d == true or (type(d) == "number" and not NUMBER_RULES.deadline[1](d)) then
+    error(("%s: option 'deadline' must be %s, got %s"):format(fname, NUMBER_RULES.deadline[2], tostring(d)), 3)
+  end
+  return d
+end
+
 -- The createTask body, or a validation error naming what cannot be sent.
 --- The callback URL a job is submitted with: submit's `callback_url`, else
 -- the client's (or its listener's); false: none. Raises on a bad one.
@@ -363,6 +383,7 @@ function Client:submit(model, input, opts)
   Error.check(3, "submit", opts, "?table")
   opts = opts or {}
   check_options("submit", opts, SUBMIT_OPTIONS)
+  local deadline = job_deadline(self, "submit", opts.deadline)
   if self._closed then return nil, closed() end
   if opts.validate ~= false then
     local ok, err = models.validate(model, input)
@@ -371,8 +392,6 @@ function Client:submit(model, input, opts)
   if not self._has_key then return nil, no_key(self) end
   local files, ferr = file.probe_all(input, self._max_upload)
   if not files then return nil, ferr end
-  local deadline = opts.deadline
-  if deadline == nil then deadline = self.deadline end
   local callback_url = self:_callback_url(opts)
   if #files > 0 then return self:_submit_with_files(model, input, opts, files, deadline, callback_url) end
   local body, berr = create_body(model, input, callback_url)
@@ -522,8 +541,7 @@ function Client:job(task_id, opts)
   check_options("job", opts, JOB_OPTIONS)
   if self._closed then return nil, closed() end
   if not self._has_key then return nil, no_key(self) end
-  local deadline = opts.deadline
-  if deadline == nil then deadline = self.deadline end
+  local deadline = job_deadline(self, "job", opts.deadline)
   local h = self._engine:adopt(task_id, deadline_seconds(deadline), opts.model)
   local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { id = task_id, model = opts.model,
     meta = opts.meta, state = "queued" }))
@@ -628,6 +646,13 @@ function on.state(self, job, ev)
 end
 
 function on.retry(self, p, ev)
+  if p.state == "submitting" and p.sent then
+    -- a createTask let go from the door came back: answered that nothing
+    -- was created (429, 455); it waits in line and stops at the door again
+    p.sent = nil
+    p.bounced = (p.bounced or 0) + 1
+    self.scheduler:notify(p) -- wake a batch: it records that the row was not sent after all
+  end
   self:_emit("warn", "retry", {
     task_id = p.id, attempt = ev.attempt, delay = ev.delay, kind = ev.error.kind,
     status = ev.error.status, code = ev.error.code, message = ev.error.message,

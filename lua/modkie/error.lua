@@ -83,6 +83,9 @@ function Error.check(n, fname, value, want)
   if type(value) ~= want then
     error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, want, type(value)), 3)
   end
+  if value ~= value then -- NaN: no count, no number of seconds (a wait for NaN seconds would never end)
+    error(("bad argument #%d to '%s' (a number expected, got NaN)"):format(n, fname), 3)
+  end
 end
 
 return Error

@@ -10,7 +10,9 @@
 --   polls         recordInfo answers seen so far
 --   done          true once the job has ended (then `result` or `error` is set)
 --   held          true while a createTask submitted with `hold = true` waits for `job:send()`
---   sent          true once such a held createTask was let go
+--   sent          true once such a held createTask was let go (nil again when it came back: see bounced)
+--   bounced       how many times a createTask let go came back answered that nothing was created
+--                 (429, 455): each retry stops at the door again (`held`) and waits for `job:send()`
 --   result, error once ended: what await returns
 --   client        the client that runs the job
 -- A job is a pending of its client's scheduler (modkie.scheduler): the

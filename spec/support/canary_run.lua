@@ -101,10 +101,20 @@ do
     headers = { ["content-length"] = #body, ["content-type"] = "application/json" } }
 end
 
--- protocol: the API pointed at a file
-local odd = client({ base_url = url .. "/files/" .. res.id .. "/0.mp4?", retries = 0 })
-show("credits protocol", odd:credits())
-odd:close()
+-- protocol: a body that is not the API's envelope (an HTML error page)
+do
+  local body = '{"path":"/api/v1/chat/credit","answers":[{"status":200,"body":"<html>bad gateway</html>"}]}'
+  http.request{ url = url .. "/__mock/replay", method = "POST", source = ltn12.source.string(body),
+    headers = { ["content-length"] = #body, ["content-type"] = "application/json" } }
+  local odd = client({ retries = 0 })
+  show("credits protocol", odd:credits())
+  odd:close()
+  -- then a balance again, for the batches' preflight below
+  body = '{"path":"/api/v1/chat/credit","answers":[{"body":'
+    .. '"{\\"code\\":200,\\"msg\\":\\"success\\",\\"data\\":100000}"}]}'
+  http.request{ url = url .. "/__mock/replay", method = "POST", source = ltn12.source.string(body),
+    headers = { ["content-length"] = #body, ["content-type"] = "application/json" } }
+end
 
 -- a gateway that refuses the key
 local strict = client({ base_url = strict_url })

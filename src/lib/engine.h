@@ -126,7 +126,7 @@ typedef struct mk_op {
   double accepted;        /* jobs: time the task was accepted (or adopted) */
   int polls;
   int expired;            /* the deadline passed while createTask was in flight */
-  int hold;               /* jobs: stop createTask at the door (mk_engine_hold) */
+  int hold;               /* jobs: stop every createTask attempt at the door (mk_engine_hold) */
   int held;               /* at the door: rate token spent, slot kept, waits for mk_engine_send */
   int asking;             /* jobs: waiting for the host's answer to an INTERVAL event */
   int released;           /* released during a step: freed when it ends */
@@ -249,7 +249,9 @@ mk_op *mk_engine_timer(mk_engine *e, double seconds);
  * has its rate token and a transfer slot it is held there (a READY event)
  * instead of sent, and keeps both until mk_engine_send lets it go. The caller
  * can so record "about to send" durably first, and a createTask that never
- * left is known never to have left. -1 when the op is not such a job. */
+ * left is known never to have left. Every attempt stops there: a retry after
+ * an answer that said nothing was created (429, 455; a RETRY event) comes
+ * back to the door, a READY event again. -1 when the op is not such a job. */
 int mk_engine_hold(mk_op *op);
 /* Send a createTask held at the door. -1 when the op is not held there. */
 int mk_engine_send(mk_engine *e, mk_op *op);

@@ -204,7 +204,9 @@ static void apply(mk_engine *e, mk_op *op, input on, given *g) {
   else if (t->to != KEEP) op->state = (mk_job_state)t->to;
 
   if (does & HOLD) {
-    op->hold = 0; /* only the first attempt: a retry is sent as it comes */
+    /* every attempt stops here, a retry after a 429 too: until the host lets
+     * it go, the host knows this createTask has not left (op->hold stays set
+     * until the task is accepted) */
     op->held = 1;
     e->held++;
   }
@@ -214,6 +216,7 @@ static void apply(mk_engine *e, mk_op *op, input on, given *g) {
     mk_engine_start(e, op);
     return; /* the start may have answered at once (a request that could not be set up) */
   }
+  if (does & ACCEPT) op->hold = 0; /* its polls never stop at the door */
   if ((does & ACCEPT) && mk_engine_accept(e, op, g->r->task_id) != 0) {
     /* no memory for the poll's URL: the job ends, with its task id */
     g->v->error.kind = MK_KIND_CONFIG;

@@ -234,6 +234,11 @@ int mk_record_read(const cJSON *doc, const char *job_id, const char *job_model, 
   if (!id) id = present(mk_json_get(rec, "task_id"));
   if (cJSON_IsString(id)) r->task_id = id->valuestring;
   else if (job_id && job_id[0]) r->task_id = job_id; /* polled: the job knows its id */
+  if (r->task_id && job_id && job_id[0] && strcmp(r->task_id, job_id) != 0) {
+    /* another task's record (a proxy's cache, a server bug): never this job's result */
+    r->task_id = job_id;
+    return broken(r, "the answer is the record of another task (%.200s), not of %.200s", id->valuestring, job_id);
+  }
   if (!r->task_id)
     return broken(r, "the record has no usable task id (taskId is %s)%s", id ? "not a non-empty string" : "missing",
                   NULL);

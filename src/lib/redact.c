@@ -66,6 +66,64 @@ static int has_bearer(const char *s, size_t n) {
   return 0;
 }
 
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* JSON may spell any character as \uXXXX (or "/" as \/): a server that
+ * escapes what it echoes ({"msg":"\u0073\u006b-..."}) would hide the key
+ * from a byte search, and the decoder would then hand it to Lua whole. So
+ * when the body has such escapes, spell every printable ASCII character
+ * plainly (the key's characters all are; '"' and '\' stay escaped) and use
+ * that spelling, which means the same JSON, if it shows the key. 0, or -1
+ * out of memory (the body is then left as it was). */
+static int unescape_if_hiding(mk_buf *b, const char *key, size_t klen) {
+  const char *p = b->data, *end = b->data + b->len;
+  char *out;
+  size_t o = 0;
+  if (!klen || !memchr(b->data, '\\', b->len)) return 0;
+  out = malloc(b->len + 1);
+  if (!out) return -1;
+  while (p < end) {
+    if (*p != '\\' || p + 1 >= end) {
+      out[o++] = *p++;
+      continue;
+    }
+    if (p[1] == '/') {
+      out[o++] = '/';
+      p += 2;
+      continue;
+    }
+    if (p[1] == 'u' && end - p >= 6) {
+      int h0 = hexval((unsigned char)p[2]), h1 = hexval((unsigned char)p[3]), h2 = hexval((unsigned char)p[4]),
+          h3 = hexval((unsigned char)p[5]);
+      if (h0 == 0 && h1 >= 0 && h2 >= 0 && h3 >= 0) {
+        int c = h1 * 256 + h2 * 16 + h3;
+        if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') {
+          out[o++] = (char)c;
+          p += 6;
+          continue;
+        }
+      }
+    }
+    out[o++] = *p++; /* any other escape, kept as it is: its two bytes */
+    out[o++] = *p++;
+  }
+  if (o == b->len || !contains(out, o, key, klen)) {
+    free(out);
+    return 0;
+  }
+  out[o] = '\0';
+  free(b->data);
+  b->data = out;
+  b->len = o;
+  b->cap = o + 1;
+  return 0;
+}
+
 int mk_redact(mk_buf *b, const char *key, const char *key_json) {
   static const char mark[] = "[redacted]";
   const size_t mlen = sizeof mark - 1;
@@ -74,6 +132,7 @@ int mk_redact(mk_buf *b, const char *key, const char *key_json) {
   char *out = NULL;
   size_t o = 0, cap = 0;
   if (!b->data || !b->len) return 0;
+  if (unescape_if_hiding(b, key, klen) != 0) return -1;
   /* the common case, in a few fast scans: nothing to take out, nothing allocated */
   if ((!klen || !contains(b->data, b->len, key, klen)) && (!jlen || !contains(b->data, b->len, key_json, jlen)) &&
       !has_bearer(b->data, b->len))

@@ -9,7 +9,8 @@
  * every "Bearer " becomes "[redacted]", so that no server text that echoes the
  * Authorization header (a proxy's error page, a gateway's msg) carries it out
  * of the engine. NULL key: only the Bearer tokens. 0, or -1 out of memory
- * (the body is then left as it was). */
+ * (the body is then left as it was). A body that spells the key with JSON
+ * escapes (\u0073\u006b…) is first rewritten with those characters plain. */
 int mk_redact(mk_buf *b, const char *key, const char *key_json);
 
 #endif

@@ -451,11 +451,17 @@ function Runner:fill()
 end
 
 -- Jobs at the door: record them as submitting, sync once for all, then let
--- their createTasks go.
+-- their createTasks go. Every attempt passes the door: a createTask that came
+-- back answered that nothing was created (429, 455) is recorded as such (a
+-- `retry` record: the row is unsent again) before its next attempt's `submit`.
 function Runner:send_held()
-  local door = {}
+  local door, bounced = {}, false
   self.logged_uploads = self.logged_uploads or {}
   for _, a in ipairs(self.active) do
+    if a.job and (a.job.bounced or 0) ~= (a.bounced or 0) then
+      a.bounced, bounced = a.job.bounced, true
+      self:log({ type = "retry", job = a.entry.key })
+    end
     if a.job and a.job.held then
       door[#door + 1] = a.job
       local e = a.entry
@@ -473,7 +479,10 @@ function Runner:send_held()
         input = journal_mod.encodable(input) and input or nil, values = plain_values(e.values) })
     end
   end
-  if #door == 0 then return end
+  if #door == 0 then
+    if bounced then self:sync() end -- a kill in the backoff leaves those rows plainly unsent
+    return
+  end
   self:sync() -- durable before any of these createTasks can be sent
   for _, job in ipairs(door) do job:send() end
 end
@@ -674,15 +683,19 @@ function Runner:pump()
     self.client:step(TICK_BLOCK)
     return
   end
-  local watch, jobs = {}, {}
+  local watch, jobs, bounced_seen = {}, {}, {}
   for _, a in ipairs(self.active) do
     watch[#watch + 1] = a.job or a.download
-    jobs[#jobs + 1] = a.job
+    if a.job then
+      jobs[#jobs + 1] = a.job
+      bounced_seen[#jobs] = a.bounced
+    end
   end
-  -- a job at the door must be journaled before it goes: wake for that too
+  -- a job at the door must be journaled before it goes, and one whose
+  -- createTask came back unsent as soon as it did: wake for those too
   local function at_door()
-    for _, job in ipairs(jobs) do
-      if job.held then return true end
+    for i, job in ipairs(jobs) do
+      if job.held or (job.bounced or 0) ~= (bounced_seen[i] or 0) then return true end
     end
     return false
   end

@@ -6,6 +6,7 @@
 --
 --     {"type":"run","v":1,"t":1732550000,"model":"kling/kling-3-0","jobs":12,"pid":4242}
 --     {"type":"submit","job":"3","row":3,"fp":"1f0c…","t":…}        before createTask is sent
+--     {"type":"retry","job":"3","t":…}         that createTask was answered "nothing created" (429): unsent again
 --     {"type":"accepted","job":"3","id":"task_…","t":…}            the gateway's task id
 --     {"type":"done","job":"3","state":"success","id":"task_…","urls":[…],"credits":35,"t":…}
 --     {"type":"done","job":"3","state":"failed","id":"task_…","error":{"kind":"failed","message":"…","code":501}}
@@ -55,6 +56,11 @@ local APPLY = {
     js.submits = js.submits + 1
     js.fp, js.line = rec.fp, line
     js.state, js.id, js.done, js.files = "submitting", nil, nil, nil
+  end,
+  retry = function(js)
+    -- the createTask its last submit let go was answered that nothing was
+    -- created: as far as the gateway goes, the row was never sent
+    if js.state == "submitting" then js.state, js.submits = "new", js.submits - 1 end
   end,
   accepted = function(js, rec)
     js.id, js.state = rec.id, "accepted"
