@@ -15,7 +15,7 @@ FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_C = retry_after url buf judge reply store_file
 FUZZ_LUA = csv jsonl template expand record mock_http webhook journal reentrancy
 # these Lua modules call the C core: it is built into their harness
-FUZZ_LUA_CORE = webhook journal reentrancy record
+FUZZ_LUA_CORE = webhook journal reentrancy record csv jsonl template expand mock_http
 FUZZ_NAMES ?= $(FUZZ_C) $(FUZZ_LUA)
 FUZZ_SAN = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -Isrc -I$(LUA_INC) $(CURL_INC:%=-I%)
@@ -66,8 +66,8 @@ $(addprefix $(FUZZ_BUILD)/fuzz_,$(filter-out $(FUZZ_LUA_CORE),$(FUZZ_LUA))): $(F
 	@mkdir -p $(dir $@)
 	$(FUZZ_LUA_BUILD) $< -o $@ -llua$(LUA_VERSION) -lm
 
-# webhook.lua (HMAC, the record reader), journal.lua (fsync), reentrancy.lua (a whole client) and record.lua
-# (the record reader) call the C core: built in, with the sanitizers
+# the Lua harnesses whose modules call the C core (HMAC, the record reader, fsync, a whole client, the UTF-8
+# check of modkie.encoding): built in, with the sanitizers
 $(FUZZ_LUA_CORE:%=$(FUZZ_BUILD)/fuzz_%): $(FUZZ_BUILD)/fuzz_%: fuzz/lua_runner.c fuzz/lua/%.lua $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_LUA_BUILD) -DFUZZ_WITH_CORE $< $(SRC) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
