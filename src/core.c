@@ -88,6 +88,14 @@ static int l_time(lua_State *L) {
   return 1;
 }
 
+void mk_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  mk_setfuncs(L, meta);
+  mk_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
 static const luaL_Reg functions[] = {
   {"classify_state", l_classify_state}, {"default_interval", l_default_interval}, {"origin", l_origin},
   {"url_escape", l_url_escape}, {"utf8_invalid", l_utf8_invalid}, {"now", l_now}, {"time", l_time},

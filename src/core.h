@@ -21,6 +21,8 @@ extern const luaL_Reg mk_upload_functions[];
 /* Register the metatables of the engine and of the file sniffer (before their functions are used). */
 void mk_engine_register(lua_State *L);
 void mk_upload_register(lua_State *L);
+/* Register a userdata class: metatable `name` with `meta` (__gc, __close) and `methods` as its __index. */
+void mk_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
 
 /* Push a JSON value as lua-cjson decodes it: objects and arrays as tables,
  * numbers as floats, null as cjson.null (a NULL light userdata). */
