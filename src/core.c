@@ -91,7 +91,8 @@ static int l_time(lua_State *L) {
 void mk_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
   luaL_newmetatable(L, name);
   mk_setfuncs(L, meta);
-  mk_newlib(L, methods);
+  lua_newtable(L);
+  mk_setfuncs(L, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
