@@ -7,7 +7,7 @@ CC ?= gcc
 CFLAGS ?= -O2 -g
 WARN = -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 SANITIZE ?=
-LIBS = -lcurl -lcjson -lcrypto -lhiredis -lmagic -lm
+LIBS = -lcurl -lcjson -lcrypto -lhiredis -lmagic -lmicrohttpd -lm
 PREFIX ?= /usr/local
 INSTALL_LMOD ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 INSTALL_CMOD ?= $(PREFIX)/lib/lua/$(LUA_VERSION)

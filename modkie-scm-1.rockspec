@@ -29,6 +29,7 @@ external_dependencies = {
   HIREDIS = { header = "hiredis/async.h" },
   CJSON = { header = "cjson/cJSON.h" },
   MAGIC = { header = "magic.h" },
+  MICROHTTPD = { header = "microhttpd.h" }, -- Debian's libmicrohttpd-dev: the callback listener (listen =)
 }
 build = {
   -- the Makefile compiles src/*.c and src/lib/*.c with -Wall -Wextra -Werror and installs every Lua module

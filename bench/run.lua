@@ -8,6 +8,7 @@
 --   BENCH_QUICK=1 make bench        small sizes, one round: a smoke run, minutes -> seconds
 --   BENCH_QUIET_WAIT=300 make bench wait up to 300 s for a 1-minute load average under 0.5 first
 --   BENCH_ONLY=work | serve         only the polling and whole jobs table; or only nginx, for profiling
+--   BENCH_ONLY=full                 only the full-load run (its table, and its plot beside RESULTS.md)
 --   BENCH_RESULTS=path              where the note goes (default bench/RESULTS.md); the SVG plots
 --                                   (bench/plot.lua) go into the same folder
 --
@@ -777,6 +778,96 @@ local function shared_table()
   say()
 end
 
+-- ---------------------------------------------------------------- full load
+
+-- The account's full load (issue 15): the emulator enforcing the gateway's
+-- limits, jobs arriving at the full create rate (2 a second), 30-300 s
+-- (uniform overall: three models of 90 s ranges, each job's model drawn at
+-- random), about 300 in flight; ten times faster than life, every time
+-- scaled alike (the windows, the durations, the schedules). One process per
+-- schedule, all at once, each with a key of its own (the limits are per key).
+local FULL_FACTOR = 0.1
+local FULL_JOBS = QUICK and 120 or 600
+local FULL_RATE = 2 -- jobs per second (unscaled): the create limit, 20 per 10 s
+local FULL_MODELS = { { "full/short", 30, 120 }, { "full/mid", 120, 210 }, { "full/long", 210, 300 } }
+local FULL_SECRET = "whsec-bench-full"
+local FULL_SCHEDULES = {
+  { key = "default", name = "modkie default (ranked when rationed)" },
+  { key = "learn", name = "`poll_interval = \"learn\"`, cold" },
+  { key = "fixed=2", name = "fixed 2 s, first come first served (a naive poller, same limiter)" },
+  { key = "fixed=10", name = "fixed 10 s" },
+  { key = "callbacks", name = "callbacks (10 % dropped by the emulator), polls the fallback" },
+}
+local full, full_meta = {}, {}
+local function full_load()
+  progress("full load: starting the emulator")
+  local url, pid, p = start_emulator(("--job-seconds 1 --limits create=20/%g,poll=10/%g --webhook-secret %s")
+    :format(10 * FULL_FACTOR, FULL_FACTOR, FULL_SECRET))
+  local dir = tmpdir()
+  local plan = dir .. "/plan.txt"
+  math.randomseed(15)
+  local lines = {}
+  for i = 1, FULL_JOBS do
+    local m = FULL_MODELS[math.random(#FULL_MODELS)]
+    lines[i] = ("%s %.4f %.4f %d"):format(m[1], (i - 1) / FULL_RATE * FULL_FACTOR,
+      (m[2] + math.random() * (m[3] - m[2])) * FULL_FACTOR, i % 10 == 0 and 1 or 0)
+  end
+  write_file(plan, table.concat(lines, "\n") .. "\n")
+  local start = socket.gettime() + 1.5
+  local procs = {}
+  for _, s in ipairs(FULL_SCHEDULES) do
+    full[s.key], full_meta[s.key] = {}, { errors = 0, rate_limited = 0, ranked = 0 }
+    local cmd = ("%s%slua5.4 bench/fullload.lua %s key-%s %s %s %g %.3f %s"):format(ENV54, PIN_CLIENT, url,
+      s.key:gsub("=", ""), plan, s.key, FULL_FACTOR, start, FULL_SECRET)
+    remember("full load, one process per schedule (" .. s.key .. ")",
+      cmd:gsub("127%.0%.0%.1:%d+", "127.0.0.1:PORT"):gsub(dir, "DIR"):gsub("%d+%.%d%d%d ", "START "))
+    procs[#procs + 1] = { s = s.key, p = assert(io.popen(cmd .. " 2>&1")) }
+  end
+  progress(("full load: %d processes, %d jobs each at %g/s, %g-%g s at x%g"):format(#procs, FULL_JOBS,
+    FULL_RATE / FULL_FACTOR, 30 * FULL_FACTOR, 300 * FULL_FACTOR, FULL_FACTOR))
+  for _, pr in ipairs(procs) do
+    local out = pr.p:read("a")
+    pr.p:close()
+    for line in out:gmatch("[^\n]+") do
+      local t = kv(line)
+      if line:match("^job ") then
+        local list = full[pr.s]
+        list[#list + 1] = { duration = t.duration / FULL_FACTOR, polls = t.polls, delay = t.delay / FULL_FACTOR,
+          dropped = t.dropped == 1 }
+      elseif line:match("^proc ") then
+        full_meta[pr.s].rate_limited, full_meta[pr.s].ranked = t.rate_limited, t.ranked
+      else
+        full_meta[pr.s].errors = full_meta[pr.s].errors + 1
+        progress("  " .. pr.s .. ": " .. line:sub(1, 200))
+      end
+    end
+  end
+  stop_emulator(pid, p)
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+local function full_figures(key)
+  local f = job_figures(full[key] or {})
+  f.rate_limited = full_meta[key] and full_meta[key].rate_limited
+  return f
+end
+
+local function full_table()
+  local base = full_figures("fixed=2")
+  local rows = {}
+  for _, s in ipairs(FULL_SCHEDULES) do
+    local f = full_figures(s.key)
+    if f.n > 0 then
+      rows[#rows + 1] = { s.name, ("%d of %d"):format(f.n, FULL_JOBS), fmt(f.polls, "%.2f"), fmt(f.delay, "%.1f"),
+        fmt(f.p90, "%.1f"), fmt(f.rel and f.rel * 100, "%.1f %%"), fmt(f.rel90 and f.rel90 * 100, "%.1f %%"),
+        fmt(ratio(f.delay, base.delay), "%.2f"), fmt(ratio(f.p90, base.p90), "%.2f"), tostring(f.rate_limited) }
+    end
+  end
+  say(table_md({ "schedule", "jobs noticed", "polls/job", "notice delay p50 s", "p90 s", "delay / duration p50",
+    "p90", "p50 × fixed 2 s", "p90 × fixed 2 s", "answered 429" }, rows))
+  say()
+end
+
 -- ---------------------------------------------------------------- the older benches
 
 local legacy = {}
@@ -839,6 +930,14 @@ local CAUSES = {
       .. "exchange."):format(fmt(x.raw_vs, "%.2f"), x.who, fmt(x.m_vs_raw, "%.2f×"))
   end,
   h1conns = "libcurl opens a connection per concurrent request and keeps each alive.",
+  full = "The account's 10 polls a second for ~330 jobs in flight: each job can be polled about every 35 s. "
+    .. "The default ranks waiting jobs by p × dt (priority.c) from what it learned of each model's durations; "
+    .. "what is left is the uncertainty within a model's range (jobs of one model end anywhere in 90 s).",
+  full429 = "The client's own poll window is the gateway's plus 2 % and 10 ms; ten times faster than life the "
+    .. "10 ms are worth 100 ms, and a burst's requests can still reach the emulator closer together than they "
+    .. "left (a new connection's set-up).",
+  callbacks = "A callback ends its job the moment the emulator posts it (the listener on the client's loop); "
+    .. "the 10 % dropped are polled once their model's usual end and a margin have passed.",
 }
 
 local function cause_text(cause, x)
@@ -913,6 +1012,17 @@ local function target_rows()
       { learned_polls = warm and warm.polls })
     add("default schedule's median notice delay / job duration", d.rel, 0.10, true, CAUSES.delay, "")
   end
+  local fd, f2, fc = full_figures("default"), full_figures("fixed=2"), full_figures("callbacks")
+  if fd.n > 0 and f2.n > 0 then
+    add("full load: the default's notice delay p50, × fixed 2 s", fd.delay / f2.delay, 0.7, true, CAUSES.full, "×")
+    add("full load: the default's notice delay p90, × fixed 2 s", fd.p90 / f2.p90, 0.7, true, CAUSES.full, "×")
+    add("full load: the default's answers 429 (+1)", (fd.rate_limited or 0) + 1, 1, true, CAUSES.full429, "")
+  end
+  if fc.n > 0 then
+    add("full load, callbacks: notice delay p90, s", fc.p90, 2, true, CAUSES.callbacks, "")
+    add("full load, callbacks: polls per job", fc.polls, 1, true, CAUSES.callbacks, "")
+    add("full load, callbacks: jobs noticed (10 % of callbacks dropped)", fc.n, FULL_JOBS, false, CAUSES.callbacks, "")
+  end
   if scale and scale.peak_beyond_mib then
     add("10,000 jobs: peak RSS beyond the Lua state, MiB", scale.peak_beyond_mib, 64, true, CAUSES.rss, "MiB")
   end
@@ -967,11 +1077,23 @@ local function delay_samples()
   return samples
 end
 
+--- The full-load run's delay samples, one per schedule, named as in its table.
+local function full_samples()
+  local samples = {}
+  for _, s in ipairs(FULL_SCHEDULES) do
+    local values = {}
+    for _, j in ipairs(full[s.key] or {}) do values[#values + 1] = j.delay end
+    if #values > 0 then samples[#samples + 1] = { name = s.name:gsub("`", ""), values = values } end
+  end
+  return samples
+end
+
 -- Writes the SVGs beside the note, and plots.json (what they are drawn
 -- from: `lua5.4 bench/plot.lua bench/plots.json` draws them again); returns
 -- their names, for the note's links.
 local function write_plots()
-  local names = { cpu = "cpu-per-exchange.svg", cdf = "notice-delay-cdf.svg", polls = "polls-per-job.svg" }
+  local names = { cpu = "cpu-per-exchange.svg", cdf = "notice-delay-cdf.svg", polls = "polls-per-job.svg",
+    full = "full-load-notice-delay-cdf.svg" }
   local groups, series, seen = {}, {}, {}
   for _, proto in ipairs(PROTOCOLS) do
     for _, c in ipairs(CS) do
@@ -1003,6 +1125,10 @@ local function write_plots()
         :format(#MODELS * PER_MODEL), xlabel = "seconds", samples = delay_samples() } },
     { file = names.polls, kind = "hbars", spec = { title = "recordInfo polls per job (mean)",
       subtitle = "the same jobs, one schedule per client", unit = "polls per job", bars = bars } },
+    { file = names.full, kind = "cdf", spec = {
+      title = "Notice delay at the account's full load (10 polls/s, 2 jobs/s, 30–300 s)",
+      subtitle = ("%d jobs per schedule, about 330 in flight; scaled to real time"):format(FULL_JOBS),
+      xlabel = "seconds", samples = full_samples() } },
   }
   plot.draw_all(list, PLOT_DIR)
   write_file(PLOT_DIR .. "/plots.json", require("cjson").encode(list) .. "\n")
@@ -1011,18 +1137,26 @@ end
 
 -- ---------------------------------------------------------------- run everything
 
+if ONLY == "full" then -- the full-load run alone: its table and its plot (RESULTS.md left as it is)
+  full_load()
+  full_table()
+  plot.draw_all({ { file = "full-load-notice-delay-cdf.svg", kind = "cdf", spec = {
+    title = "Notice delay at the account's full load", xlabel = "seconds", samples = full_samples() } } }, PLOT_DIR)
+  os.exit(0)
+end
 exchange_level()
 if ONLY == "work" then
   work_table()
   os.exit(0)
 end
 job_level()
+full_load()
 scale_level()
 shared_level()
 legacy_benches()
 local load_end = read_file("/proc/loadavg"):match("^(%S+ %S+ %S+)")
 local plots = write_plots()
-progress("wrote the plots: " .. plots.cpu .. ", " .. plots.cdf .. ", " .. plots.polls)
+progress("wrote the plots: " .. plots.cpu .. ", " .. plots.cdf .. ", " .. plots.polls .. ", " .. plots.full)
 
 say("# modkie benchmarks")
 say()
@@ -1102,6 +1236,27 @@ job_tables()
 say(("![Notice delay, CDF per schedule](%s)"):format(plots.cdf))
 say()
 say(("![Polls per job, per schedule](%s)"):format(plots.polls))
+say()
+say("## Full load")
+say()
+say(("The account's full load: the emulator enforcing the gateway's limits (20 createTask per 10 s, 10 "
+  .. "recordInfo per s, per key), %d jobs arriving at the full create rate (%g a second), durations 30–300 s "
+  .. "uniform (three models, %s, each job's drawn at random), so about 330 in flight; ten times faster than "
+  .. "life with every time scaled alike (the emulator's windows and durations, each client's windows, and "
+  .. "its schedule: the default through `time_scale`, the others seeing elapsed / 10 and their answers × "
+  .. "0.1), delays here scaled back. One client (one process, a key of its own) per schedule, all at once, "
+  .. "the same jobs. The callbacks row: every job with a callback URL to the client's own listener "
+  .. "(`listen`), signed by the emulator (Kie's scheme), every 10th job's callback dropped "
+  .. "(`[callback=drop]`), polls the fallback. The notice delay is from the job's end on the server "
+  .. "(`completeTime`) to `await` returning; \"answered 429\" what the client was answered (its "
+  .. "`stats().rate_limited`)."):format(FULL_JOBS, FULL_RATE, table.concat((function()
+    local names = {}
+    for i, m in ipairs(FULL_MODELS) do names[i] = ("%d–%d s"):format(m[2], m[3]) end
+    return names
+  end)(), ", ")))
+say()
+full_table()
+say(("![Notice delay at full load, CDF per schedule](%s)"):format(plots.full))
 say()
 say("## Scale")
 say()

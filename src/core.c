@@ -105,11 +105,12 @@ static const luaL_Reg functions[] = {
 
 int luaopen_modkie_core(lua_State *L) {
   const luaL_Reg *const parts[] = {functions, mk_engine_functions, mk_record_functions, mk_fs_functions,
-                                   mk_hmac_functions, mk_upload_functions};
+                                   mk_hmac_functions, mk_upload_functions, mk_durations_functions};
   size_t i;
   curl_global_init(CURL_GLOBAL_DEFAULT); /* reference-counted by libcurl; idempotent */
   mk_engine_register(L);
   mk_upload_register(L);
+  mk_durations_register(L);
   lua_newtable(L);
   for (i = 0; i < sizeof parts / sizeof parts[0]; i++) mk_setfuncs(L, parts[i]);
   lua_pushliteral(L, MODKIE_CORE_VERSION);

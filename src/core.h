@@ -2,7 +2,8 @@
  * concept of the C library (src/lib/, which knows no Lua) and only converts
  * between Lua and C: engine.c the engine, record.c the record reader, fs.c
  * the file-system helpers, hmac.c HMAC, upload.c the probes of files to
- * upload; core.c opens the module. */
+ * upload, durations.c what is known of the models' durations; core.c opens
+ * the module. */
 #ifndef MODKIE_CORE_H
 #define MODKIE_CORE_H
 
@@ -17,12 +18,16 @@ extern const luaL_Reg mk_record_functions[];
 extern const luaL_Reg mk_fs_functions[];
 extern const luaL_Reg mk_hmac_functions[];
 extern const luaL_Reg mk_upload_functions[];
+extern const luaL_Reg mk_durations_functions[];
 
 /* Register the metatables of the engine and of the file sniffer (before their functions are used). */
 void mk_engine_register(lua_State *L);
 void mk_upload_register(lua_State *L);
 /* Register a userdata class: metatable `name` with `meta` (__gc, __close) and `methods` as its __index. */
 void mk_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+void mk_durations_register(lua_State *L);
+/* The durations object (core.durations) at stack index i, or raise. */
+struct mk_durations *mk_check_durations(lua_State *L, int i);
 
 /* Push a JSON value as lua-cjson decodes it: objects and arrays as tables,
  * numbers as floats, null as cjson.null (a NULL light userdata). */

@@ -30,6 +30,7 @@
  * Lua 5.1-5.3 and LuaJIT) loses nothing, the next step hands out what this
  * one could not. However a step ends, the engine is no longer marked as
  * stepping. */
+#include <ctype.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -55,6 +56,7 @@ typedef struct engine_ud {
   int close_pending;     /* close was called inside the step: done when it ends */
   int events_ref;        /* registry slot: the events not yet handed out (a table), or false */
   int body_ref;          /* step_body, made once so that a step allocates nothing when nothing happened */
+  int durations_ref;     /* the durations object the engine ranks polls with (kept alive), or LUA_NOREF */
 } engine_ud;
 
 static int step_body(lua_State *L);
@@ -176,16 +178,25 @@ static int l_new(lua_State *L) {
   opt_interval(L, 1, &cfg);
   cfg.share = opt_string(L, 1, "share");
   cfg.clients = (int)opt_number(L, 1, "clients", 0, 0, 1e6);
+  cfg.time_scale = opt_number(L, 1, "time_scale", 1, 1e-6, 1e6);
+  cfg.listen = opt_string(L, 1, "listen");
+  lua_getfield(L, 1, "durations");
+  if (!lua_isnil(L, -1)) cfg.durations = mk_check_durations(L, -1); /* kept alive by durations_ref below */
+  lua_pop(L, 1);
 
   u = (engine_ud *)lua_newuserdata(L, sizeof *u);
   memset(u, 0, sizeof *u);
-  u->events_ref = u->body_ref = LUA_NOREF;
+  u->events_ref = u->body_ref = u->durations_ref = LUA_NOREF;
   luaL_getmetatable(L, ENGINE_MT);
   lua_setmetatable(L, -2);
   lua_pushboolean(L, 0);
   u->events_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushcfunction(L, step_body);
   u->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (cfg.durations) {
+    lua_getfield(L, 1, "durations");
+    u->durations_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
 
   u->e = mk_engine_new(&cfg, err, sizeof err);
   if (!u->e) return luaL_error(L, "modkie.core: %s", err);
@@ -217,14 +228,18 @@ static const char *check_task_id(lua_State *L, int i) {
   return id;
 }
 
-/* engine:submit(json_body, deadline_seconds, hold) -> handle; with hold the
- * createTask waits at the door (a "ready" event) for engine:send(handle) */
+/* engine:submit(json_body, deadline_seconds, hold, model, callback) -> handle;
+ * with hold the createTask waits at the door (a "ready" event) for
+ * engine:send(handle); model and callback (a callback URL was given) tell
+ * the poll lane what to expect of the job */
 static int l_submit(lua_State *L) {
   engine_ud *u = check_ud(L);
   size_t len;
   const char *body = luaL_checklstring(L, 2, &len);
+  const char *model = luaL_optstring(L, 5, NULL);
   mk_op *op = mk_engine_submit(u->e, body, len, arg_seconds(L, 3, 0));
   if (op && lua_toboolean(L, 4)) mk_engine_hold(op);
+  if (op) mk_engine_job_info(u->e, op, model, lua_toboolean(L, 6));
   return push_handle(L, op);
 }
 
@@ -238,11 +253,14 @@ static int l_send(lua_State *L) {
   return 1;
 }
 
-/* engine:adopt(task_id, deadline_seconds) -> handle */
+/* engine:adopt(task_id, deadline_seconds, model) -> handle */
 static int l_adopt(lua_State *L) {
   engine_ud *u = check_ud(L);
   const char *id = check_task_id(L, 2);
-  return push_handle(L, mk_engine_adopt(u->e, id, arg_seconds(L, 3, 0)));
+  const char *model = luaL_optstring(L, 4, NULL);
+  mk_op *op = mk_engine_adopt(u->e, id, arg_seconds(L, 3, 0));
+  if (op) mk_engine_job_info(u->e, op, model, 0);
+  return push_handle(L, op);
 }
 
 /* engine:call("recordInfo", task_id) | engine:call("credit") |
@@ -306,6 +324,36 @@ static int l_cancel(lua_State *L) {
   return 1;
 }
 
+/* engine:called_back(handle) -> true when the job was live: its callback
+ * ended it (counted for the lane's fallback ranks); it stops as on cancel. */
+static int l_called_back(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_op *op = check_op(L, u, 2);
+  if (op && op->type == MK_OP_JOB && u->e->pid == getpid()) mk_engine_called_back(u->e, op);
+  lua_pushboolean(L, op != NULL);
+  return 1;
+}
+
+/* engine:respond(handle, status) -> true when the request was waiting: answer
+ * a request to the listener (its connection goes on with that status). */
+static int l_respond(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  mk_op *op = check_op(L, u, 2);
+  lua_Integer status = luaL_checkinteger(L, 3);
+  int live = op && op->type == MK_OP_REQUEST && u->e->pid == getpid();
+  if (live) mk_engine_respond(u->e, op, status >= 100 && status <= 599 ? (int)status : 500);
+  lua_pushboolean(L, live);
+  return 1;
+}
+
+/* engine:listening() -> the port the listener listens on, or nil */
+static int l_listening(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  if (!u->e->listener) return 0;
+  lua_pushinteger(L, mk_listener_port(u->e->listener));
+  return 1;
+}
+
 /* engine:schedule(handle, seconds) -> true when the job asked (an
  * "interval" event) and now polls in that many seconds (0 to 1e6) */
 static int l_schedule(lua_State *L) {
@@ -318,11 +366,43 @@ static int l_schedule(lua_State *L) {
 
 /* ---- events ---- */
 
+/* A request to the listener: path, body and headers = {name = value | {values}}
+ * (names lower-cased; a header sent twice is a list, as OpenResty gives it). */
+static void push_request(lua_State *L, const mk_event *ev) {
+  size_t i;
+  mk_set_string(L, "path", ev->path);
+  lua_pushlstring(L, ev->body, ev->body_len);
+  lua_setfield(L, -2, "body");
+  lua_createtable(L, 0, (int)ev->nheaders);
+  for (i = 0; i < ev->nheaders; i++) {
+    char name[128];
+    const char *raw = ev->headers[2 * i];
+    size_t k, n = strlen(raw);
+    if (n >= sizeof name) continue; /* no header a callback needs is that long */
+    for (k = 0; k <= n; k++) name[k] = (char)tolower((unsigned char)raw[k]);
+    lua_getfield(L, -1, name);
+    if (lua_isnil(L, -1)) { /* the first: a string */
+      lua_pop(L, 1);
+      lua_pushstring(L, ev->headers[2 * i + 1]);
+    } else { /* sent again: a list */
+      if (!lua_istable(L, -1)) {
+        lua_createtable(L, 2, 0);
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, 1);
+      }
+      lua_pushstring(L, ev->headers[2 * i + 1]);
+      lua_rawseti(L, -2, (int)mk_rawlen(L, -2) + 1);
+    }
+    lua_setfield(L, -2, name);
+  }
+  lua_setfield(L, -2, "headers");
+}
+
 /* Push the table of one event. May raise (out of memory): the event then
  * stays queued for the next step. */
 static void push_event(lua_State *L, const mk_event *ev) {
   static const char *const TYPES[] = {"", "accepted", "ready", "state", "interval", "retry",
-                                      "done", "reply", "timer", "store"};
+                                      "done", "reply", "timer", "store", "request"};
   lua_createtable(L, 0, 8);
   lua_pushnumber(L, ev->type == MK_EV_STORE ? -1 : (lua_Number)ev->h); /* store news: no op */
   lua_setfield(L, -2, "h");
@@ -380,6 +460,9 @@ static void push_event(lua_State *L, const mk_event *ev) {
     case MK_EV_STORE:
       mk_set_string(L, "state", ev->text);
       mk_set_string(L, "message", ev->message);
+      break;
+    case MK_EV_REQUEST:
+      push_request(L, ev);
       break;
     default: /* READY, TIMER: the handle says it all */
       break;
@@ -486,7 +569,9 @@ static int l_stats(lua_State *L) {
   mk_set_integer(L, "live", (lua_Integer)mk_engine_live(e));
   mk_set_integer(L, "in_flight", (lua_Integer)e->in_flight);
   mk_set_integer(L, "waiting_submit", (lua_Integer)e->wait_submit.len);
-  mk_set_integer(L, "waiting_poll", (lua_Integer)e->wait_poll.len);
+  mk_set_integer(L, "waiting_poll", (lua_Integer)(e->wait_poll.len + e->wait_due.len));
+  mk_set_integer(L, "ranked_waiting", (lua_Integer)e->ranks.ranked.len);
+  mk_set_integer(L, "ranked_polls", (lua_Integer)e->ranked_polls);
   mk_set_integer(L, "held", (lua_Integer)e->held);
   mk_set_integer(L, "timers", (lua_Integer)e->timers.len);
   mk_set_integer(L, "requests", (lua_Integer)e->requests);
@@ -571,7 +656,8 @@ static void close_now(lua_State *L, engine_ud *u) {
   u->close_pending = 0;
   luaL_unref(L, LUA_REGISTRYINDEX, u->events_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, u->body_ref);
-  u->events_ref = u->body_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, u->durations_ref); /* after the engine: it ranked with it */
+  u->events_ref = u->body_ref = u->durations_ref = LUA_NOREF;
 }
 
 /* engine:close(), also __gc and __close. Inside a step: done when the step ends. */
@@ -595,6 +681,7 @@ static const luaL_Reg engine_methods[] = {
   {"submit", l_submit}, {"adopt", l_adopt}, {"call", l_call}, {"download", l_download},
   {"upload", l_upload}, {"progress", l_progress},
   {"timer", l_timer}, {"cancel", l_cancel}, {"send", l_send}, {"schedule", l_schedule}, {"step", l_step},
+  {"called_back", l_called_back}, {"respond", l_respond}, {"listening", l_listening},
   {"timeout", l_timeout}, {"fds", l_fds}, {"stats", l_stats}, {"close", l_close}, {"closed", l_closed},
   {"questions", l_questions}, {"answer", l_answer}, {NULL, NULL}
 };

@@ -14,12 +14,13 @@
 set -eu
 port=${1:-8080}
 gateway=${2:-http://127.0.0.1:8089}
-secret=${MODKIE_WEBHOOK_SECRET:-demo-secret}
+MODKIE_WEBHOOK_SECRET=${MODKIE_WEBHOOK_SECRET:-demo-secret} # nginx hands it to the workers (env in nginx.conf)
+export MODKIE_WEBHOOK_SECRET
 workers=${WORKERS:-1}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 prefix=${PREFIX:-$(mktemp -d)}
 mkdir -p "$prefix/logs"
-sed -e "s|__PORT__|$port|g" -e "s|__ROOT__|$root|g" -e "s|__GATEWAY__|$gateway|g" -e "s|__SECRET__|$secret|g" \
+sed -e "s|__PORT__|$port|g" -e "s|__ROOT__|$root|g" -e "s|__GATEWAY__|$gateway|g" \
   -e "s|__WORKERS__|$workers|g" -e "s|__SCHEME__|${MODKIE_WEBHOOK_SCHEME:-modkie}|g" \
   "$root/examples/openresty/nginx.conf" > "$prefix/nginx.conf"
 # Started as root, nginx runs its workers as nobody, who may not be allowed

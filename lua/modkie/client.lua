@@ -6,6 +6,7 @@ local core = require "modkie.core"
 local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
 local file = require "modkie.file"
+local inbox = require "modkie.inbox"
 local Job = require "modkie.job"
 local json = require "modkie.json"
 local models = require "modkie.models"
@@ -43,8 +44,10 @@ local OPTIONS = {
   max_body = { number = true }, max_download = { number = true },
   allow_insecure = { boolean = true }, seed = { number = true }, record_grace = { number = true },
   upload_url = { string = true }, max_upload = { number = true },
+  time_scale = { number = true }, webhook = { table = true }, callback_url = { string = true },
+  listen = { string = true },
 }
-local SUBMIT_OPTIONS = { callback_url = { string = true }, deadline = { number = true, boolean = true },
+local SUBMIT_OPTIONS = { callback_url = { string = true, boolean = true }, deadline = { number = true, boolean = true },
   validate = { boolean = true }, meta = true, hold = { boolean = true } }
 local GENERATE_OPTIONS = { timeout = { number = true }, download = { string = true } }
 for k, v in pairs(SUBMIT_OPTIONS) do GENERATE_OPTIONS[k] = v end
@@ -72,6 +75,7 @@ local NUMBER_RULES = {
   seed = { whole_within(0, 2 ^ 53), "a whole number from 0 to 2^53" },
   record_grace = { within(0, 1e6), "a number of seconds from 0 to 1e6" },
   max_upload = { within(1, 1e15), "a number of bytes from 1 to 1e15" },
+  time_scale = { within(1e-6, 1e6), "a number from 1e-6 to 1e6" },
 }
 
 local function check_numbers(opts)
@@ -164,6 +168,13 @@ local function check_key(key)
   return key
 end
 
+--- Raise unless `url` is an http(s) URL: the gateway POSTs callbacks there.
+local function check_callback_url(what, url, level)
+  if not url:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/%s%c]+") or url:find("[%s%c]") then
+    error(what .. " must be an http:// or https:// URL with no spaces", level + 1)
+  end
+end
+
 --- Make a client. See docs/design.md §3 for the options; every option is optional.
 -- Unknown option names and wrong types raise an error naming the option.
 -- @tparam[opt] table opts
@@ -182,8 +193,14 @@ function Client.new(opts)
     error("modkie.new: option 'poll_interval' must be seconds, a function or \"learn\", got \""
       .. opts.poll_interval .. "\"", 2)
   end
-  if opts.poll_history and opts.poll_interval ~= "learn" then
-    error("modkie.new: option 'poll_history' goes with poll_interval = \"learn\"", 2)
+  if opts.poll_history and opts.poll_interval ~= nil and opts.poll_interval ~= "learn" then
+    error("modkie.new: option 'poll_history' goes with the default schedule or poll_interval = \"learn\"", 2)
+  end
+  if opts.callback_url then check_callback_url("modkie.new: option 'callback_url'", opts.callback_url, 2) end
+  if opts.webhook then inbox.check(opts.webhook) end
+  if opts.listen and not opts.webhook then
+    error("modkie.new: option 'listen' needs webhook = { secret = … }: a callback is believed only once its "
+      .. "signature is checked", 2)
   end
   local base_url = check_base_url(opts.base_url or os.getenv("MODKIE_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
@@ -200,9 +217,21 @@ function Client.new(opts)
   end
   local submit_rate, poll_rate, share, clients, dict = rates(opts.rate)
 
+  -- what is known of each model's durations: the engine ranks polls with
+  -- it, "learn" reads it, poll_history() hands it on
+  local durations = core.durations(opts.time_scale)
+  for model, list in pairs(opts.poll_history or {}) do
+    if type(model) == "string" and type(list) == "table" then
+      for _, secs in ipairs(list) do
+        if type(secs) == "number" then durations:add(model, secs) end
+      end
+    end
+  end
   local self = setmetatable({
     base_url = base_url, upload_url = upload_url,
+    callback_url = opts.callback_url,
     deadline = opts.deadline == nil and 900 or opts.deadline,
+    _durations = durations,
     _has_key = key ~= nil, _key_problem = key_problem,
     _active = 0,     -- jobs not yet ended
     _uploading = {}, -- jobs whose files are being uploaded (no createTask yet)
@@ -216,7 +245,7 @@ function Client.new(opts)
   -- engine:schedule (on.interval below).
   local interval = opts.poll_interval
   if interval == "learn" then
-    local learner = schedule.learner(opts.poll_history, opts.seed)
+    local learner = schedule.learner(nil, opts.seed, durations)
     self._learner = learner
     self._interval = function(elapsed, polls, job, default)
       return learner:interval(elapsed, polls, job.model, default)
@@ -234,9 +263,16 @@ function Client.new(opts)
     max_connections = opts.max_connections, submit_rate = submit_rate, poll_rate = poll_rate,
     poll_interval = interval, user_agent = opts.user_agent, ca_file = opts.ca_file,
     seed = opts.seed, record_grace = opts.record_grace, share = share, clients = clients,
+    time_scale = opts.time_scale, durations = durations, listen = opts.listen,
   })
+  if opts.listen and not opts.callback_url then -- jobs call back to the listener
+    local host = opts.listen:match("^(.*):%d+$")
+    if host == "" or host == "0.0.0.0" or host == "[::]" then host = "127.0.0.1" end
+    self.callback_url = ("http://%s:%d/"):format(host, self._engine:listening())
+  end
   self.scheduler = scheduler.new(self, self._engine, opts.wait)
   self._uploads = uploads.new(self, upload_url)
+  self._inbox = inbox.new(self, opts.webhook)
   return self
 end
 
@@ -280,6 +316,16 @@ local function deadline_seconds(d)
 end
 
 -- The createTask body, or a validation error naming what cannot be sent.
+--- The callback URL a job is submitted with: submit's `callback_url`, else
+-- the client's (or its listener's); false: none. Raises on a bad one.
+function Client:_callback_url(opts)
+  local url = opts.callback_url
+  if url == nil then url = self.callback_url end
+  if url == true then error("submit: option 'callback_url' must be a URL, or false for none", 3) end
+  if url then check_callback_url("submit: option 'callback_url'", url, 3) end
+  return url or nil
+end
+
 local function create_body(model, input, callback_url)
   local body, jerr = json.encode({ model = model, input = input, callBackUrl = callback_url })
   if not body then
@@ -327,12 +373,13 @@ function Client:submit(model, input, opts)
   if not files then return nil, ferr end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
-  if #files > 0 then return self:_submit_with_files(model, input, opts, files, deadline) end
-  local body, berr = create_body(model, input, opts.callback_url)
+  local callback_url = self:_callback_url(opts)
+  if #files > 0 then return self:_submit_with_files(model, input, opts, files, deadline, callback_url) end
+  local body, berr = create_body(model, input, callback_url)
   if not body then return nil, berr end
-  local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold)
+  local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold, model, callback_url ~= nil)
   local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { model = model, input = input,
-    meta = opts.meta, state = "submitting", _hold = opts.hold or nil }))
+    meta = opts.meta, state = "submitting", _hold = opts.hold or nil, callback_url = callback_url }))
   self._active = self._active + 1
   self:_emit("info", "submit", { model = model })
   return job
@@ -341,8 +388,8 @@ end
 -- submit's way for an input with files: the job waits ("uploading") in a
 -- coroutine of the client's scheduler until its files are uploaded, then
 -- sends its createTask with their URLs. Nothing is sent when a file is bad.
-function Client:_submit_with_files(model, input, opts, files, deadline)
-  local _, berr = create_body(model, file.replace(input, file_placeholder), opts.callback_url)
+function Client:_submit_with_files(model, input, opts, files, deadline, callback_url)
+  local _, berr = create_body(model, file.replace(input, file_placeholder), callback_url)
   if berr then return nil, berr end
   local job = self.scheduler:pending(nil, Job.new(self, JOB_PORT, { model = model, input = input,
     meta = opts.meta, state = "uploading", _hold = opts.hold or nil, uploads = {} }))
@@ -384,13 +431,13 @@ function Client:_submit_with_files(model, input, opts, files, deadline)
         return
       end
     end
-    local body, err = create_body(model, resolved, opts.callback_url)
+    local body, err = create_body(model, resolved, callback_url)
     if not body then
       self:_finish(job, "error", nil, err)
       return
     end
     job.input, job.state = resolved, "submitting"
-    self.scheduler:attach(job, self._engine:submit(body, left, opts.hold))
+    self.scheduler:attach(job, self._engine:submit(body, left, opts.hold, model, callback_url ~= nil))
   end)
   return job
 end
@@ -477,10 +524,11 @@ function Client:job(task_id, opts)
   if not self._has_key then return nil, no_key(self) end
   local deadline = opts.deadline
   if deadline == nil then deadline = self.deadline end
-  local h = self._engine:adopt(task_id, deadline_seconds(deadline))
+  local h = self._engine:adopt(task_id, deadline_seconds(deadline), opts.model)
   local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { id = task_id, model = opts.model,
     meta = opts.meta, state = "queued" }))
   self._active = self._active + 1
+  self._inbox:track(job)
   return job
 end
 
@@ -490,6 +538,7 @@ function Client:_finish(p, state, result, err)
   if getmetatable(p) == Job then
     self._active = self._active - 1
     self._uploading[p] = nil
+    self._inbox:ended(p, p._via)
   end
   if p.on_finish then p.on_finish(p) end
   self.scheduler:finish(p)
@@ -549,7 +598,8 @@ end
 local on = {}
 
 function on.accepted(self, job, ev)
-  job.id, job.state = ev.task_id, "queued"
+  job.id, job.state, job._accepted_at = ev.task_id, "queued", core.now()
+  self._inbox:track(job)
   self.scheduler:notify(job) -- wake job:accepted() callers
   self:_emit("info", "accepted", { task_id = job.id, model = job.model })
 end
@@ -602,17 +652,33 @@ function on.interval(self, job, ev)
   self._engine:schedule(self.scheduler:handle(job), secs)
 end
 
+--- A job ended (`via` "poll" or "callback"): `state`, and its `result` or
+-- `err`, read from its record by the one reader (in C, core.read_record).
+-- What it took is learned for the poll ranks.
+function Client:_ended_with(job, state, result, err, via)
+  if result then
+    result.model = result.model or job.model
+    local model = job.model or (type(result.model) == "string" and result.model)
+    -- the record's times, else (a callback without them, as ModKie's
+    -- webhook) this client's own clock from acceptance to the callback
+    local took = result.created_at and result.completed_at and result.completed_at - result.created_at
+    if not took and via == "callback" and job._accepted_at then took = core.now() - job._accepted_at end
+    if model and took then self._durations:add(model, took) end
+  end
+  self:_finish(job, state, result, err)
+  self:_emit(err and "warn" or "info", "done", {
+    task_id = job.id, model = job.model, state = state, polls = job.polls, via = via,
+    kind = err and err.kind, message = err and err.message,
+  })
+end
+
 function on.done(self, job, ev)
   job.polls = ev.polls or job.polls
   if ev.server_state then job.server_state = ev.server_state end
   job.updated_at = ev.updated_at or job.updated_at
   local state, result, err = ev.state, ev.result, nil
   if result then -- read in C, by the reader callbacks use too (core.read_record)
-    result.model = result.model or job.model
     job.progress = ev.progress or (job.progress and 100)
-    if self._learner and result.created_at and result.completed_at then
-      self._learner:record(job.model, result.completed_at - result.created_at)
-    end
   elseif state == "failed" then
     job.progress = ev.progress or job.progress
     err = error_from(ev.error)
@@ -621,11 +687,7 @@ function on.done(self, job, ev)
     if ev.error.kind == "ambiguous" then extra.model, extra.input = job.model, job.input end
     err = self:_explain(error_from(ev.error, extra), true)
   end
-  self:_finish(job, state, result, err)
-  self:_emit(err and "warn" or "info", "done", {
-    task_id = job.id, model = job.model, state = state, polls = job.polls,
-    kind = err and err.kind, message = err and err.message,
-  })
+  self:_ended_with(job, state, result, err, "poll")
 end
 
 function on.reply(self, p, ev)
@@ -652,13 +714,24 @@ function Client:_store_event(ev)
   end
 end
 
+-- A request to the listener (`listen`): a callback, answered with what deliver says.
+function Client:_request(ev)
+  local ok, status = pcall(self._inbox.deliver, self._inbox, ev.headers, ev.body)
+  if not ok then
+    self:_emit("warn", "callback", { outcome = "error", message = tostring(status) })
+    status = 500
+  end
+  self._engine:respond(ev.h, status)
+end
+
 function Client:_dispatch(events)
   local sched = self.scheduler
   for i = 1, #events do
     local ev = events[i]
     local p = sched:op(ev.h)
     if p then on[ev.type](self, p, ev)
-    elseif ev.type == "store" then self:_store_event(ev) end
+    elseif ev.type == "store" then self:_store_event(ev)
+    elseif ev.type == "request" then self:_request(ev) end
   end
 end
 
@@ -688,6 +761,7 @@ function Client:step(timeout)
   if ok and self._dict then self._dict:answer(self._engine) end
   if ok and events then ok, events = pcall(self._dispatch, self, events) end
   if ok and self._uploads.active > 0 then self._uploads:tick() end
+  if ok and self._inbox.dict then ok, events = pcall(self._inbox.relay, self._inbox) end -- other workers' callbacks
   sched:end_step()
   if self._close_pending then self:close() end -- close() called inside the step
   if not ok then error(events, 0) end
@@ -712,6 +786,8 @@ function Client:timeout()
   if self.scheduler:busy() then return 0 end
   if self._closed then return nil end
   local seconds = self._engine:timeout() -- nothing at all when idle: say nil
+  local relay = self._inbox:timeout()
+  if relay and (not seconds or relay < seconds) then seconds = relay end
   return seconds
 end
 
@@ -861,18 +937,41 @@ end
 Client.__close = Client.close
 Client.__gc = Client.close
 
---- With `poll_interval = "learn"`: the job durations learned so far,
--- `{ [model] = { seconds, … } }`, to start another client warm
--- (`poll_history = …`); nil otherwise.
+--- The job durations learned so far (the last 100 per model, from the jobs
+-- that succeeded), `{ [model] = { seconds, … } }`, to start another client
+-- warm (`poll_history = …`): what ranks polls by default, and what
+-- `poll_interval = "learn"` reads.
 function Client:poll_history()
   Error.method(self, Client, "poll_history", "client")
-  return self._learner and self._learner:history()
+  return self._durations:history()
 end
 
---- Engine counters: live ops, transfers in flight, requests sent, …
+--- A callback request to this client's callback URL: check its signature
+-- (the `webhook` option: `secret`, `scheme`), end the job it names with its
+-- record (read as a poll's would be), wake whoever awaits that job, and
+-- count it (`stats().callbacks`). Idempotent: a repeat or a late callback
+-- changes nothing. See docs/webhooks.md.
+-- @tparam table headers name -> value, any case (OpenResty's `ngx.req.get_headers()` as is)
+-- @tparam string body the raw body, byte for byte
+-- @treturn number the HTTP status to answer: 200 (taken, or nothing to do), 400 (signed but not a
+--   callback of the contract), 401 (not signed by the gateway)
+function Client:deliver(headers, body)
+  Error.method(self, Client, "deliver", "client")
+  Error.check(1, "deliver", headers, "table")
+  Error.check(2, "deliver", body, "string")
+  if not self._inbox.opts then
+    error("client:deliver needs the webhook option: modkie.new{ webhook = { secret = …, scheme = … } }", 2)
+  end
+  return self._inbox:deliver(headers, body)
+end
+
+--- Engine counters: live ops, transfers in flight, requests sent, polls
+-- chosen by rank, rate-limited answers, and `callbacks` (see `deliver`).
 function Client:stats()
   Error.method(self, Client, "stats", "client")
-  return self._engine:stats()
+  local stats = self._engine:stats()
+  stats.callbacks = self._inbox:counts()
+  return stats
 end
 
 return Client

@@ -14,7 +14,6 @@ local rng = require "modkie.rng"
 
 local schedule = {}
 
-local KEEP = 100       -- durations kept per model
 local MIN_KNOWN = 5    -- durations needed before they are trusted
 local SHARE = 0.9      -- of the 5th percentile: the first poll after the early one
 
@@ -23,10 +22,12 @@ Learner.__index = Learner
 
 --- A learner, optionally warm: `history` is `{ [model] = { seconds, … } }`
 -- (as `Learner:history()` returns it). `seed` (the client's) seeds the
--- jitter, so a seeded client polls on the same schedule every run.
-function schedule.learner(history, seed)
+-- jitter, so a seeded client polls on the same schedule every run. The
+-- durations live in `durations` (a `core.durations` object: a client hands
+-- over the one its engine ranks polls with), or in one of its own.
+function schedule.learner(history, seed, durations)
   if seed == nil then seed = math.floor(core.now() * 1e6) % 2147483563 end
-  local self = setmetatable({ models = {}, rng = rng.new(seed, "schedule") }, Learner)
+  local self = setmetatable({ known = durations or core.durations(), rng = rng.new(seed, "schedule") }, Learner)
   for model, list in pairs(history or {}) do
     if type(model) == "string" and type(list) == "table" then
       for _, secs in ipairs(list) do self:record(model, secs) end
@@ -35,30 +36,11 @@ function schedule.learner(history, seed)
   return self
 end
 
---- Remember that a job of `model` took `seconds` (from creation to its end).
+--- Remember that a job of `model` took `seconds` (from creation to its end);
+-- the last 100 per model are kept, nonsense is ignored.
 function Learner:record(model, seconds)
-  if type(model) ~= "string" or type(seconds) ~= "number" or not (seconds > 0 and seconds < math.huge) then
-    return
-  end
-  local m = self.models[model]
-  if not m then
-    m = { n = 0, next = 1 }
-    self.models[model] = m
-  end
-  m[m.next] = seconds
-  m.next = m.next % KEEP + 1
-  if m.n < KEEP then m.n = m.n + 1 end
-  m.p5 = nil -- recomputed when next asked
-end
-
-local function p5(m)
-  if not m.p5 then
-    local sorted = {}
-    for i = 1, m.n do sorted[i] = m[i] end
-    table.sort(sorted)
-    m.p5 = sorted[math.max(1, math.floor(m.n * 0.05 + 0.5))]
-  end
-  return m.p5
+  if type(model) ~= "string" or type(seconds) ~= "number" then return end
+  self.known:add(model, seconds)
 end
 
 --- Seconds until a job's next poll: `elapsed` since it was accepted, `polls`
@@ -67,21 +49,14 @@ end
 -- engine's, jittered by its source seeded with `seed`; nil: drawn here).
 function Learner:interval(elapsed, polls, model, default)
   local wait = default or core.default_interval(elapsed, self.rng:next())
-  local m = model and self.models[model]
-  if polls == 0 or not m or m.n < MIN_KNOWN then return wait end
-  local until_usual = SHARE * p5(m) - elapsed
+  if polls == 0 or not model or self.known:known(model) < MIN_KNOWN then return wait end
+  local until_usual = SHARE * self.known:quantile(model, 0.05) - elapsed
   return until_usual > wait and until_usual or wait
 end
 
 --- What was learned: `{ [model] = { seconds, … } }`, to start another client warm.
 function Learner:history()
-  local out = {}
-  for model, m in pairs(self.models) do
-    local list = {}
-    for i = 1, m.n do list[i] = m[i] end
-    out[model] = list
-  end
-  return out
+  return self.known:history()
 end
 
 return schedule

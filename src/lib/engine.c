@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -511,8 +512,14 @@ void mk_engine_start(mk_engine *e, mk_op *op) {
   e->in_flight++;
   e->requests++;
   if (op->type == MK_OP_JOB) {
-    if (op->endpoint == MK_EP_CREATE) e->creates_sent++;
-    else e->polls_sent++;
+    if (op->endpoint == MK_EP_CREATE) {
+      e->creates_sent++;
+    } else {
+      e->polls_sent++;
+      op->rank.seen = x->started - op->rank.started; /* what the lane counts from */
+      op->rank.age_unknown = 0;
+      op->rank.fallback_done = 1;
+    }
   }
 }
 
@@ -523,37 +530,76 @@ static mk_queue *line_for(mk_engine *e, mk_op *op) {
   return &e->wait_slot;
 }
 
+static mk_op *op_of_rank(mk_rank *r) {
+  return (mk_op *)(void *)((char *)r - offsetof(mk_op, rank));
+}
+
+/* A poll of a job on the budget: it waits in the lane (priority.h). */
+static int ranked_poll(const mk_op *op) {
+  return op->budget && op->endpoint == MK_EP_RECORD;
+}
+
 static void enqueue(mk_engine *e, mk_op *op) {
-  mk_queue *q = line_for(e, op);
+  mk_queue *q;
+  if (ranked_poll(op)) { /* the lane; and the line of due polls when the schedule wants it now */
+    if (mk_ranks_add(&e->ranks, &op->rank, mk_now())) queue_push(&e->wait_due, op);
+    return;
+  }
+  q = line_for(e, op);
   if (q == &e->wait_submit) queue_push_by_age(q, op);
   else queue_push(q, op);
 }
 
-/* Which waiting poll goes next: the one place that decides it. Polls wait
- * in the order they fell due. */
-static mk_op *next_poll(mk_engine *e) {
-  return e->wait_poll.head;
+/* Out of every waiting line: the queues and the lane. */
+static void leave_lines(mk_engine *e, mk_op *op) {
+  queue_remove(op);
+  mk_ranks_remove(&e->ranks, &op->rank);
 }
 
 /* Start a waiting exchange. A held createTask stops at the door with its
  * grant and slot instead (the job state machine's "door"). */
 static void start_next(mk_engine *e, mk_op *op) {
-  queue_remove(op);
+  leave_lines(e, op);
   if (op->hold) mk_job_door(e, op);
   else mk_engine_start(e, op);
+}
+
+/* Which waiting polls go out with `polls` grants: the one place that
+ * decides it. Polls on a schedule of the host's (and one-off recordInfo
+ * calls) go in the order they fell due; then the budget jobs: every one the
+ * recommended schedule wants now when the grants cover them, else the best
+ * ranked in the lane, due or not (priority.h). */
+static void start_polls(mk_engine *e, int polls, double now) {
+  while (polls > 0 && e->wait_poll.head) {
+    start_next(e, e->wait_poll.head);
+    polls--;
+  }
+  if (polls >= e->wait_due.len) {
+    while (e->wait_due.head) start_next(e, e->wait_due.head);
+    return;
+  }
+  while (polls-- > 0) {
+    mk_rank *best = mk_ranks_best(&e->ranks, now);
+    if (!best) break;
+    start_next(e, op_of_rank(best));
+    e->ranked_polls++;
+  }
 }
 
 /* Start waiting exchanges while rate grants and in-flight room allow:
  * creates first, in the order they were submitted, then polls, then the rest. */
 static void pump(mk_engine *e, double now) {
-  int room = e->max_in_flight - e->in_flight - e->held, creates, polls;
+  int room = e->max_in_flight - e->in_flight - e->held, creates, polls, due;
+  mk_rank *r;
+  while ((r = mk_ranks_now_due(&e->ranks, now))) queue_push(&e->wait_due, op_of_rank(r));
   if (room <= 0) return;
   creates = mk_grants_take(&e->grants, MK_LANE_CREATE, e->wait_submit.len < room ? e->wait_submit.len : room, now);
   room -= creates;
-  polls = mk_grants_take(&e->grants, MK_LANE_POLL, e->wait_poll.len < room ? e->wait_poll.len : room, now);
+  due = e->wait_poll.len + e->wait_due.len;
+  polls = mk_grants_take(&e->grants, MK_LANE_POLL, due < room ? due : room, now);
   mk_grants_settle(&e->grants); /* a grant is spent now or never */
   while (creates-- > 0 && e->wait_submit.head) start_next(e, e->wait_submit.head);
-  while (polls-- > 0 && e->wait_poll.head) start_next(e, next_poll(e));
+  start_polls(e, polls, now);
   while (e->in_flight + e->held < e->max_in_flight && e->wait_slot.head) start_next(e, e->wait_slot.head);
 }
 
@@ -580,13 +626,17 @@ int mk_engine_send(mk_engine *e, mk_op *op) {
 }
 
 static void stop(mk_engine *e, mk_op *op) {
+  if (op->request) { /* a request released unanswered (the client closes): 503, try again */
+    mk_listener_answer(e->listener, op->request, 503);
+    op->request = NULL;
+  }
   if (op->held) { /* its slot is free again */
     op->held = 0;
     e->held--;
   }
   mk_heap_remove(&e->timers, &op->timer);
   mk_heap_remove(&e->timers, &op->deadline);
-  queue_remove(op);
+  leave_lines(e, op);
   drop_xfer(e, op);
 }
 
@@ -594,7 +644,19 @@ void mk_engine_stop(mk_engine *e, mk_op *op) {
   stop(e, op);
 }
 
-static void fire(mk_engine *e, mk_timer *t) {
+/* A callback job before its first fallback poll: wait for the fallback
+ * time, worked out again at least every MK_RECHECK (what is known of the
+ * model grows meanwhile). Returns 1 when the time has come. */
+static int fallback_due(mk_engine *e, mk_op *op, double now) {
+  double at, recheck = now + MK_RECHECK * e->time_scale;
+  if (!ranked_poll(op) || !op->rank.callback || op->rank.fallback_done) return 1;
+  at = mk_ranks_fallback_at(&e->ranks, &op->rank);
+  if (now >= at) return 1;
+  mk_heap_set(&e->timers, &op->timer, at < recheck ? at : recheck); /* room reserved: cannot fail */
+  return 0;
+}
+
+static void fire(mk_engine *e, mk_timer *t, double now) {
   mk_op *op = t->owner;
   if (t->kind == TIMER_DEADLINE) {
     if (op->xfer && op->endpoint == MK_EP_CREATE) {
@@ -605,7 +667,8 @@ static void fire(mk_engine *e, mk_timer *t) {
     mk_job_deadline(e, op);
   } else if (op->type == MK_OP_TIMER) {
     mk_timer_fired(e, op);
-  } else {
+  } else if (fallback_due(e, op, now)) {
+    if (ranked_poll(op) && op->rank.callback && !op->rank.fallback_done) op->rank.due = now;
     enqueue(e, op);
   }
 }
@@ -614,7 +677,7 @@ static void fire_due(mk_engine *e, double now) {
   mk_timer *t;
   while ((t = mk_heap_top(&e->timers)) && t->due <= now) {
     mk_heap_remove(&e->timers, t);
-    fire(e, t);
+    fire(e, t, now);
   }
 }
 
@@ -673,7 +736,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud, void *sock
     return 0;
   }
   if (!i) {
-    if (e->npfds + 1 >= e->cap_pfds) { /* room for one more: the store's socket */
+    if (e->npfds + 2 >= e->cap_pfds) { /* room for two more: the store's socket and the listener's */
       size_t cap = e->cap_pfds ? e->cap_pfds * 2 : 16;
       struct pollfd *p = realloc(e->pfds, cap * sizeof *p);
       if (!p) return -1;
@@ -725,21 +788,35 @@ static int store_socket(mk_engine *e) {
   return st && st->ops->socket && st->ops->socket(st, &e->pfds[e->npfds]);
 }
 
+/* The listener's descriptor, if there is one, in the place after the
+ * store's (`at`); pfds always has room for both. */
+static int listener_socket(mk_engine *e, size_t at) {
+  if (!e->listener) return 0;
+  e->pfds[at].fd = mk_listener_fd(e->listener);
+  e->pfds[at].events = POLLIN;
+  e->pfds[at].revents = 0;
+  return 1;
+}
+
 /* Wait up to `wait` seconds for the watched sockets, then let libcurl act on
- * the ready ones (and the store on its own). Returns 1 when a signal cut the wait short. */
+ * the ready ones (and the store and the listener on their own). Returns 1
+ * when a signal cut the wait short. */
 static int poll_sockets(mk_engine *e, double wait, char *err, size_t errlen) {
-  int ms, n, ready = 0, store = store_socket(e);
+  int ms, n, ready = 0, store = store_socket(e), listener = listener_socket(e, e->npfds + (size_t)store);
   size_t i;
-  short store_ready;
+  short store_ready, listener_ready;
   if (!(wait >= 0)) wait = 0;
   if (wait > POLL_MAX_WAIT) wait = POLL_MAX_WAIT; /* the run loop waits again for the rest */
   ms = (int)(wait * 1000 + 0.999);
   if (store) e->pfds[e->npfds].revents = 0;
-  n = poll(e->pfds, (nfds_t)(e->npfds + (size_t)store), ms);
+  n = poll(e->pfds, (nfds_t)(e->npfds + (size_t)store + (size_t)listener), ms);
   e->wakeups++;
   if (n < 0) return errno == EINTR ? 1 : (snprintf(err, errlen, "poll: %s", strerror(errno)), -1);
   if (n == 0) return 0;
-  store_ready = store ? e->pfds[e->npfds].revents : 0; /* read before libcurl moves its sockets */
+  /* read before libcurl moves its sockets */
+  store_ready = store ? e->pfds[e->npfds].revents : 0;
+  listener_ready = listener ? e->pfds[e->npfds + (size_t)store].revents : 0;
+  if (listener_ready) mk_listener_run(e->listener); /* a request read whole becomes an event */
   /* acting may add or remove sockets: note the ready ones first */
   if (e->nready_cap < e->npfds) {
     struct pollfd *r = realloc(e->ready, e->npfds * sizeof *r);
@@ -787,15 +864,18 @@ static void watchdog(mk_engine *e, double now) {
 
 /* Seconds until something needs doing, capped at `cap`. */
 static double idle_for(mk_engine *e, double now, double cap) {
-  double wait = cap;
+  double wait = cap, due;
   mk_timer *t = mk_heap_top(&e->timers);
   if (t && t->due - now < wait) wait = t->due - now;
   if (e->curl_due >= 0 && e->curl_due - now < wait) wait = e->curl_due - now;
   if (e->store_due >= 0 && e->store_due - now < wait) wait = e->store_due - now;
+  if ((due = mk_ranks_next_due(&e->ranks)) >= 0 && due - now < wait) wait = due - now; /* a ranked job falls due */
+  if (e->listener && (due = mk_listener_timeout(e->listener)) >= 0 && due < wait) wait = due;
   if (e->in_flight + e->held < e->max_in_flight) {
     double w;
     if (e->wait_submit.head && (w = mk_grants_wait(&e->grants, MK_LANE_CREATE, now)) < wait) wait = w;
-    if (e->wait_poll.head && (w = mk_grants_wait(&e->grants, MK_LANE_POLL, now)) < wait) wait = w;
+    if ((e->wait_poll.head || e->wait_due.head) && (w = mk_grants_wait(&e->grants, MK_LANE_POLL, now)) < wait)
+      wait = w;
     if (e->wait_slot.head) wait = 0;
   }
   if (e->in_flight && wait > ACTIVE_POLL_CAP) wait = ACTIVE_POLL_CAP;
@@ -818,11 +898,12 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
       e->watchdog_due = now + 1;
       watchdog(e, now);
     }
+    if (e->listener && mk_listener_timeout(e->listener) == 0) mk_listener_run(e->listener); /* answers to send */
     store_news(e);
     if (e->events) return 0;
     if (e->grants.store && e->grants.store->host_questions) return 0; /* the Lua layer answers them */
     wait = until > now ? idle_for(e, now, until - now) : 0;
-    if (e->npfds || wait > 0 || store_socket(e)) {
+    if (e->npfds || wait > 0 || store_socket(e) || e->listener) {
       int rc = poll_sockets(e, wait, err, errlen);
       if (rc < 0) return -1;
       /* a signal: back to the host now (Lua's Ctrl-C hook runs there) */
@@ -836,13 +917,16 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
 double mk_engine_next_wakeup(mk_engine *e) {
   double now = mk_now();
   if (e->events || e->grants.news || (e->grants.store && e->grants.store->host_questions)) return 0;
-  if (!e->in_flight && !mk_heap_top(&e->timers) && !e->wait_submit.head && !e->wait_poll.head && !e->wait_slot.head)
+  if (e->listener && mk_listener_timeout(e->listener) == 0) return 0; /* an answer to send */
+  if (!e->in_flight && !mk_heap_top(&e->timers) && !e->wait_submit.head && !e->wait_poll.head && !e->wait_slot.head &&
+      !e->ranks.ranked.len)
     return -1;
   return idle_for(e, now, 3600.0);
 }
 
 const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n) {
-  *n = e->npfds + (size_t)store_socket(e);
+  size_t store = (size_t)store_socket(e);
+  *n = e->npfds + store + (size_t)listener_socket(e, e->npfds + store);
   return e->pfds;
 }
 
@@ -883,8 +967,10 @@ static mk_op *op_new(mk_engine *e, mk_op_type type) {
     e->gens = gens;
     e->cap_slots = cap;
   }
-  /* room for every op's two timers: scheduling never fails for want of memory */
-  if (mk_heap_reserve(&e->timers, 2 * ((size_t)mk_engine_live(e) + 1)) != 0) return NULL;
+  /* room for every op's two timers and its place in the lane: scheduling never fails for want of memory */
+  if (mk_heap_reserve(&e->timers, 2 * ((size_t)mk_engine_live(e) + 1)) != 0 ||
+      mk_ranks_reserve(&e->ranks, (size_t)mk_engine_live(e) + 1) != 0)
+    return NULL;
   op = calloc(1, sizeof *op);
   if (!op) return NULL;
   if (e->nfree) {
@@ -902,6 +988,8 @@ static mk_op *op_new(mk_engine *e, mk_op_type type) {
   op->result.retry_after = -1;
   op->progress = NAN;
   op->created = mk_now();
+  op->budget = type == MK_OP_JOB && e->interval_mode == MK_INTERVAL_DEFAULT;
+  op->rank.model = mk_durations_model(e->durations, NULL);
   e->slots[slot] = op;
   return op;
 }
@@ -1015,8 +1103,18 @@ int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id) {
   op->body_len = 0;
   op->post = 0;
   op->attempts = 0;
-  op->accepted = mk_now();
+  op->accepted = op->rank.started = mk_now();
   return 0;
+}
+
+void mk_engine_job_info(mk_engine *e, mk_op *op, const char *model, int callback) {
+  op->rank.model = mk_durations_model(e->durations, model);
+  op->rank.callback = callback != 0;
+}
+
+void mk_engine_called_back(mk_engine *e, mk_op *op) {
+  if (op->rank.callback) mk_ranks_callback_ended(&e->ranks, 0);
+  mk_engine_cancel(e, op);
 }
 
 mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline) {
@@ -1028,7 +1126,9 @@ mk_op *mk_engine_adopt(mk_engine *e, const char *task_id, double deadline) {
     mk_engine_release(e, op);
     return NULL;
   }
-  queue_push(&e->wait_poll, op);
+  op->rank.age_unknown = 1; /* started before: it may have ended long ago */
+  op->rank.due = op->accepted;
+  enqueue(e, op);
   return op;
 }
 
@@ -1098,13 +1198,63 @@ mk_op *mk_engine_timer(mk_engine *e, double seconds) {
 }
 
 int mk_engine_schedule(mk_engine *e, mk_op *op, double delay) {
+  double now = mk_now();
   if (op->released) return 0;
   drop_xfer(e, op);
+  op->rank.due = now + (delay > 0 ? delay : 0);
   if (delay <= 0) {
     enqueue(e, op);
     return 0;
   }
-  return mk_heap_set(&e->timers, &op->timer, mk_now() + delay);
+  return mk_heap_set(&e->timers, &op->timer, now + delay);
+}
+
+int mk_engine_schedule_poll(mk_engine *e, mk_op *op, double delay) {
+  double now = mk_now(), gap = MK_MIN_GAP * e->time_scale;
+  if (!ranked_poll(op)) return mk_engine_schedule(e, op, delay);
+  if (op->released) return 0;
+  drop_xfer(e, op);
+  if (!(delay > 0)) delay = 0; /* NaN too */
+  op->rank.due = now + delay;
+  if (!fallback_due(e, op, now)) return 0; /* armed for the fallback time */
+  /* in the lane from `gap` on: ranked first, it goes before its schedule says */
+  return mk_heap_set(&e->timers, &op->timer, now + (gap < delay ? gap : delay));
+}
+
+void mk_engine_respond(mk_engine *e, mk_op *op, int status) {
+  if (op->request) {
+    mk_listener_answer(e->listener, op->request, status);
+    op->request = NULL;
+  }
+  mk_engine_release(e, op);
+}
+
+/* The listener read a request whole: an op that waits for the host's answer
+ * (mk_engine_respond), and a REQUEST event carrying a copy of the request. */
+static int on_request(void *ud, mk_request *req) {
+  mk_engine *e = ud;
+  mk_op *op = op_new(e, MK_OP_REQUEST);
+  mk_event *ev = op ? mk_event_new(MK_EV_REQUEST, mk_op_handle(op)) : NULL;
+  size_t i;
+  int ok = ev != NULL;
+  if (ok) {
+    ev->path = copy(req->path, strlen(req->path));
+    ev->body = copy(req->body, req->body_len);
+    ev->body_len = req->body_len;
+    ev->headers = calloc(2 * req->nheaders + 1, sizeof *ev->headers); /* NULL-terminated */
+    ok = ev->path && ev->body && ev->headers;
+    for (i = 0; ok && i < 2 * req->nheaders; i++) ok = (ev->headers[i] = copy(req->headers[i], strlen(req->headers[i]))) != NULL;
+    if (ok) ev->nheaders = req->nheaders;
+  }
+  if (!ok) {
+    mk_event_free(ev);
+    if (op) mk_engine_release(e, op);
+    return -1; /* answered 503: the gateway tries again */
+  }
+  op->request = req;
+  req->owner = op;
+  mk_engine_emit(e, ev);
+  return 0;
 }
 
 void mk_engine_cancel(mk_engine *e, mk_op *op) {
@@ -1251,10 +1401,20 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   e->rng = cfg->seed ? cfg->seed : ((uint64_t)(wall_now() * 1e6) ^ (uint64_t)(uintptr_t)e);
   if (!e->rng) e->rng = 88172645463325252ULL;
   e->curl_due = e->store_due = -1;
-  e->pfds = malloc(16 * sizeof *e->pfds); /* never NULL: the store's socket has a place even with no other */
+  e->time_scale = cfg->time_scale > 0 ? cfg->time_scale : 1;
+  mk_durations_init(&e->own_durations, e->time_scale);
+  e->durations = cfg->durations ? cfg->durations : &e->own_durations;
+  /* ranks are worked out again at most once per poll grant */
+  mk_ranks_init(&e->ranks, e->durations, e->time_scale,
+                cfg->poll_limit > 0 ? cfg->poll_per / cfg->poll_limit : 0.01 * e->time_scale);
+  e->pfds = malloc(16 * sizeof *e->pfds); /* never NULL: the store's and the listener's have a place */
   if (!e->pfds) goto oom;
   e->cap_pfds = 16;
   if (init_grants(e, cfg, err, errlen) != 0) {
+    mk_engine_free(e);
+    return NULL;
+  }
+  if (cfg->listen && !(e->listener = mk_listener_start(cfg->listen, on_request, e, err, errlen))) {
     mk_engine_free(e);
     return NULL;
   }
@@ -1288,6 +1448,7 @@ void mk_engine_free(mk_engine *e) {
   while (e->events) mk_engine_event_done(e);
   for (i = 0; i < e->nslots; i++)
     if (e->slots[i]) mk_engine_release(e, e->slots[i]);
+  mk_listener_stop(e->listener); /* after the ops: a request still waiting was answered 503 */
   while (e->spare) {
     mk_xfer *x = e->spare;
     e->spare = x->next;
@@ -1303,6 +1464,8 @@ void mk_engine_free(mk_engine *e) {
   wipe(e->key);
   wipe(e->key_json);
   mk_heap_free(&e->timers);
+  mk_ranks_free(&e->ranks);
+  mk_durations_free(&e->own_durations);
   mk_grants_free(&e->grants);
   free(e->slots);
   free(e->free_slots);

@@ -49,15 +49,18 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "durations.h"
 #include "event.h"
 #include "grant.h"
 #include "heap.h"
+#include "listener.h"
+#include "priority.h"
 #include "state.h"
 
 /* Longer task ids are refused: they would not fit a recordInfo request line. */
 #define MK_MAX_TASK_ID 1024
 
-typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER, MK_OP_UPLOAD } mk_op_type;
+typedef enum { MK_OP_JOB = 1, MK_OP_CALL, MK_OP_DOWNLOAD, MK_OP_TIMER, MK_OP_UPLOAD, MK_OP_REQUEST } mk_op_type;
 
 /* What an op's next exchange talks to (see mk_endpoint_name). */
 typedef enum {
@@ -134,6 +137,11 @@ typedef struct mk_op {
   char *path, *tmp_path;  /* downloads */
   int send_auth;
   struct mk_upload *upload; /* uploads: what the request sends (owned) */
+
+  int budget;             /* jobs on the default schedule: ranked when polls are rationed (priority.h) */
+  mk_rank rank;           /* ... their place in the lane */
+
+  mk_request *request;    /* requests to the listener, until answered */
 } mk_op;
 
 struct mk_queue {
@@ -161,6 +169,9 @@ typedef struct mk_config {
   double record_grace;      /* seconds a new task's record may be missing ("recordInfo is null") */
   mk_interval_mode interval_mode;
   double poll_interval;     /* MK_INTERVAL_FIXED: seconds */
+  double time_scale;        /* the default schedule's times are multiplied by it (0: 1) */
+  mk_durations *durations;  /* what is known of the models' durations (not owned); NULL: the engine's own */
+  const char *listen;       /* "host:port": a listener for callbacks on this loop (listener.h); NULL: none */
 } mk_config;
 
 typedef struct mk_engine {
@@ -191,6 +202,11 @@ typedef struct mk_engine {
   uint32_t *free_slots, *gens;  /* gens[slot]: bumped when a slot is freed */
   uint32_t nfree;
   mk_queue wait_submit, wait_poll, wait_slot;
+  mk_queue wait_due;        /* budget jobs due on the recommended schedule (they are in the lane too) */
+  mk_ranks ranks;           /* budget jobs that may be polled, ranked (priority.h) */
+  double time_scale;
+  mk_durations *durations, own_durations;
+  mk_listener *listener;    /* callbacks in, or NULL */
   mk_event *events, *events_tail; /* for the host, oldest first */
   mk_xfer *spare;           /* reusable transfers (each keeps its easy handle) */
   mk_xfer *flying;          /* transfers in flight (API and downloads) */
@@ -200,6 +216,7 @@ typedef struct mk_engine {
   unsigned long long requests, polls_sent, creates_sent;
   unsigned long long events_made; /* events queued for the host: a poll that changes nothing makes none */
   unsigned long long rate_limited; /* answers 429 (HTTP or body code) */
+  unsigned long long ranked_polls; /* polls the lane chose by rank, the grants falling short */
   unsigned long long wakeups;  /* returns from poll(): shows there is no busy loop */
   struct pollfd *pfds;         /* the sockets libcurl wants watched, and for what */
   size_t npfds, cap_pfds;
@@ -244,8 +261,20 @@ mk_op *mk_engine_lookup(mk_engine *e, uint64_t handle);
 /* For the state machine (job.c, call.c): start the op's exchange now, past
  * its line (a createTask let go from the door). */
 void mk_engine_start(mk_engine *e, mk_op *op);
-/* Start the op's next exchange after `delay` seconds (0: in line now). */
+/* Start the op's next exchange after `delay` seconds (0: in line now): a
+ * retry, or a poll on a schedule of the host's, at that time exactly. */
 int mk_engine_schedule(mk_engine *e, mk_op *op, double delay);
+/* A job's next poll, `delay` seconds from now on the default schedule. A
+ * budget job may be polled sooner, from MK_MIN_GAP on, when the lane ranks
+ * it first; a callback job not before its fallback time (priority.h). */
+int mk_engine_schedule_poll(mk_engine *e, mk_op *op, double delay);
+/* What the lane knows of a job: its model (NULL: unknown) and whether a
+ * callback is expected (its polls are then the fallback). */
+void mk_engine_job_info(mk_engine *e, mk_op *op, const char *model, int callback);
+/* The job's callback ended it: counted for the fallback ranks, then it stops as on cancel (no event). */
+void mk_engine_called_back(mk_engine *e, mk_op *op);
+/* Answer a request to the listener with an HTTP status, and release its op. */
+void mk_engine_respond(mk_engine *e, mk_op *op, int status);
 /* Point a job at its task: from now on it polls recordInfo. 0, or -1 out of memory. */
 int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id);
 /* Stop everything the op is doing and free it (during a step: when it ends). */

@@ -15,7 +15,11 @@ mk_event *mk_event_new(mk_event_type type, uint64_t h) {
 }
 
 void mk_event_free(mk_event *ev) {
+  size_t i;
   if (!ev) return;
+  for (i = 0; ev->headers && ev->headers[i]; i++) free(ev->headers[i]);
+  free(ev->headers);
+  free(ev->body);
   if (ev->has_reading) mk_reading_free(&ev->reading);
   cJSON_Delete(ev->doc);
   free(ev->task_id);

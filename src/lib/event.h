@@ -25,7 +25,8 @@ typedef enum {
   MK_EV_DONE,         /* a job ended: state, and the reading or the error */
   MK_EV_REPLY,        /* a call or download ended: its data (or path), or the error */
   MK_EV_TIMER,        /* a timer op fired */
-  MK_EV_STORE         /* the account's rate store went away or came back (no op) */
+  MK_EV_STORE,        /* the account's rate store went away or came back (no op) */
+  MK_EV_REQUEST       /* a request to the listener: answer it with mk_engine_respond */
 } mk_event_type;
 
 /* An error, as the Lua layer's modkie.Error receives it. */
@@ -57,7 +58,11 @@ typedef struct mk_event {
   cJSON *doc;              /* DONE with a reading, REPLY of a call: the answer, owned */
   mk_reading reading;      /* DONE: the record read (success, or failed) */
   const cJSON *data;       /* REPLY of a call: the answer's data (may be NULL) */
-  char *path;              /* REPLY of a download: the file */
+  char *path;              /* REPLY of a download: the file; REQUEST: the path asked */
+  char *body;              /* REQUEST: the body, whole */
+  size_t body_len;
+  char **headers;          /* REQUEST: name, value, name, value, … (NULL-terminated) */
+  size_t nheaders;         /* REQUEST: pairs */
   char *text;              /* STORE: "away" or "back"; the reason in `message` */
   char *message;           /* STORE: why it is away */
   struct mk_event *next;

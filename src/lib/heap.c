@@ -71,6 +71,11 @@ void mk_heap_remove(mk_heap *h, mk_timer *t) {
   else sift_down(h, i);
 }
 
+void mk_heap_rebuild(mk_heap *h) {
+  size_t i = h->len / 2;
+  while (i-- > 0) sift_down(h, i);
+}
+
 mk_timer *mk_heap_top(const mk_heap *h) {
   return h->len ? h->items[0] : NULL;
 }

@@ -23,6 +23,8 @@ int mk_heap_set(mk_heap *h, mk_timer *t, double due);
 /* Make room for n timers in all, so that mk_heap_set cannot fail until then. 0, or -1 out of memory. */
 int mk_heap_reserve(mk_heap *h, size_t n);
 void mk_heap_remove(mk_heap *h, mk_timer *t);
+/* Restore the order after the keys (`due`) of timers in the heap were changed in place. */
+void mk_heap_rebuild(mk_heap *h);
 mk_timer *mk_heap_top(const mk_heap *h);
 void mk_heap_free(mk_heap *h);
 

@@ -170,9 +170,9 @@ static void next_poll(mk_engine *e, mk_op *op, input on) {
     mk_engine_schedule(e, op, e->poll_interval);
     return;
   }
-  fallback = mk_default_interval(elapsed, mk_random(e));
-  if (e->interval_mode == MK_INTERVAL_DEFAULT) {
-    mk_engine_schedule(e, op, fallback);
+  fallback = mk_default_interval(elapsed / e->time_scale, mk_random(e)) * e->time_scale;
+  if (e->interval_mode == MK_INTERVAL_DEFAULT) { /* on the budget: ranked when polls are rationed */
+    mk_engine_schedule_poll(e, op, fallback);
     return;
   }
   op->asking = 1;
@@ -249,6 +249,7 @@ static void apply(mk_engine *e, mk_op *op, input on, given *g) {
     mk_engine_emit(e, ev);
   }
   if (does & EMIT_DONE) emit_done(e, op, on, g);
+  if (on == ON_ENDED && op->rank.callback) mk_ranks_callback_ended(&e->ranks, 1); /* a poll saw it before any callback */
   if (does & BACKOFF) mk_engine_schedule(e, op, g->v->delay);
   if (does & NEXT_POLL) next_poll(e, op, on);
   if (does & SCHEDULE) {

@@ -54,6 +54,12 @@ local BATCH = args.command {
     { name = "retry-failed", help = "submit again rows whose job failed in an earlier run" },
     { name = "deadline", value = "positive", arg = "S", help = "seconds each job may take (default 900)" },
     { name = "callback-url", value = "nonempty", arg = "URL", help = "the gateway POSTs each result there" },
+    { name = "listen", value = "nonempty", arg = "HOST:PORT",
+      help = "take the gateway's callbacks here (needs\nMODKIE_WEBHOOK_SECRET): a job ends when its callback\n"
+      .. "comes, polls are the fallback; --callback-url is the\naddress the gateway reaches it at (default\n"
+      .. "http://HOST:PORT/)" },
+    { name = "webhook-scheme", value = "nonempty", arg = "S",
+      help = "the scheme the gateway signs callbacks with: kie or\nmodkie (default: the one whose header is there)" },
     { name = "quiet", help = "no line per row (errors and the summary still print)" },
     { name = "json", help = "print the report as JSON on stdout" },
   }, common.MODELS, common.GATEWAY, common.POLL),
@@ -234,6 +240,21 @@ function batch_cli.main(argv)
     return common.usage("batch", "--review builds the page from the journal: drop --no-journal")
   end
   if opts.review_by and not opts.review then return common.usage("batch", "--review-by goes with --review") end
+  local webhook
+  if opts.webhook_scheme and opts.webhook_scheme ~= "kie" and opts.webhook_scheme ~= "modkie" then
+    return common.usage("batch", "--webhook-scheme must be kie or modkie")
+  end
+  if opts.webhook_scheme and not opts.listen then
+    return common.usage("batch", "--webhook-scheme goes with --listen")
+  end
+  if opts.listen and not opts.dry_run then
+    local secret = os.getenv("MODKIE_WEBHOOK_SECRET")
+    if not secret or secret == "" then -- never on the command line, where ps shows it
+      return common.usage("batch", "--listen needs the webhook secret in MODKIE_WEBHOOK_SECRET: a callback is "
+        .. "believed only once its signature is checked")
+    end
+    webhook = { secret = secret, scheme = opts.webhook_scheme }
+  end
 
   local client
   if not opts.dry_run then
@@ -242,11 +263,12 @@ function batch_cli.main(argv)
     local cerr, base_url
     local via = "batch " .. opts.rows
     -- every task the gateway accepts goes into the command line's record of tasks
-    client, cerr = common.client(opts, { log = function(_, event, f)
-      if event == "accepted" then
-        tasks.add({ id = f.task_id, model = f.model, gateway = base_url, via = via })
-      end
-    end })
+    client, cerr = common.client(opts, { listen = webhook and opts.listen, webhook = webhook,
+      callback_url = webhook and opts.callback_url, log = function(_, event, f)
+        if event == "accepted" then
+          tasks.add({ id = f.task_id, model = f.model, gateway = base_url, via = via })
+        end
+      end })
     if not client then return common.fail(cerr) end
     base_url = client.base_url
   end
@@ -262,7 +284,9 @@ function batch_cli.main(argv)
     fields = opts.field, prompt_field = opts.prompt_field, expand = expand, concurrency = opts.concurrency,
     journal = journal, download = opts.download, dry_run = opts.dry_run or nil,
     resubmit_ambiguous = opts.resubmit_ambiguous, retry_failed = opts.retry_failed,
-    deadline = opts.deadline, callback_url = opts.callback_url, -- a column the review page groups by is used
+    -- with --listen the client's callback URL (its listener, or --callback-url) is every job's
+    deadline = opts.deadline, callback_url = not webhook and opts.callback_url or nil,
+    -- a column the review page groups by is used
     extra_columns = opts.allow_extra_columns or (opts.review_by and { opts.review_by }) or nil,
     encoding = opts.encoding, check_balance = not opts.no_balance_check,
     on_progress = function(p)
@@ -282,6 +306,7 @@ function batch_cli.main(argv)
   }
   local ok, report, err = pcall(require("modkie.batch").run, bopts)
   progress:finish()
+  local callbacks = webhook and client and client:stats().callbacks
   if client then client:close() end
   -- the page, also after an interruption (the journal holds what happened)
   if opts.review and not opts.dry_run and (not ok or report) then
@@ -304,6 +329,10 @@ function batch_cli.main(argv)
     print_dry(report, function(...) io.stdout:write(...) end)
   else
     print_summary(report, function(...) io.stdout:write(...) end)
+    if callbacks then
+      io.stdout:write(("callbacks: %d ended a job, %d refused, %d repeated or late\n"):format(callbacks.delivered,
+        callbacks.refused, callbacks.duplicate + callbacks.late))
+    end
   end
   if report.dry_run then return #report.problems > 0 and EXIT.usage or EXIT.ok end
   return exit_code(report)

@@ -51,6 +51,7 @@ local FAIL_CODE, FAIL_MSG = 501, "generation failed"
 -- [fail=CODE]: the failures the documentation shows, failCode -> failMsg
 local FAIL_MESSAGES = { ["500"] = "Internal server error", GENERATION_FAILED = "The generation task failed." }
 local DOWNLOAD_TTL = 20 * 60
+local POLL_LOG_MAX = 100000 -- recordInfo requests /__mock/polls lists, at most
 -- Stands for the raw create body in a modkie record until it is encoded.
 local PARAM_MARKER = "\0modkie-mock:param\0"
 local PARAM_MARKER_ENCODED = json.encode(PARAM_MARKER)
@@ -163,6 +164,7 @@ end
 --- Forget tasks and counters; balances back to the start.
 function Gateway:reset()
   self.tasks, self.task_list = {}, {}
+  self.poll_log = {} -- every recordInfo answered with a record, in order: { t, taskId }
   self.replays = {}
   self.submits_by_prompt = {}
   self.stats = {}
@@ -520,6 +522,7 @@ local function record_info(self, ctx)
   local task = self.tasks[id]
   if not task then return self:fail(404, "task not found") end
   task.polls = task.polls + 1
+  if #self.poll_log < POLL_LOG_MAX then self.poll_log[#self.poll_log + 1] = { ctx.now, id } end
   if self.journal then self.journal:touch(task) end
   if task.record_delay and ctx.now < task.created + task.record_delay then
     -- the documented answer while a new record is not visible yet
@@ -634,6 +637,15 @@ local function mock_limits(self)
   return answer(200, json.encode(out))
 end
 
+-- GET /__mock/polls: every recordInfo of a known task, in the order they
+-- came, [{"t": seconds, "taskId": …}, …] (the first POLL_LOG_MAX): which job
+-- a client chose to poll, and when.
+local function mock_polls(self)
+  local list = {}
+  for i, p in ipairs(self.poll_log) do list[i] = { t = p[1], taskId = p[2] } end
+  return answer(200, json.encode(json.array(list)))
+end
+
 -- POST /__mock/replay {"path": P, "taskId"?: ID, "answers": [{"status"?, "body", "headers"?}, …]}:
 -- the next requests to path P (for recordInfo: of task ID) get these answers
 -- verbatim, in order, the last one again and again: a test replays a
@@ -709,6 +721,7 @@ local ROUTES = {
   ["/__mock/tasks"] = { name = "mock_tasks", method = "GET", fn = mock_tasks },
   ["/__mock/reset"] = { name = "mock_reset", method = "POST", fn = mock_reset },
   ["/__mock/limits"] = { name = "mock_limits", method = "GET", fn = mock_limits },
+  ["/__mock/polls"] = { name = "mock_polls", method = "GET", fn = mock_polls },
   ["/__mock/credits"] = { name = "mock_credits", method = "POST", fn = mock_credits },
   ["/__mock/replay"] = { name = "mock_replay", method = "POST", fn = mock_replay },
   ["/__mock/uploads"] = { name = "mock_uploads", method = "GET", fn = mock_uploads },

@@ -99,7 +99,8 @@ is served at its downloadUrl (GET /tempfile/...) until it expires.
 Control endpoints (no auth): GET /__mock/stats, GET /__mock/tasks,
 GET /__mock/uploads, POST /__mock/uploads/expire (every upload expires now),
 GET /__mock/limits (with --limits: the time of every request the limits
-counted, per key, admitted or refused), POST /__mock/reset,
+counted, per key, admitted or refused), GET /__mock/polls (every
+recordInfo of a known task, in order: [{"t","taskId"}]), POST /__mock/reset,
 POST /__mock/credits {"key","balance"},
 POST /__mock/replay {"path","taskId"?,"answers":[{"status"?,"body","headers"?}]}
 (the next requests to path, for recordInfo of that task, get these answers
