@@ -24,7 +24,7 @@ if arg[1] == "child" then
   local core = require "modkie.core"
   local modkie = require "modkie"
   local client = modkie.new({ base_url = url, api_key = "bench", max_upload = 1e12, rate = false })
-  local source = path
+  local source
   local before = kib("VmHWM")
   local t0 = core.now()
   if mode == "memory" then
