@@ -84,16 +84,20 @@ function contenders.modkie()
   return W, errors, wall, cpu
 end
 
+-- A client for jobs polled at once (poll_interval = 0), C connections, no rate limits.
+local function polling_client()
+  local modkie = require "modkie"
+  now = require("modkie.core").now
+  return modkie.new{ base_url = URL, api_key = "bench", rate = false, retries = 0, poll_interval = 0,
+    max_connections = C, ca_file = CA_FILE }
+end
+
 -- modkie jobs: W / 2 jobs, each a createTask (on a connection of its own, by
 -- design) and a recordInfo (nginx's record says "success": one poll), C in
 -- flight, polled at once (poll_interval = 0). What the fresh connection per
 -- createTask costs, next to the exchanges above.
 contenders["modkie-jobs"] = function()
-  local modkie = require "modkie"
-  local core = require "modkie.core"
-  now = core.now
-  local client = modkie.new{ base_url = URL, api_key = "bench", rate = false, retries = 0, poll_interval = 0,
-    max_connections = C, ca_file = CA_FILE }
+  local client = polling_client()
   local jobs, next_i, errors = math.floor(W / 2), 0, 0
   local input = { prompt = BODY }
   local function worker()
@@ -112,11 +116,7 @@ end
 -- until W polls went out in all; the client is stepped from the main thread.
 -- The raw C half is `exchange ... polls`: GETs of the same record.
 contenders["modkie-polls"] = function()
-  local modkie = require "modkie"
-  local core = require "modkie.core"
-  now = core.now
-  local client = modkie.new{ base_url = URL, api_key = "bench", rate = false, retries = 0, poll_interval = 0,
-    max_connections = C, ca_file = CA_FILE }
+  local client = polling_client()
   local jobs = {}
   local cpu0, t0 = os.clock(), now()
   for i = 1, C do jobs[i] = assert(client:job("task_bench_gen", { model = "kling/kling-3-0" })) end

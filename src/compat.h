@@ -7,11 +7,9 @@
 
 #if LUA_VERSION_NUM < 502
 #define mk_setfuncs(L, l) luaL_register((L), NULL, (l))
-#define mk_newlib(L, l) (lua_newtable(L), luaL_register((L), NULL, (l)))
 #define mk_rawlen(L, i) lua_objlen((L), (i))
 #else
 #define mk_setfuncs(L, l) luaL_setfuncs((L), (l), 0)
-#define mk_newlib(L, l) luaL_newlib((L), (l))
 #define mk_rawlen(L, i) lua_rawlen((L), (i))
 #endif
 

@@ -15,6 +15,7 @@
 #include "lib/schedule.h"
 #include "lib/state.h"
 #include "lib/url.h"
+#include "lib/utf8.h"
 
 #define MODKIE_CORE_VERSION "0.1.0"
 
@@ -60,6 +61,18 @@ static int l_url_escape(lua_State *L) {
   return 1;
 }
 
+/* core.utf8_invalid(s) -> the position (from 1) of the first byte of s that
+ * is not part of valid UTF-8 (overlong forms, surrogates, past U+10FFFF), or
+ * nil when s is UTF-8: JSON carries only UTF-8 (modkie.encoding.invalid) */
+static int l_utf8_invalid(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  long at = mk_utf8_invalid(s, n);
+  if (at < 0) lua_pushnil(L);
+  else lua_pushinteger(L, (lua_Integer)at + 1);
+  return 1;
+}
+
 /* core.now() -> monotonic seconds */
 static int l_now(lua_State *L) {
   lua_pushnumber(L, mk_now());
@@ -75,9 +88,19 @@ static int l_time(lua_State *L) {
   return 1;
 }
 
+void mk_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  mk_setfuncs(L, meta);
+  lua_newtable(L);
+  mk_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
 static const luaL_Reg functions[] = {
   {"classify_state", l_classify_state}, {"default_interval", l_default_interval}, {"origin", l_origin},
-  {"url_escape", l_url_escape}, {"now", l_now}, {"time", l_time}, {NULL, NULL}
+  {"url_escape", l_url_escape}, {"utf8_invalid", l_utf8_invalid}, {"now", l_now}, {"time", l_time},
+  {NULL, NULL}
 };
 
 int luaopen_modkie_core(lua_State *L) {

@@ -23,6 +23,8 @@ extern const luaL_Reg mk_durations_functions[];
 /* Register the metatables of the engine and of the file sniffer (before their functions are used). */
 void mk_engine_register(lua_State *L);
 void mk_upload_register(lua_State *L);
+/* Register a userdata class: metatable `name` with `meta` (__gc, __close) and `methods` as its __index. */
+void mk_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
 void mk_durations_register(lua_State *L);
 /* The durations object (core.durations) at stack index i, or raise. */
 struct mk_durations *mk_check_durations(lua_State *L, int i);

@@ -93,18 +93,15 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
+static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
+
 static const luaL_Reg methods[] = {
   {"add", l_add}, {"known", l_known}, {"quantile", l_quantile}, {"survival", l_survival},
   {"history", l_history}, {NULL, NULL}
 };
 
 void mk_durations_register(lua_State *L) {
-  luaL_newmetatable(L, DURATIONS_MT);
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  mk_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  mk_register_class(L, DURATIONS_MT, meta, methods);
 }
 
 const luaL_Reg mk_durations_functions[] = {

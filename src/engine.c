@@ -691,11 +691,7 @@ static const luaL_Reg engine_meta[] = {
 };
 
 void mk_engine_register(lua_State *L) {
-  luaL_newmetatable(L, ENGINE_MT);
-  mk_setfuncs(L, engine_meta);
-  mk_newlib(L, engine_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  mk_register_class(L, ENGINE_MT, engine_meta, engine_methods);
 }
 
 const luaL_Reg mk_engine_functions[] = {

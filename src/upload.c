@@ -110,11 +110,7 @@ static const luaL_Reg sniffer_meta[] = {
 };
 
 void mk_upload_register(lua_State *L) {
-  luaL_newmetatable(L, SNIFFER_MT);
-  mk_setfuncs(L, sniffer_meta);
-  mk_newlib(L, sniffer_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  mk_register_class(L, SNIFFER_MT, sniffer_meta, sniffer_methods);
 }
 
 const luaL_Reg mk_upload_functions[] = {

@@ -1,7 +1,9 @@
 --- Text as modkie takes it: check that text is UTF-8 (the gateway takes
 -- JSON, and JSON is UTF-8), convert the encodings spreadsheets save in
--- (Windows-1252, Latin-1) to UTF-8, and trim. Pure Lua, for every Lua from 5.1 on.
+-- (Windows-1252, Latin-1) to UTF-8, and trim. For every Lua from 5.1 on.
 -- @module modkie.encoding
+
+local core = require "modkie.core"
 
 local byte, char, find, gsub, match = string.byte, string.char, string.find, string.gsub, string.match
 local floor = math.floor
@@ -21,28 +23,10 @@ end
 
 --- The byte position of the first byte of `s` that is not part of valid
 -- UTF-8 (overlong forms, surrogates and code points past U+10FFFF are not
--- valid), or nil when `s` is UTF-8.
-function encoding.invalid(s)
-  local pos = find(s, "[\128-\255]")
-  while pos do
-    local c, c2 = byte(s, pos, pos + 1)
-    local n
-    if c >= 0xC2 and c <= 0xDF then n = 1
-    elseif c >= 0xE0 and c <= 0xEF then n = 2
-    elseif c >= 0xF0 and c <= 0xF4 then n = 3
-    else return pos end
-    for i = 1, n do
-      local cc = byte(s, pos + i)
-      if not cc or cc < 0x80 or cc > 0xBF then return pos end
-    end
-    if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F) or (c == 0xF0 and c2 < 0x90)
-      or (c == 0xF4 and c2 > 0x8F) then
-      return pos
-    end
-    pos = find(s, "[\128-\255]", pos + n + 1)
-  end
-  return nil
-end
+-- valid), or nil when `s` is UTF-8. Checked in C (`core.utf8_invalid`): every
+-- request body goes through it.
+-- @function invalid
+encoding.invalid = core.utf8_invalid
 
 --- The first string in `v` (a string, or tables of them, keys included)
 -- that is not UTF-8: its key path ("a.b"; `path` for `v` itself), the bad

@@ -50,6 +50,7 @@ struct mk_xfer {
   long long file_bytes;
   int too_large, write_failed;
   int in_multi;  /* added to the multi handle and not yet removed */
+  int api_ready; /* the handle holds every option an API exchange shares: only the exchange's own are set */
   double started;
   mk_xfer *fprev, *fnext; /* the list of transfers in flight, for the watchdog */
   double retry_after;
@@ -241,11 +242,16 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
-static mk_xfer *xfer_get(mk_engine *e) {
+/* A transfer for the next exchange: a spare one (its easy handle reset,
+ * unless it is kept set up for API exchanges and one is next), or a new one. */
+static mk_xfer *xfer_get(mk_engine *e, int api) {
   mk_xfer *x = e->spare;
   if (x) {
     e->spare = x->next;
-    curl_easy_reset(x->easy); /* keeps the handle's caches; connections live in the multi */
+    if (!api || !x->api_ready) {
+      curl_easy_reset(x->easy); /* keeps the handle's caches; connections live in the multi */
+      x->api_ready = 0;
+    }
   } else {
     x = calloc(1, sizeof *x);
     if (!x) return NULL;
@@ -324,6 +330,7 @@ static void drop_xfer(mk_engine *e, mk_op *op) {
   xfer_put(e, x);
 }
 
+/* The options every exchange shares, whatever it is (and its URL). */
 static int setup_common(mk_engine *e, mk_xfer *x, const char *url) {
   CURL *c = x->easy;
   CURLcode rc = CURLE_OK;
@@ -349,19 +356,17 @@ static int setup_common(mk_engine *e, mk_xfer *x, const char *url) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
-static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
+/* An API exchange's own options: its URL, method and body, and whether it
+ * needs a connection of its own. */
+static int setup_exchange(mk_op *op, mk_xfer *x) {
   CURL *c = x->easy;
   CURLcode rc = CURLE_OK;
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
-  SET(CURLOPT_TIMEOUT_MS, e->timeout_ms);
-  SET(CURLOPT_FOLLOWLOCATION, 0L); /* an API call that redirects is not the contract */
-  SET(CURLOPT_HTTPHEADER, e->api_headers);
-  SET(CURLOPT_WRITEFUNCTION, on_body);
-  SET(CURLOPT_WRITEDATA, x);
+  SET(CURLOPT_URL, op->url);
   /* libcurl silently re-sends a request whose reused connection died before
    * any answer; for createTask that may create a second task. A connection
    * of its own for each createTask means libcurl never does. */
-  if (op->endpoint == MK_EP_CREATE) SET(CURLOPT_FRESH_CONNECT, 1L);
+  SET(CURLOPT_FRESH_CONNECT, op->endpoint == MK_EP_CREATE ? 1L : 0L);
   if (op->post) {
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)op->body_len);
     SET(CURLOPT_POSTFIELDS, op->body);
@@ -370,6 +375,29 @@ static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
   }
 #undef SET
   return rc == CURLE_OK ? 0 : -1;
+}
+
+/* An API exchange: the options API exchanges share, once per handle (a
+ * handle kept for API exchanges is not reset between them: a poll costs its
+ * own few options, not two dozen), then the exchange's own. */
+static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
+  CURL *c = x->easy;
+  CURLcode rc = CURLE_OK;
+  if (!x->api_ready) {
+    if (setup_common(e, x, op->url) != 0) return -1;
+#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
+    SET(CURLOPT_TIMEOUT_MS, e->timeout_ms);
+    SET(CURLOPT_FOLLOWLOCATION, 0L); /* an API call that redirects is not the contract */
+    SET(CURLOPT_HTTPHEADER, e->api_headers);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, x);
+#undef SET
+    if (rc != CURLE_OK) return -1;
+    x->api_ready = 1;
+  }
+  if (setup_exchange(op, x) == 0) return 0;
+  x->api_ready = 0; /* reset before its next use */
+  return -1;
 }
 
 /* The download's temporary file `<path>.part`, made new by this call: what
@@ -452,16 +480,17 @@ static void fail_now(mk_engine *e, mk_op *op, CURLcode code, const char *why) {
 }
 
 void mk_engine_start(mk_engine *e, mk_op *op) {
-  mk_xfer *x = xfer_get(e);
+  int api = op->type != MK_OP_DOWNLOAD && op->type != MK_OP_UPLOAD;
+  mk_xfer *x = xfer_get(e, api);
   if (!x) {
     fail_now(e, op, CURLE_FAILED_INIT, "out of memory");
     return;
   }
   x->op = op;
   op->xfer = x;
-  if (setup_common(e, x, op->url) != 0 ||
-      (op->type == MK_OP_DOWNLOAD ? setup_download(e, op, x)
-       : op->type == MK_OP_UPLOAD ? setup_upload(e, op, x) : setup_api(e, op, x)) != 0) {
+  if (api ? setup_api(e, op, x) != 0
+          : setup_common(e, x, op->url) != 0 ||
+            (op->type == MK_OP_DOWNLOAD ? setup_download(e, op, x) : setup_upload(e, op, x)) != 0) {
     int cannot_open = op->type == MK_OP_DOWNLOAD && !x->file;
     /* the message outlives the transfer: strerror's text is static */
     const char *why = cannot_open ? strerror(errno) : "could not set up the request";
@@ -865,7 +894,10 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
       e->curl_due = -1;
       if (act(e, CURL_SOCKET_TIMEOUT, 0, err, errlen) != 0) return -1;
     }
-    if (e->flying) watchdog(e, now);
+    if (e->flying && now >= e->watchdog_due) { /* a safety net: once a second is soon enough */
+      e->watchdog_due = now + 1;
+      watchdog(e, now);
+    }
     if (e->listener && mk_listener_timeout(e->listener) == 0) mk_listener_run(e->listener); /* answers to send */
     store_news(e);
     if (e->events) return 0;

@@ -224,6 +224,7 @@ typedef struct mk_engine {
   size_t nready_cap;
   double curl_due;             /* when libcurl's own timer runs out; -1: none */
   double store_due;            /* when the rate store next needs a look; -1: none */
+  double watchdog_due;         /* when the watchdog next walks the transfers in flight */
 } mk_engine;
 
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen);

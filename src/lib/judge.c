@@ -170,11 +170,17 @@ void mk_judge_create(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdic
   say(v, "createTask: success without data.taskId; a task may have been created");
 }
 
+/* The record's state: the one the job classified the same word as before
+ * (most polls), else the word's class. */
+static mk_job_state record_state(const mk_op *op, const char *word) {
+  return op->server_state[0] && !strcmp(op->server_state, word) ? op->state : mk_classify_state(word);
+}
+
 /* A record that says the task failed is the job's outcome, whatever envelope
  * carries it: Kie wraps failed records in {"code": 501, "msg": "Playground
  * task failed."}, and the record's own failCode and failMsg say why. */
 static int failed_record(const mk_op *op, const mk_reply *r) {
-  return op->result.curl == CURLE_OK && r->json && r->state && mk_classify_state(r->state) == MK_FAILED;
+  return op->result.curl == CURLE_OK && r->json && r->state && record_state(op, r->state) == MK_FAILED;
 }
 
 /* {"code": 422, "msg": "recordInfo is null"}: the gateway does not show the
@@ -213,7 +219,7 @@ void mk_judge_poll(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict 
       say(v, "recordInfo: the record has no state");
       p.retry = RETRY_LIMITED;
     } else {
-      s = mk_classify_state(r->state);
+      s = record_state(op, r->state);
       v->next = (s == MK_SUCCESS || s == MK_FAILED) ? MK_NEXT_DONE : MK_NEXT_POLL;
       v->state = s;
       if (s == MK_FAILED) v->error.kind = MK_KIND_FAILED;
