@@ -440,4 +440,40 @@ describe("first hour", function()
       assert.matches("^id       " .. id:gsub("%p", "%%%0") .. "\nstate    failed", r.out)
     end)
   end)
+
+  describe("private files", function()
+    -- `stat -c %a`: the permission bits, in octal
+    local function mode(path)
+      local f = assert(io.popen("stat -c %a " .. helper.shell_quote(path) .. " 2>/dev/null"))
+      local m_ = f:read("*l")
+      f:close()
+      return m_
+    end
+    -- bin/modkie argv… under umask 000, as a careless shell has it
+    local function careless(argv)
+      local cmd = { "umask 000;", "MODKIE_API_KEY=" .. env.MODKIE_API_KEY, "MODKIE_BASE_URL=" .. m.url,
+        "MODKIE_STATE_DIR=" .. helper.shell_quote(state), os.getenv("MODKIE_TEST_LUA") or "lua5.4", "bin/modkie" }
+      for _, a in ipairs(argv) do cmd[#cmd + 1] = helper.shell_quote(a) end
+      local ok = os.execute(table.concat(cmd, " ") .. " >/dev/null 2>&1")
+      return ok == true or ok == 0
+    end
+
+    it("the record of tasks is 0600 in a 0700 folder, and a batch's new journal 0600, whatever the umask", function()
+      assert.is_true(careless({ "submit", KLING, "--prompt", "private " .. tag() }))
+      assert.equal("700", mode(state))
+      assert.equal("600", mode(state .. "/tasks.jsonl"))
+      -- an older record, left readable by others: private again once written
+      os.execute("chmod 644 " .. helper.shell_quote(state .. "/tasks.jsonl"))
+      assert.is_true(careless({ "submit", KLING, "--prompt", "private again " .. tag() }))
+      assert.equal("600", mode(state .. "/tasks.jsonl"))
+      local r = modkie_cli({ "list" })
+      assert.equal(0, r.code, r.err)
+      assert.matches("private again", r.out, 1, true)
+
+      local rows, journal = dir .. "/rows.csv", dir .. "/out/batch.journal"
+      H.write(rows, "prompt\nprivate row " .. tag() .. "\n")
+      assert.is_true(careless({ "batch", "--model", KLING, "--rows", rows, "--journal", journal, "--quiet" }))
+      assert.equal("600", mode(journal))
+    end)
+  end)
 end)

@@ -1,7 +1,8 @@
 /* fs.c: the file-system helpers the Lua layer needs and plain Lua lacks:
  * `core.mkdir`, `fsync`, `fsync_dir`, `lock`, `symlink`, `opened_as`,
- * `realpath`, `isatty` (a batch journal made durable and locked, a download
- * folder, the review page's paths, the CLI's terminal). */
+ * `private`, `realpath`, `isatty` (a batch journal made durable, locked and
+ * private, a download folder, the CLI's record of tasks, the review page's
+ * paths, the CLI's terminal). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,11 +17,23 @@
 
 #include "core.h"
 
-/* core.mkdir(path) -> true | nil, message  (an existing directory is fine) */
+/* core.mkdir(path [, private]) -> true | nil, message  (an existing
+ * directory is fine, and left as it is); `private`: one this call creates
+ * gets mode 0700 whatever the umask */
 static int l_mkdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  int private_dir = lua_toboolean(L, 2);
   struct stat st;
-  if (mkdir(path, 0777) == 0 || (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
+  if (mkdir(path, private_dir ? 0700 : 0777) == 0) {
+    if (private_dir && chmod(path, 0700) != 0) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s: %s", path, strerror(errno));
+      return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -117,6 +130,30 @@ static int l_opened_as(lua_State *L) {
 }
 
 
+/* core.private(path) -> true | nil, message: make the regular file `path`
+ * readable and writable by its owner only (0600, whatever the umask),
+ * creating it empty when missing, never through a symbolic link. Called
+ * before io.open appends to it, so it is never readable by others, not
+ * even for a moment. */
+static int l_private(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  const char *why = NULL;
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) why = errno == ELOOP ? "it is a symbolic link" : strerror(errno);
+  else if (fstat(fd, &st) != 0) why = strerror(errno);
+  else if (!S_ISREG(st.st_mode)) why = "it is not a regular file";
+  else if ((st.st_mode & 0777) != 0600 && fchmod(fd, 0600) != 0) why = strerror(errno);
+  if (fd >= 0) close(fd);
+  if (!why) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
 /* core.realpath(path) -> the absolute path with no symlink, "." or ".." |
    nil, message: where the review page's relative links start and end */
 static int l_realpath(lua_State *L) {
@@ -139,6 +176,7 @@ static int l_isatty(lua_State *L) {
 
 const luaL_Reg mk_fs_functions[] = {
   {"mkdir", l_mkdir}, {"fsync", l_fsync}, {"fsync_dir", l_fsync_dir}, {"lock", l_lock},
-  {"symlink", l_symlink}, {"opened_as", l_opened_as}, {"realpath", l_realpath}, {"isatty", l_isatty},
+  {"symlink", l_symlink}, {"opened_as", l_opened_as}, {"private", l_private}, {"realpath", l_realpath},
+  {"isatty", l_isatty},
   {NULL, NULL}
 };

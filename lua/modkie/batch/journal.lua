@@ -243,6 +243,12 @@ function journal.open(path)
   -- the batch append to (or create) a file of someone else's choosing
   if core.symlink(path) then return fail("refused", "it is a symbolic link; name the journal file itself") end
   local created = not exists(path)
+  if created then
+    -- private from its first byte (0600, whatever the umask): it holds the
+    -- inputs, task ids and result URLs of a paid account
+    local ok, perr = core.private(path)
+    if not ok then return fail("cannot create it", perr) end
+  end
   local f, oerr = io.open(path, "ab")
   if not f then return fail("cannot open it for writing", oerr) end
   local plain, perr = core.opened_as(f, path)

@@ -10,6 +10,8 @@
 --      "prompt":"a red fox…","t":1732550000}     (one line in the file)
 --     {"t":1732550042,"id":"task_…","state":"success"}
 --
+-- The folder is made with mode 0700 and the file with 0600, whatever the
+-- umask (an existing file is made 0600 too).
 -- The first is written (and fsynced, for `submit`) as soon as the gateway
 -- accepts the task; the second when the command saw the job end. The API
 -- key is never written; the gateway is written without any user or
@@ -43,8 +45,13 @@ local function gateway(url)
   return (url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1"):gsub("[?#].*$", ""))
 end
 
+-- The folder and the file are private (0700, 0600, whatever the umask):
+-- they list the tasks of a paid account.
 local function append(rec, sync)
-  local ok, err = require("modkie.download").mkdir_p(tasks.dir())
+  local dir = tasks.dir()
+  local ok, err = require("modkie.download").mkdir_p(dir:match("^(.+)/[^/]+/*$") or ".")
+  if ok then ok, err = core.mkdir(dir, true) end
+  if ok then ok, err = core.private(tasks.path()) end
   if not ok then return nil, err end
   local f
   f, err = io.open(tasks.path(), "ab")
