@@ -27,6 +27,14 @@ Error.kinds = {
 
 local FIELDS = { "status", "code", "task_id", "field", "row" }
 
+local byte = string.byte
+local QUESTION = byte("?")
+-- "?number" -> "number": Error.check is on every call's path
+local OPTIONAL = {}
+for _, t in ipairs({ "nil", "boolean", "number", "string", "table", "function", "thread", "userdata" }) do
+  OPTIONAL["?" .. t] = t
+end
+
 --- Make an error.
 -- @tparam string kind one of `Error.kinds`
 -- @tparam string message what went wrong, for a human
@@ -75,14 +83,14 @@ end
 -- @param value the argument
 -- @tparam string want the type wanted ("string", "table", …); "?x" allows nil
 function Error.check(n, fname, value, want)
-  local optional = want:sub(1, 1) == "?"
-  if optional then
+  local t = type(value)
+  if t == want then return end -- the common case first: no string made
+  if byte(want) == QUESTION then
     if value == nil then return end
-    want = want:sub(2)
+    want = OPTIONAL[want] or want:sub(2)
+    if t == want then return end
   end
-  if type(value) ~= want then
-    error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, want, type(value)), 3)
-  end
+  error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, want, t), 3)
 end
 
 return Error
