@@ -78,6 +78,7 @@ static int l_utf8_invalid(lua_State *L) {
  * lua-cjson writes for "/"), in one pass; `text` itself when it has none,
  * so the common body costs no copy (modkie.json's encode) */
 static int l_json_unescape_slashes(lua_State *L) {
+  char small[4096]; /* a usual body: no allocation but the result */
   size_t n, m;
   const char *s = luaL_checklstring(L, 1, &n);
   char *out;
@@ -85,7 +86,8 @@ static int l_json_unescape_slashes(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  out = lua_newuserdata(L, n); /* Lua owns it: nothing to free if the push raises */
+  /* a larger one in memory Lua owns: nothing to free if the push raises */
+  out = n <= sizeof small ? small : lua_newuserdata(L, n);
   m = mk_json_unescape_slashes(out, s, n);
   lua_pushlstring(L, out, m);
   return 1;
