@@ -26,7 +26,7 @@ SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
 VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua spec/store_spec.lua
 
-.PHONY: all core examples deps test-deps test test-all test-other-luas test-shared test-openresty lint demo install install-lib install-mock clean bench asan valgrind
+.PHONY: all core examples deps test-deps test test-all test-other-luas test-shared test-openresty lint demo install install-lib install-mock clean bench asan asan-core valgrind
 
 all: deps $(CORE)
 
@@ -127,9 +127,11 @@ $(NODLCLOSE): tools/nodlclose.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -fPIC -shared $< -o $@
 
-asan: test-deps $(NODLCLOSE)
+asan-core:
 	$(MAKE) --no-print-directory core BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	  SANITIZE="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow"
+
+asan: test-deps $(NODLCLOSE) asan-core
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" LD_PRELOAD="$(ASAN_RT) $(CURDIR)/$(NODLCLOSE)" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --cpath="$(CURDIR)/$(ASAN_BUILD)/?.so;" \

@@ -19,9 +19,18 @@ FUZZ_LUA_CORE = webhook journal reentrancy record csv jsonl template expand mock
 FUZZ_NAMES ?= $(FUZZ_C) $(FUZZ_LUA)
 FUZZ_SAN = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -Isrc -I$(LUA_INC) $(CURL_INC:%=-I%)
-# the C library (src/lib/, no Lua): the harnesses reach it through its headers
-FUZZ_CORE = $(LIB_SRC)
+# the C library (src/lib/, no Lua): the harnesses reach it through its headers.
+# Its files and the bindings' are compiled once, instrumented, and linked into
+# every harness that needs them (not compiled again for each).
+FUZZ_OBJ_FLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+  -fno-sanitize-recover=undefined $(WARN) -Isrc -I$(LUA_INC) $(CURL_INC:%=-I%)
+FUZZ_CORE = $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_ALL = $(SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_BINS = $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(HDR) | fuzz-deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_OBJ_FLAGS) -c $< -o $@
 
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-deps fuzz-repro fuzz-findings
 
@@ -45,7 +54,7 @@ $(FUZZ_BUILD)/fuzz_buf: fuzz/buf.c fuzz/fuzz.h src/lib/buf.c src/lib/buf.h src/l
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/lib/buf.c src/lib/redact.c -o $@
 
 # judge.c with the library it reads (the engine's random source): no Lua
-$(FUZZ_BUILD)/fuzz_judge: fuzz/judge.c fuzz/fuzz.h $(FUZZ_CORE) $(HDR)
+$(FUZZ_BUILD)/fuzz_judge: fuzz/judge.c fuzz/fuzz.h $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) -o $@ $(LIBS)
 
@@ -56,9 +65,9 @@ $(FUZZ_BUILD)/fuzz_store_file: fuzz/store_file.c fuzz/fuzz.h src/lib/store_file.
 
 # the library's answer path (reply, judge, state machine, events), and the
 # bindings' converters of results and errors into Lua tables (src/record.c)
-$(FUZZ_BUILD)/fuzz_reply: fuzz/reply.c fuzz/fuzz.h $(FUZZ_CORE) src/record.c $(HDR)
+$(FUZZ_BUILD)/fuzz_reply: fuzz/reply.c fuzz/fuzz.h $(FUZZ_CORE) $(FUZZ_BUILD)/obj/src/record.o
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) src/record.c -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_CORE) $(FUZZ_BUILD)/obj/src/record.o -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
 
 # the Lua harnesses: one runner, the script named at build time
 FUZZ_LUA_BUILD = $(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_ROOT='"$(CURDIR)"' -DFUZZ_SCRIPT='"$(CURDIR)/fuzz/lua/$*.lua"'
@@ -68,9 +77,9 @@ $(addprefix $(FUZZ_BUILD)/fuzz_,$(filter-out $(FUZZ_LUA_CORE),$(FUZZ_LUA))): $(F
 
 # the Lua harnesses whose modules call the C core (HMAC, the record reader, fsync, a whole client, the UTF-8
 # check of modkie.encoding): built in, with the sanitizers
-$(FUZZ_LUA_CORE:%=$(FUZZ_BUILD)/fuzz_%): $(FUZZ_BUILD)/fuzz_%: fuzz/lua_runner.c fuzz/lua/%.lua $(SRC) $(HDR)
+$(FUZZ_LUA_CORE:%=$(FUZZ_BUILD)/fuzz_%): $(FUZZ_BUILD)/fuzz_%: fuzz/lua_runner.c fuzz/lua/%.lua $(FUZZ_ALL)
 	@mkdir -p $(dir $@)
-	$(FUZZ_LUA_BUILD) -DFUZZ_WITH_CORE $< $(SRC) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
+	$(FUZZ_LUA_BUILD) -DFUZZ_WITH_CORE $< $(FUZZ_ALL) -o $@ $(LIBS) -llua$(LUA_VERSION) -lm
 
 fuzz: fuzz-build
 	@fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)

@@ -32,9 +32,11 @@ local CREATE_FAULTS = "create=429:0.05,455:0.03,500:0.0025,502:0.0025,503:0.0025
   .. "stall:0.002,cut:0.0025,badjson:0.002,html:0.002,huge:0.0015"
 
 -- A client timeout shorter than the stall, so a stall is a timeout; long
--- enough that a busy machine does not turn slow creates into ambiguous ones.
-local CLIENT = { timeout = 3, poll_interval = 0.2, deadline = 60 }
-local STALL_SECONDS = "4"
+-- enough that a busy machine does not turn slow creates into ambiguous ones
+-- (500 creates at once queue at the emulator: under the sanitizers, beside
+-- other suites on two CPUs, the last answers came after more than 3 s).
+local CLIENT = { timeout = 8, poll_interval = 0.2, deadline = 60 }
+local STALL_SECONDS = "10"
 -- Without a burst of 500 creates a short timeout is safe, and quicker.
 local QUICK_CLIENT = { timeout = 1, poll_interval = 0.2, deadline = 60 }
 local QUICK_STALL_SECONDS = "1.5"
@@ -255,7 +257,8 @@ describe("fault suite: 500 jobs, one client, 20% faulty polls and 10% faulty cre
     print(("  in flight at the stop %d, ended during the outage %d, succeeded after it %d"):format(
       #in_flight, ended_during, carried))
     print(("  all done %.1f s after the restart (poll backoff is capped at 30 s)"):format(recovery))
-    assert.is_true(#in_flight > 0.9 * n, "the outage did not hit jobs in flight")
+    -- most of them (on a slow machine the 2 s jobs may end before the last create is answered)
+    assert.is_true(#in_flight > 0.5 * n, "the outage did not hit jobs in flight")
     assert.are.equal(0, ended_during)
     assert.are.same({}, lost)
     assert.are.same({}, f.undocumented)
