@@ -5,7 +5,7 @@
  * this machine with nothing in the way: easy handles reused, keep-alive,
  * HTTP/2 multiplexing, the same request headers modkie sends.
  *
- *   exchange URL BODY_FILE W C [socket|poll|polls|jobs] [CA_FILE]
+ *   exchange URL BODY_FILE W C [socket|poll|polls|jobs|jobs-json] [CA_FILE]
  *
  * socket: curl_multi_socket_action driven by epoll (how modkie's engine is
  *         driven, with epoll instead of poll); poll: curl_multi_poll +
@@ -17,7 +17,13 @@
  *          polling adopted jobs costs, on kept-alive connections;
  *   jobs:  W / 2 jobs, each a POST createTask on a connection of its own
  *          (CURLOPT_FRESH_CONNECT, as modkie sends a create), its taskId
- *          read, then a GET of that task's record (nginx says "success").
+ *          read, then a GET of that task's record (nginx says "success"),
+ *          its state read; the create's body is BODY_FILE as it is;
+ *   jobs-json: the same jobs with the JSON work modkie's job does: each
+ *          create's body encoded from the model and the input (cJSON;
+ *          the prompt is BODY_FILE's text, as bench/exchange.lua's
+ *          modkie-jobs gives it), and the success's output URLs read from
+ *          its resultJson.
  * Prints one line: exchanges= errors= wall= cpu= user= sys= rss_kb=
  * (cpu is CLOCK_PROCESS_CPUTIME_ID around the run, user/sys from getrusage;
  * rss_kb is the process's peak, VmHWM). Never fails on time. */
@@ -45,6 +51,7 @@ typedef struct xfer {
   size_t len, cap;
   int post;
   char url[600]; /* jobs: the record URL of the task just created */
+  char *job_body; /* jobs-json: this job's createTask body (cJSON's text) */
 } xfer;
 
 typedef struct bench {
@@ -55,6 +62,7 @@ typedef struct bench {
   const char *base;
   size_t body_len;
   workload work;
+  int json_work; /* jobs-json: bodies encoded per job, output URLs read */
   long total, started, done, errors;
   struct curl_slist *headers;
 } bench;
@@ -93,11 +101,32 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* jobs-json: the createTask body of one job, {"model", "input": {"prompt"}},
+ * encoded as a client encodes its caller's input; NULL out of memory */
+static char *job_body(const bench *b) {
+  cJSON *doc = cJSON_CreateObject(), *input = cJSON_CreateObject();
+  char *text = NULL;
+  if (doc && input && cJSON_AddStringToObject(doc, "model", "kling/kling-3-0") &&
+      cJSON_AddStringToObject(input, "prompt", b->body)) {
+    cJSON_AddItemToObject(doc, "input", input);
+    input = NULL;
+    text = cJSON_PrintUnformatted(doc);
+  }
+  cJSON_Delete(input);
+  cJSON_Delete(doc);
+  return text;
+}
+
 static void point(bench *b, xfer *x, int post, const char *url) {
   x->len = 0;
   x->post = post;
   curl_easy_setopt(x->easy, CURLOPT_URL, url);
-  if (post) {
+  if (post && b->json_work) {
+    free(x->job_body);
+    x->job_body = job_body(b);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(x->job_body ? strlen(x->job_body) : 0));
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->job_body ? x->job_body : "");
+  } else if (post) {
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->body_len);
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, b->body);
   } else {
@@ -138,10 +167,24 @@ static int setup(bench *b, xfer *x, const char *ca_file) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
+/* jobs-json: a success record's output URLs, from its resultJson (a JSON string
+ * in Kie's record): how many, 0 when there is none or it is not JSON */
+static int result_urls(const cJSON *data) {
+  const cJSON *raw = cJSON_GetObjectItemCaseSensitive(data, "resultJson"), *u;
+  cJSON *result;
+  int n = 0;
+  if (!cJSON_IsString(raw)) return 0;
+  result = cJSON_Parse(raw->valuestring);
+  cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(result, "resultUrls")) n += cJSON_IsString(u);
+  cJSON_Delete(result);
+  return n;
+}
+
 /* The answer: code 200 and the field of its kind present (mixed: a POST's
  * data is a link, a string). jobs: a create's
  * answer points the handle at the poll of the task it names (its id
- * percent-encoded), read from the same parse. */
+ * percent-encoded), read from the same parse; jobs-json: its poll's success
+ * has an output URL. */
 static int check_answer(bench *b, xfer *x) {
   cJSON *doc = cJSON_ParseWithLength(x->buf ? x->buf : "", x->len), *data, *field;
   int ok;
@@ -156,6 +199,7 @@ static int check_answer(bench *b, xfer *x) {
     if (ok) snprintf(x->url, sizeof x->url, "%s/api/v1/jobs/recordInfo?taskId=%s", b->base, escaped);
     curl_free(escaped);
   }
+  if (ok && b->json_work && !x->post) ok = result_urls(data) > 0;
   cJSON_Delete(doc);
   return ok;
 }
@@ -291,7 +335,8 @@ int main(int argc, char **argv) {
   snprintf(create_url, sizeof create_url, "%s/api/v1/jobs/createTask", argv[1]);
   snprintf(link_url, sizeof link_url, "%s/api/v1/common/download-url", argv[1]);
   mode = argc > 5 ? argv[5] : "socket";
-  b.work = !strcmp(mode, "polls") ? POLLS : !strcmp(mode, "jobs") ? JOBS : MIXED;
+  b.json_work = !strcmp(mode, "jobs-json");
+  b.work = !strcmp(mode, "polls") ? POLLS : (!strcmp(mode, "jobs") || b.json_work) ? JOBS : MIXED;
   b.base = argv[1];
   snprintf(record_url, sizeof record_url, "%s/api/v1/jobs/recordInfo?taskId=%s", argv[1],
            b.work == POLLS ? "task_bench_gen" : "task_bench_1");
@@ -352,6 +397,7 @@ int main(int argc, char **argv) {
     curl_multi_remove_handle(b.multi, xs[i].easy);
     curl_easy_cleanup(xs[i].easy);
     free(xs[i].buf);
+    free(xs[i].job_body);
   }
   free(xs);
   curl_multi_cleanup(b.multi);

@@ -373,15 +373,21 @@ local ONLY = os.getenv("BENCH_ONLY") or ""
 -- the gateway does most, through modkie's public API (bench/exchange.lua)
 -- and by raw C on a curl_multi_poll loop (bench/exchange.c), over HTTP/1.1,
 -- interleaved round by round. `per`: exchanges per unit (a job is two).
+-- `raw_json`: raw C doing the JSON work modkie does too (whole jobs: each
+-- body encoded from the job's input, the output URLs read), measured beside
+-- the plain raw C half (a prebuilt body, the state read).
 local WORK = {
   { key = "polls", name = "polling adopted jobs (a task that stays \"generating\"), per poll", w = 20000, per = 1,
     raw = "polls", modkie = "modkie-polls",
     how = "`client:job(id)` × C, `poll_interval = 0`, the client stepped from the main thread; raw C: C kept-alive "
       .. "handles GETting the same record, each answer parsed with cJSON and its state read" },
   { key = "jobs", name = "whole jobs (submit + await: createTask, one poll that says success), per job", w = 4000,
-    per = 2, raw = "jobs", modkie = "modkie-jobs",
+    per = 2, raw = "jobs", raw_json = "jobs-json", modkie = "modkie-jobs",
     how = "`client:submit(model, input):await()` in C coroutines of `client:go`, `poll_interval = 0`; raw C: "
-      .. "POST createTask with CURLOPT_FRESH_CONNECT (as modkie sends a create), taskId read, then GET its record" },
+      .. "POST createTask with CURLOPT_FRESH_CONNECT (as modkie sends a create), taskId read, then GET its record "
+      .. "and read its state; raw C + JSON: the same, with each create's body encoded from the job's input by "
+      .. "cJSON (modkie encodes it with lua-cjson) and the output URLs read from resultJson (modkie's result has "
+      .. "them)" },
 }
 local WORK_CS = { 16, 256 }
 local work = {} -- work[key][c] = { raw = { runs }, modkie = { runs } }
@@ -390,7 +396,9 @@ local function work_level(n, body)
   local url = "http://127.0.0.1:" .. n.h1
   for _, wk in ipairs(WORK) do
     work[wk.key] = {}
-    for _, c in ipairs(WORK_CS) do work[wk.key][c] = { raw = { runs = {} }, modkie = { runs = {} } } end
+    for _, c in ipairs(WORK_CS) do
+      work[wk.key][c] = { raw = { runs = {} }, raw_json = { runs = {} }, modkie = { runs = {} } }
+    end
   end
   for round = 1, ROUNDS do
     for _, wk in ipairs(WORK) do
@@ -398,23 +406,29 @@ local function work_level(n, body)
         local w = QUICK and wk.w // 10 or wk.w
         local cmds = {
           raw = ("%sbuild/bench/exchange %s %s %d %d %s"):format(PIN_CLIENT, url, body, w, c, wk.raw),
+          raw_json = wk.raw_json and ("%sbuild/bench/exchange %s %s %d %d %s"):format(PIN_CLIENT, url, body, w, c,
+            wk.raw_json),
           modkie = ("%s%slua5.4 bench/exchange.lua %s %s %s %d %d"):format(ENV54, PIN_CLIENT, wk.modkie, url, body,
             w, c),
         }
-        for _, who in ipairs({ "raw", "modkie" }) do
+        local names = { raw = "raw C (curl_multi_poll loop)", raw_json = "raw C + the same JSON work",
+          modkie = "modkie, Lua 5.4" }
+        for _, who in ipairs({ "raw", "raw_json", "modkie" }) do
           local cmd = cmds[who]
-          remember(("%s, %s"):format(wk.key, who == "raw" and "raw C (curl_multi_poll loop)" or "modkie, Lua 5.4"),
-            cmd:gsub("127%.0%.0%.1:%d+", "127.0.0.1:PORT"):gsub(n.prefix, "PREFIX"))
-          progress(("round %d/%d %s C=%d %s, W=%d"):format(round, ROUNDS, wk.key, c, who, w))
-          local line = sh(cmd)
-          local r = kv(line:match("exchanges=[^\n]*"))
-          local srv = server_side(n)
-          if r.exchanges then
-            r.server = srv
-            local runs = work[wk.key][c][who].runs
-            runs[#runs + 1] = r
-          else
-            progress("  failed: " .. line:sub(1, 300))
+          if cmd then
+            remember(("%s, %s"):format(wk.key, names[who]),
+              cmd:gsub("127%.0%.0%.1:%d+", "127.0.0.1:PORT"):gsub(n.prefix, "PREFIX"))
+            progress(("round %d/%d %s C=%d %s, W=%d"):format(round, ROUNDS, wk.key, c, who, w))
+            local line = sh(cmd)
+            local r = kv(line:match("exchanges=[^\n]*"))
+            local srv = server_side(n)
+            if r.exchanges then
+              r.server = srv
+              local runs = work[wk.key][c][who].runs
+              runs[#runs + 1] = r
+            else
+              progress("  failed: " .. line:sub(1, 300))
+            end
           end
         end
       end
@@ -442,15 +456,17 @@ local function work_table()
     for _, c in ipairs(WORK_CS) do
       local slot = work[wk.key] and work[wk.key][c]
       local raw, m = slot and work_summary(slot.raw, wk.per), slot and work_summary(slot.modkie, wk.per)
+      local rj = slot and work_summary(slot.raw_json, wk.per)
       if raw or m then
         rows[#rows + 1] = { wk.name, tostring(c), fmt(raw and raw.units, "%d"), fmt(raw and raw.cpu, "%.1f"),
-          fmt(m and m.cpu, "%.1f"), fmt(raw and m and m.cpu / raw.cpu, "%.2f×"), fmt(raw and raw.rate, "%.0f"),
-          fmt(m and m.rate, "%.0f"), tostring((raw and raw.errors or 0) + (m and m.errors or 0)) }
+          fmt(rj and rj.cpu, "%.1f"), fmt(m and m.cpu, "%.1f"), fmt(raw and m and m.cpu / raw.cpu, "%.2f×"),
+          fmt(rj and m and m.cpu / rj.cpu, "%.2f×"), fmt(raw and raw.rate, "%.0f"), fmt(m and m.rate, "%.0f"),
+          tostring((raw and raw.errors or 0) + (rj and rj.errors or 0) + (m and m.errors or 0)) }
       end
     end
   end
-  say(table_md({ "work", "C", "units", "raw C: CPU µs per unit", "modkie: CPU µs per unit", "× raw C",
-    "raw C units/s", "modkie units/s", "errors" }, rows))
+  say(table_md({ "work", "C", "units", "raw C: CPU µs per unit", "raw C + same JSON work: µs",
+    "modkie: CPU µs per unit", "× raw C", "× raw C + JSON", "raw C units/s", "modkie units/s", "errors" }, rows))
   say()
   for _, wk in ipairs(WORK) do say(("- %s: %s."):format(wk.key == "polls" and "Polling" or "Whole jobs", wk.how)) end
   say()
@@ -998,10 +1014,15 @@ local function target_rows()
     for _, c in ipairs(WORK_CS) do
       local slot = work[wk.key] and work[wk.key][c]
       local raw, m = slot and work_summary(slot.raw, wk.per), slot and work_summary(slot.modkie, wk.per)
+      local rj = slot and work_summary(slot.raw_json, wk.per)
       if raw and m then
         add(("modkie CPU per %s, C = %d, × raw C (curl_multi_poll)"):format(
           wk.key == "polls" and "poll of adopted jobs" or "whole job", c), m.cpu / raw.cpu, 1.15, true,
           CAUSES["work_" .. wk.key], "×")
+      end
+      if rj and m then
+        add(("modkie CPU per whole job, C = %d, × raw C doing the same JSON work"):format(c), m.cpu / rj.cpu, 1.15,
+          true, CAUSES.work_jobs, "×")
       end
     end
   end

@@ -12,6 +12,7 @@
 
 #include "core.h"
 #include "lib/engine.h"
+#include "lib/json.h"
 #include "lib/schedule.h"
 #include "lib/state.h"
 #include "lib/url.h"
@@ -73,6 +74,25 @@ static int l_utf8_invalid(lua_State *L) {
   return 1;
 }
 
+/* core.json_unescape_slashes(text) -> text with every "\/" written "/" (what
+ * lua-cjson writes for "/"), in one pass; `text` itself when it has none,
+ * so the common body costs no copy (modkie.json's encode) */
+static int l_json_unescape_slashes(lua_State *L) {
+  char small[4096]; /* a usual body: no allocation but the result */
+  size_t n, m;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char *out;
+  if (!memchr(s, '/', n)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  /* a larger one in memory Lua owns: nothing to free if the push raises */
+  out = n <= sizeof small ? small : lua_newuserdata(L, n);
+  m = mk_json_unescape_slashes(out, s, n);
+  lua_pushlstring(L, out, m);
+  return 1;
+}
+
 /* core.now() -> monotonic seconds */
 static int l_now(lua_State *L) {
   lua_pushnumber(L, mk_now());
@@ -100,6 +120,7 @@ void mk_register_class(lua_State *L, const char *name, const luaL_Reg *meta, con
 static const luaL_Reg functions[] = {
   {"classify_state", l_classify_state}, {"default_interval", l_default_interval}, {"origin", l_origin},
   {"url_escape", l_url_escape}, {"utf8_invalid", l_utf8_invalid}, {"now", l_now}, {"time", l_time},
+  {"json_unescape_slashes", l_json_unescape_slashes},
   {NULL, NULL}
 };
 

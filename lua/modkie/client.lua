@@ -292,7 +292,9 @@ end
 
 -- ---------------------------------------------------------------- logging
 
---- Call the log hook; a failing hook must not break the client.
+--- Call the log hook; a failing hook must not break the client. The hot
+-- paths (submit, accepted, state, done) test `self._log` before building
+-- the fields: without a hook a job makes no table for its log lines.
 function Client:_emit(level, event, fields)
   local log = self._log
   if log then pcall(log, level, event, fields) end
@@ -400,7 +402,7 @@ function Client:submit(model, input, opts)
   local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { model = model, input = input,
     meta = opts.meta, state = "submitting", _hold = opts.hold or nil, callback_url = callback_url }))
   self._active = self._active + 1
-  self:_emit("info", "submit", { model = model })
+  if self._log then self:_emit("info", "submit", { model = model }) end
   return job
 end
 
@@ -619,14 +621,14 @@ function on.accepted(self, job, ev)
   job.id, job.state, job._accepted_at = ev.task_id, "queued", core.now()
   self._inbox:track(job)
   self.scheduler:notify(job) -- wake job:accepted() callers
-  self:_emit("info", "accepted", { task_id = job.id, model = job.model })
+  if self._log then self:_emit("info", "accepted", { task_id = job.id, model = job.model }) end
 end
 
 -- A held createTask is at the door: it waits for job:send().
 function on.ready(self, job)
   job.held = true
   self.scheduler:notify(job) -- wake a batch waiting for its jobs to reach the door
-  self:_emit("debug", "ready", { model = job.model })
+  if self._log then self:_emit("debug", "ready", { model = job.model }) end
 end
 
 --- Let a createTask held at the door go (see submit's `hold`).
@@ -641,8 +643,10 @@ function on.state(self, job, ev)
   job.state, job.server_state = ev.state, ev.server_state
   job.progress = ev.progress
   job.updated_at = ev.updated_at or job.updated_at
-  self:_emit("debug", "state", { task_id = job.id, model = job.model, state = job.state,
-    server_state = ev.server_state, progress = job.progress, updated_at = job.updated_at })
+  if self._log then
+    self:_emit("debug", "state", { task_id = job.id, model = job.model, state = job.state,
+      server_state = ev.server_state, progress = job.progress, updated_at = job.updated_at })
+  end
 end
 
 function on.retry(self, p, ev)
@@ -691,10 +695,12 @@ function Client:_ended_with(job, state, result, err, via)
     if model and took then self._durations:add(model, took) end
   end
   self:_finish(job, state, result, err)
-  self:_emit(err and "warn" or "info", "done", {
-    task_id = job.id, model = job.model, state = state, polls = job.polls, via = via,
-    kind = err and err.kind, message = err and err.message,
-  })
+  if self._log then
+    self:_emit(err and "warn" or "info", "done", {
+      task_id = job.id, model = job.model, state = state, polls = job.polls, via = via,
+      kind = err and err.kind, message = err and err.message,
+    })
+  end
 end
 
 function on.done(self, job, ev)

@@ -27,6 +27,14 @@ Error.kinds = {
 
 local FIELDS = { "status", "code", "task_id", "field", "row" }
 
+local byte = string.byte
+local QUESTION = byte("?")
+-- "?number" -> "number": Error.check is on every call's path
+local OPTIONAL = {}
+for _, t in ipairs({ "nil", "boolean", "number", "string", "table", "function", "thread", "userdata" }) do
+  OPTIONAL["?" .. t] = t
+end
+
 --- Make an error.
 -- @tparam string kind one of `Error.kinds`
 -- @tparam string message what went wrong, for a human
@@ -71,21 +79,29 @@ function Error.method(self, class, name, var)
   end
 end
 
---- Check an argument's type; raise naming it when wrong.
+-- NaN: no count, no number of seconds (a wait for NaN seconds would never end)
+local function not_nan(n, fname, value)
+  if value ~= value then error(("bad argument #%d to '%s' (a number expected, got NaN)"):format(n, fname), 4) end
+end
+
+--- Check an argument's type; raise naming it when wrong (a NaN number too).
 -- @param value the argument
 -- @tparam string want the type wanted ("string", "table", …); "?x" allows nil
 function Error.check(n, fname, value, want)
-  local optional = want:sub(1, 1) == "?"
-  if optional then
+  local t = type(value)
+  if t == want then -- the common case first: no string made
+    not_nan(n, fname, value)
+    return
+  end
+  if byte(want) == QUESTION then
     if value == nil then return end
-    want = want:sub(2)
+    want = OPTIONAL[want] or want:sub(2)
+    if t == want then
+      not_nan(n, fname, value)
+      return
+    end
   end
-  if type(value) ~= want then
-    error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, want, type(value)), 3)
-  end
-  if value ~= value then -- NaN: no count, no number of seconds (a wait for NaN seconds would never end)
-    error(("bad argument #%d to '%s' (a number expected, got NaN)"):format(n, fname), 3)
-  end
+  error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, want, t), 3)
 end
 
 return Error

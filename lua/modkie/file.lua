@@ -210,10 +210,33 @@ end
 
 local MAX_DEPTH = 64
 
+-- Whether any table under `v` (a table at `depth`) holds a file value where
+-- file.find's walk would reach it: a table is looked into when its depth is
+-- at most MAX_DEPTH, from the shallowest place it is met (`seen`: table ->
+-- that depth, made only when `v` holds a table). The common input, strings
+-- and numbers, costs one pass and no table.
+local function holds_file(v, depth, seen)
+  for _, x in pairs(v) do
+    if type(x) == "table" then
+      if getmetatable(x) == File then return true, seen end
+      local at = depth + 1
+      seen = seen or {}
+      if at <= MAX_DEPTH and (seen[x] == nil or seen[x] > at) then
+        seen[x] = at
+        local found
+        found, seen = holds_file(x, at, seen)
+        if found then return true, seen end
+      end
+    end
+  end
+  return false, seen
+end
+
 --- Every file value in `input`, in a stable order: `{ { field = "image_urls[1]",
 -- file = f }, … }`. Fields are named as a user reads them: `a.b`, lists
 -- counted from 1.
 function file.find(input)
+  if type(input) == "table" and not file.is(input) and not holds_file(input, 0) then return {} end
   local found, seen = {}, {}
   local function walk(v, path, depth)
     if file.is(v) then
@@ -258,7 +281,9 @@ end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation"
 function file.probe_all(input, max_size)
-  local found, problems = file.find(input), {}
+  local found = file.find(input)
+  if #found == 0 then return found end
+  local problems = {}
   for _, f in ipairs(found) do
     local facts, why = f.file:probe(max_size)
     if facts then f.facts = facts

@@ -86,15 +86,16 @@ function inbox.new(client, opts)
   return self
 end
 
---- A job has its task id: a callback can end it from now on.
+--- A job has its task id: a callback can end it from now on. (Without the
+-- webhook option no callback is taken: nothing to remember.)
 function Inbox:track(job)
-  if job.id then self.jobs[job.id] = job end
+  if self.opts and job.id then self.jobs[job.id] = job end
 end
 
 --- A job ended (`via` "callback" when its callback ended it).
 function Inbox:ended(job, via)
   local id = job.id
-  if not id or self.jobs[id] ~= job then return end
+  if not id or self.jobs[id] ~= job then return end -- (never tracked without the webhook option)
   self.jobs[id] = nil
   if self.gone[id] == nil then
     self.order[#self.order + 1] = id

@@ -29,11 +29,16 @@ Job.__name = "modkie.Job"
 --- A job of `client` (not yet a pending: the client makes it one).
 -- @param client the client that runs it
 -- @tparam table port what the job asks of its client: `cancel(client, job)`, `send(client, job)`
--- @tparam table fields its first fields (model, input, meta, state, id, …)
+-- @tparam table fields its first fields: `id`, `model`, `input`, `meta`, `state`, `uploads`,
+--   `callback_url`, `_hold`
 function Job.new(client, port, fields)
-  local job = setmetatable({ client = client, _port = port, polls = 0 }, Job)
-  for k, v in pairs(fields) do job[k] = v end
-  return job
+  -- Every field a job gets in its life is named here (nil until set), so
+  -- that its table is made at its final size once, not grown three times.
+  return setmetatable({ client = client, _port = port, polls = 0,
+    id = fields.id, model = fields.model, input = fields.input, meta = fields.meta, state = fields.state,
+    uploads = fields.uploads, callback_url = fields.callback_url, _hold = fields._hold,
+    server_state = nil, progress = nil, updated_at = nil, done = nil, waiters = nil, _h = nil,
+    _accepted_at = nil, result = nil, error = nil, ended_at = nil }, Job)
 end
 
 function Job:__tostring()

@@ -13,8 +13,7 @@
 -- @module modkie.json
 
 local cjson = require "cjson.safe"
-
-local find, sub, concat = string.find, string.sub, table.concat
+local core = require "modkie.core"
 
 local json = {}
 
@@ -58,20 +57,6 @@ function json.array(list)
   return list
 end
 
--- `text` with every "\/" written "/" (see json.encode).
-local function unescape_slashes(text)
-  local at = find(text, "\\/", 1, true)
-  if not at then return text end
-  local pieces, from = {}, 1
-  while at do
-    pieces[#pieces + 1] = sub(text, from, at - 1)
-    from = at + 1 -- keeps the "/"
-    at = find(text, "\\/", at + 2, true)
-  end
-  pieces[#pieces + 1] = sub(text, from)
-  return concat(pieces)
-end
-
 local function swap_markers(text)
   if not text:find(MARKER_ENCODED, 1, true) then return text end
   local pieces, from = {}, 1
@@ -93,9 +78,9 @@ function json.encode(value)
   if not text then return nil, err end
   text = swap_markers(text)
   -- cjson writes "/" as "\/". Every "/" it writes is escaped, so each "\/"
-  -- is exactly one such escape and can be undone (found plainly: a pattern
-  -- over a request body costs several times its encoding)
-  return unescape_slashes(text)
+  -- is exactly one such escape and can be undone: in C, one pass and one
+  -- copy (none without a "/"), as every request body goes through here
+  return core.json_unescape_slashes(text)
 end
 
 --- True when `t` is a decoded JSON object (a table that is not a list).

@@ -47,6 +47,7 @@ local NGX_YIELDABLE = {
 local NGX_MAX_SLEEP = 0.5
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
+local resume, status, running_co, yield = coroutine.resume, coroutine.status, coroutine.running, coroutine.yield
 
 --- The scheduler of `client`, whose `engine` runs the timers.
 -- @param client the client: its `step` and `timeout` pass time when waiting outside the scheduler
@@ -175,19 +176,24 @@ function Scheduler:run_ready()
   local ready = self.ready
   if #ready == 0 then return end
   self.ready, self.queued = {}, {}
-  for i, co in ipairs(ready) do
-    if coroutine.status(co) == "suspended" then
-      local args = self.start[co]
-      self.start[co] = nil
+  local start = self.start
+  for i = 1, #ready do
+    local co = ready[i]
+    if status(co) == "suspended" then
+      local args = start[co]
       local ok, what
-      if args then ok, what = coroutine.resume(co, unpack(args, 1, args.n))
-      else ok, what = coroutine.resume(co) end
+      if args then
+        start[co] = nil
+        ok, what = resume(co, unpack(args, 1, args.n))
+      else
+        ok, what = resume(co)
+      end
       if not ok then
         self.threads[co], owners[co] = nil, nil
         for j = i + 1, #ready do push(self, ready[j]) end
         error(debug.traceback(co, "modkie: a coroutine run by client:go failed: " .. tostring(what)), 0)
       end
-      if coroutine.status(co) == "dead" then
+      if status(co) == "dead" then
         self.threads[co], owners[co] = nil, nil
       elseif what ~= WAKE then
         push(self, co) -- a plain yield: run again on the next step
@@ -220,8 +226,8 @@ local function running()
 end
 
 local function any_done(pendings, until_fn)
-  for _, p in ipairs(pendings) do
-    if p.done then return true end
+  for i = 1, #pendings do
+    if pendings[i].done then return true end
   end
   return until_fn ~= nil and until_fn() and true or false
 end
@@ -260,8 +266,9 @@ local function remaining(deadline)
 end
 
 local function in_scheduler(self, pendings, timeout, until_fn)
-  local co = coroutine.running()
-  for _, p in ipairs(pendings) do
+  local co = running_co()
+  for i = 1, #pendings do
+    local p = pendings[i]
     p.waiters[co] = true
     if until_fn then
       p.watchers = p.watchers or {}
@@ -271,9 +278,10 @@ local function in_scheduler(self, pendings, timeout, until_fn)
   local alarm = timeout and self:alarm(timeout)
   if alarm then alarm.waiters[co] = true end
   repeat
-    coroutine.yield(WAKE)
+    yield(WAKE)
   until any_done(pendings, until_fn) or (alarm and alarm.done)
-  for _, p in ipairs(pendings) do
+  for i = 1, #pendings do
+    local p = pendings[i]
     p.waiters[co] = nil
     if p.watchers then p.watchers[co] = nil end
   end

@@ -134,3 +134,21 @@ int mk_json_number(const cJSON *v, double *out) {
   }
   return cJSON_IsString(v) && mk_number_from_text(v->valuestring, out);
 }
+
+size_t mk_json_unescape_slashes(char *out, const char *s, size_t n) {
+  const char *p = s, *end = s + n, *slash;
+  size_t m = 0;
+  /* each "/" found at once (a body has few): what comes before it copied
+   * whole, less its escape. The "\\" before a "/" cannot end an earlier
+   * "\\/": that one ended with its "/". */
+  while ((slash = memchr(p, '/', (size_t)(end - p)))) {
+    size_t k = (size_t)(slash - p);
+    if (slash > s && slash[-1] == '\\' && k > 0) k--; /* the escape: left out */
+    memcpy(out + m, p, k);
+    m += k;
+    out[m++] = '/';
+    p = slash + 1;
+  }
+  memcpy(out + m, p, (size_t)(end - p));
+  return m + (size_t)(end - p);
+}

@@ -32,5 +32,9 @@ int mk_json_number(const cJSON *v, double *out);
 /* A string as Lua's tonumber reads it (leading and trailing blanks, decimal
  * or hexadecimal; "inf" and "nan" are not numbers): 1 with a finite *out. */
 int mk_number_from_text(const char *s, double *out);
+/* lua-cjson writes every "/" as "\/" (valid JSON, but URLs read badly): `s`
+ * (n bytes) copied to `out` (room for n) with the backslash of each "\/"
+ * dropped. Returns the bytes written; n when there was none. */
+size_t mk_json_unescape_slashes(char *out, const char *s, size_t n);
 
 #endif
