@@ -8,12 +8,65 @@ local out_dir = arg[1] or "demo-output"
 local here = (arg[0]:match("^(.*)/[^/]+$") or ".") .. "/.."
 
 -- The emulator is its own process, a real HTTP server on a free port: the
--- checkout's bin/modkie, or the installed `modkie` command.
+-- checkout's bin/modkie, or the installed `modkie` command. It runs in the
+-- background, its start line in a file: no pipe to it that closing would
+-- wait on, so the demo never hangs on it, whatever becomes of it.
 local bin, checkout = "modkie", io.open(here .. "/bin/modkie")
-if checkout then checkout:close() bin = "lua5.4 " .. here .. "/bin/modkie" end
-local mock = assert(io.popen("exec " .. bin .. " mock --port 0 --job-seconds 4"))
-local line = assert(mock:read("*l"), "the emulator did not start")
-local url, pid = line:match("(http://[%d.]+:%d+)"), line:match("pid=(%d+)")
+if checkout then checkout:close() bin = "lua5.4 '" .. here:gsub("'", "'\\''") .. "/bin/modkie'" end
+local log = os.tmpname()
+os.execute(("%s mock --port 0 --job-seconds 4 >%s 2>&1 </dev/null &"):format(bin, log))
+
+local function pause(seconds) os.execute("sleep " .. seconds) end
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("*a") or ""
+  f:close()
+  return text
+end
+-- Whether process `pid` still runs (a zombie has ended: "Z" in /proc's stat).
+local function running(pid)
+  local stat = io.open("/proc/" .. pid .. "/stat")
+  if stat then
+    local state = (stat:read("*l") or ""):match("^%d+ %b() (%a)")
+    stat:close()
+    return state ~= nil and state ~= "Z"
+  end
+  local ok = os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  return ok == true or ok == 0
+end
+
+-- The start line, within 30 s (lua5.4 and the emulator's modules load first).
+local url, pid
+for _ = 1, 300 do
+  local text = slurp(log)
+  url, pid = text:match("(http://[%d.]+:%d+)"), text:match("pid=(%d+)")
+  if pid or text:find("\n", 1, true) then break end
+  pause(0.1)
+end
+if not (url and pid) then
+  io.stderr:write("demo: the emulator did not start: ", slurp(log), "\n")
+  os.remove(log)
+  os.exit(1)
+end
+
+-- Stop the emulator: SIGTERM, then SIGKILL, each given a few seconds. True
+-- once it is gone; else a message that says what is left running.
+local function stop_emulator()
+  for _, sig in ipairs({ "TERM", "KILL" }) do
+    os.execute(("kill -%s %s 2>/dev/null"):format(sig, pid))
+    for _ = 1, 50 do
+      if not running(pid) then
+        os.remove(log)
+        return true
+      end
+      pause(0.1)
+    end
+  end
+  io.stderr:write(("demo: the emulator (pid %s, %s) did not stop; stop it yourself: kill -9 %s\n")
+    :format(pid, url, pid))
+  return false
+end
 
 local t0 = os.time()
 local function say(fmt, ...) io.write(("[%3ds] "):format(os.time() - t0), fmt:format(...), "\n") end
@@ -64,5 +117,4 @@ end
 print(("%d of %d jobs succeeded; credits left: %s"):format(ok, #jobs, tostring(client:credits())))
 
 client:close()
-os.execute("kill " .. pid)
-mock:close()
+if not stop_emulator() then os.exit(1) end

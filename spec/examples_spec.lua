@@ -57,3 +57,55 @@ describe("examples", function()
     love.quit()
   end)
 end)
+
+-- examples/demo.lua (what `make demo` runs) starts an emulator and stops it
+-- at the end: it must end even when that emulator will not stop on SIGTERM.
+describe("examples/demo.lua", function()
+  local q = helper.shell_quote
+
+  it("never hangs on an emulator that ignores SIGTERM: it escalates to SIGKILL and ends", function()
+    local root = helper.tmpdir()
+    finally(function()
+      -- the real emulator behind the stand-in, if the stand-in could not stop it
+      for _, name in ipairs({ "real.pid", "stubborn.pid" }) do
+        local pid = (helper.read_file(root .. "/" .. name) or ""):match("%d+")
+        if pid then os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+      end
+      helper.rmdir(root)
+    end)
+    -- a checkout whose bin/modkie is a stand-in: it starts the real emulator
+    -- but names a process that ignores SIGTERM as the emulator, and waits for it
+    local here = io.popen("pwd"):read("*l")
+    os.execute(("mkdir -p %s/bin %s/examples && ln -s %s/lua %s/lua && ln -s %s/build %s/build")
+      :format(q(root), q(root), q(here), q(root), q(here), q(root)))
+    os.execute(("cp examples/demo.lua examples/checkout.lua %s/examples/"):format(q(root)))
+    helper.write_file(root .. "/bin/modkie", ([[
+local root, real = %q, %q
+local p = assert(io.popen("exec lua5.4 " .. real .. "/bin/modkie mock --port 0 --job-seconds 0.5"))
+local line = assert(p:read("*l"))
+local f = assert(io.open(root .. "/real.pid", "w")); f:write(line:match("pid=(%%d+)")); f:close()
+os.execute("sh -c 'trap \"\" TERM; echo $$ >" .. root .. "/stubborn.tmp; mv " .. root .. "/stubborn.tmp " .. root
+  .. "/stubborn.pid; exec sleep 1000' </dev/null >/dev/null 2>&1 &")
+local stubborn
+repeat
+  f = io.open(root .. "/stubborn.pid"); stubborn = f and f:read("*l"); if f then f:close() end
+  if not stubborn then os.execute("sleep 0.05") end
+until stubborn
+io.write((line:gsub("pid=%%d+", "pid=" .. stubborn)), "\n")
+io.stdout:flush()
+os.execute("while kill -0 " .. stubborn .. " 2>/dev/null; do sleep 0.1; done")
+os.execute("kill " .. line:match("pid=(%%d+)"))
+p:close()
+]]):format(root, here))
+    local out = os.tmpname()
+    local ok = os.execute(("timeout 120 %s %s/examples/demo.lua %s/out >%s 2>&1"):format(
+      os.getenv("MODKIE_TEST_LUA") or "lua5.4", q(root), q(root), out))
+    local text = helper.read_file(out) or ""
+    os.remove(out)
+    assert(ok == true or ok == 0, "the demo did not end well (124: it hung):\n" .. text)
+    assert.matches("4 of 5 jobs succeeded", text, 1, true)
+    -- the stand-in was killed: gone, or a zombie (state Z) waiting to be reaped
+    local stat = helper.read_file("/proc/" .. helper.read_file(root .. "/stubborn.pid"):match("%d+") .. "/stat")
+    assert.is_true(stat == nil or stat:match("^%d+ %b() (%a)") == "Z", "the stand-in still runs")
+  end)
+end)

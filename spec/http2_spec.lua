@@ -2,7 +2,8 @@
 local modkie = require "modkie"
 local nginx = require "spec.nginx"
 
-local RECORD = [['{"code":200,"msg":"success","data":{"taskId":"t","state":"success",]]
+-- the record of the task asked for (a record of another task is refused)
+local RECORD = [['{"code":200,"msg":"success","data":{"taskId":"$arg_taskId","state":"success",]]
   .. [["resultJson":"{\\"resultUrls\\":[\\"https://cdn.example/v.mp4\\"]}"}}']] -- nginx unescapes \\ once
 
 describe("over HTTPS", function()

@@ -71,7 +71,7 @@ describe("the outside review's probes", function()
     for _, f in ipairs({ "await", "accepted" }) do
       local ok, msg = pcall(job[f], job, 0 / 0)
       assert.is_false(ok)
-      assert.matches("bad argument #1 to '" .. f .. "' (a number expected, got NaN)", msg, 1, true)
+      assert.matches("bad argument #1 to '" .. f .. "' (number expected, got NaN)", msg, 1, true)
     end
     local ok, msg = pcall(modkie.await_all, { job }, 0 / 0)
     assert.is_false(ok)

@@ -397,3 +397,75 @@ describe("modkie.batch.rows.open", function()
     assert.has_error(function() rows.open({}) end, "bad argument #1 to 'open' (string expected, got table)")
   end)
 end)
+
+-- rows.open takes the file's encoding as rows.read and the CLI do (issue 11):
+-- a Windows-1252 CSV from a spreadsheet goes out as UTF-8 JSON, and without
+-- the option its bytes are refused naming the row, line and byte offset.
+describe("modkie.batch.rows.open with encoding", function()
+  local helper = require "spec.helper"
+  local m
+  setup(function() m = helper.mock({ "--job-seconds", "0.1" }) end)
+  teardown(function() m.stop() end)
+
+  local CP1252 = "subject,mood\nflat white,calm\ncaf\233 cr\232me,\147bright\148 \128 5\n"
+
+  it("converts each line from cp1252: the gateway gets UTF-8 text", function()
+    local path = tmpfile(".csv", CP1252)
+    local c = helper.client(m)
+    finally(function() c:close() end)
+    local jobs, seen = {}, {}
+    for row, n in rows.open(path, { encoding = "cp1252" }) do
+      seen[n] = row
+      local prompt = ("%s, %s [%d %d]"):format(row.subject, row.mood, os.time(), n)
+      jobs[n] = assert(c:submit("kling/kling-3-0", { prompt = prompt }))
+    end
+    assert.equal("caf\195\169 cr\195\168me", seen[2].subject)
+    assert.equal("\226\128\156bright\226\128\157 \226\130\172 5", seen[2].mood)
+    for _, job in ipairs(jobs) do assert(job:accepted(10)) end
+    local _, tasks = m.request("GET", "/__mock/tasks")
+    local found = false
+    for _, t in ipairs(tasks) do
+      if t.taskId == jobs[2].id then
+        found = true
+        assert.matches("^caf\195\169 cr\195\168me, \226\128\156bright\226\128\157 \226\130\172 5 ", t.prompt)
+      end
+    end
+    assert.is_true(found, "the emulator holds the task")
+    -- latin1 too; names in any case
+    local _, reader = rows.open(tmpfile(".csv", "a\nna\239ve\n"), { encoding = "LATIN1" })
+    assert.equal("na\195\175ve", reader:next().a)
+  end)
+
+  it("without it, the same file stops at the bad byte: row, line and offset named, nothing to send", function()
+    local path = tmpfile(".csv", CP1252)
+    local _, reader = rows.open(path)
+    assert.equal("flat white", reader:next().subject)
+    local row, err = reader:next()
+    assert.is_nil(row)
+    assert.equal("validation", err.kind)
+    assert.equal(2, err.row)
+    assert.equal(3, err.line)
+    assert.equal(#"subject,mood\nflat white,calm\ncaf", err.offset)
+    assert.matches("row 2, line 3: byte 0xE9 at offset 32 of the file is not UTF-8", err.message, 1, true)
+    assert.matches('encoding = "cp1252"', err.message, 1, true)
+    assert.is_nil(reader:next())
+    -- the loop form raises it
+    local ok, raised = pcall(function() for _ in rows.open(path) do end end)
+    assert.is_false(ok)
+    assert.equal(2, raised.row)
+    -- JSON Lines and the header line too
+    _, reader = rows.open(tmpfile(".jsonl", '{"a":"ok"}\n{"a":"caf\233"}\n'))
+    assert.equal("ok", reader:next().a)
+    row, err = reader:next()
+    assert.is_nil(row)
+    assert.equal(2, err.row)
+    local iter
+    iter, err = rows.open(tmpfile(".csv", "caf\233\nx\n"))
+    assert.is_nil(iter)
+    assert.equal(1, err.line)
+    -- an unknown encoding is refused, named
+    iter, err = rows.open(path, { encoding = "ebcdic" })
+    assert.is_nil(iter)
+    assert.matches("unknown encoding 'ebcdic'", err.message, 1, true)
+  end)
+end)

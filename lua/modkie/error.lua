@@ -79,29 +79,26 @@ function Error.method(self, class, name, var)
   end
 end
 
--- NaN: no count, no number of seconds (a wait for NaN seconds would never end)
-local function not_nan(n, fname, value)
-  if value ~= value then error(("bad argument #%d to '%s' (a number expected, got NaN)"):format(n, fname), 4) end
-end
-
---- Check an argument's type; raise naming it when wrong (a NaN number too).
+--- Check an argument's type; raise naming it when wrong.
 -- @param value the argument
 -- @tparam string want the type wanted ("string", "table", …); "?x" allows nil
 function Error.check(n, fname, value, want)
   local t = type(value)
-  if t == want then -- the common case first: no string made
-    not_nan(n, fname, value)
-    return
-  end
+  if t == want then return end -- the common case first: no string made
   if byte(want) == QUESTION then
     if value == nil then return end
     want = OPTIONAL[want] or want:sub(2)
-    if t == want then
-      not_nan(n, fname, value)
-      return
-    end
+    if t == want then return end
   end
   error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, want, t), 3)
+end
+
+--- Check a number of seconds to wait (nil: no limit): a NaN is refused too,
+-- as a wait for NaN seconds would never end (every comparison with it fails).
+function Error.check_wait(n, fname, value)
+  local t = type(value)
+  if value == nil or (t == "number" and value == value) then return end
+  error(("bad argument #%d to '%s' (number expected, got %s)"):format(n, fname, t == "number" and "NaN" or t), 3)
 end
 
 return Error

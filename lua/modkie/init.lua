@@ -56,7 +56,7 @@ end
 -- @treturn table errs (`errs[i]` the error of job i, if any)
 function modkie.await_all(jobs, timeout)
   check_jobs("await_all", jobs)
-  Error.check(2, "await_all", timeout, "?number")
+  Error.check_wait(2, "await_all", timeout)
   local until_t = timeout and core.now() + timeout
   local results, errs = {}, {}
   for i, job in ipairs(jobs) do
@@ -119,7 +119,7 @@ local handed = setmetatable({}, { __mode = "k" })
 -- @treturn number|nil its index in `jobs`
 function modkie.await_any(jobs, timeout)
   check_jobs("await_any", jobs)
-  Error.check(2, "await_any", timeout, "?number")
+  Error.check_wait(2, "await_any", timeout)
   if #jobs == 0 then error("bad argument #1 to 'await_any' (no jobs)", 2) end
   local skip = handed[jobs] or setmetatable({}, { __mode = "k" })
   handed[jobs] = skip
@@ -145,7 +145,7 @@ end
 -- @treturn function the iterator
 function modkie.completed(jobs, timeout)
   check_jobs("completed", jobs)
-  Error.check(2, "completed", timeout, "?number")
+  Error.check_wait(2, "completed", timeout)
   local list = {}
   for i, job in ipairs(jobs) do list[i] = job end
   local until_t = timeout and core.now() + timeout

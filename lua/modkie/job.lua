@@ -54,7 +54,7 @@ end
 --   when `timeout` ran out (the job keeps going; await again later)
 function Job:await(timeout)
   Error.method(self, Job, "await", "job")
-  Error.check(1, "await", timeout, "?number")
+  Error.check_wait(1, "await", timeout)
   if not self.done and not self.client.scheduler:wait({ self }, timeout) then
     return nil, scheduler.timeout_error("await: job " .. (self.id or "(not yet accepted)"), timeout, self.id)
   end
@@ -70,7 +70,7 @@ end
 -- @treturn[2] modkie.Error why the job ended without an id, or "timeout"
 function Job:accepted(timeout)
   Error.method(self, Job, "accepted", "job")
-  Error.check(1, "accepted", timeout, "?number")
+  Error.check_wait(1, "accepted", timeout)
   if not self.id and not self.done then
     local function accepted() return self.id ~= nil end
     if not self.client.scheduler:wait({ self }, timeout, accepted) then

@@ -247,7 +247,7 @@ function journal.open(path)
     -- private from its first byte (0600, whatever the umask): it holds the
     -- inputs, task ids and result URLs of a paid account
     local ok, perr = core.private(path)
-    if not ok then return fail("cannot create it", perr) end
+    if not ok then return fail("cannot open it for writing", perr) end
   end
   local f, oerr = io.open(path, "ab")
   if not f then return fail("cannot open it for writing", oerr) end

@@ -469,14 +469,29 @@ function Reader:close()
   self.done = true
 end
 
--- Next line without its "\n", counting lines; nil at EOF.
+-- Next line without its "\n", counting lines and bytes, in UTF-8 (the
+-- file's encoding converted, or checked); nil at EOF, or with
+-- `self.enc_err` set when a line is not in that encoding.
 local function read_line(self)
   local l = self.file and self.file:read("*l")
-  if l then
-    self.line = self.line + 1
-    if self.line == 1 and sub(l, 1, 3) == BOM then l = sub(l, 4) end
+  if not l then return nil end
+  self.line = self.line + 1
+  local at = self.offset
+  self.offset = at + #l + 1
+  if self.line == 1 and sub(l, 1, 3) == BOM then
+    l = sub(l, 4)
+    at = at + 3
   end
-  return l
+  local utf8, bad, why = encoding.to_utf8(l, self.enc)
+  if utf8 then return utf8 end
+  local msg = ("byte 0x%02X at offset %d of the file is %s"):format(byte(l, bad), at + bad - 1, why)
+  if why == "not UTF-8" then
+    msg = msg .. "; a CSV saved by a spreadsheet on Windows is often Windows-1252: name its encoding "
+      .. "(encoding = \"cp1252\", or --encoding cp1252), or save it as \"CSV UTF-8\""
+  end
+  self.enc_err = mkerr(msg, { line = self.line, offset = at + bad - 1,
+    row = self.columns and self.count + 1 or (self.format == "jsonl" and self.count + 1) or nil }, self.path)
+  return nil
 end
 
 -- Next CSV record (list or row) from the file, skipping blank lines.
@@ -487,7 +502,10 @@ local function next_record(self, cols, ncols)
   local l
   repeat
     l = read_line(self)
-    if not l then return nil end
+    if not l then
+      if self.enc_err then return false, self.enc_err end
+      return nil
+    end
   until not match(l, "^[ \t]*\r?$")
   local start_line, s = self.line, l
   while true do
@@ -497,6 +515,8 @@ local function next_record(self, cols, ncols)
       local more = read_line(self)
       if more then
         s = s .. "\n" .. more
+      elseif self.enc_err then
+        return false, self.enc_err
       else
         return false, record_error(s, 1, start_line, cols and self.count + 1 or nil, n, at, fi, cols, ncols, self.path)
       end
@@ -516,7 +536,7 @@ end
 local function jsonl_next(self)
   while true do
     local l = read_line(self)
-    if not l then return nil end
+    if not l then return nil, self.enc_err end
     if find(l, "%S") then
       local row, err = json_row(l, self.line, self.count + 1, self.path)
       if not row then return nil, err end
@@ -540,9 +560,12 @@ end
 -- call `reader:next()` (returns `row, n, line`, nil at the end, or `nil, err`).
 -- `reader.columns` is the CSV header (nil for JSON Lines); `reader:close()`.
 -- @tparam string path the file
--- @tparam[opt] table opts `format`, `separator` as for `read`
+-- @tparam[opt] table opts `format`, `separator`, `encoding` as for `read`
+--   ("utf-8", the default and checked line by line; "cp1252" or "latin1":
+--   each line converted to UTF-8 as it is read)
 -- @treturn function|nil the iterator, or nil and a `validation` error
---   (file missing, unknown format, bad CSV header)
+--   (file missing, unknown format or encoding, bad CSV header); text not in
+--   the encoding is a `validation` error naming the row, line and byte offset
 -- @treturn table the reader (also the iterator's state)
 function M.open(path, opts)
   Error.check(1, "open", path, "string")
@@ -550,7 +573,12 @@ function M.open(path, opts)
   opts = opts or {}
   local fmt, default_sep = format_of(path, opts)
   if not fmt then return nil, default_sep end
-  local self = setmetatable({ path = path, format = fmt, line = 0, count = 0 }, Reader)
+  local enc = opts.encoding
+  if enc ~= nil and not encoding.known(enc) then
+    return fail(("unknown encoding '%s' (use %s)"):format(tostring(enc), encoding.NAMES), {}, path)
+  end
+  local self = setmetatable({ path = path, format = fmt, line = 0, count = 0, offset = 0, enc = enc or "utf-8" },
+    Reader)
   if fmt == "csv" then
     local sep, pat = separator(opts, "open", default_sep)
     self.sepb, self.pat = byte(sep), pat
