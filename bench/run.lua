@@ -913,14 +913,16 @@ local CAUSES = {
     .. "driving the engine directly, without the client's coroutines, costs the same, and so do builds "
     .. "without the per-transfer curl_easy_reset and setopt. The 1 ms timer stall and the extra HTTP/2 "
     .. "connections that made this 1.3–1.6× are fixed (FINDINGS.md 1 and 2).",
-  work_polls = "A poll that changes nothing runs no Lua (the interpreter is under 1 % of the samples): per poll "
-    .. "modkie runs about 5 % more user instructions than raw C (callgrind, C = 256), mostly libcurl's socket "
-    .. "interface, which the engine drives so that a host's loop can watch its sockets (raw C on that interface "
-    .. "is itself 8-14 % over its curl_multi_poll loop). FINDINGS.md 8.",
-  work_jobs = "Per job, the Lua layer: submit's checks and the input walked for files, the JSON body encoded, the "
-    .. "job's table, its pending and coroutine in the scheduler, two events and the result's tables, and the "
-    .. "collector for all of it (about 200 K more user instructions a job than raw C, callgrind); the kernel's "
-    .. "loopback TCP (a connection per create), half the CPU, varies ±20 % from run to run. FINDINGS.md 8.",
+  work_polls = "A poll that changes nothing runs no Lua: per poll modkie runs 9 % (C = 16) to 18 % (C = 256) more "
+    .. "user instructions than raw C (callgrind), mostly libcurl's socket interface, which the engine drives so "
+    .. "that a host's loop can watch its sockets (raw C on that interface is itself 8-14 % over its "
+    .. "curl_multi_poll loop). FINDINGS.md 8.",
+  work_jobs = "The C engine alone (no client layer) is already 1.21× raw C + JSON in instructions: libcurl's "
+    .. "socket interface (+12-20 K a job, for host loops), the result handed over as Lua tables of the documented "
+    .. "shape (19 K, the raw record 10.7 K of it), the whole record read. The Lua client layer adds 62 K a job "
+    .. "(was ~94 K: log-field tables without a hook, Error.check's strings, file.find's walk, a job's table grown "
+    .. "three times, the JSON body's \\/ undone in pieces, the inbox without a webhook); the kernel's loopback "
+    .. "TCP (a connection per create) is half the CPU and varies ±20 % from run to run. FINDINGS.md 8.",
   streams = "libcurl allows 100 streams per HTTP/2 connection unless CURLMOPT_MAX_CONCURRENT_STREAMS says "
     .. "otherwise, and the server's own SETTINGS_MAX_CONCURRENT_STREAMS caps it too; beyond that each waiting "
     .. "transfer opens a connection of its own (FINDINGS.md 2).",
@@ -1234,7 +1236,8 @@ say()
 say("The two kinds of work a client of the gateway does most, over HTTP/1.1 on loopback against the same nginx, "
   .. "C at once, through modkie's public API against raw C doing the same with libcurl multi (a "
   .. "`curl_multi_poll` loop, bench/exchange.c), interleaved round by round; client CPU (user + system) per "
-  .. "poll or per job, the median of the rounds.")
+  .. "poll or per job, the median of the rounds. Whole jobs have a second baseline: raw C doing the JSON work "
+  .. "modkie does too (each body encoded from the job's input, the output URLs read).")
 say()
 work_table()
 say("## Job level")
