@@ -103,7 +103,7 @@ return function(data)
   local slist, smeta = stream(text, sep)
   if slist == nil then
     check_refusal(smeta, "open")
-    check(list == nil, "rows.open refused what parse_csv read: %s", tostring(smeta))
+    check(list == nil or F.not_utf8(text, smeta), "rows.open refused what parse_csv read: %s", tostring(smeta))
   else
     check(list ~= nil, "parse_csv refused what rows.open read: %s", tostring(meta))
     check(F.equal(meta.columns, smeta.columns), "columns: parse_csv %s, open %s", show(meta.columns), show(smeta.columns))

@@ -95,4 +95,11 @@ function M.reader(data)
   return r
 end
 
+--- Whether `err` is rows.open refusing `text` because it is not UTF-8: its
+-- default encoding is checked, while the in-memory parsers take bytes as they
+-- are (rows.read checks them apart).
+function M.not_utf8(text, err)
+  return require("modkie.encoding").invalid(text) ~= nil and tostring(err):find("is not UTF-8", 1, true) ~= nil
+end
+
 return M

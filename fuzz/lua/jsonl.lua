@@ -60,7 +60,7 @@ return function(text)
   local slist, smeta = stream(text)
   if slist == nil then
     F.check_error(smeta, "validation", "open")
-    check(list == nil, "rows.open refused what parse_jsonl read: %s", tostring(smeta))
+    check(list == nil or F.not_utf8(text, smeta), "rows.open refused what parse_jsonl read: %s", tostring(smeta))
   else
     check(list ~= nil, "parse_jsonl refused what rows.open read: %s", tostring(meta))
     check(F.equal(list, slist), "rows: parse_jsonl %s, open %s", show(list), show(slist))
