@@ -17,6 +17,17 @@
 
 #include "core.h"
 
+/* The answer of a call that returns true | nil, message: true when `why` is NULL. */
+static int push_outcome(lua_State *L, const char *why) {
+  if (!why) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
 /* core.mkdir(path [, private]) -> true | nil, message  (an existing
  * directory is fine, and left as it is); `private`: one this call creates
  * gets mode 0700 whatever the umask */
@@ -58,46 +69,25 @@ static FILE *check_file(lua_State *L, int i) {
 /* core.fsync(file) -> true | nil, message: flush Lua's buffer, then the OS's to the disk */
 static int l_fsync(lua_State *L) {
   FILE *f = check_file(L, 1);
-  if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, strerror(errno));
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_outcome(L, fflush(f) != 0 || fsync(fileno(f)) != 0 ? strerror(errno) : NULL);
 }
 
 /* core.lock(file) -> true | nil, message: an exclusive lock on the open file,
  * without waiting; held until the file is closed or the process ends. */
 static int l_lock(lua_State *L) {
   FILE *f = check_file(L, 1);
-  if (flock(fileno(f), LOCK_EX | LOCK_NB) != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, errno == EWOULDBLOCK ? "locked by another process" : strerror(errno));
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  if (flock(fileno(f), LOCK_EX | LOCK_NB) == 0) return push_outcome(L, NULL);
+  return push_outcome(L, errno == EWOULDBLOCK ? "locked by another process" : strerror(errno));
 }
 
 /* core.fsync_dir(path) -> true | nil, message: make a new name in the folder durable */
 static int l_fsync_dir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int fd = open(path, O_RDONLY | O_DIRECTORY), rc;
-  if (fd < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, strerror(errno));
-    return 2;
-  }
+  if (fd < 0) return push_outcome(L, strerror(errno));
   rc = fsync(fd);
   close(fd);
-  if (rc != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, strerror(errno));
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_outcome(L, rc != 0 ? strerror(errno) : NULL);
 }
 
 /* core.symlink(path) -> true when path names a symbolic link (not followed) */
@@ -120,13 +110,7 @@ static int l_opened_as(lua_State *L) {
   else if (S_ISLNK(ps.st_mode)) why = "it is a symbolic link";
   else if (!S_ISREG(ps.st_mode)) why = "it is not a regular file";
   else if (fs.st_dev != ps.st_dev || fs.st_ino != ps.st_ino) why = "it was replaced while being opened";
-  if (!why) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
+  return push_outcome(L, why);
 }
 
 
@@ -145,13 +129,7 @@ static int l_private(lua_State *L) {
   else if (!S_ISREG(st.st_mode)) why = "it is not a regular file";
   else if ((st.st_mode & 0777) != 0600 && fchmod(fd, 0600) != 0) why = strerror(errno);
   if (fd >= 0) close(fd);
-  if (!why) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
+  return push_outcome(L, why);
 }
 
 /* core.realpath(path) -> the absolute path with no symlink, "." or ".." |
