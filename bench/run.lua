@@ -951,9 +951,9 @@ local CAUSES = {
   full = "The account's 10 polls a second for ~330 jobs in flight: each job can be polled about every 35 s. "
     .. "The default ranks waiting jobs by p × dt (priority.c) from what it learned of each model's durations; "
     .. "what is left is the uncertainty within a model's range (jobs of one model end anywhere in 90 s).",
-  full429 = "The client's own poll window is the gateway's plus 2 % and 10 ms; ten times faster than life the "
-    .. "10 ms are worth 100 ms, and a burst's requests can still reach the emulator closer together than they "
-    .. "left (a new connection's set-up).",
+  full429 = "The client's own poll window is the gateway's plus 2 % and 10 ms, and the emulator counts polls by "
+    .. "when it reads them: requests delayed unevenly on the way (a new connection's set-up, a busy emulator) "
+    .. "reach it closer together than they left. At life's pace (BENCH_FULL_FACTOR=1) too (docs/scale.md).",
   callbacks = "A callback ends its job the moment the emulator posts it (the listener on the client's loop); "
     .. "the 10 % dropped are polled once their model's usual end and a margin have passed.",
 }
