@@ -579,6 +579,7 @@ static int l_stats(lua_State *L) {
   mk_set_integer(L, "polls", (lua_Integer)e->polls_sent);
   mk_set_integer(L, "events", (lua_Integer)e->events_made);
   mk_set_integer(L, "wakeups", (lua_Integer)e->wakeups);
+  mk_set_string(L, "drive", e->drive_sockets ? "sockets" : "poll"); /* how libcurl is driven (engine.h) */
   mk_set_integer(L, "rate_limited", (lua_Integer)e->rate_limited);
   if (e->grants.store) {
     mk_set_string(L, "store", mk_grants_state(&e->grants, mk_now()));
