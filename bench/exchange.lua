@@ -11,6 +11,7 @@
 --   lua5.4 bench/exchange.lua modkie-jobs URL BODY_FILE W C [CA_FILE] (W / 2 jobs: createTask + one poll each)
 --   lua5.4 bench/exchange.lua modkie-jobs-sockets URL BODY_FILE W C [CA_FILE] (the same, after client:fds())
 --   lua5.4 bench/exchange.lua modkie-polls URL BODY_FILE W C [CA_FILE] (C adopted jobs polled, W polls in all)
+--   lua5.4 bench/exchange.lua modkie-polls-sockets URL BODY_FILE W C [CA_FILE] (the same, after client:fds())
 --
 -- Prints one line: exchanges= errors= wall= cpu= rss_kb=  (cpu: os.clock(),
 -- the process's user + system time, around the run; rss_kb: peak, VmHWM).
@@ -121,8 +122,9 @@ contenders["modkie-jobs-sockets"] = function() return whole_jobs(true) end
 -- "generating": task_bench_gen), polled back to back (poll_interval = 0)
 -- until W polls went out in all; the client is stepped from the main thread.
 -- The raw C half is `exchange ... polls`: GETs of the same record.
-contenders["modkie-polls"] = function()
+local function adopted_polls(sockets)
   local client = polling_client()
+  if sockets then client:fds() end -- libcurl's socket interface from here on, as for a host's loop
   local jobs = {}
   local cpu0, t0 = os.clock(), now()
   for i = 1, C do jobs[i] = assert(client:job("task_bench_gen", { model = "kling/kling-3-0" })) end
@@ -144,6 +146,8 @@ contenders["modkie-polls"] = function()
   client:close()
   return polls, errors, wall, cpu
 end
+contenders["modkie-polls"] = function() return adopted_polls(false) end
+contenders["modkie-polls-sockets"] = function() return adopted_polls(true) end
 
 -- lua-http (cqueues): its request:go() opens a connection per request, so
 -- this uses its connection objects directly, the fastest way it offers:

@@ -913,16 +913,15 @@ local CAUSES = {
     .. "driving the engine directly, without the client's coroutines, costs the same, and so do builds "
     .. "without the per-transfer curl_easy_reset and setopt. The 1 ms timer stall and the extra HTTP/2 "
     .. "connections that made this 1.3–1.6× are fixed (FINDINGS.md 1 and 2).",
-  work_polls = "A poll that changes nothing runs no Lua: per poll modkie runs 9 % (C = 16) to 18 % (C = 256) more "
-    .. "user instructions than raw C (callgrind), mostly libcurl's socket interface, which the engine drives so "
-    .. "that a host's loop can watch its sockets (raw C on that interface is itself 8-14 % over its "
-    .. "curl_multi_poll loop). FINDINGS.md 8.",
-  work_jobs = "The C engine alone (no client layer) is already 1.21× raw C + JSON in instructions: libcurl's "
-    .. "socket interface (+12-20 K a job, for host loops), the result handed over as Lua tables of the documented "
-    .. "shape (19 K, the raw record 10.7 K of it), the whole record read. The Lua client layer adds 62 K a job "
-    .. "(was ~94 K: log-field tables without a hook, Error.check's strings, file.find's walk, a job's table grown "
-    .. "three times, the JSON body's \\/ undone in pieces, the inbox without a webhook); the kernel's loopback "
-    .. "TCP (a connection per create) is half the CPU and varies ±20 % from run to run. FINDINGS.md 8.",
+  work_polls = "A poll that changes nothing runs no Lua: per poll modkie runs 124-128 K user instructions at "
+    .. "C = 16 whichever way it drives libcurl (its own loop, or the socket interface a host's loop needs), raw "
+    .. "C 117 K (callgrind); the kernel's share (loopback TCP) is the same for both. FINDINGS.md 8.",
+  work_jobs = "Per job modkie runs 380 K user instructions at C = 16 and 385 K at C = 256 against raw C + JSON's "
+    .. "278 K and 282 K (callgrind): the C engine alone is 329-348 K (libcurl as raw C's, since it now runs on "
+    .. "libcurl's own loop until a host asks for the sockets; the answers judged in C, the result handed over "
+    .. "as Lua tables of the documented shape, the raw record 10.7 K of it) and the Lua client layer about "
+    .. "50 K (submit's checks, the job, its await, dispatch). The kernel's loopback TCP (a connection per "
+    .. "create) is half the CPU, the same for both, and varies ±20 % from run to run. FINDINGS.md 8.",
   streams = "libcurl allows 100 streams per HTTP/2 connection unless CURLMOPT_MAX_CONCURRENT_STREAMS says "
     .. "otherwise, and the server's own SETTINGS_MAX_CONCURRENT_STREAMS caps it too; beyond that each waiting "
     .. "transfer opens a connection of its own (FINDINGS.md 2).",
