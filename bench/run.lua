@@ -802,7 +802,10 @@ end
 -- random), about 300 in flight; ten times faster than life, every time
 -- scaled alike (the windows, the durations, the schedules). One process per
 -- schedule, all at once, each with a key of its own (the limits are per key).
-local FULL_FACTOR = 0.1
+-- BENCH_FULL_FACTOR=1 runs it at life's pace (10 minutes); BENCH_FULL_SCHEDULES
+-- (comma-separated keys) runs some of the schedules; BENCH_FULL_LIMITS=FILE
+-- writes what the emulator's limiter saw (/__mock/limits) for bench/limits.lua.
+local FULL_FACTOR = tonumber(os.getenv("BENCH_FULL_FACTOR")) or 0.1
 local FULL_JOBS = QUICK and 120 or 600
 local FULL_RATE = 2 -- jobs per second (unscaled): the create limit, 20 per 10 s
 local FULL_MODELS = { { "full/short", 30, 120 }, { "full/mid", 120, 210 }, { "full/long", 210, 300 } }
@@ -814,6 +817,14 @@ local FULL_SCHEDULES = {
   { key = "fixed=10", name = "fixed 10 s" },
   { key = "callbacks", name = "callbacks (10 % dropped by the emulator), polls the fallback" },
 }
+local wanted = os.getenv("BENCH_FULL_SCHEDULES") or ""
+if wanted ~= "" then
+  local keep = {}
+  for _, s in ipairs(FULL_SCHEDULES) do
+    if ("," .. wanted .. ","):find("," .. s.key .. ",", 1, true) then keep[#keep + 1] = s end
+  end
+  FULL_SCHEDULES = keep
+end
 local full, full_meta = {}, {}
 local function full_load()
   progress("full load: starting the emulator")
@@ -857,6 +868,10 @@ local function full_load()
         progress("  " .. pr.s .. ": " .. line:sub(1, 200))
       end
     end
+  end
+  local limits_file = os.getenv("BENCH_FULL_LIMITS") or ""
+  if limits_file ~= "" then
+    os.execute(("curl -s %s/__mock/limits > '%s'"):format(url, limits_file))
   end
   stop_emulator(pid, p)
   os.execute("rm -rf '" .. dir .. "'")

@@ -51,6 +51,9 @@ struct mk_xfer {
   int too_large, write_failed;
   int in_multi;  /* added to the multi handle and not yet removed */
   int api_ready; /* the handle holds every option an API exchange shares: only the exchange's own are set */
+  int on_wire;   /* the request went out: its rate window counts it from then */
+  double sent_at;
+  unsigned long long rate_ticket; /* its token in the lane's local window (0: none) */
   double started;
   mk_xfer *fprev, *fnext; /* the list of transfers in flight, for the watchdog */
   double retry_after;
@@ -380,6 +383,26 @@ static int setup_exchange(mk_op *op, mk_xfer *x) {
 /* An API exchange: the options API exchanges share, once per handle (a
  * handle kept for API exchanges is not reset between them: a poll costs its
  * own few options, not two dozen), then the exchange's own. */
+/* The rate lane an exchange counts in, or -1. */
+static int lane_of(const mk_op *op) {
+  return op->endpoint == MK_EP_CREATE ? MK_LANE_CREATE : op->endpoint == MK_EP_RECORD ? MK_LANE_POLL : -1;
+}
+
+/* libcurl is about to send the request (its connection is set up or
+ * reused): the rate window counts this exchange from now, as the gateway
+ * will. Once per exchange: a resend on a fresh connection is the same one. */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+  mk_xfer *x = ud;
+  (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
+  int lane = x->op ? lane_of(x->op) : -1;
+  if (!x->on_wire && lane >= 0) {
+    x->on_wire = 1;
+    x->sent_at = mk_now();
+    x->rate_ticket = mk_grants_sent(&x->e->grants, (mk_lane)lane, x->sent_at);
+  }
+  return CURL_PREREQFUNC_OK;
+}
+
 static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
   CURL *c = x->easy;
   CURLcode rc = CURLE_OK;
@@ -391,6 +414,8 @@ static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
     SET(CURLOPT_HTTPHEADER, e->api_headers);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, x);
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, x);
 #undef SET
     if (rc != CURLE_OK) return -1;
     x->api_ready = 1;
@@ -487,6 +512,7 @@ void mk_engine_start(mk_engine *e, mk_op *op) {
     return;
   }
   x->op = op;
+  x->on_wire = 0;
   op->xfer = x;
   if (api ? setup_api(e, op, x) != 0
           : setup_common(e, x, op->url) != 0 ||
@@ -698,6 +724,8 @@ static void collect(mk_engine *e) {
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r->http);
     curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_size);
     r->sent = request_size > 0;
+    if (x->on_wire && r->curl == CURLE_OK && lane_of(op) >= 0)
+      mk_grants_answered(&e->grants, (mk_lane)lane_of(op), x->rate_ticket, x->sent_at, mk_now());
     leave_multi(e, x);
     if (op->type == MK_OP_DOWNLOAD)
       finish_file(op, x, r->curl == CURLE_OK && r->http >= 200 && r->http <= 299);
