@@ -27,7 +27,8 @@ for _, lane in ipairs({ "create", "record" }) do
     for i = 1, #all - l.limit do spans[#spans + 1] = all[i + l.limit] - all[i] end
     table.sort(spans)
     local function q(p) return spans[math.max(1, math.floor(#spans * p))] or 0 end
-    print(("%-6s key %d (%d per %.3f s): %d admitted, %d refused; span of %d in a row: min %.4f, 0.1 %% %.4f, 1 %% %.4f, median %.4f")
-      :format(lane, k, l.limit, l.window, #key.admitted, #key.refused, l.limit + 1, q(0), q(0.001), q(0.01), q(0.5)))
+    print(("%-6s key %d (%d per %.3f s): %d admitted, %d refused; span of %d in a row: "
+      .. "min %.4f, 0.1 %% %.4f, 1 %% %.4f, median %.4f"):format(lane, k, l.limit, l.window,
+      #key.admitted, #key.refused, l.limit + 1, q(0), q(0.001), q(0.01), q(0.5)))
   end
 end

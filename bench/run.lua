@@ -966,9 +966,10 @@ local CAUSES = {
   full = "The account's 10 polls a second for ~330 jobs in flight: each job can be polled about every 35 s. "
     .. "The default ranks waiting jobs by p × dt (priority.c) from what it learned of each model's durations; "
     .. "what is left is the uncertainty within a model's range (jobs of one model end anywhere in 90 s).",
-  full429 = "The client's own poll window is the gateway's plus 2 % and 10 ms, and the emulator counts polls by "
-    .. "when it reads them: requests delayed unevenly on the way (a new connection's set-up, a busy emulator) "
-    .. "reach it closer together than they left. At life's pace (BENCH_FULL_FACTOR=1) too (docs/scale.md).",
+  full429 = "The client's window is the gateway's plus 2 % and 10 ms, and counts each request from when it "
+    .. "went on the wire, later by what its round trip lost beyond the usual one; the emulator counts a "
+    .. "request when it reads it. A 429 left means a request was read later than its answer shows "
+    .. "(docs/scale.md, \"Counted as the gateway counts\"; bench/limits.lua shows the tightest windows).",
   callbacks = "A callback ends its job the moment the emulator posts it (the listener on the client's loop); "
     .. "the 10 % dropped are polled once their model's usual end and a margin have passed.",
 }

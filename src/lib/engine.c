@@ -380,21 +380,19 @@ static int setup_exchange(mk_op *op, mk_xfer *x) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
-/* An API exchange: the options API exchanges share, once per handle (a
- * handle kept for API exchanges is not reset between them: a poll costs its
- * own few options, not two dozen), then the exchange's own. */
 /* The rate lane an exchange counts in, or -1. */
 static int lane_of(const mk_op *op) {
   return op->endpoint == MK_EP_CREATE ? MK_LANE_CREATE : op->endpoint == MK_EP_RECORD ? MK_LANE_POLL : -1;
 }
 
+#if LIBCURL_VERSION_NUM >= 0x075000
 /* libcurl is about to send the request (its connection is set up or
  * reused): the rate window counts this exchange from now, as the gateway
  * will. Once per exchange: a resend on a fresh connection is the same one. */
 static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port) {
   mk_xfer *x = ud;
-  (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
   int lane = x->op ? lane_of(x->op) : -1;
+  (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
   if (!x->on_wire && lane >= 0) {
     x->on_wire = 1;
     x->sent_at = mk_now();
@@ -402,7 +400,11 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
   }
   return CURL_PREREQFUNC_OK;
 }
+#endif
 
+/* An API exchange: the options API exchanges share, once per handle (a
+ * handle kept for API exchanges is not reset between them: a poll costs its
+ * own few options, not two dozen), then the exchange's own. */
 static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
   CURL *c = x->easy;
   CURLcode rc = CURLE_OK;
@@ -414,8 +416,10 @@ static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
     SET(CURLOPT_HTTPHEADER, e->api_headers);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, x);
+#if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80; before it the window counts from the grant */
     SET(CURLOPT_PREREQFUNCTION, on_prereq);
     SET(CURLOPT_PREREQDATA, x);
+#endif
 #undef SET
     if (rc != CURLE_OK) return -1;
     x->api_ready = 1;
