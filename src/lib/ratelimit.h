@@ -1,7 +1,9 @@
 /* ratelimit.h: at most `limit` requests in any window of `per` seconds.
  * A token bucket of `limit` tokens where each token comes back exactly `per`
  * seconds after it was spent: unlike a refill-rate bucket it can never exceed
- * the gateway's rolling-window limit, even right after a burst.
+ * the gateway's rolling-window limit, even right after a burst. A token
+ * counts from when its request went on the wire, or later (mk_rate_sent,
+ * mk_rate_late): the gateway counts arrivals, not our tokens.
  *
  * The second half is the interface of a store that keeps an account's
  * windows where every client of the account sees them (a file, Redis, or an
