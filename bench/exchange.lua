@@ -9,6 +9,7 @@
 --   lua5.1 bench/exchange.lua lua-http  URL BODY_FILE W C [CA_FILE]   (Debian packages lua-http for 5.1 only)
 --   lua5.4 bench/exchange.lua socket.http URL BODY_FILE W 1 [CA_FILE] (sequential; https through LuaSec)
 --   lua5.4 bench/exchange.lua modkie-jobs URL BODY_FILE W C [CA_FILE] (W / 2 jobs: createTask + one poll each)
+--   lua5.4 bench/exchange.lua modkie-jobs-sockets URL BODY_FILE W C [CA_FILE] (the same, after client:fds())
 --   lua5.4 bench/exchange.lua modkie-polls URL BODY_FILE W C [CA_FILE] (C adopted jobs polled, W polls in all)
 --
 -- Prints one line: exchanges= errors= wall= cpu= rss_kb=  (cpu: os.clock(),
@@ -96,8 +97,9 @@ end
 -- design) and a recordInfo (nginx's record says "success": one poll), C in
 -- flight, polled at once (poll_interval = 0). What the fresh connection per
 -- createTask costs, next to the exchanges above.
-contenders["modkie-jobs"] = function()
+local function whole_jobs(sockets)
   local client = polling_client()
+  if sockets then client:fds() end -- as a host's event loop would: libcurl's socket interface from here on
   local jobs, next_i, errors = math.floor(W / 2), 0, 0
   local input = { prompt = BODY }
   local function worker()
@@ -110,6 +112,10 @@ contenders["modkie-jobs"] = function()
   local wall, cpu = run_workers(client, worker)
   return jobs * 2, errors, wall, cpu
 end
+contenders["modkie-jobs"] = function() return whole_jobs(false) end
+-- the same, the client switched to libcurl's socket interface first (what
+-- client:fds() does for a host's own loop: docs/embedding.md)
+contenders["modkie-jobs-sockets"] = function() return whole_jobs(true) end
 
 -- modkie polls: C jobs adopted with client:job (a task whose record stays
 -- "generating": task_bench_gen), polled back to back (poll_interval = 0)

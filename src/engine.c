@@ -544,11 +544,15 @@ static int l_timeout(lua_State *L) {
 }
 
 /* engine:fds() -> { {fd = n, events = "r" | "w" | "rw"}, ... }: the sockets a host's
- * event loop should watch; when one is ready, or timeout() runs out, call step(0). */
+ * event loop should watch; when one is ready, or timeout() runs out, call step(0).
+ * The first call hands libcurl over to the host's loop (engine.h, "Driving
+ * libcurl"), which may run the transfers in flight: not in a forked child. */
 static int l_fds(lua_State *L) {
   engine_ud *u = check_ud(L);
   size_t n, i;
-  const struct pollfd *p = mk_engine_sockets(u->e, &n);
+  const struct pollfd *p;
+  check_process(L, u);
+  p = mk_engine_sockets(u->e, &n);
   lua_createtable(L, (int)n, 0);
   for (i = 0; i < n; i++) {
     int r = (p[i].events & POLLIN) != 0, w = (p[i].events & POLLOUT) != 0;
@@ -579,6 +583,7 @@ static int l_stats(lua_State *L) {
   mk_set_integer(L, "polls", (lua_Integer)e->polls_sent);
   mk_set_integer(L, "events", (lua_Integer)e->events_made);
   mk_set_integer(L, "wakeups", (lua_Integer)e->wakeups);
+  mk_set_string(L, "drive", e->drive_sockets ? "sockets" : "poll"); /* how libcurl is driven (engine.h) */
   mk_set_integer(L, "rate_limited", (lua_Integer)e->rate_limited);
   if (e->grants.store) {
     mk_set_string(L, "store", mk_grants_state(&e->grants, mk_now()));

@@ -52,6 +52,7 @@ local SUBMIT_OPTIONS = { callback_url = { string = true, boolean = true }, deadl
 local GENERATE_OPTIONS = { timeout = { number = true }, download = { string = true } }
 for k, v in pairs(SUBMIT_OPTIONS) do GENERATE_OPTIONS[k] = v end
 GENERATE_OPTIONS.hold = nil -- generate sends at once
+local NO_OPTIONS = {} -- submit without options (read, never written)
 local JOB_OPTIONS = { deadline = { number = true, boolean = true }, meta = true, model = { string = true } }
 
 -- Unknown option names and wrong types raise, naming the option.
@@ -379,12 +380,16 @@ local function file_placeholder() return "https://upload.invalid/file" end
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation" (with `problems`; a bad file names its field) or "config"
 function Client:submit(model, input, opts)
-  Error.method(self, Client, "submit", "client")
-  Error.check(1, "submit", model, "string")
-  Error.check(2, "submit", input, "table")
-  Error.check(3, "submit", opts, "?table")
-  opts = opts or {}
-  check_options("submit", opts, SUBMIT_OPTIONS)
+  -- (each check's call made only when it fails: submit runs once per job)
+  if getmetatable(self) ~= Client then Error.method(self, Client, "submit", "client") end
+  if type(model) ~= "string" then Error.check(1, "submit", model, "string") end
+  if type(input) ~= "table" then Error.check(2, "submit", input, "table") end
+  if opts == nil then
+    opts = NO_OPTIONS
+  else
+    if type(opts) ~= "table" then Error.check(3, "submit", opts, "?table") end
+    check_options("submit", opts, SUBMIT_OPTIONS)
+  end
   local deadline = job_deadline(self, "submit", opts.deadline)
   if self._closed then return nil, closed() end
   if opts.validate ~= false then

@@ -232,11 +232,16 @@ local function holds_file(v, depth, seen)
   return false, seen
 end
 
+-- False when `input` is a table that holds no file value (the usual case: no list made).
+local function may_hold_file(input)
+  return not (type(input) == "table" and not file.is(input) and not holds_file(input, 0))
+end
+
 --- Every file value in `input`, in a stable order: `{ { field = "image_urls[1]",
 -- file = f }, … }`. Fields are named as a user reads them: `a.b`, lists
 -- counted from 1.
 function file.find(input)
-  if type(input) == "table" and not file.is(input) and not holds_file(input, 0) then return {} end
+  if not may_hold_file(input) then return {} end
   local found, seen = {}, {}
   local function walk(v, path, depth)
     if file.is(v) then
@@ -280,7 +285,10 @@ end
 -- @treturn[1] table the found list (each with `facts`)
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation"
+local NONE = {} -- probe_all's list when there is no file (read, never written)
+
 function file.probe_all(input, max_size)
+  if not may_hold_file(input) then return NONE end
   local found = file.find(input)
   if #found == 0 then return found end
   local problems = {}

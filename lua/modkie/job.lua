@@ -53,9 +53,10 @@ end
 -- @treturn[2] modkie.Error kind "failed", "deadline", "cancelled", …; or "timeout"
 --   when `timeout` ran out (the job keeps going; await again later)
 function Job:await(timeout)
-  Error.method(self, Job, "await", "job")
-  Error.check_wait(1, "await", timeout)
-  if not self.done and not self.client.scheduler:wait({ self }, timeout) then
+  if getmetatable(self) ~= Job then Error.method(self, Job, "await", "job") end
+  if timeout ~= nil then Error.check_wait(1, "await", timeout) end
+  local sched = self.client.scheduler
+  if not self.done and not (timeout == nil and sched:wait_here(self)) and not sched:wait({ self }, timeout) then
     return nil, scheduler.timeout_error("await: job " .. (self.id or "(not yet accepted)"), timeout, self.id)
   end
   if self.error then return nil, self.error end

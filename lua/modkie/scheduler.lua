@@ -59,6 +59,7 @@ function scheduler.new(client, engine, user_wait)
     client = client, engine = engine, user_wait = user_wait,
     ops = {},        -- engine handle -> pending
     ready = {},      -- coroutines to resume on the next step
+    spare = {},      -- an empty list: ready's place while run_ready goes through it
     queued = {},     -- set of the coroutines in ready
     start = {},      -- coroutine -> arguments for its first resume
     threads = {},    -- the coroutines started by go, alive (held here so a waiting one is not collected)
@@ -121,7 +122,7 @@ function Scheduler:finish(p)
   p.done = true
   local h = p._h
   if h ~= nil and self.ops[h] == p then self.ops[h] = nil end
-  wake(self, p.waiters)
+  for co in pairs(p.waiters) do push(self, co) end
 end
 
 --- Wake whoever waits on `p` with an `until_fn` (see `wait`), without
@@ -174,11 +175,15 @@ end
 -- raise (with its traceback); the others run on the next step.
 function Scheduler:run_ready()
   local ready = self.ready
-  if #ready == 0 then return end
-  self.ready, self.queued = {}, {}
-  local start = self.start
-  for i = 1, #ready do
+  local n = #ready
+  if n == 0 then return end
+  -- the two lists take turns (no table made per step): what the coroutines
+  -- wake now goes to the other one, for the next step
+  self.ready, self.spare = self.spare, ready
+  local start, queued = self.start, self.queued
+  for i = 1, n do
     local co = ready[i]
+    ready[i], queued[co] = nil, nil
     if status(co) == "suspended" then
       local args = start[co]
       local ok, what
@@ -190,7 +195,11 @@ function Scheduler:run_ready()
       end
       if not ok then
         self.threads[co], owners[co] = nil, nil
-        for j = i + 1, #ready do push(self, ready[j]) end
+        for j = i + 1, n do
+          local other = ready[j]
+          ready[j], queued[other] = nil, nil
+          push(self, other)
+        end
         error(debug.traceback(co, "modkie: a coroutine run by client:go failed: " .. tostring(what)), 0)
       end
       if status(co) == "dead" then
@@ -319,6 +328,22 @@ function Scheduler:wait(pendings, timeout, until_fn)
         self.user_wait(left)
       end
     end
+  end
+  return true
+end
+
+--- In a coroutine of this scheduler, wait until `p` is done and return
+-- true: `wait({ p })` without its list (a job's await). Elsewhere return
+-- false at once: the caller then uses `wait`.
+-- @treturn boolean
+function Scheduler:wait_here(p)
+  local co = running_co()
+  if co == nil or owners[co] ~= self then return false end
+  if not p.done then
+    local waiters = p.waiters
+    waiters[co] = true
+    repeat yield(WAKE) until p.done
+    waiters[co] = nil
   end
   return true
 end

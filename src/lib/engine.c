@@ -1,4 +1,8 @@
 /* engine.c: the multi handle, transfers, lines, timers and sockets (see engine.h). */
+/* curl_multi_socket_all is deprecated for driving transfers, and used here
+ * only once, to hand libcurl's sockets from the poll drive to the socket
+ * drive (see use_sockets): no other call says every socket at once. */
+#define CURL_DISABLE_DEPRECATION
 #include "engine.h"
 
 #include <errno.h>
@@ -534,6 +538,7 @@ void mk_engine_start(mk_engine *e, mk_op *op) {
     return;
   }
   x->in_multi = 1;
+  e->added = 1;
   x->started = mk_now();
   x->fprev = NULL;
   x->fnext = e->flying;
@@ -814,6 +819,74 @@ static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errle
   return 0;
 }
 
+/* ---- the poll drive: curl_multi_perform, and curl_multi_poll to wait ---- */
+
+/* Run every transfer as far as it goes without waiting, and judge what ended. */
+static int perform(mk_engine *e, char *err, size_t errlen) {
+  int running;
+  long ms = -1;
+  CURLMcode mc = curl_multi_perform(e->multi, &running);
+  e->added = 0;
+  if (mc != CURLM_OK) {
+    snprintf(err, errlen, "curl_multi_perform: %s", curl_multi_strerror(mc));
+    return -1;
+  }
+  if (curl_multi_timeout(e->multi, &ms) == CURLM_OK) e->curl_due = curl_deadline(ms);
+  collect(e);
+  return 0;
+}
+
+static int store_socket(mk_engine *e);
+static int listener_socket(mk_engine *e, size_t at);
+
+/* Wait up to `wait` seconds for libcurl's sockets (curl_multi_poll), the
+ * store's and the listener's, then run the transfers. Returns 1 when the
+ * wait ended early with nothing ready: a signal (curl_multi_poll takes
+ * poll's EINTR for a timeout), so back to the host, as poll_sockets does. */
+static int poll_multi(mk_engine *e, double wait, char *err, size_t errlen) {
+  struct curl_waitfd extra[2];
+  unsigned n = 0;
+  int ms, ready = 0, store = store_socket(e), listener = listener_socket(e, e->npfds + (size_t)store);
+  short store_ready = 0, listener_ready = 0;
+  double start = 0;
+  CURLMcode mc;
+  if (!(wait >= 0)) wait = 0;
+  if (wait > POLL_MAX_WAIT) wait = POLL_MAX_WAIT;
+  ms = (int)(wait * 1000 + 0.999);
+  if (store) extra[n++] = (struct curl_waitfd){e->pfds[e->npfds].fd, (short)e->pfds[e->npfds].events, 0};
+  if (listener) extra[n++] = (struct curl_waitfd){mk_listener_fd(e->listener), POLLIN, 0};
+  if (ms > 0) start = mk_now();
+  mc = curl_multi_poll(e->multi, n ? extra : NULL, n, ms, &ready);
+  e->wakeups++;
+  if (mc != CURLM_OK) {
+    snprintf(err, errlen, "curl_multi_poll: %s", curl_multi_strerror(mc));
+    return -1;
+  }
+  if (store) store_ready = extra[0].revents;
+  if (listener) listener_ready = extra[store ? 1 : 0].revents;
+  if (listener_ready) mk_listener_run(e->listener);
+  if (perform(e, err, errlen) != 0) return -1;
+  if (store_ready && e->grants.store) {
+    double now = mk_now();
+    e->grants.store->ops->ready(e->grants.store, store_ready, now);
+    if (mk_grants_collect(&e->grants, now)) pump(e, now);
+  }
+  return ready == 0 && ms > 0 && mk_now() < start + wait - 0.002;
+}
+
+/* From the poll drive to the socket drive, for good: a host's loop watches
+ * the sockets from now on. libcurl names every socket of the transfers in
+ * flight at once (curl_multi_socket_all runs them and calls on_socket for
+ * each); what that run ended is collected on the next step. */
+static void use_sockets(mk_engine *e) {
+  int running;
+  if (e->drive_sockets) return;
+  e->drive_sockets = 1;
+  if (!e->flying) return;
+  (void)curl_multi_socket_all(e->multi, &running); /* a failure: the next socket_action says it */
+  e->curl_due = 0; /* collect at the next run */
+}
+
 /* The store's socket, if it waits on one, in the place after libcurl's. */
 static int store_socket(mk_engine *e) {
   mk_store *st = e->grants.store;
@@ -922,9 +995,13 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
     fire_due(e, now);
     store_tick(e, now);
     pump(e, now);
-    if (e->curl_due >= 0 && e->curl_due <= now) {
-      e->curl_due = -1;
-      if (act(e, CURL_SOCKET_TIMEOUT, 0, err, errlen) != 0) return -1;
+    if (e->drive_sockets) {
+      if (e->curl_due >= 0 && e->curl_due <= now) {
+        e->curl_due = -1;
+        if (act(e, CURL_SOCKET_TIMEOUT, 0, err, errlen) != 0) return -1;
+      }
+    } else if (e->flying && (e->added || (e->curl_due >= 0 && e->curl_due <= now))) {
+      if (perform(e, err, errlen) != 0) return -1;
     }
     if (e->flying && now >= e->watchdog_due) { /* a safety net: once a second is soon enough */
       e->watchdog_due = now + 1;
@@ -935,7 +1012,11 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
     if (e->events) return 0;
     if (e->grants.store && e->grants.store->host_questions) return 0; /* the Lua layer answers them */
     wait = until > now ? idle_for(e, now, until - now) : 0;
-    if (e->npfds || wait > 0 || store_socket(e) || e->listener) {
+    if (!e->drive_sockets && e->flying) {
+      int rc = poll_multi(e, wait, err, errlen);
+      if (rc < 0) return -1;
+      if (rc > 0 || e->events) return 0;
+    } else if (e->npfds || wait > 0 || store_socket(e) || e->listener) {
       int rc = poll_sockets(e, wait, err, errlen);
       if (rc < 0) return -1;
       /* a signal: back to the host now (Lua's Ctrl-C hook runs there) */
@@ -957,7 +1038,9 @@ double mk_engine_next_wakeup(mk_engine *e) {
 }
 
 const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n) {
-  size_t store = (size_t)store_socket(e);
+  size_t store;
+  use_sockets(e);
+  store = (size_t)store_socket(e);
   *n = e->npfds + store + (size_t)listener_socket(e, e->npfds + store);
   return e->pfds;
 }

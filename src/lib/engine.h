@@ -5,9 +5,15 @@
  * upload (upload.h), or a plain timer. Each op has at most one transfer in
  * flight and one pending timer, and carries its endpoint (what its next
  * exchange is: URL, method, rate lane, name in messages) from the moment it
- * is made. I/O goes through libcurl's socket interface: libcurl names the
- * sockets to watch, the engine polls them (or a host's event loop does, see
- * mk_engine_sockets).
+ * is made.
+ *
+ * Driving libcurl. Until a host asks for the sockets (mk_engine_sockets),
+ * libcurl runs the transfers itself: curl_multi_perform, and curl_multi_poll
+ * to wait (the cheaper way). From the first mk_engine_sockets on, for the
+ * engine's life, through its socket interface: libcurl names the sockets to
+ * watch (on_socket), and the engine polls them, or a host's event loop does.
+ * libcurl's two ways are not mixed: the switch goes one way, once, and hands
+ * over the sockets of the transfers in flight (curl_multi_socket_all).
  *
  * The engine judges every answer itself, in C, as it arrives (reply.h reads
  * it, judge.h decides, job.h and call.h apply the decision) and never calls
@@ -222,6 +228,9 @@ typedef struct mk_engine {
   size_t npfds, cap_pfds;
   struct pollfd *ready;        /* scratch: the sockets one poll found ready */
   size_t nready_cap;
+  int drive_sockets;           /* libcurl driven by its socket interface (from the first mk_engine_sockets
+                                  on), else by curl_multi_perform and curl_multi_poll */
+  int added;                   /* the poll drive: a transfer was added since the last curl_multi_perform */
   double curl_due;             /* when libcurl's own timer runs out; -1: none */
   double store_due;            /* when the rate store next needs a look; -1: none */
   double watchdog_due;         /* when the watchdog next walks the transfers in flight */
@@ -302,7 +311,9 @@ void mk_engine_event_done(mk_engine *e);
 int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen);
 /* Seconds until the engine next needs to run (0: now), or -1 when idle. */
 double mk_engine_next_wakeup(mk_engine *e);
-/* The sockets to watch (fd and POLLIN/POLLOUT), for a host's own event loop. */
+/* The sockets to watch (fd and POLLIN/POLLOUT), for a host's own event loop.
+ * The first call switches the engine to libcurl's socket interface, for good
+ * (see "Driving libcurl" above). */
 const struct pollfd *mk_engine_sockets(mk_engine *e, size_t *n);
 /* Start what may start now: after the host answered the store's questions. */
 void mk_engine_pump(mk_engine *e);
