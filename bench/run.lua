@@ -1104,28 +1104,20 @@ local PLOT_DIR = OUT:match("^(.*)/[^/]*$") or "."
 local SHORT = { c = "raw C (epoll)", cpoll = "raw C (multi_poll)", m54 = "modkie 5.4", mjit = "modkie LuaJIT",
   lh = "lua-http", ls = "socket.http" }
 
---- The delay samples (seconds) of the job-level runs, one per schedule, named
--- as in the tables: what plot.cdf takes (any set of named samples will do).
-local function delay_samples()
+--- The delay samples (seconds) of a run's jobs (`runs[key]`), one per
+-- schedule, named as in its table: what plot.cdf takes.
+local function samples_of(schedules, runs)
   local samples = {}
-  for _, s in ipairs(SCHEDULES) do
+  for _, s in ipairs(schedules) do
     local values = {}
-    for _, j in ipairs(jobs[s.key] or {}) do values[#values + 1] = j.delay end
+    for _, j in ipairs(runs[s.key] or {}) do values[#values + 1] = j.delay end
     if #values > 0 then samples[#samples + 1] = { name = s.name:gsub("`", ""), values = values } end
   end
   return samples
 end
 
---- The full-load run's delay samples, one per schedule, named as in its table.
-local function full_samples()
-  local samples = {}
-  for _, s in ipairs(FULL_SCHEDULES) do
-    local values = {}
-    for _, j in ipairs(full[s.key] or {}) do values[#values + 1] = j.delay end
-    if #values > 0 then samples[#samples + 1] = { name = s.name:gsub("`", ""), values = values } end
-  end
-  return samples
-end
+local function delay_samples() return samples_of(SCHEDULES, jobs) end
+local function full_samples() return samples_of(FULL_SCHEDULES, full) end
 
 -- Writes the SVGs beside the note, and plots.json (what they are drawn
 -- from: `lua5.4 bench/plot.lua bench/plots.json` draws them again); returns
