@@ -122,4 +122,23 @@ describe("the outside review's probes", function()
     assert.is_false(ok)
     assert.matches("option 'rate.shared' must not contain control characters or NUL bytes", msg, 1, true)
   end)
+
+  it("regression (r9_model): a model id that names no model is refused, naming `model`, with validate = false too", function()
+    m.request("POST", "/__mock/reset")
+    local c = helper.client(m)
+    local bad = { [""] = "is empty", ["acme/\0x"] = "byte 0x00 at offset 5", ["acme/x\n"] = "byte 0x0A at offset 6",
+      [" acme/x"] = "byte 0x20 at offset 0", [("a"):rep(257)] = "257 bytes long" }
+    for model, why in pairs(bad) do
+      for _, validate in ipairs({ true, false }) do
+        local job, err = c:submit(model, { prompt = "x" }, { validate = validate })
+        assert.is_nil(job)
+        assert.equal("validation", err.kind)
+        assert.equal("model", err.field)
+        assert.matches(why, err.message, 1, true)
+      end
+    end
+    assert(assert(c:submit("acme/not-registered", { prompt = "x" }, { validate = false })):await(10))
+    c:close()
+    assert.equal(1, m.stats().creates)
+  end)
 end)
