@@ -123,7 +123,7 @@ describe("the outside review's probes", function()
     assert.matches("option 'rate.shared' must not contain control characters or NUL bytes", msg, 1, true)
   end)
 
-  it("regression (r9_model): a model id that names no model is refused, naming `model`, with validate = false too", function()
+  it("regression (r9_model): a model id that names no model is refused, naming `model`, even unvalidated", function()
     m.request("POST", "/__mock/reset")
     local c = helper.client(m)
     local bad = { [""] = "is empty", ["acme/\0x"] = "byte 0x00 at offset 5", ["acme/x\n"] = "byte 0x0A at offset 6",
