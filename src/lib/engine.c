@@ -316,7 +316,18 @@ static void finish_file(mk_op *op, mk_xfer *x, int keep) {
   if (failed) x->write_failed = 1;
 }
 
+static int lane_of(const mk_op *op);
+
+/* An exchange that had its rate grant ends (or is dropped) without having
+ * gone on the wire: its window stops waiting to mark it sent. Once. */
+static void never_sent(mk_engine *e, mk_xfer *x) {
+  if (x->on_wire || !x->op || lane_of(x->op) < 0) return;
+  x->on_wire = 1;
+  mk_grants_unsent(&e->grants, (mk_lane)lane_of(x->op));
+}
+
 static void leave_multi(mk_engine *e, mk_xfer *x) {
+  never_sent(e, x);
   if (!x->in_multi) return;
   curl_multi_remove_handle(e->multi, x->easy);
   x->in_multi = 0;
@@ -665,9 +676,10 @@ static void stop(mk_engine *e, mk_op *op) {
     mk_listener_answer(e->listener, op->request, 503);
     op->request = NULL;
   }
-  if (op->held) { /* its slot is free again */
+  if (op->held) { /* its slot is free again; its grant was never used */
     op->held = 0;
     e->held--;
+    mk_grants_unsent(&e->grants, MK_LANE_CREATE);
   }
   mk_heap_remove(&e->timers, &op->timer);
   mk_heap_remove(&e->timers, &op->deadline);

@@ -188,6 +188,11 @@ unsigned long long mk_grants_sent(mk_grants *g, mk_lane l, double now) {
   return mk_rate_sent(local_window(g, a), now);
 }
 
+void mk_grants_unsent(mk_grants *g, mk_lane l) {
+  mk_grant *a = &g->lane[l];
+  if (a->limit) mk_rate_unsent(local_window(g, a));
+}
+
 void mk_grants_answered(mk_grants *g, mk_lane l, unsigned long long ticket, double sent_at, double now) {
   mk_grant *a = &g->lane[l];
   double rtt = now - sent_at;

@@ -59,6 +59,8 @@ int mk_grants_take(mk_grants *g, mk_lane lane, int want, double now);
  * A store's grant is not moved: its window keeps a margin for the way to the
  * gateway instead (MK_SHARED_MARGIN). */
 unsigned long long mk_grants_sent(mk_grants *g, mk_lane lane, double now);
+/* A request of `lane` that had its grant will never go on the wire. */
+void mk_grants_unsent(mk_grants *g, mk_lane lane);
 /* The request of `ticket`, sent at `sent_at`, was answered at `now`. A round
  * trip longer than the lane's usual one was held up somewhere: perhaps before
  * the gateway counted it (a busy gateway, a packet resent, our process

@@ -82,6 +82,10 @@ unsigned long long mk_rate_sent(mk_rate *r, double now) {
   return r->taken - (unsigned long long)r->unsent;
 }
 
+void mk_rate_unsent(mk_rate *r) {
+  if (r->unsent > 0) r->unsent--;
+}
+
 void mk_rate_late(mk_rate *r, unsigned long long ticket, double at) {
   int i;
   if (r->limit == 0 || ticket == 0 || ticket > r->taken) return;

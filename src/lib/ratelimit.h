@@ -40,6 +40,9 @@ int mk_rate_take(mk_rate *r, double now);
  * when it arrives, so the window must too. Returns that token's ticket (0:
  * no token was waiting) for mk_rate_late. */
 unsigned long long mk_rate_sent(mk_rate *r, double now);
+/* A request of this window will never go on the wire (cancelled, or its
+ * connection failed): one token fewer waits to be marked sent. */
+void mk_rate_unsent(mk_rate *r);
 /* The token of `ticket` counts from `at` if that is later (and if the token
  * is still in the ring): its request may have reached the gateway then. */
 void mk_rate_late(mk_rate *r, unsigned long long ticket, double at);
