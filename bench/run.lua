@@ -802,7 +802,10 @@ end
 -- random), about 300 in flight; ten times faster than life, every time
 -- scaled alike (the windows, the durations, the schedules). One process per
 -- schedule, all at once, each with a key of its own (the limits are per key).
-local FULL_FACTOR = 0.1
+-- BENCH_FULL_FACTOR=1 runs it at life's pace (10 minutes); BENCH_FULL_SCHEDULES
+-- (comma-separated keys) runs some of the schedules; BENCH_FULL_LIMITS=FILE
+-- writes what the emulator's limiter saw (/__mock/limits) for bench/limits.lua.
+local FULL_FACTOR = tonumber(os.getenv("BENCH_FULL_FACTOR")) or 0.1
 local FULL_JOBS = QUICK and 120 or 600
 local FULL_RATE = 2 -- jobs per second (unscaled): the create limit, 20 per 10 s
 local FULL_MODELS = { { "full/short", 30, 120 }, { "full/mid", 120, 210 }, { "full/long", 210, 300 } }
@@ -814,6 +817,14 @@ local FULL_SCHEDULES = {
   { key = "fixed=10", name = "fixed 10 s" },
   { key = "callbacks", name = "callbacks (10 % dropped by the emulator), polls the fallback" },
 }
+local wanted = os.getenv("BENCH_FULL_SCHEDULES") or ""
+if wanted ~= "" then
+  local keep = {}
+  for _, s in ipairs(FULL_SCHEDULES) do
+    if ("," .. wanted .. ","):find("," .. s.key .. ",", 1, true) then keep[#keep + 1] = s end
+  end
+  FULL_SCHEDULES = keep
+end
 local full, full_meta = {}, {}
 local function full_load()
   progress("full load: starting the emulator")
@@ -857,6 +868,10 @@ local function full_load()
         progress("  " .. pr.s .. ": " .. line:sub(1, 200))
       end
     end
+  end
+  local limits_file = os.getenv("BENCH_FULL_LIMITS") or ""
+  if limits_file ~= "" then
+    os.execute(("curl -s %s/__mock/limits > '%s'"):format(url, limits_file))
   end
   stop_emulator(pid, p)
   os.execute("rm -rf '" .. dir .. "'")
@@ -950,9 +965,10 @@ local CAUSES = {
   full = "The account's 10 polls a second for ~330 jobs in flight: each job can be polled about every 35 s. "
     .. "The default ranks waiting jobs by p × dt (priority.c) from what it learned of each model's durations; "
     .. "what is left is the uncertainty within a model's range (jobs of one model end anywhere in 90 s).",
-  full429 = "The client's own poll window is the gateway's plus 2 % and 10 ms, and the emulator counts polls by "
-    .. "when it reads them: requests delayed unevenly on the way (a new connection's set-up, a busy emulator) "
-    .. "reach it closer together than they left. At life's pace (BENCH_FULL_FACTOR=1) too (docs/scale.md).",
+  full429 = "The client's window is the gateway's plus 2 % and 10 ms, and counts each request from when it "
+    .. "went on the wire, later by what its round trip lost beyond the usual one; the emulator counts a "
+    .. "request when it reads it. A 429 left means a request was read later than its answer shows "
+    .. "(docs/scale.md, \"Counted as the gateway counts\"; bench/limits.lua shows the tightest windows).",
   callbacks = "A callback ends its job the moment the emulator posts it (the listener on the client's loop); "
     .. "the 10 % dropped are polled once their model's usual end and a margin have passed.",
 }
@@ -1087,28 +1103,20 @@ local PLOT_DIR = OUT:match("^(.*)/[^/]*$") or "."
 local SHORT = { c = "raw C (epoll)", cpoll = "raw C (multi_poll)", m54 = "modkie 5.4", mjit = "modkie LuaJIT",
   lh = "lua-http", ls = "socket.http" }
 
---- The delay samples (seconds) of the job-level runs, one per schedule, named
--- as in the tables: what plot.cdf takes (any set of named samples will do).
-local function delay_samples()
+--- The delay samples (seconds) of a run's jobs (`runs[key]`), one per
+-- schedule, named as in its table: what plot.cdf takes.
+local function samples_of(schedules, runs)
   local samples = {}
-  for _, s in ipairs(SCHEDULES) do
+  for _, s in ipairs(schedules) do
     local values = {}
-    for _, j in ipairs(jobs[s.key] or {}) do values[#values + 1] = j.delay end
+    for _, j in ipairs(runs[s.key] or {}) do values[#values + 1] = j.delay end
     if #values > 0 then samples[#samples + 1] = { name = s.name:gsub("`", ""), values = values } end
   end
   return samples
 end
 
---- The full-load run's delay samples, one per schedule, named as in its table.
-local function full_samples()
-  local samples = {}
-  for _, s in ipairs(FULL_SCHEDULES) do
-    local values = {}
-    for _, j in ipairs(full[s.key] or {}) do values[#values + 1] = j.delay end
-    if #values > 0 then samples[#samples + 1] = { name = s.name:gsub("`", ""), values = values } end
-  end
-  return samples
-end
+local function delay_samples() return samples_of(SCHEDULES, jobs) end
+local function full_samples() return samples_of(FULL_SCHEDULES, full) end
 
 -- Writes the SVGs beside the note, and plots.json (what they are drawn
 -- from: `lua5.4 bench/plot.lua bench/plots.json` draws them again); returns

@@ -11,20 +11,8 @@ local modkie = require "modkie"
 local SCALE = 0.1
 local SECRET = "whsec-budget-9Tz"
 
-local undo = {}
-local function later(fn)
-  undo[#undo + 1] = fn
-  finally(function()
-    for i = #undo, 1, -1 do undo[i]() end
-    undo = {}
-  end)
-end
-
-local function start(args)
-  local m = helper.mock(args)
-  later(m.stop)
-  return m
-end
+-- what a test starts is stopped when it ends, in reverse
+local later, start = helper.cleanups(function(fn) finally(fn) end)
 
 -- A client on the default schedule (no poll_interval), scaled.
 local function client(m, opts)

@@ -12,20 +12,8 @@ local webhook = require "modkie.webhook"
 local SECRET = "whsec-deliver-3Kd"
 local KLING = "kling/kling-3-0"
 
-local undo = {}
-local function later(fn)
-  undo[#undo + 1] = fn
-  finally(function()
-    for i = #undo, 1, -1 do undo[i]() end
-    undo = {}
-  end)
-end
-
-local function start(args)
-  local m = helper.mock(args)
-  later(m.stop)
-  return m
-end
+-- what a test starts is stopped when it ends, in reverse
+local later, start = helper.cleanups(function(fn) finally(fn) end)
 
 local function client(m, opts)
   local o = { webhook = { secret = SECRET, scheme = "kie" } }

@@ -124,6 +124,74 @@ describe("modkie.core", function()
     e:close()
   end)
 
+  it("counts a createTask held at the door from when it is sent, as the gateway does", function()
+    m.request("POST", "/__mock/reset")
+    local e = engine({ poll_interval = 0.05, submit_rate = { 3, 1 } })
+    local body = function(i) return cjson.encode({ model = KLING, input = { prompt = "sent late " .. i } }) end
+    local held = {}
+    for i = 1, 3 do held[i] = e:submit(body(i), 30, true) end
+    local ready = 0
+    while ready < 3 do
+      for _, ev in ipairs(e:step(0.1) or {}) do
+        if ev.type == "ready" then ready = ready + 1 end
+      end
+    end
+    -- held most of a window: their tokens are old, their requests are not
+    local t0 = core.now()
+    while core.now() - t0 < 0.8 do e:step(0.1) end
+    for i = 1, 3 do assert.is_true(e:send(held[i])) end
+    for i = 4, 6 do e:submit(body(i), 30) end
+    local done = 0
+    while done < 6 do
+      for _, ev in ipairs(e:step(0.5) or {}) do
+        if ev.type == "done" then done = done + 1 end
+      end
+    end
+    e:close()
+    local _, tasks = m.request("GET", "/__mock/tasks")
+    local times = {}
+    for _, t in ipairs(tasks) do times[#times + 1] = t.created end
+    table.sort(times)
+    assert.equal(6, #times)
+    for i = 4, 6 do
+      assert.is_true(times[i] - times[i - 3] >= 1000, ("creates %d and %d were %d ms apart"):format(
+        i - 3, i, times[i] - times[i - 3]))
+    end
+  end)
+
+  it("counts a request the gateway read late from when it may have been counted", function()
+    -- the gateway stops reading for 0.5 s (busy, paused): what it then reads
+    -- it counts late, and the client sees it in the round trip
+    local g = helper.mock({ "--job-seconds", "0.1", "--limits", "create=3/1,poll=1000/1" })
+    finally(function() os.execute("kill -CONT " .. g.pid .. " 2>/dev/null"); g.stop() end)
+    local e = core.new({ base_url = g.url, api_key = "k", decode = cjson.new().decode,
+      poll_interval = 0.05, submit_rate = { 3, 1 }, poll_rate = false })
+    local body = function(i) return cjson.encode({ model = KLING, input = { prompt = "read late " .. i } }) end
+    local function until_done(n)
+      local done = 0
+      while done < n do
+        for _, ev in ipairs(e:step(0.5) or {}) do
+          if ev.type == "done" then done = done + 1 end
+        end
+      end
+    end
+    e:submit(body(0), 30) -- a usual round trip first
+    until_done(1)
+    local t0 = core.now()
+    while core.now() - t0 < 1.1 do e:step(0.1) end -- its window is over
+    os.execute("kill -STOP " .. g.pid)
+    for i = 1, 6 do e:submit(body(i), 30) end
+    t0 = core.now()
+    while core.now() - t0 < 0.5 do e:step(0.05) end
+    os.execute("kill -CONT " .. g.pid)
+    until_done(6)
+    assert.equal(0, e:stats().rate_limited)
+    e:close()
+    local _, limits = g.request("GET", "/__mock/limits")
+    assert.equal(7, #limits.create.keys[1].admitted)
+    assert.equal(0, #limits.create.keys[1].refused)
+  end)
+
   it("ends a job held at the door at its deadline, as never sent", function()
     local e = engine({ submit_rate = false })
     local h = e:submit(cjson.encode({ model = KLING, input = { prompt = "late" } }), 0.2, true)

@@ -162,4 +162,26 @@ function helper.kill9(m)
   os.execute("kill -9 " .. m.pid .. " 2>/dev/null")
   m.stop()
 end
+--- Cleanups of one test, undone in reverse when it ends. busted keeps one
+-- `finally` per test and binds it in the spec file, so the spec hands it in:
+--   local later, start = helper.cleanups(function(fn) finally(fn) end)
+-- `later(fn)` runs fn when the test ends; `start(args)` is helper.mock(args),
+-- stopped when the test ends.
+function helper.cleanups(finally)
+  local undo = {}
+  local function later(fn)
+    undo[#undo + 1] = fn
+    finally(function()
+      for i = #undo, 1, -1 do undo[i]() end
+      undo = {}
+    end)
+  end
+  local function start(args)
+    local m = helper.mock(args)
+    later(m.stop)
+    return m
+  end
+  return later, start
+end
+
 return helper

@@ -122,4 +122,40 @@ describe("the outside review's probes", function()
     assert.is_false(ok)
     assert.matches("option 'rate.shared' must not contain control characters or NUL bytes", msg, 1, true)
   end)
+
+  it("regression (r9_model): a model id that names no model is refused, naming `model`, even unvalidated", function()
+    m.request("POST", "/__mock/reset")
+    local c = helper.client(m)
+    local bad = { [""] = "is empty", ["acme/\0x"] = "byte 0x00 at offset 5", ["acme/x\n"] = "byte 0x0A at offset 6",
+      [" acme/x"] = "byte 0x20 at offset 0", [("a"):rep(257)] = "257 bytes long" }
+    for model, why in pairs(bad) do
+      for _, validate in ipairs({ true, false }) do
+        local job, err = c:submit(model, { prompt = "x" }, { validate = validate })
+        assert.is_nil(job)
+        assert.equal("validation", err.kind)
+        assert.equal("model", err.field)
+        assert.matches(why, err.message, 1, true)
+      end
+    end
+    assert(assert(c:submit("acme/not-registered", { prompt = "x" }, { validate = false })):await(10))
+    c:close()
+    assert.equal(1, m.stats().creates)
+  end)
+
+  it("regression (r9_failmsg): a failMsg of megabytes is cut in err.message, whole in err.record", function()
+    local fail_msg = "over budget: " .. ("\226\130\172"):rep(700000) -- 2.1 MB of a 3-byte character
+    m.replay(RECORD_INFO, "task_big_fail", { cjson.encode{ code = 200, msg = "success", data = {
+      taskId = "task_big_fail", state = "fail", failCode = "500", failMsg = fail_msg } } })
+    local c = helper.client(m)
+    local res, err = assert(c:job("task_big_fail")):await(20)
+    c:close()
+    assert.is_nil(res)
+    assert.equal("failed", err.kind)
+    assert.is_true(#err.message < 4200, "message of " .. #err.message .. " bytes")
+    assert.equal(fail_msg:sub(1, 13), err.message:sub(1, 13))
+    assert.matches(" more bytes: err.record has the whole text)", err.message, 1, true)
+    local kept = err.message:match("^(.-) %.%.%. %(")
+    assert.equal(0, (#kept - 13) % 3, "cut inside a UTF-8 sequence")
+    assert.equal(fail_msg, err.record.failMsg)
+  end)
 end)

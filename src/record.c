@@ -103,11 +103,29 @@ void mk_push_result(lua_State *L, const mk_reading *r) {
   }
 }
 
+/* A failure's message as the error's `message`: whole up to MESSAGE_MAX
+ * bytes, else cut there (never inside a UTF-8 sequence) with a note of what
+ * was left out. A gateway's failMsg is a sentence; megabytes of it would go
+ * into every log line and report. `record` keeps the whole text. */
+#define MESSAGE_MAX 4096
+static void set_message(lua_State *L, const char *msg) {
+  size_t len = strlen(msg), keep = MESSAGE_MAX;
+  if (len <= MESSAGE_MAX) {
+    mk_set_string(L, "message", msg);
+    return;
+  }
+  while (keep > 0 && ((unsigned char)msg[keep] & 0xC0) == 0x80) keep--; /* msg[keep] starts a character */
+  lua_pushlstring(L, msg, keep);
+  lua_pushfstring(L, " ... (%d more bytes: err.record has the whole text)", (int)(len - keep));
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "message");
+}
+
 void mk_push_reading_error(lua_State *L, const mk_reading *r) {
   lua_createtable(L, 0, 7);
   if (r->outcome == MK_READ_FAILED) {
     mk_set_string(L, "kind", "failed");
-    mk_set_string(L, "message", r->fail_message ? r->fail_message : "the job failed");
+    set_message(L, r->fail_message ? r->fail_message : "the job failed");
     if (r->fail_code_kind == 1) set_count(L, "code", r->fail_code);
     else mk_set_string(L, "code", r->fail_code_text);
     lua_pushboolean(L, 1); /* credits are charged only on success: it may be submitted again */

@@ -395,6 +395,9 @@ function Client:submit(model, input, opts)
   if opts.validate ~= false then
     local ok, err = models.validate(model, input)
     if not ok then return nil, err end
+  else
+    local ok, err = models.check_id(model)
+    if not ok then return nil, err end
   end
   if not self._has_key then return nil, no_key(self) end
   local files, ferr = file.probe_all(input, self._max_upload)

@@ -209,6 +209,30 @@ local function check_field(f, v)
   return nil
 end
 
+local MAX_ID = 256
+
+--- Whether `model` can be a model id at all: not empty, at most 256 bytes,
+-- no space or control byte (a NUL, a newline). Checked even with
+-- `validate = false`, which skips only the schema: no id of that shape names
+-- a model, and the gateway would bill nothing but answer 422 a row later.
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] modkie.Error kind "validation", field "model"
+function models.check_id(model)
+  local why
+  if model == "" then
+    why = "is empty"
+  elseif #model > MAX_ID then
+    why = ("is %d bytes long (at most %d)"):format(#model, MAX_ID)
+  else
+    local at = model:find("[%z\1-\32\127]")
+    if at then why = ("holds byte 0x%02X at offset %d (no space or control byte)"):format(model:byte(at), at - 1) end
+  end
+  if not why then return true end
+  return nil, Error.new("validation", "model " .. why, { field = "model",
+    problems = { { field = "model", message = why } } })
+end
+
 --- Check `input` against model's schema. An unregistered model passes,
 -- unless its id mistypes a registered one (`kling/kling-3.0`): that is a
 -- problem of field `model` suggesting the registered id.
@@ -218,6 +242,8 @@ end
 --   field as `{ field = name, message = text }`, sorted by field; `err.field` is the first
 function models.validate(model, input)
   Error.check(1, "modkie.validate", model, "string")
+  local id_ok, id_err = models.check_id(model)
+  if not id_ok then return nil, id_err end
   local schema = registry[model]
   if type(input) ~= "table" then
     return nil, Error.new("validation", "input must be a table, got " .. type(input),

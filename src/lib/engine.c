@@ -55,6 +55,9 @@ struct mk_xfer {
   int too_large, write_failed;
   int in_multi;  /* added to the multi handle and not yet removed */
   int api_ready; /* the handle holds every option an API exchange shares: only the exchange's own are set */
+  int on_wire;   /* the request went out: its rate window counts it from then */
+  double sent_at;
+  unsigned long long rate_ticket; /* its token in the lane's local window (0: none) */
   double started;
   mk_xfer *fprev, *fnext; /* the list of transfers in flight, for the watchdog */
   double retry_after;
@@ -313,7 +316,18 @@ static void finish_file(mk_op *op, mk_xfer *x, int keep) {
   if (failed) x->write_failed = 1;
 }
 
+static int lane_of(const mk_op *op);
+
+/* An exchange that had its rate grant ends (or is dropped) without having
+ * gone on the wire: its window stops waiting to mark it sent. Once. */
+static void never_sent(mk_engine *e, mk_xfer *x) {
+  if (x->on_wire || !x->op || lane_of(x->op) < 0) return;
+  x->on_wire = 1;
+  mk_grants_unsent(&e->grants, (mk_lane)lane_of(x->op));
+}
+
 static void leave_multi(mk_engine *e, mk_xfer *x) {
+  never_sent(e, x);
   if (!x->in_multi) return;
   curl_multi_remove_handle(e->multi, x->easy);
   x->in_multi = 0;
@@ -381,6 +395,28 @@ static int setup_exchange(mk_op *op, mk_xfer *x) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
+/* The rate lane an exchange counts in, or -1. */
+static int lane_of(const mk_op *op) {
+  return op->endpoint == MK_EP_CREATE ? MK_LANE_CREATE : op->endpoint == MK_EP_RECORD ? MK_LANE_POLL : -1;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* libcurl is about to send the request (its connection is set up or
+ * reused): the rate window counts this exchange from now, as the gateway
+ * will. Once per exchange: a resend on a fresh connection is the same one. */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+  mk_xfer *x = ud;
+  int lane = x->op ? lane_of(x->op) : -1;
+  (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
+  if (!x->on_wire && lane >= 0) {
+    x->on_wire = 1;
+    x->sent_at = mk_now();
+    x->rate_ticket = mk_grants_sent(&x->e->grants, (mk_lane)lane, x->sent_at);
+  }
+  return CURL_PREREQFUNC_OK;
+}
+#endif
+
 /* An API exchange: the options API exchanges share, once per handle (a
  * handle kept for API exchanges is not reset between them: a poll costs its
  * own few options, not two dozen), then the exchange's own. */
@@ -395,6 +431,10 @@ static int setup_api(mk_engine *e, mk_op *op, mk_xfer *x) {
     SET(CURLOPT_HTTPHEADER, e->api_headers);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, x);
+#if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80; before it the window counts from the grant */
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, x);
+#endif
 #undef SET
     if (rc != CURLE_OK) return -1;
     x->api_ready = 1;
@@ -491,6 +531,7 @@ void mk_engine_start(mk_engine *e, mk_op *op) {
     return;
   }
   x->op = op;
+  x->on_wire = 0;
   op->xfer = x;
   if (api ? setup_api(e, op, x) != 0
           : setup_common(e, x, op->url) != 0 ||
@@ -635,9 +676,10 @@ static void stop(mk_engine *e, mk_op *op) {
     mk_listener_answer(e->listener, op->request, 503);
     op->request = NULL;
   }
-  if (op->held) { /* its slot is free again */
+  if (op->held) { /* its slot is free again; its grant was never used */
     op->held = 0;
     e->held--;
+    mk_grants_unsent(&e->grants, MK_LANE_CREATE);
   }
   mk_heap_remove(&e->timers, &op->timer);
   mk_heap_remove(&e->timers, &op->deadline);
@@ -703,6 +745,8 @@ static void collect(mk_engine *e) {
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r->http);
     curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_size);
     r->sent = request_size > 0;
+    if (x->on_wire && r->curl == CURLE_OK && lane_of(op) >= 0)
+      mk_grants_answered(&e->grants, (mk_lane)lane_of(op), x->rate_ticket, x->sent_at, mk_now());
     leave_multi(e, x);
     if (op->type == MK_OP_DOWNLOAD)
       finish_file(op, x, r->curl == CURLE_OK && r->http >= 200 && r->http <= 299);

@@ -10,6 +10,9 @@
 #define DEFAULT_CLIENTS 4
 /* Seconds between questions to a store that is away. */
 #define PROBE 1.0
+/* A longer round trip moves a lane's usual one by 1/this: a lasting change
+ * is learned in a few dozen requests, one slow answer barely counts. */
+#define USUAL_RTT_DRIFT 32
 /* A store's "ask again in" is kept within these, seconds. */
 #define MIN_RETRY 0.001
 
@@ -171,6 +174,35 @@ int mk_grants_take(mk_grants *g, mk_lane l, int want, double now) {
     n += local;
   }
   return n;
+}
+
+/* The window of a lane that local tokens come from: the client's own, or the
+ * store's fallback (spent only while the store is away or handing over). */
+static mk_rate *local_window(mk_grants *g, mk_grant *a) {
+  return g->store ? &a->fallback : &a->own;
+}
+
+unsigned long long mk_grants_sent(mk_grants *g, mk_lane l, double now) {
+  mk_grant *a = &g->lane[l];
+  if (!a->limit) return 0;
+  return mk_rate_sent(local_window(g, a), now);
+}
+
+void mk_grants_unsent(mk_grants *g, mk_lane l) {
+  mk_grant *a = &g->lane[l];
+  if (a->limit) mk_rate_unsent(local_window(g, a));
+}
+
+void mk_grants_answered(mk_grants *g, mk_lane l, unsigned long long ticket, double sent_at, double now) {
+  mk_grant *a = &g->lane[l];
+  double rtt = now - sent_at;
+  if (!a->limit || !(rtt >= 0)) return;
+  if (a->usual_rtt == 0 || rtt < a->usual_rtt) {
+    a->usual_rtt = rtt;
+    return;
+  }
+  mk_rate_late(local_window(g, a), ticket, sent_at + (rtt - a->usual_rtt));
+  a->usual_rtt += (rtt - a->usual_rtt) / USUAL_RTT_DRIFT;
 }
 
 void mk_grants_settle(mk_grants *g) {

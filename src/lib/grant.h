@@ -31,6 +31,7 @@ typedef struct mk_grant {
   int banked;             /* granted by the store, not spent yet */
   int asked;              /* what the question out asked for (-1: no question out) */
   double ask_at;          /* do not ask the store before this */
+  double usual_rtt;       /* a request's usual round trip on this lane, seconds (0: none seen) */
 } mk_grant;
 
 typedef struct mk_grants {
@@ -53,6 +54,18 @@ void mk_grants_free(mk_grants *g);
 /* How many of `want` requests of `lane` may start now (each then starts at
  * once); asks the store for more when it may. */
 int mk_grants_take(mk_grants *g, mk_lane lane, int want, double now);
+/* A request of `lane` went on the wire: the local window counts it from now
+ * (mk_rate_sent). Returns the ticket to hand to mk_grants_answered (0: none).
+ * A store's grant is not moved: its window keeps a margin for the way to the
+ * gateway instead (MK_SHARED_MARGIN). */
+unsigned long long mk_grants_sent(mk_grants *g, mk_lane lane, double now);
+/* A request of `lane` that had its grant will never go on the wire. */
+void mk_grants_unsent(mk_grants *g, mk_lane lane);
+/* The request of `ticket`, sent at `sent_at`, was answered at `now`. A round
+ * trip longer than the lane's usual one was held up somewhere: perhaps before
+ * the gateway counted it (a busy gateway, a packet resent, our process
+ * descheduled), so the local window counts it that much later. */
+void mk_grants_answered(mk_grants *g, mk_lane lane, unsigned long long ticket, double sent_at, double now);
 /* Drop the store's grants that were not spent. */
 void mk_grants_settle(mk_grants *g);
 /* Seconds until `lane` may give a token, asking included (0: now). */

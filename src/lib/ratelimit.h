@@ -1,7 +1,9 @@
 /* ratelimit.h: at most `limit` requests in any window of `per` seconds.
  * A token bucket of `limit` tokens where each token comes back exactly `per`
  * seconds after it was spent: unlike a refill-rate bucket it can never exceed
- * the gateway's rolling-window limit, even right after a burst.
+ * the gateway's rolling-window limit, even right after a burst. A token
+ * counts from when its request went on the wire, or later (mk_rate_sent,
+ * mk_rate_late): the gateway counts arrivals, not our tokens.
  *
  * The second half is the interface of a store that keeps an account's
  * windows where every client of the account sees them (a file, Redis, or an
@@ -16,6 +18,8 @@
 typedef struct mk_rate {
   double *spent;  /* ring of the times the last `limit` tokens were spent */
   int limit, used, head;
+  int unsent;     /* the newest `unsent` tokens: spent, their requests not yet on the wire */
+  unsigned long long taken; /* tokens spent so far: the n-th one's ticket is n */
   int cap;        /* room in the ring: `limit` may be lowered to it, never raised */
   double per;     /* window, including a small safety margin */
 } mk_rate;
@@ -29,6 +33,19 @@ double mk_rate_wait(const mk_rate *r, double now);
 int mk_rate_available(const mk_rate *r, double now);
 /* Spend a token if one is free; 1 when spent. */
 int mk_rate_take(mk_rate *r, double now);
+/* A request of this window went on the wire at `now`: the oldest token not
+ * yet marked sent counts from then (never earlier than it was spent). A
+ * request can wait between its token and the wire (a connection's set-up, a
+ * free connection, the createTask door, a busy host): the gateway counts it
+ * when it arrives, so the window must too. Returns that token's ticket (0:
+ * no token was waiting) for mk_rate_late. */
+unsigned long long mk_rate_sent(mk_rate *r, double now);
+/* A request of this window will never go on the wire (cancelled, or its
+ * connection failed): one token fewer waits to be marked sent. */
+void mk_rate_unsent(mk_rate *r);
+/* The token of `ticket` counts from `at` if that is later (and if the token
+ * is still in the ring): its request may have reached the gateway then. */
+void mk_rate_late(mk_rate *r, unsigned long long ticket, double at);
 /* Start over with `limit` (at most the ring's room) tokens, all of them
  * spent at `now`: the first comes back one window later. */
 void mk_rate_restart(mk_rate *r, int limit, double now);
