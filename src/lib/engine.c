@@ -838,7 +838,7 @@ static int perform(mk_engine *e, char *err, size_t errlen) {
   int running;
   long ms = -1;
   CURLMcode mc = curl_multi_perform(e->multi, &running);
-  e->added = 0;
+  e->added = e->perform_due = 0;
   if (mc != CURLM_OK) {
     snprintf(err, errlen, "curl_multi_perform: %s", curl_multi_strerror(mc));
     return -1;
@@ -1012,7 +1012,7 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
         e->curl_due = -1;
         if (act(e, CURL_SOCKET_TIMEOUT, 0, err, errlen) != 0) return -1;
       }
-    } else if (e->flying && (e->added || (e->curl_due >= 0 && e->curl_due <= now))) {
+    } else if (e->flying && (e->added || e->perform_due || (e->curl_due >= 0 && e->curl_due <= now))) {
       if (perform(e, err, errlen) != 0) return -1;
     }
     if (e->flying && now >= e->watchdog_due) { /* a safety net: once a second is soon enough */
@@ -1024,7 +1024,11 @@ int mk_engine_run(mk_engine *e, double timeout, char *err, size_t errlen) {
     if (e->events) return 0;
     if (e->grants.store && e->grants.store->host_questions) return 0; /* the Lua layer answers them */
     wait = until > now ? idle_for(e, now, until - now) : 0;
-    if (!e->drive_sockets && e->flying) {
+    if (!e->drive_sockets && e->flying && wait <= 0 && !store_socket(e) && !e->listener) {
+      /* nothing to wait for: what is ready is read by the next perform, this
+       * run's next round or the next step's (a step(0) performs once) */
+      e->perform_due = 1;
+    } else if (!e->drive_sockets && e->flying) {
       int rc = poll_multi(e, wait, err, errlen);
       if (rc < 0) return -1;
       if (rc > 0 || e->events) return 0;

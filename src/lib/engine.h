@@ -231,6 +231,7 @@ typedef struct mk_engine {
   int drive_sockets;           /* libcurl driven by its socket interface (from the first mk_engine_sockets
                                   on), else by curl_multi_perform and curl_multi_poll */
   int added;                   /* the poll drive: a transfer was added since the last curl_multi_perform */
+  int perform_due;             /* the poll drive: a round ended without waiting; the next one performs */
   double curl_due;             /* when libcurl's own timer runs out; -1: none */
   double store_due;            /* when the rate store next needs a look; -1: none */
   double watchdog_due;         /* when the watchdog next walks the transfers in flight */
