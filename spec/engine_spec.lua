@@ -10,6 +10,16 @@ describe("modkie.core", function()
   setup(function() m = helper.mock({ "--job-seconds", "0.1" }) end)
   teardown(function() m.stop() end)
 
+  -- step `e` until it has given `n` events of type `kind`
+  local function until_events(e, kind, n)
+    local seen = 0
+    while seen < n do
+      for _, ev in ipairs(e:step(0.1) or {}) do
+        if ev.type == kind then seen = seen + 1 end
+      end
+    end
+  end
+
   local function engine(opts)
     local o = { base_url = m.url, api_key = "k", decode = cjson.new().decode, submit_rate = false, poll_rate = false }
     for k, v in pairs(opts or {}) do o[k] = v end
@@ -130,23 +140,13 @@ describe("modkie.core", function()
     local body = function(i) return cjson.encode({ model = KLING, input = { prompt = "sent late " .. i } }) end
     local held = {}
     for i = 1, 3 do held[i] = e:submit(body(i), 30, true) end
-    local ready = 0
-    while ready < 3 do
-      for _, ev in ipairs(e:step(0.1) or {}) do
-        if ev.type == "ready" then ready = ready + 1 end
-      end
-    end
+    until_events(e, "ready", 3)
     -- held most of a window: their tokens are old, their requests are not
     local t0 = core.now()
     while core.now() - t0 < 0.8 do e:step(0.1) end
     for i = 1, 3 do assert.is_true(e:send(held[i])) end
     for i = 4, 6 do e:submit(body(i), 30) end
-    local done = 0
-    while done < 6 do
-      for _, ev in ipairs(e:step(0.5) or {}) do
-        if ev.type == "done" then done = done + 1 end
-      end
-    end
+    until_events(e, "done", 6)
     e:close()
     local _, tasks = m.request("GET", "/__mock/tasks")
     local times = {}
@@ -167,16 +167,8 @@ describe("modkie.core", function()
     local e = core.new({ base_url = g.url, api_key = "k", decode = cjson.new().decode,
       poll_interval = 0.05, submit_rate = { 3, 1 }, poll_rate = false })
     local body = function(i) return cjson.encode({ model = KLING, input = { prompt = "read late " .. i } }) end
-    local function until_done(n)
-      local done = 0
-      while done < n do
-        for _, ev in ipairs(e:step(0.5) or {}) do
-          if ev.type == "done" then done = done + 1 end
-        end
-      end
-    end
     e:submit(body(0), 30) -- a usual round trip first
-    until_done(1)
+    until_events(e, "done", 1)
     local t0 = core.now()
     while core.now() - t0 < 1.1 do e:step(0.1) end -- its window is over
     os.execute("kill -STOP " .. g.pid)
@@ -184,7 +176,7 @@ describe("modkie.core", function()
     t0 = core.now()
     while core.now() - t0 < 0.5 do e:step(0.05) end
     os.execute("kill -CONT " .. g.pid)
-    until_done(6)
+    until_events(e, "done", 6)
     assert.equal(0, e:stats().rate_limited)
     e:close()
     local _, limits = g.request("GET", "/__mock/limits")
