@@ -932,11 +932,12 @@ local CAUSES = {
     .. "C = 16 whichever way it drives libcurl (its own loop, or the socket interface a host's loop needs), raw "
     .. "C 117 K (callgrind); the kernel's share (loopback TCP) is the same for both. FINDINGS.md 8.",
   work_jobs = "Per job modkie runs 380-382 K user instructions at C = 16 and 385-403 K at C = 256 against raw "
-    .. "C + JSON's 278 K and 282 K (callgrind): the C engine alone is 329-348 K (libcurl as raw C's, since it now runs on "
-    .. "libcurl's own loop until a host asks for the sockets; the answers judged in C, the result handed over "
-    .. "as Lua tables of the documented shape, the raw record 10.7 K of it) and the Lua client layer about "
-    .. "50 K (submit's checks, the job, its await, dispatch). The kernel's loopback TCP (a connection per "
-    .. "create) is half the CPU, the same for both, and varies ±20 % from run to run. FINDINGS.md 8.",
+    .. "C + JSON's 278 K and 282 K (callgrind): the C engine alone is 329-348 K (libcurl as raw C's, since it "
+    .. "now runs on libcurl's own loop until a host asks for the sockets; the answers judged in C, the result "
+    .. "handed over as Lua tables of the documented shape, the raw record 10.7 K of it) and the Lua client "
+    .. "layer about 50 K (submit's checks, the job, its await, dispatch). The kernel's loopback TCP (a "
+    .. "connection per create) is half the CPU, the same for both, and varies ±20 % from run to run. "
+    .. "FINDINGS.md 8.",
   streams = "libcurl allows 100 streams per HTTP/2 connection unless CURLMOPT_MAX_CONCURRENT_STREAMS says "
     .. "otherwise, and the server's own SETTINGS_MAX_CONCURRENT_STREAMS caps it too; beyond that each waiting "
     .. "transfer opens a connection of its own (FINDINGS.md 2).",
