@@ -279,14 +279,14 @@ function file.replace(input, url_of)
   return copy(input, 0)
 end
 
+local NONE = {} -- probe_all's list when there is no file (read, never written)
+
 --- Probe every file of `input` (as `file.find` lists them), checking the
 -- size limit: the list, or a validation error naming the first bad field
 -- (`err.problems` lists every one).
 -- @treturn[1] table the found list (each with `facts`)
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation"
-local NONE = {} -- probe_all's list when there is no file (read, never written)
-
 function file.probe_all(input, max_size)
   if not may_hold_file(input) then return NONE end
   local found = file.find(input)
