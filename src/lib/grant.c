@@ -13,6 +13,9 @@
 /* A longer round trip moves a lane's usual one by 1/this: a lasting change
  * is learned in a few dozen requests, one slow answer barely counts. */
 #define USUAL_RTT_DRIFT 32
+/* Round trips a lane sees before its shortest is taken for the usual one: one
+ * slow first answer (a cold connection, a loaded machine) must not be. */
+#define USUAL_RTT_AFTER 8
 /* A store's "ask again in" is kept within these, seconds. */
 #define MIN_RETRY 0.001
 
@@ -195,14 +198,14 @@ void mk_grants_unsent(mk_grants *g, mk_lane l) {
 
 void mk_grants_answered(mk_grants *g, mk_lane l, unsigned long long ticket, double sent_at, double now) {
   mk_grant *a = &g->lane[l];
-  double rtt = now - sent_at;
+  double rtt = now - sent_at, usual;
   if (!a->limit || !(rtt >= 0)) return;
-  if (a->usual_rtt == 0 || rtt < a->usual_rtt) {
-    a->usual_rtt = rtt;
-    return;
-  }
-  mk_rate_late(local_window(g, a), ticket, sent_at + (rtt - a->usual_rtt));
-  a->usual_rtt += (rtt - a->usual_rtt) / USUAL_RTT_DRIFT;
+  /* until the usual round trip is known, all of it may have been a delay */
+  usual = a->rtt_seen >= USUAL_RTT_AFTER ? a->usual_rtt : 0;
+  if (rtt > usual) mk_rate_late(local_window(g, a), ticket, sent_at + (rtt - usual));
+  if (a->rtt_seen < USUAL_RTT_AFTER) a->rtt_seen++;
+  if (a->usual_rtt == 0 || rtt < a->usual_rtt) a->usual_rtt = rtt;
+  else a->usual_rtt += (rtt - a->usual_rtt) / USUAL_RTT_DRIFT;
 }
 
 void mk_grants_settle(mk_grants *g) {

@@ -32,6 +32,7 @@ typedef struct mk_grant {
   int asked;              /* what the question out asked for (-1: no question out) */
   double ask_at;          /* do not ask the store before this */
   double usual_rtt;       /* a request's usual round trip on this lane, seconds (0: none seen) */
+  int rtt_seen;           /* round trips seen on this lane (counted up to USUAL_RTT_AFTER) */
 } mk_grant;
 
 typedef struct mk_grants {
