@@ -816,12 +816,12 @@ static int on_timer(CURLM *multi, long ms, void *ud) {
   return 0;
 }
 
-static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errlen) {
-  int running;
+/* After libcurl ran the transfers (`what`, answering `mc`): when it next
+ * wants to run, and what ended, judged. */
+static int ran(mk_engine *e, CURLMcode mc, const char *what, char *err, size_t errlen) {
   long ms = -1;
-  CURLMcode mc = curl_multi_socket_action(e->multi, s, flags, &running);
   if (mc != CURLM_OK) {
-    snprintf(err, errlen, "curl_multi_socket_action: %s", curl_multi_strerror(mc));
+    snprintf(err, errlen, "%s: %s", what, curl_multi_strerror(mc));
     return -1;
   }
   /* libcurl calls the timer callback only when its deadline changes; ask it
@@ -831,21 +831,19 @@ static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errle
   return 0;
 }
 
+static int act(mk_engine *e, curl_socket_t s, int flags, char *err, size_t errlen) {
+  int running;
+  return ran(e, curl_multi_socket_action(e->multi, s, flags, &running), "curl_multi_socket_action", err, errlen);
+}
+
 /* ---- the poll drive: curl_multi_perform, and curl_multi_poll to wait ---- */
 
 /* Run every transfer as far as it goes without waiting, and judge what ended. */
 static int perform(mk_engine *e, char *err, size_t errlen) {
   int running;
-  long ms = -1;
   CURLMcode mc = curl_multi_perform(e->multi, &running);
   e->added = e->perform_due = 0;
-  if (mc != CURLM_OK) {
-    snprintf(err, errlen, "curl_multi_perform: %s", curl_multi_strerror(mc));
-    return -1;
-  }
-  if (curl_multi_timeout(e->multi, &ms) == CURLM_OK) e->curl_due = curl_deadline(ms);
-  collect(e);
-  return 0;
+  return ran(e, mc, "curl_multi_perform", err, errlen);
 }
 
 static int store_socket(mk_engine *e);
