@@ -10,9 +10,6 @@
 #define DEFAULT_CLIENTS 4
 /* Seconds between questions to a store that is away. */
 #define PROBE 1.0
-/* A longer round trip moves a lane's usual one by 1/this: a lasting change
- * is learned in a few dozen requests, one slow answer barely counts. */
-#define USUAL_RTT_DRIFT 32
 /* Round trips a lane sees before its shortest is taken for the usual one: one
  * slow first answer (a cold connection, a loaded machine) must not be. */
 #define USUAL_RTT_AFTER 8
@@ -196,16 +193,28 @@ void mk_grants_unsent(mk_grants *g, mk_lane l) {
   if (a->limit) mk_rate_unsent(local_window(g, a));
 }
 
+/* The lane's usual round trip: the shortest of the last MK_RTT_KEPT, once it
+ * has seen USUAL_RTT_AFTER (before that 0: none is usual yet). The shortest,
+ * not an average: a request held up beside quick ones is what the window must
+ * see, and a lasting change is learned once the ring has turned over. */
+static double usual_rtt(const mk_grant *a) {
+  double best;
+  int i;
+  if (a->rtt_seen < USUAL_RTT_AFTER) return 0;
+  best = a->rtt[0];
+  for (i = 1; i < a->rtt_seen; i++)
+    if (a->rtt[i] < best) best = a->rtt[i];
+  return best;
+}
+
 void mk_grants_answered(mk_grants *g, mk_lane l, unsigned long long ticket, double sent_at, double now) {
   mk_grant *a = &g->lane[l];
-  double rtt = now - sent_at, usual;
+  double rtt = now - sent_at, usual = usual_rtt(a);
   if (!a->limit || !(rtt >= 0)) return;
-  /* until the usual round trip is known, all of it may have been a delay */
-  usual = a->rtt_seen >= USUAL_RTT_AFTER ? a->usual_rtt : 0;
   if (rtt > usual) mk_rate_late(local_window(g, a), ticket, sent_at + (rtt - usual));
-  if (a->rtt_seen < USUAL_RTT_AFTER) a->rtt_seen++;
-  if (a->usual_rtt == 0 || rtt < a->usual_rtt) a->usual_rtt = rtt;
-  else a->usual_rtt += (rtt - a->usual_rtt) / USUAL_RTT_DRIFT;
+  a->rtt[a->rtt_next] = rtt;
+  a->rtt_next = (a->rtt_next + 1) % MK_RTT_KEPT;
+  if (a->rtt_seen < MK_RTT_KEPT) a->rtt_seen++;
 }
 
 void mk_grants_settle(mk_grants *g) {

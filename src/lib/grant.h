@@ -23,6 +23,9 @@
 /* What changed since the Lua layer last looked (bits). */
 enum { MK_NEWS_AWAY = 1, MK_NEWS_BACK = 2 };
 
+/* Round trips a lane keeps: its usual one is the shortest of these. */
+#define MK_RTT_KEPT 32
+
 typedef struct mk_grant {
   int limit;              /* requests per window; 0: this lane has no limit */
   double per;             /* the window as configured, seconds */
@@ -31,8 +34,9 @@ typedef struct mk_grant {
   int banked;             /* granted by the store, not spent yet */
   int asked;              /* what the question out asked for (-1: no question out) */
   double ask_at;          /* do not ask the store before this */
-  double usual_rtt;       /* a request's usual round trip on this lane, seconds (0: none seen) */
-  int rtt_seen;           /* round trips seen on this lane (counted up to USUAL_RTT_AFTER) */
+  double rtt[MK_RTT_KEPT]; /* the lane's last round trips, seconds (a ring) */
+  int rtt_seen;           /* round trips seen on this lane (counted up to MK_RTT_KEPT) */
+  int rtt_next;           /* where the next one goes in the ring */
 } mk_grant;
 
 typedef struct mk_grants {
