@@ -158,4 +158,18 @@ describe("the outside review's probes", function()
     assert.equal(0, (#kept - 13) % 3, "cut inside a UTF-8 sequence")
     assert.equal(fail_msg, err.record.failMsg)
   end)
+
+  it("regression (r14_store): a rate.shared file that can never be opened is refused, naming the option", function()
+    local dir = helper.tmpdir()
+    for _, path in ipairs({ dir, dir .. "/not-a-dir/x" }) do
+      if path ~= dir then assert(io.open(dir .. "/not-a-dir", "w")):close() end
+      local ok, msg = pcall(modkie.new, { base_url = m.url, api_key = "k", rate = { shared = "file:" .. path } })
+      assert.is_false(ok)
+      assert.matches("rate.shared: file:" .. path .. ": cannot be opened", msg, 1, true)
+    end
+    -- a folder that does not exist yet may come later: the store is away until then
+    local c = modkie.new({ base_url = m.url, api_key = "k", rate = { shared = "file:" .. dir .. "/later/w" } })
+    c:close()
+    helper.rmdir(dir)
+  end)
 end)

@@ -339,8 +339,20 @@ mk_store *mk_store_file_new(const char *path, char *err, size_t errlen) {
     return NULL;
   }
   memcpy(f->path, path, strlen(path) + 1);
-  f->base.ops = &file_ops;
+  /* A path that can never be a file (a folder, a file where a folder should
+   * be, no permission) is a mistake in the option: said at once, not a
+   * client at 1/N of the limits for good. A folder that does not exist yet
+   * may be made (or mounted) later: the store is away until then. */
+  f->fd = open(f->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (f->fd < 0 && errno != ENOENT) {
+    snprintf(err, errlen, "file:%.200s: cannot be opened: %s", path, strerror(errno));
+    free(f->path);
+    free(f);
+    return NULL;
+  }
+  if (f->fd >= 0) close(f->fd); /* opened again when first asked, as after an outage */
   f->fd = -1;
+  f->base.ops = &file_ops;
   f->ofd = 1;
   f->busy_since = -1;
   return &f->base;
