@@ -21,7 +21,11 @@ CORE = $(BUILD)/modkie/core.so
 
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
-BUSTED = busted --lua=$(LUA)
+# A suite that hangs fails after TEST_TIMEOUT seconds instead of holding CI
+# (timeout signals its whole process group: busted and the Lua it starts).
+TEST_TIMEOUT ?= 1800
+TIMEOUT = timeout --kill-after=30 $(TEST_TIMEOUT)
+BUSTED = $(TIMEOUT) busted --lua=$(LUA)
 SPECS ?= spec
 # the specs that drive the C core (valgrind is ~30x slower: not the emulator's own specs)
 VALGRIND_SPECS ?= spec/client_spec.lua spec/await_spec.lua spec/errors_spec.lua spec/engine_spec.lua spec/store_spec.lua
@@ -134,14 +138,14 @@ asan-core:
 asan: test-deps $(NODLCLOSE) asan-core
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" LD_PRELOAD="$(ASAN_RT) $(CURDIR)/$(NODLCLOSE)" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  MODKIE_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted --ignore-lua --cpath="$(CURDIR)/$(ASAN_BUILD)/?.so;" \
+	  MODKIE_TEST_LUA=$(LUA) $(TIMEOUT) $(LUA) /usr/bin/busted --ignore-lua --cpath="$(CURDIR)/$(ASAN_BUILD)/?.so;" \
 	  --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(SPECS)
 
 # The spec suite's C paths under valgrind memcheck: no invalid access, no
 # definite leak. The emulator processes the specs start are not traced.
 valgrind: test-deps $(CORE) $(NODLCLOSE)
 	@tools/deps check
-	LD_PRELOAD=$(CURDIR)/$(NODLCLOSE) valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	LD_PRELOAD=$(CURDIR)/$(NODLCLOSE) $(TIMEOUT) valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --trace-children=no \
 	  $(LUA) /usr/bin/busted --ignore-lua --exclude-tags=$(EXCLUDE_TAGS),browser $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
