@@ -138,6 +138,21 @@ describe("client:deliver", function()
     assert.same({ 1, 1, 0 }, { counts.unknown, counts.pending, counts.delivered })
   end)
 
+  it("keeps a callback that beat its task's createTask answer, and ends the job with it once known", function()
+    local m = start { "--job-seconds", "60" }
+    local c = client(m, { poll_interval = 30 })
+    -- the gateway's callback can arrive before this client has read the
+    -- createTask's answer; here the task is adopted after its callback came
+    local id = "task_early_cb"
+    assert.equal(200, c:deliver(kie_callback(id)))
+    assert.equal(1, c:stats().callbacks.unknown)
+    local job = assert(c:job(id))
+    local res = assert(job:await(5))
+    assert.same({ "success", { "https://cdn.example/" .. id .. ".mp4" } }, { job.state, res.urls })
+    assert.equal(0, job.polls)
+    assert.equal(1, c:stats().callbacks.delivered)
+  end)
+
   it("answers 400 to a signed body that is not a callback of the contract", function()
     local m = start { "--job-seconds", "60" }
     local c = client(m, { poll_interval = 30, webhook = { secret = SECRET, scheme = "modkie" } })

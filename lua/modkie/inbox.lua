@@ -35,6 +35,7 @@ Inbox.__index = Inbox
 local REMEMBER = 10000   -- ended task ids kept, to tell a repeat or a late callback from an unknown one
 local RELAY_TTL = 600    -- seconds a relayed callback stays in the shared dict
 local RELAY_CHECK = 0.1  -- seconds between looks at the shared dict while callback jobs wait
+local EARLY_MAX = 1000   -- callbacks kept for tasks not known yet (they may beat their createTask's answer)
 
 local OPTIONS = { secret = true, scheme = true, tolerance = true, shared = true }
 
@@ -75,6 +76,7 @@ function inbox.new(client, opts)
     client = client, opts = opts,
     jobs = {},          -- task id -> job still running
     gone = {}, order = {}, first = 1, -- task id -> how it ended ("callback" or "other"), oldest first
+    early = {}, early_order = {}, early_first = 1, -- task id -> a verified callback's body, for a task not known yet
     stats = { delivered = 0, picked_up = 0, duplicate = 0, late = 0, unknown = 0, relayed = 0, pending = 0,
       refused = 0, malformed = 0 },
   }, Inbox)
@@ -84,12 +86,6 @@ function inbox.new(client, opts)
     self.next_check = 0
   end
   return self
-end
-
---- A job has its task id: a callback can end it from now on. (Without the
--- webhook option no callback is taken: nothing to remember.)
-function Inbox:track(job)
-  if self.opts and job.id then self.jobs[job.id] = job end
 end
 
 --- A job ended (`via` "callback" when its callback ended it).
@@ -131,6 +127,42 @@ local function finish(self, job, res, err)
   client:_ended_with(job, state, res, err, "callback")
 end
 
+-- A verified callback of a task this client does not know (yet): kept, the
+-- oldest dropped past EARLY_MAX, for `track` to end the job with.
+local function keep_early(self, id, raw)
+  if self.early[id] == nil then
+    local order = self.early_order
+    order[#order + 1] = id
+    if #order - self.early_first + 1 > EARLY_MAX then
+      self.early[order[self.early_first]] = nil
+      order[self.early_first] = nil
+      self.early_first = self.early_first + 1
+    end
+  end
+  self.early[id] = raw
+end
+
+--- A job has its task id: a callback can end it from now on. (Without the
+-- webhook option no callback is taken: nothing to remember.)
+function Inbox:track(job)
+  local id = job.id
+  if not (self.opts and id) then return end
+  self.jobs[id] = job
+  -- its callback may have come first (before this client read the
+  -- createTask's answer), here or at another worker
+  local raw = self.early[id]
+  if raw then self.early[id] = nil end
+  if not raw and self.dict then
+    raw = self.dict:get("modkie:callback:" .. id)
+    if raw then self.dict:delete("modkie:callback:" .. id) end
+  end
+  if raw then
+    local res, err = record.read(raw, job)
+    finish(self, job, res, err)
+    count(self, "delivered", { task_id = id })
+  end
+end
+
 -- A verified callback of task `id` (`raw` its body): end its job, or say why not. Returns the status.
 local function take(self, id, raw, may_relay)
   local job = self.jobs[id]
@@ -141,8 +173,11 @@ local function take(self, id, raw, may_relay)
     elseif may_relay and self.dict then
       local n = self.dict:incr("modkie:callbacks:n", 1, 0)
       local ok = n and self.dict:set("modkie:callbacks:" .. n, id .. "\n" .. raw, RELAY_TTL)
+      -- and by task id, for a worker that learns the task after its relay read past it
+      if ok then ok = self.dict:set("modkie:callback:" .. id, raw, RELAY_TTL) end
       count(self, ok and "relayed" or "unknown", { task_id = id })
     else
+      keep_early(self, id, raw)
       count(self, "unknown", { task_id = id })
     end
     return 200
