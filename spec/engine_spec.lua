@@ -10,6 +10,15 @@ describe("modkie.core", function()
   setup(function() m = helper.mock({ "--job-seconds", "0.1" }) end)
   teardown(function() m.stop() end)
 
+  -- when the emulator created each task, ms, earliest first
+  local function created_times()
+    local _, tasks = m.request("GET", "/__mock/tasks")
+    local times = {}
+    for _, t in ipairs(tasks) do times[#times + 1] = t.created end
+    table.sort(times)
+    return times
+  end
+
   -- step `e` until it has given `n` events of type `kind`
   local function until_events(e, kind, n)
     local seen = 0
@@ -85,10 +94,7 @@ describe("modkie.core", function()
     for i = 1, 16 do jobs[i] = assert(c:submit(KLING, { prompt = "rate " .. i })) end
     require("modkie").await_all(jobs, 30)
     c:close()
-    local _, tasks = m.request("GET", "/__mock/tasks")
-    local times = {}
-    for _, t in ipairs(tasks) do times[#times + 1] = t.created end
-    table.sort(times)
+    local times = created_times()
     assert.equal(16, #times)
     for i = 6, #times do
       -- the 6th create after any create comes at least one window (500 ms) later
@@ -148,10 +154,7 @@ describe("modkie.core", function()
     for i = 4, 6 do e:submit(body(i), 30) end
     until_events(e, "done", 6)
     e:close()
-    local _, tasks = m.request("GET", "/__mock/tasks")
-    local times = {}
-    for _, t in ipairs(tasks) do times[#times + 1] = t.created end
-    table.sort(times)
+    local times = created_times()
     assert.equal(6, #times)
     for i = 4, 6 do
       assert.is_true(times[i] - times[i - 3] >= 1000, ("creates %d and %d were %d ms apart"):format(
