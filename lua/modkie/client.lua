@@ -407,8 +407,9 @@ function Client:submit(model, input, opts)
   local body, berr = create_body(model, input, callback_url)
   if not body then return nil, berr end
   local h = self._engine:submit(body, deadline_seconds(deadline), opts.hold, model, callback_url ~= nil)
-  local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { model = model, input = input,
-    meta = opts.meta, state = "submitting", _hold = opts.hold or nil, callback_url = callback_url }))
+  local job = Job.new(self, JOB_PORT, nil, model, input, opts.meta, "submitting")
+  job._hold, job.callback_url = opts.hold or nil, callback_url
+  self.scheduler:pending(h, job)
   self._active = self._active + 1
   if self._log then self:_emit("info", "submit", { model = model }) end
   return job
@@ -420,8 +421,9 @@ end
 function Client:_submit_with_files(model, input, opts, files, deadline, callback_url)
   local _, berr = create_body(model, file.replace(input, file_placeholder), callback_url)
   if berr then return nil, berr end
-  local job = self.scheduler:pending(nil, Job.new(self, JOB_PORT, { model = model, input = input,
-    meta = opts.meta, state = "uploading", _hold = opts.hold or nil, uploads = {} }))
+  local job = Job.new(self, JOB_PORT, nil, model, input, opts.meta, "uploading")
+  job._hold, job.uploads = opts.hold or nil, {}
+  self.scheduler:pending(nil, job)
   self._active = self._active + 1
   self._uploading[job] = true
   local started = core.now()
@@ -553,8 +555,7 @@ function Client:job(task_id, opts)
   if not self._has_key then return nil, no_key(self) end
   local deadline = job_deadline(self, "job", opts.deadline)
   local h = self._engine:adopt(task_id, deadline_seconds(deadline), opts.model)
-  local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, { id = task_id, model = opts.model,
-    meta = opts.meta, state = "queued" }))
+  local job = self.scheduler:pending(h, Job.new(self, JOB_PORT, task_id, opts.model, nil, opts.meta, "queued"))
   self._active = self._active + 1
   self._inbox:track(job)
   return job

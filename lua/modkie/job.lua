@@ -29,14 +29,18 @@ Job.__name = "modkie.Job"
 --- A job of `client` (not yet a pending: the client makes it one).
 -- @param client the client that runs it
 -- @tparam table port what the job asks of its client: `cancel(client, job)`, `send(client, job)`
--- @tparam table fields its first fields: `id`, `model`, `input`, `meta`, `state`, `uploads`,
---   `callback_url`, `_hold`
-function Job.new(client, port, fields)
+-- @tparam[opt] string id the task id (an adopted task), nil until createTask accepts it
+-- @tparam[opt] string model
+-- @tparam[opt] table input
+-- @param[opt] meta
+-- @tparam string state its first state
+-- Its other first fields (`uploads`, `callback_url`, `_hold`) the caller sets.
+function Job.new(client, port, id, model, input, meta, state)
   -- Every field a job gets in its life is named here (nil until set), so
   -- that its table is made at its final size once, not grown three times.
   return setmetatable({ client = client, _port = port, polls = 0,
-    id = fields.id, model = fields.model, input = fields.input, meta = fields.meta, state = fields.state,
-    uploads = fields.uploads, callback_url = fields.callback_url, _hold = fields._hold,
+    id = id, model = model, input = input, meta = meta, state = state,
+    uploads = nil, callback_url = nil, _hold = nil,
     server_state = nil, progress = nil, updated_at = nil, done = nil, waiters = nil, _h = nil,
     _accepted_at = nil, result = nil, error = nil, ended_at = nil }, Job)
 end

@@ -45,6 +45,7 @@ json.strict_decode = STRICT.decode
 -- keeps the common case free).
 local MARKER = "\0modkie:empty-array\0"
 local MARKER_ENCODED = J.encode(MARKER)
+local marked = false -- no marker made yet in this process: no text can hold one
 
 --- Mark `list` (a table of values 1..n) as a JSON array, so that it is
 -- written `[]` when it is empty (a list with values is one already). Mark
@@ -53,12 +54,15 @@ local MARKER_ENCODED = J.encode(MARKER)
 -- @tparam[opt] table list
 -- @return what to put in the value
 function json.array(list)
-  if list == nil or next(list) == nil then return MARKER end
+  if list == nil or next(list) == nil then
+    marked = true
+    return MARKER
+  end
   return list
 end
 
 local function swap_markers(text)
-  if not text:find(MARKER_ENCODED, 1, true) then return text end
+  if not marked or not text:find(MARKER_ENCODED, 1, true) then return text end
   local pieces, from = {}, 1
   while true do
     local s, e = text:find(MARKER_ENCODED, from, true)
