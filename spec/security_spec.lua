@@ -89,7 +89,7 @@ describe("the API key", function()
   it("appears in nothing the CLI prints or writes, in success or failure, text or --json", function()
     local good = { MODKIE_API_KEY = canary, MODKIE_BASE_URL = m.url }
     local refused = { MODKIE_API_KEY = canary, MODKIE_BASE_URL = strict.url }
-    local nowhere = { MODKIE_API_KEY = canary, MODKIE_BASE_URL = "http://127.0.0.1:9" }
+    local nowhere = { MODKIE_API_KEY = canary, MODKIE_BASE_URL = "http://127.0.0.1:" .. helper.held_port(finally) }
     local fast = { "--poll-interval", "0.05" }
     local seen = {}
     local function run(env, ...)
