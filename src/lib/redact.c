@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "url.h"
+
 /* A base64 run shorter than this is not taken for the key: short runs of
  * letters occur in ordinary text. */
 #define MIN_BASE64_CORE 8
@@ -233,20 +235,17 @@ static int add_base64(mk_secrets *s, const char *key, size_t n, int r, char *in,
   return add_form(s, out + from, to - from);
 }
 
-/* The key percent-encoded (all but RFC 3986's unreserved), with `hex`'s digits. */
-static int add_percent(mk_secrets *s, const char *key, size_t n, const char *hex, char *out) {
-  size_t i, o = 0;
-  for (i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)key[i];
-    if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out[o++] = (char)c;
-    } else {
-      out[o++] = '%';
-      out[o++] = hex[c >> 4];
-      out[o++] = hex[c & 15];
-    }
+/* The key percent-encoded as a URL holds it, with upper-case hex digits
+ * and again with lower-case ones (%2F, %2f). */
+static int add_percent(mk_secrets *s, const char *key, size_t n, char *out) {
+  char *p;
+  mk_url_escape_into(out, key, n);
+  if (add_form(s, out, strlen(out)) != 0) return -1;
+  for (p = out; (p = strchr(p, '%')) != NULL; p += 3) {
+    p[1] = (char)tolower((unsigned char)p[1]);
+    p[2] = (char)tolower((unsigned char)p[2]);
   }
-  return add_form(s, out, o);
+  return add_form(s, out, strlen(out));
 }
 
 int mk_secrets_init(mk_secrets *s, const char *key) {
@@ -267,8 +266,7 @@ int mk_secrets_init(mk_secrets *s, const char *key) {
   if (!rc) rc = add_form(s, work, n);
   for (i = 0; !rc && i < n; i++) work[i] = (char)tolower((unsigned char)key[i]);
   if (!rc) rc = add_form(s, work, n);
-  if (!rc) rc = add_percent(s, key, n, "0123456789ABCDEF", work);
-  if (!rc) rc = add_percent(s, key, n, "0123456789abcdef", work); /* %2f as well as %2F */
+  if (!rc) rc = add_percent(s, key, n, work);
   for (r = 0; !rc && r < 3; r++) rc = add_base64(s, key, n, r, in, work);
   if (work) memset(work, 0, 3 * n + 8);
   if (in) memset(in, 0, n + 3);
