@@ -234,6 +234,44 @@ static int text_part(curl_mime *form, const char *name, const char *value) {
          curl_mime_data(part, value, CURL_ZERO_TERMINATED) == CURLE_OK ? 0 : -1;
 }
 
+/* An in-memory file goes out straight from the upload's own copy
+ * (curl_mime_data would copy it again, for every attempt): a reader over it,
+ * one for each form, freed by libcurl with the form. */
+typedef struct memory_reader {
+  const char *data;
+  size_t len, at;
+} memory_reader;
+
+static size_t read_memory(char *buf, size_t size, size_t nitems, void *arg) {
+  memory_reader *r = arg;
+  size_t n = size * nitems, left = r->len - r->at;
+  if (n > left) n = left;
+  memcpy(buf, r->data + r->at, n);
+  r->at += n;
+  return n;
+}
+
+/* libcurl rewinds a body it must send again (a redirect, an auth retry). */
+static int seek_memory(void *arg, curl_off_t offset, int origin) {
+  memory_reader *r = arg;
+  curl_off_t base = origin == SEEK_SET ? 0 : origin == SEEK_CUR ? (curl_off_t)r->at : (curl_off_t)r->len;
+  if (offset < -base || base + offset > (curl_off_t)r->len) return CURL_SEEKFUNC_FAIL;
+  r->at = (size_t)(base + offset);
+  return CURL_SEEKFUNC_OK;
+}
+
+static CURLcode memory_part(curl_mimepart *part, const mk_upload *u) {
+  memory_reader *r = malloc(sizeof *r);
+  CURLcode rc;
+  if (!r) return CURLE_OUT_OF_MEMORY;
+  r->data = u->data;
+  r->len = u->len;
+  r->at = 0;
+  rc = curl_mime_data_cb(part, (curl_off_t)u->len, read_memory, seek_memory, free, r);
+  if (rc != CURLE_OK) free(r); /* not taken */
+  return rc;
+}
+
 int mk_upload_setup(CURL *easy, mk_upload *u, curl_mime **mime) {
   curl_mime *form = curl_mime_init(easy);
   curl_mimepart *part;
@@ -247,7 +285,7 @@ int mk_upload_setup(CURL *easy, mk_upload *u, curl_mime **mime) {
     return -1;
   }
   /* from disk as the request goes out: libcurl reads the file piece by piece */
-  rc = u->path ? curl_mime_filedata(part, u->path) : curl_mime_data(part, u->data, u->len);
+  rc = u->path ? curl_mime_filedata(part, u->path) : memory_part(part, u);
   if (rc == CURLE_OK) rc = curl_mime_filename(part, u->file_name);
   if (rc == CURLE_OK) rc = curl_mime_type(part, u->mime);
   u->sent = u->total = 0;
