@@ -55,6 +55,16 @@ describe("uploads", function()
     assert.equal("image/png", list[1].mimeType)
   end)
 
+  it("sends bytes held in memory whole (modkie.file{ data = }): the URL serves exactly them", function()
+    -- a PNG with 3 MB after it: read from memory in many pieces as the request goes out
+    local data = helper.read_file(png) .. ("%08d"):format(os.time() % 1e8):rep(3 * 1024 * 128)
+    local url = assert(client:upload(modkie.file{ data = data, name = "big.png" }))
+    local status, body = m.request("GET", url:sub(#m.url + 1))
+    assert.equal(200, status)
+    assert.equal(#data, #body)
+    assert.is_true(data == body, "the bytes served differ from the bytes given")
+  end)
+
   it("uploads the same bytes once while their URL has life left, whatever their path", function()
     local copy = dir .. "/mug-copy.png"
     helper.write_file(copy, helper.read_file(png))
