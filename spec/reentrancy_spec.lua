@@ -160,6 +160,45 @@ describe("Lua run inside a step", function()
     c:close()
   end)
 
+  -- Under LuaJIT a pairs loop compiled as a trace, run inside a finaliser
+  -- over fields of other types than it was compiled for, never ended: the
+  -- trace left at its loop head and was entered again at once, and LuaJIT
+  -- compiles nothing while a finaliser runs (once a CI hang of the spec
+  -- above, in the loop of Error.new). Run in a child with a time limit.
+  it("regression: cancel and close in a finaliser end after errors of other field types (LuaJIT: was a loop "
+    .. "that never ended)", function()
+    local lua = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
+    local script = ([[
+package.path, package.cpath = %q, %q
+local modkie = require "modkie"
+local c = modkie.new({ base_url = %q, api_key = "k" })
+for i = 1, 300 do modkie.Error.new("network", "retried", { attempt = i, retryable = true }) end
+local job, other = assert(c:job("task_in_finaliser")), assert(c:job("task_closed_in_finaliser"))
+local function with_finaliser(fn)
+  local newproxy = rawget(_G, "newproxy")
+  if newproxy then
+    local p = newproxy(true)
+    getmetatable(p).__gc = fn
+    return p
+  end
+  return setmetatable({}, { __gc = fn })
+end
+do local _ = with_finaliser(function() job:cancel() end) end
+collectgarbage() collectgarbage()
+do local _ = with_finaliser(function() c:close() end) end
+collectgarbage() collectgarbage()
+io.stdout:write(job.state, " ", tostring(job.error and job.error.task_id), " ", other.state, "\n")
+]]):format(package.path, package.cpath, m.url)
+    local out = os.tmpname()
+    local ok, _, code = os.execute("timeout 10 " .. lua .. " -e " .. helper.shell_quote(script) .. " >" .. out
+      .. " 2>&1")
+    if type(ok) == "number" then code = ok / 256 end -- Lua 5.1
+    local text = helper.read_file(out) or ""
+    os.remove(out)
+    assert.is_not.equal(124, code, "a finaliser's cancel or close never ended")
+    assert.equal("cancelled task_in_finaliser cancelled\n", text)
+  end)
+
   -- Lua inside a step: lua.c's Ctrl-C hook raises "interrupted!" at the next
   -- call, here the call of the step's own body (the C engine no longer runs
   -- any Lua of its own: JSON is read in C). `action` runs in the hook, inside
