@@ -17,6 +17,7 @@ local scheduler = require "modkie.scheduler"
 local SharedDict = require "modkie.shared_dict"
 local suggest = require "modkie.suggest"
 local uploads = require "modkie.uploads"
+local next = next
 
 local Client = {}
 Client.__index = Client

@@ -4,6 +4,7 @@
 -- @module modkie.encoding
 
 local core = require "modkie.core"
+local next = next
 
 local byte, char, find, gsub, match = string.byte, string.char, string.find, string.gsub, string.match
 local floor = math.floor

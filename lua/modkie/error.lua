@@ -28,6 +28,7 @@ Error.kinds = {
 local FIELDS = { "status", "code", "task_id", "field", "row" }
 
 local byte = string.byte
+local next = next
 local QUESTION = byte("?")
 -- "?number" -> "number": Error.check is on every call's path
 local OPTIONAL = {}

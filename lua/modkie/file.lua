@@ -14,6 +14,7 @@
 
 local core = require "modkie.core"
 local Error = require "modkie.error"
+local next = next
 
 local file = {}
 

@@ -14,6 +14,7 @@
 
 local cjson = require "cjson.safe"
 local core = require "modkie.core"
+local next = next
 
 local json = {}
 

@@ -28,6 +28,7 @@ local cjson = require "cjson.safe"
 local Error = require "modkie.error"
 local file = require "modkie.file"
 local suggest = require "modkie.suggest"
+local next = next
 
 local models = {}
 local registry = {}

@@ -6,6 +6,7 @@
 -- @module modkie.options
 
 local suggest = require "modkie.suggest"
+local next = next
 
 local options = {}
 
