@@ -3,7 +3,10 @@
  * resets with a new cap between responses. Properties: the buffer holds
  * exactly what was appended, NUL-terminated; an append that would pass the
  * cap fails, sets `overflow` and leaves the contents as they were; the
- * buffer never holds more than the cap. */
+ * buffer never holds more than the cap. Each response the buffer held is
+ * then redacted (mk_redact, as the engine does to every answer) with a key
+ * whose spellings the input may hold: none of them is left, and a body with
+ * no spelling, no "bearer" and no escape is left as it was. */
 #include "../src/lib/buf.h"
 #include "../src/lib/redact.h"
 #include "fuzz.h"
@@ -22,21 +25,69 @@ static size_t pick_cap(uint8_t b, uint32_t r) {
   }
 }
 
+/* The key the redaction looks for: with characters that percent-encoding
+ * and JSON escape, so every spelling differs. */
+static const char KEY[] = "sk-Fz09+/=keyZ";
+
+/* Whether needle (m >= 1 bytes) occurs in hay (n bytes). */
+static int has(const char *hay, size_t n, const char *needle, size_t m) {
+  size_t i;
+  for (i = 0; i + m <= n; i++)
+    if (memcmp(hay + i, needle, m) == 0) return 1;
+  return 0;
+}
+
+/* Whether "bearer", in any case, occurs in hay. */
+static int has_bearer_word(const char *hay, size_t n) {
+  size_t i, k;
+  for (i = 0; i + 6 <= n; i++) {
+    for (k = 0; k < 6 && (hay[i + k] | 0x20) == "bearer"[k]; k++) continue;
+    if (k == 6) return 1;
+  }
+  return 0;
+}
+
+static int has_any(const char *hay, size_t n, const mk_secrets *s) {
+  size_t i;
+  for (i = 0; i < s->count; i++)
+    if (has(hay, n, s->forms[i], strlen(s->forms[i]))) return 1;
+  return 0;
+}
+
+/* Redact a copy of the n bytes at p: no spelling of the key left; a body with
+ * nothing to take out unchanged. (Up to 64 KiB: the check is quadratic.) */
+static void check_redact(const char *p, size_t n, const mk_secrets *s) {
+  mk_buf r = {0};
+  int plain;
+  if (n > 65536) n = 65536;
+  if (!n) p = ""; /* (an empty buffer may have no memory) */
+  mk_buf_reset(&r, n + 1);
+  if (n && mk_buf_append(&r, p, n) != 0) abort();
+  plain = !has_any(p, n, s) && !memchr(p, '\\', n) && !has_bearer_word(p, n);
+  if (mk_redact(&r, s) != 0) abort(); /* out of memory: not under the fuzzer */
+  FZ_CHECK(!has_any(r.data ? r.data : "", r.len, s), "a spelling of the key is left in %zu bytes", r.len);
+  if (plain) FZ_CHECK(r.len == n && (n == 0 || memcmp(r.data, p, n) == 0), "a body without the key was changed");
+  mk_buf_free(&r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fz f = {data, size};
   mk_buf b = {0};
+  mk_secrets secrets;
   /* the model: what the buffer must hold */
   char *model = NULL;
   size_t mlen = 0, mcap = 0, cap, total = 0;
   uint8_t op = fz_u8(&f);
   cap = pick_cap(op, fz_u32(&f));
   mk_buf_reset(&b, cap);
+  if (mk_secrets_init(&secrets, KEY) != 0) abort();
   /* at most ~2.5 MB of appends per input: past the 1 MiB caps twice (large
    * buffers cost page faults under ASan, and the logic does not scale) */
   while (f.n && total < (5u << 19)) {
     op = fz_u8(&f);
     if (op % 8 == 0) { /* a new response */
       FZ_CHECK(memcmp(b.data ? b.data : "", model ? model : "", mlen) == 0, "contents differ");
+      check_redact(b.data, b.len, &secrets);
       cap = pick_cap(fz_u8(&f), fz_u32(&f));
       mk_buf_reset(&b, cap);
       mlen = 0;
@@ -85,6 +136,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
   }
   FZ_CHECK(memcmp(b.data ? b.data : "", model ? model : "", mlen) == 0, "contents differ");
+  check_redact(b.data, b.len, &secrets);
+  mk_secrets_free(&secrets);
   mk_buf_free(&b);
   free(model);
   return 0;

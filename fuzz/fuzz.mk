@@ -51,7 +51,7 @@ $(FUZZ_BUILD)/fuzz_url: fuzz/url.c fuzz/fuzz.h src/lib/url.c src/lib/url.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/lib/url.c -o $@ -lcurl
 $(FUZZ_BUILD)/fuzz_buf: fuzz/buf.c fuzz/fuzz.h src/lib/buf.c src/lib/buf.h src/lib/redact.c src/lib/redact.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/lib/buf.c src/lib/redact.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< src/lib/buf.c src/lib/redact.c -o $@ -lcrypto
 
 # judge.c with the library it reads (the engine's random source): no Lua
 $(FUZZ_BUILD)/fuzz_judge: fuzz/judge.c fuzz/fuzz.h $(FUZZ_CORE)

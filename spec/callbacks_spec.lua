@@ -130,12 +130,7 @@ describe("emulator callbacks", function()
   it("gives up after --callback-retries when nobody listens", function()
     local m = start { "--job-seconds", "0", "--callback-backoff", "0.05", "--callback-retries", "2" }
     local c = client(m)
-    -- a port bound but not listening: connections are refused, and no other
-    -- process (the other Luas' runs go on at the same time) can take it
-    local hold = assert(require("socket").tcp())
-    assert(hold:bind("127.0.0.1", 0))
-    later(function() hold:close() end)
-    local _, port = hold:getsockname()
+    local port = helper.held_port(later)
     local job = assert(c:submit(KLING, { prompt = "nobody home" },
       { callback_url = "http://127.0.0.1:" .. port .. "/cb" }))
     assert(job:await(20))

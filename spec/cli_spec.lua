@@ -146,7 +146,7 @@ describe("bin/modkie", function()
 
     it("exits 4 when the gateway cannot be reached", function()
       local r = modkie({ "submit", KLING, "--prompt", "x", "--retries", "0" },
-        { MODKIE_BASE_URL = "http://127.0.0.1:1" })
+        { MODKIE_BASE_URL = "http://127.0.0.1:" .. helper.held_port(finally) })
       assert.equal(4, r.code)
       assert.matches("connect", r.err)
     end)

@@ -161,7 +161,8 @@ end
 
 describe("transport errors", function()
   it("network: nothing listens; createTask retried (nothing was sent) then given up", function()
-    local client = modkie.new{ base_url = "http://127.0.0.1:9", api_key = "k", retries = 2, rate = false }
+    local nowhere = "http://127.0.0.1:" .. helper.held_port(finally)
+    local client = modkie.new{ base_url = nowhere, api_key = "k", retries = 2, rate = false }
     local retries = 0
     client._log = function(_, event) if event == "retry" then retries = retries + 1 end end
     local res, err = assert(client:submit(KLING, { prompt = "x" })):await(30)

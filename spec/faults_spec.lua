@@ -155,7 +155,7 @@ local function check_round(f)
 end
 
 describe("fault suite: 500 jobs, one client, 20% faulty polls and 10% faulty creates #slow", function()
-  local m, client, dir, args
+  local m, client, dir, args, port, release
   local figures = {}
 
   setup(function()
@@ -164,13 +164,17 @@ describe("fault suite: 500 jobs, one client, 20% faulty polls and 10% faulty cre
       "--credits", "1e12", "--state", dir .. "/state.jsonl" }
     local with_faults = { "--faults", POLL_FAULTS .. ";" .. CREATE_FAULTS, "--seed", SEED }
     for _, a in ipairs(args) do with_faults[#with_faults + 1] = a end
-    m = helper.mock(with_faults)
+    -- held for the whole describe: during the outage no other process (the
+    -- other Luas' runs go on at the same time) can take the stopped one's port
+    port, release = helper.held_port()
+    m = helper.mock_on(port, with_faults)
     client = helper.client(m, CLIENT)
   end)
 
   teardown(function()
     if client then client:close() end
     if m then m.stop() end
+    if release then release() end
     helper.rmdir(dir)
   end)
 
@@ -229,7 +233,6 @@ describe("fault suite: 500 jobs, one client, 20% faulty polls and 10% faulty cre
     for i, job in ipairs(jobs) do
       if job.id and not job.done then in_flight[#in_flight + 1] = i end
     end
-    local port = m.port
     m.stop()
     -- the client keeps working against a closed port for 10 s
     local back_at = helper.now() + 10

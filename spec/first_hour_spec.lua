@@ -275,13 +275,13 @@ describe("first hour", function()
     it("401 names MODKIE_API_KEY; nothing listening on this machine names the emulator; an empty key says so",
       function()
         local strict = helper.mock({ "--api-key", "right" })
-        finally(strict.stop)
+        local port, release = helper.held_port()
+        finally(function() strict.stop(); release() end)
         local c = modkie.new{ base_url = strict.url, api_key = "wrong" }
         local _, err = c:credits()
         assert.equal("auth", err.kind)
         assert.matches("check the API key %(MODKIE_API_KEY", err.message)
         c:close()
-        local port = helper.free_port()
         c = modkie.new{ base_url = "http://127.0.0.1:" .. port, api_key = "k", retries = 0 }
         _, err = c:credits()
         assert.equal("network", err.kind)

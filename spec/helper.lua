@@ -91,12 +91,24 @@ function helper.write_file(p, text)
   f:close()
 end
 
---- A TCP port on 127.0.0.1 that nothing listens on right now.
-function helper.free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
+--- A TCP port on 127.0.0.1, held bound but not listening until released.
+-- Connecting to it is refused (ECONNREFUSED, as when nothing is bound), and
+-- the kernel gives it to no other socket binding port 0, as it may a port
+-- only found free: the other Luas' runs of the suite go on at the same time
+-- and start their emulators and callback receivers that way. A server told
+-- to listen there (the emulator, redis-server, nginx, chromedriver: all bind
+-- with SO_REUSEADDR, as the hold does) can while it is held, and again after
+-- a restart, with no one able to take the port in between.
+-- `later(fn)`, if given, is called with the release (busted's `finally`,
+-- or helper.cleanups' `later`). Returns the port and the release.
+function helper.held_port(later)
+  local hold = assert(socket.tcp4())
+  assert(hold:setoption("reuseaddr", true))
+  assert(hold:bind("127.0.0.1", 0))
+  local _, port = hold:getsockname()
+  local function release() hold:close() end
+  if later then later(release) end
+  return tonumber(port), release
 end
 
 helper.shell_quote = shell_quote

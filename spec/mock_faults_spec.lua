@@ -448,16 +448,19 @@ describe("modkie mock --limits SPEC", function()
 end)
 
 describe("modkie mock --state", function()
+  -- A state file in a fresh folder, and a port held for the test (between a
+  -- stop and the restart no other process, e.g. the other Luas' runs going
+  -- on at the same time, can take it): both go when the test ends.
   local function state_file()
     local dir = helper.tmpdir()
-    finally(function() helper.rmdir(dir) end)
-    return dir .. "/state.jsonl"
+    local port, release = helper.held_port()
+    finally(function() release(); helper.rmdir(dir) end)
+    return dir .. "/state.jsonl", port
   end
 
   it("keeps tasks, balances and counters across a stop and restart on the same port", function()
-    local file = state_file()
-    local m = start { "--state", file, "--job-seconds", "0.5" }
-    local port = m.port
+    local file, port = state_file()
+    local m = start { "--port", tostring(port), "--state", file, "--job-seconds", "0.5" }
     local quick = created_id(m, "quick one")
     local slow = created_id(m, "slow one [seconds=600]")
     local flaky = created_id(m, "flaky [seconds=600] [fault=poll:503x3]")
@@ -498,8 +501,8 @@ describe("modkie mock --state", function()
   end)
 
   it("loses no created task to kill -9", function()
-    local file = state_file()
-    local m = start { "--state", file }
+    local file, port = state_file()
+    local m = start { "--port", tostring(port), "--state", file }
     local ids = {}
     for i = 1, 20 do ids[i] = created_id(m, "job " .. i) end
     helper.kill9(m) -- straight after the last answer, no time to save
@@ -514,8 +517,8 @@ describe("modkie mock --state", function()
   end)
 
   it("charges a job once, though it ended before a restart and is read after", function()
-    local file = state_file()
-    local m = start { "--state", file, "--job-seconds", "0" }
+    local file, port = state_file()
+    local m = start { "--port", tostring(port), "--state", file, "--job-seconds", "0" }
     created_id(m, "a")
     assert.are.equal(10000 - 35, exchange(m, "GET", "/api/v1/chat/credit").json.data)
     m.stop()
@@ -527,8 +530,8 @@ describe("modkie mock --state", function()
   end)
 
   it("starts over on POST /__mock/reset, also in the file", function()
-    local file = state_file()
-    local m = start { "--state", file }
+    local file, port = state_file()
+    local m = start { "--port", tostring(port), "--state", file }
     created_id(m, "gone")
     m.request("POST", "/__mock/reset")
     m.stop()
@@ -537,8 +540,8 @@ describe("modkie mock --state", function()
   end)
 
   it("ignores a torn last line (a kill mid-write)", function()
-    local file = state_file()
-    local m = start { "--state", file }
+    local file, port = state_file()
+    local m = start { "--port", tostring(port), "--state", file }
     local id = created_id(m, "whole")
     m.stop()
     local f = assert(io.open(file, "ab"))

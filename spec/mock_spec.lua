@@ -9,20 +9,11 @@ local ltn12 = require "ltn12"
 local LUA = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
 local KLING = "kling/kling-3-0"
 
--- Start an emulator that is stopped when the current test ends. busted keeps
--- one `finally` per test, so every emulator a test starts is in one list: a
--- test that starts two stops both (a popen left to the garbage collector
--- would wait there for a process nobody stopped).
-local started = {}
-local function start(args)
-  local m = helper.mock(args)
-  started[#started + 1] = m
-  finally(function()
-    for _, e in ipairs(started) do e.stop() end
-    started = {}
-  end)
-  return m
-end
+-- start(args): an emulator that is stopped when the current test ends.
+-- busted keeps one `finally` per test, so every emulator a test starts is in
+-- one list: a test that starts two stops both (a popen left to the garbage
+-- collector would wait there for a process nobody stopped).
+local later, start = helper.cleanups(function(fn) finally(fn) end)
 
 -- One API call. opts: key (false = no Authorization), body (table or string),
 -- headers, base (another base URL). Returns status, decoded body, headers, raw text.
@@ -151,7 +142,8 @@ describe("modkie mock: process", function()
   end)
 
   it("serves from the pid it prints: killing that pid stops it", function()
-    local m = start()
+    -- on a held port: once it is stopped, no other process can listen there
+    local m = start { "--port", tostring(helper.held_port(later)) }
     local status = call(m, "GET", "/__mock/stats")
     assert.are.equal(200, status)
     m.stop()
@@ -608,13 +600,10 @@ describe("modkie mock: files and download links", function()
   end)
 
   it("uses --files-base for result URLs, served by the same server", function()
-    local probe = start()
-    local port = probe.port
-    probe.stop()
-    -- a fixed port is needed to name it in --files-base; reuse the one just freed
-    local m = helper.mock { "--port", tostring(port), "--job-seconds", "0",
+    -- a fixed port is needed to name it in --files-base: one held for the test
+    local port = helper.held_port(later)
+    local m = start { "--port", tostring(port), "--job-seconds", "0",
       "--files-base", "http://localhost:" .. port .. "/" }
-    finally(function() m.stop() end)
     assert.are.equal(port, m.port)
     local id = created_id(m, { prompt = "x" })
     local rec = await(m, id)

@@ -1,17 +1,18 @@
---- Test helper: a private nginx (its own prefix, a free port, a self-signed
--- certificate) for specs that need a real HTTPS / HTTP/2 server.
+--- Test helper: a private nginx (its own prefix, a port held for it by
+-- helper.held_port, a self-signed certificate) for specs that need a real
+-- HTTPS / HTTP/2 server.
 local socket = require "socket"
 local helper = require "spec.helper"
 
 local nginx = {}
 
-local free_port, write = helper.free_port, helper.write_file
+local write = helper.write_file
 
 --- Start nginx with `http_block` (the inside of `http { }`; `PORT` and
 -- `PREFIX` in it are replaced). Returns { port, prefix, cert, stop(), log() }.
 function nginx.start(http_block)
   local prefix = helper.tmpdir()
-  local port = free_port()
+  local port, release = helper.held_port()
   assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
     .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1")
     :format(prefix, prefix)))
@@ -57,6 +58,7 @@ http {
     local pid = n.read("nginx.pid")
     if pid then os.execute("kill " .. pid:match("%d+") .. " 2>/dev/null") end
     socket.sleep(0.05)
+    release()
     helper.rmdir(prefix)
   end
   return n

@@ -8,8 +8,6 @@ local core = require "modkie.core"
 
 local SECRET = "whsec-test-1"
 
-local free_port = helper.free_port
-
 -- A raw HTTP/1.0 request on its own connection; returns the socket (the
 -- answer is read later) and the time it was sent.
 local function send(port, method, path, headers, body)
@@ -46,7 +44,8 @@ end
 -- examples/openresty/run.sh against emulator `m`, with `workers` workers
 -- (and MODKIE_RATE_STORE = `store`): { port, stop() } once nginx listens.
 local function start_example(m, workers, store, scheme)
-  local port, prefix = free_port(), helper.tmpdir()
+  local port, release = helper.held_port()
+  local prefix = helper.tmpdir()
   local cmd = ("PREFIX=%s WORKERS=%d MODKIE_WEBHOOK_SECRET=%s MODKIE_WEBHOOK_SCHEME=%s MODKIE_RATE_STORE=%s "
     .. "examples/openresty/run.sh %d %s >%s/run.log 2>&1 &"):format(prefix, workers, SECRET, scheme or "modkie",
     helper.shell_quote(store or ""), port, m.url, prefix)
@@ -56,6 +55,7 @@ local function start_example(m, workers, store, scheme)
     local pid = helper.read_file(prefix .. "/logs/nginx.pid")
     if pid then os.execute("kill " .. pid:match("%d+")) end
     socket.sleep(0.1)
+    release()
     helper.rmdir(prefix)
   end
   for _ = 1, 100 do
@@ -63,6 +63,7 @@ local function start_example(m, workers, store, scheme)
     if c then c:close() return n end
     socket.sleep(0.05)
   end
+  release()
   error("nginx did not start: " .. tostring(helper.read_file(prefix .. "/run.log"))
     .. tostring(helper.read_file(prefix .. "/logs/error.log")))
 end

@@ -1,5 +1,6 @@
---- Test helper: a private redis-server (Debian's) on a free port, with
--- nothing saved to disk; stopped, killed and started again by the specs.
+--- Test helper: a private redis-server (Debian's) on a port held for it
+-- (helper.held_port) until it is stopped, with nothing saved to disk;
+-- stopped, killed and started again on that port by the specs.
 local socket = require "socket"
 local helper = require "spec.helper"
 
@@ -25,7 +26,8 @@ end
 --- Start redis-server. Returns { port, url(db), stop(), kill9(), start() }.
 function redis.start()
   local dir = helper.tmpdir()
-  local r = { port = helper.free_port(), dir = dir }
+  local port, release = helper.held_port()
+  local r = { port = port, dir = dir }
   local pidfile = dir .. "/redis.pid"
   function r.url(db) return ("redis://127.0.0.1:%d/%d"):format(r.port, db or 0) end
   function r.start()
@@ -49,6 +51,7 @@ function redis.start()
   function r.kill9() signal("KILL") end
   function r.stop()
     signal("TERM")
+    release()
     helper.rmdir(dir)
   end
   r.start()

@@ -89,7 +89,7 @@ describe("the API key", function()
   it("appears in nothing the CLI prints or writes, in success or failure, text or --json", function()
     local good = { MODKIE_API_KEY = canary, MODKIE_BASE_URL = m.url }
     local refused = { MODKIE_API_KEY = canary, MODKIE_BASE_URL = strict.url }
-    local nowhere = { MODKIE_API_KEY = canary, MODKIE_BASE_URL = "http://127.0.0.1:9" }
+    local nowhere = { MODKIE_API_KEY = canary, MODKIE_BASE_URL = "http://127.0.0.1:" .. helper.held_port(finally) }
     local fast = { "--poll-interval", "0.05" }
     local seen = {}
     local function run(env, ...)
@@ -639,6 +639,34 @@ describe("hardening of issue 9", function()
     assert.matches("[redacted]", all, 1, true)
     assert(not all:find(key, 1, true), "the key is in: " .. all)
     assert(not all:find(key:sub(9), 1, true), "part of the key is in: " .. all)
+  end)
+
+  it("regression: the key echoed upper-cased, percent-encoded or inside base64 is redacted too", function()
+    local key = "sk-echo-" .. unique() .. "-Zq8+/="
+    local c = client({ api_key = key })
+    local function percent(v, hex)
+      return (v:gsub("[^%w%-._~]", function(ch) return ("%%" .. hex):format(ch:byte()) end))
+    end
+    local basic = require("mime").b64("user:" .. key) -- an echoed Basic header: the key at offset 5
+    local forms = { key:upper(), key:lower(), percent(key, "%02X"), percent(key, "%02x"), basic }
+    s.answer("credit", ('{"code":401,"msg":"key %s refused"}'):format(forms[1]), 401)
+    s.answer("createTask", ('{"code":500,"msg":"proxy: GET https://up.example/v1?key=%s&k2=%s"}'):format(forms[3],
+      forms[4]), 500)
+    s.answer("recordInfo", ('{"code":200,"msg":"success","data":{"taskId":"task_forms","state":"fail",'
+      .. '"failCode":"500","failMsg":"upstream saw Authorization: Basic %s (%s)"}}'):format(basic, forms[2]))
+    local _, e1 = c:credits()
+    local _, e2 = assert(c:job("task_forms")):await(10)
+    local raw = assert(c:record("task_forms"))
+    local _, e3 = assert(c:submit(KLING, { prompt = "echo" })):await(10)
+    c:close()
+    local seen = { raw.failMsg }
+    for _, e in ipairs({ e1, e2, e3 }) do seen[#seen + 1] = tostring(e) end
+    local all = table.concat(seen, "\n")
+    assert.equal("auth", e1.kind)
+    assert.equal("failed", e2.kind)
+    assert.matches("[redacted]", all, 1, true)
+    for _, f in ipairs(forms) do assert(not all:find(f, 1, true), "a form of the key is in: " .. all) end
+    assert(not all:find(basic:sub(9, -5), 1, true), "the middle of the key's base64 is in: " .. all)
   end)
 
   it("regression: a download from a host that trickles bytes is cut (was: no minimum speed, a hang)", function()

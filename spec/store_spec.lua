@@ -87,7 +87,7 @@ describe("rate.shared in one process", function()
   end)
 
   it("carries on when Redis cannot be reached: one warning, every job done", function()
-    local c, events = client(m, ("redis://127.0.0.1:%d/0"):format(helper.free_port()))
+    local c, events = client(m, ("redis://127.0.0.1:%d/0"):format((helper.held_port(finally))))
     drive({ c }, submit(c, 6, "no redis"))
     assert.equal(1, #events)
     assert.equal("away", events[1].state)

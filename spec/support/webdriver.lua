@@ -100,7 +100,7 @@ end
 -- fresh folder for the browser's profile. Returns the session; call
 -- `stop()` on the returned driver when done.
 function webdriver.start(opts)
-  local port = H.free_port()
+  local port, release = H.held_port()
   local log = opts.profile .. "/chromedriver.log"
   local pipe = assert(io.popen(("exec chromedriver --port=%d --log-path=%s >/dev/null 2>&1 & echo $!")
     :format(port, H.shell_quote(log))))
@@ -109,6 +109,7 @@ function webdriver.start(opts)
   local driver = { url = "http://127.0.0.1:" .. port, pid = pid }
   function driver.stop()
     os.execute("kill " .. pid .. " 2>/dev/null")
+    release()
   end
   local up = false
   for _ = 1, 200 do

@@ -755,7 +755,7 @@ static void collect(mk_engine *e) {
     r->write_failed = x->write_failed;
     r->retry_after = x->retry_after;
     /* server text leaves the engine only after the key is taken out of it */
-    if (op->type != MK_OP_DOWNLOAD && x->body.len && mk_redact(&x->body, e->key, e->key_json) != 0)
+    if (op->type != MK_OP_DOWNLOAD && x->body.len && mk_redact(&x->body, e->has_secrets ? &e->secrets : NULL) != 0)
       x->body.len = 0; /* out of memory: the answer reads as empty, never with the key */
     r->body = x->body.data ? x->body.data : "";
     r->body_len = x->body.len;
@@ -1434,19 +1434,6 @@ static char *dup_or_null(const char *s) {
   return s ? copy(s, strlen(s)) : NULL;
 }
 
-/* The key as a JSON encoder may write it: `"` and `\` escaped, `/` as `\/`. */
-static char *json_escaped(const char *s) {
-  size_t n = strlen(s), i, o = 0;
-  char *out = malloc(2 * n + 1);
-  if (!out) return NULL;
-  for (i = 0; i < n; i++) {
-    if (s[i] == '"' || s[i] == '\\' || s[i] == '/') out[o++] = '\\';
-    out[o++] = s[i];
-  }
-  out[o] = '\0';
-  return out;
-}
-
 /* `localhost` in base_url is this machine: pin it to the loopback addresses
  * for libcurl (CURLOPT_RESOLVE), so that no hosts file or DNS server decides
  * where the key goes. */
@@ -1460,12 +1447,6 @@ static int pin_localhost(mk_engine *e, const char *url) {
   if (!pin) return -1;
   e->pin = pin;
   return 0;
-}
-
-static void wipe(char *s) {
-  if (!s) return;
-  memset(s, 0, strlen(s));
-  free(s);
 }
 
 mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
@@ -1493,13 +1474,8 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
     goto oom;
   e->has_key = cfg->api_key && cfg->api_key[0];
   if (e->has_key && strlen(cfg->api_key) >= MIN_REDACTED_KEY) {
-    e->key = copy(cfg->api_key, strlen(cfg->api_key));
-    e->key_json = json_escaped(cfg->api_key);
-    if (!e->key || !e->key_json) goto oom;
-    if (!strcmp(e->key, e->key_json)) {
-      free(e->key_json);
-      e->key_json = NULL;
-    }
+    if (mk_secrets_init(&e->secrets, cfg->api_key) != 0) goto oom;
+    e->has_secrets = 1;
   }
   if (e->has_key) {
     auth = join("Authorization: Bearer ", cfg->api_key, NULL);
@@ -1507,7 +1483,7 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
     e->api_headers = headers(e->api_headers, auth, &ok);
     e->auth_file_headers = headers(e->auth_file_headers, auth, &ok);
     e->upload_headers = headers(e->upload_headers, auth, &ok);
-    memset(auth, 0, strlen(auth)); /* the key lives on only in libcurl's header lists and e->key */
+    memset(auth, 0, strlen(auth)); /* the key lives on only in libcurl's header lists and e->secrets */
     free(auth);
   }
   e->api_headers = headers(e->api_headers, "Content-Type: application/json", &ok);
@@ -1590,8 +1566,7 @@ void mk_engine_free(mk_engine *e) {
   curl_slist_free_all(e->auth_file_headers);
   curl_slist_free_all(e->upload_headers);
   curl_slist_free_all(e->pin);
-  wipe(e->key);
-  wipe(e->key_json);
+  mk_secrets_free(&e->secrets);
   mk_heap_free(&e->timers);
   mk_ranks_free(&e->ranks);
   mk_durations_free(&e->own_durations);

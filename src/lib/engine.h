@@ -61,6 +61,7 @@
 #include "heap.h"
 #include "listener.h"
 #include "priority.h"
+#include "redact.h"
 #include "state.h"
 
 /* Longer task ids are refused: they would not fit a recordInfo request line. */
@@ -187,7 +188,8 @@ typedef struct mk_engine {
   char *upload_base;        /* the upload API's root: the key goes there too, and nowhere else */
   struct curl_slist *upload_headers;
   struct curl_slist *pin;   /* CURLOPT_RESOLVE: `localhost` at base_url's port is loopback, whatever a resolver says */
-  char *key, *key_json;     /* to redact the key from answers (key_json: as JSON escapes it), or NULL */
+  mk_secrets secrets;        /* the key's spellings, to redact from answers (has_secrets) */
+  int has_secrets;
   pid_t pid;                /* the process that made the engine: a forked child must not touch its connections */
   int stepping;             /* see "Reentrancy" above */
   mk_op *released;          /* ops released during the step */

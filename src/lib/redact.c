@@ -2,9 +2,14 @@
 #include "redact.h"
 
 #include <ctype.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* A base64 run shorter than this is not taken for the key: short runs of
+ * letters occur in ordinary text. */
+#define MIN_BASE64_CORE 8
 
 /* A bearer token's characters (RFC 6750 b64token), and "\/" (a "/" as JSON may escape it). */
 static size_t token_len(const char *p, const char *end) {
@@ -18,12 +23,14 @@ static size_t token_len(const char *p, const char *end) {
   return (size_t)(q - p);
 }
 
-/* Length of what to redact at p (0: nothing): a key, or the token after "Bearer ". */
-static size_t secret_at(const char *p, const char *end, const char *key, size_t klen, const char *kjson, size_t jlen) {
-  size_t left = (size_t)(end - p);
-  if (klen && left >= klen && memcmp(p, key, klen) == 0) return klen;
-  if (jlen && left >= jlen && memcmp(p, kjson, jlen) == 0) return jlen;
-  return 0;
+/* Length of the spelling of the key at p (0: none; the longest when two start there). */
+static size_t secret_at(const char *p, const char *end, const mk_secrets *s) {
+  size_t left = (size_t)(end - p), i, best = 0;
+  for (i = 0; s && i < s->count; i++) {
+    size_t n = strlen(s->forms[i]);
+    if (n > best && left >= n && memcmp(p, s->forms[i], n) == 0) best = n;
+  }
+  return best;
 }
 
 /* The byte of `s` to scan for first: one rare in JSON text (an upper-case
@@ -49,6 +56,14 @@ static int contains(const char *hay, size_t n, const char *needle, size_t m) {
     if (memcmp(p - k, needle, m) == 0) return 1;
     p++;
   }
+  return 0;
+}
+
+/* Whether any spelling of the key occurs in hay. */
+static int contains_any(const char *hay, size_t n, const mk_secrets *s) {
+  size_t i;
+  for (i = 0; s && i < s->count; i++)
+    if (contains(hay, n, s->forms[i], strlen(s->forms[i]))) return 1;
   return 0;
 }
 
@@ -80,11 +95,11 @@ static int hexval(int c) {
  * plainly (the key's characters all are; '"' and '\' stay escaped) and use
  * that spelling, which means the same JSON, if it shows the key. 0, or -1
  * out of memory (the body is then left as it was). */
-static int unescape_if_hiding(mk_buf *b, const char *key, size_t klen) {
+static int unescape_if_hiding(mk_buf *b, const mk_secrets *s) {
   const char *p = b->data, *end = b->data + b->len;
   char *out;
   size_t o = 0;
-  if (!klen || !memchr(b->data, '\\', b->len)) return 0;
+  if (!s || !s->count || !memchr(b->data, '\\', b->len)) return 0;
   out = malloc(b->len + 1);
   if (!out) return -1;
   while (p < end) {
@@ -112,7 +127,7 @@ static int unescape_if_hiding(mk_buf *b, const char *key, size_t klen) {
     out[o++] = *p++; /* any other escape, kept as it is: its two bytes */
     out[o++] = *p++;
   }
-  if (o == b->len || !contains(out, o, key, klen)) {
+  if (o == b->len || !contains_any(out, o, s)) {
     free(out);
     return 0;
   }
@@ -124,23 +139,20 @@ static int unescape_if_hiding(mk_buf *b, const char *key, size_t klen) {
   return 0;
 }
 
-int mk_redact(mk_buf *b, const char *key, const char *key_json) {
+int mk_redact(mk_buf *b, const mk_secrets *s) {
   static const char mark[] = "[redacted]";
   const size_t mlen = sizeof mark - 1;
-  size_t klen = key ? strlen(key) : 0, jlen = key_json ? strlen(key_json) : 0;
   const char *p, *end, *copied;
   char *out = NULL;
   size_t o = 0, cap = 0;
   if (!b->data || !b->len) return 0;
-  if (unescape_if_hiding(b, key, klen) != 0) return -1;
+  if (unescape_if_hiding(b, s) != 0) return -1;
   /* the common case, in a few fast scans: nothing to take out, nothing allocated */
-  if ((!klen || !contains(b->data, b->len, key, klen)) && (!jlen || !contains(b->data, b->len, key_json, jlen)) &&
-      !has_bearer(b->data, b->len))
-    return 0;
+  if (!contains_any(b->data, b->len, s) && !has_bearer(b->data, b->len)) return 0;
   end = b->data + b->len;
   copied = b->data;
   for (p = b->data; p < end;) {
-    size_t cut = secret_at(p, end, key, klen, key_json, jlen), skip = 0;
+    size_t cut = secret_at(p, end, s), skip = 0;
     if (!cut && end - p > 6 && (*p == 'b' || *p == 'B') && strncasecmp(p, "bearer", 6) == 0) {
       /* "Bearer", blanks (or "%20"), then the token */
       const char *t = p + 6;
@@ -185,4 +197,94 @@ int mk_redact(mk_buf *b, const char *key, const char *key_json) {
   b->len = o;
   b->cap = cap;
   return 0;
+}
+
+/* ---- the spellings of a key ---- */
+
+/* Add `form` (n bytes) unless it is empty or already there. 0, or -1 out of memory. */
+static int add_form(mk_secrets *s, const char *form, size_t n) {
+  size_t i;
+  char **grown, *copy;
+  if (n == 0) return 0;
+  for (i = 0; i < s->count; i++)
+    if (strlen(s->forms[i]) == n && memcmp(s->forms[i], form, n) == 0) return 0;
+  grown = realloc(s->forms, (s->count + 1) * sizeof *grown);
+  if (!grown) return -1;
+  s->forms = grown;
+  copy = malloc(n + 1);
+  if (!copy) return -1;
+  memcpy(copy, form, n);
+  copy[n] = '\0';
+  s->forms[s->count++] = copy;
+  return 0;
+}
+
+/* The key's base64 at offset r (0-2) of a stream: only the characters
+ * whose six bits all come from the key, in the standard alphabet and in
+ * the URL-safe one (`-` and `_` for `+` and `/`). */
+static int add_base64(mk_secrets *s, const char *key, size_t n, int r, char *in, char *out) {
+  size_t from = ((size_t)r * 8 + 5) / 6, to = ((size_t)r + n) * 8 / 6, i;
+  memset(in, 0, (size_t)r);
+  memcpy(in + r, key, n);
+  EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)in, (int)(n + (size_t)r));
+  if (to <= from || to - from < MIN_BASE64_CORE) return 0;
+  if (add_form(s, out + from, to - from) != 0) return -1;
+  for (i = from; i < to; i++) out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+  return add_form(s, out + from, to - from);
+}
+
+/* The key percent-encoded (all but RFC 3986's unreserved), with `hex`'s digits. */
+static int add_percent(mk_secrets *s, const char *key, size_t n, const char *hex, char *out) {
+  size_t i, o = 0;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)key[i];
+    if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out[o++] = (char)c;
+    } else {
+      out[o++] = '%';
+      out[o++] = hex[c >> 4];
+      out[o++] = hex[c & 15];
+    }
+  }
+  return add_form(s, out, o);
+}
+
+int mk_secrets_init(mk_secrets *s, const char *key) {
+  size_t n = strlen(key), i, o;
+  /* room for the longest spelling: percent-encoded (3n), base64 (4/3 of n + 2, and its padding) */
+  char *work = malloc(3 * n + 8), *in = malloc(n + 3);
+  int rc = 0, r;
+  s->forms = NULL;
+  s->count = 0;
+  if (!work || !in) rc = -1;
+  if (!rc) rc = add_form(s, key, n);
+  for (o = i = 0; !rc && i < n; i++) { /* as JSON escapes it */
+    if (key[i] == '"' || key[i] == '\\' || key[i] == '/') work[o++] = '\\';
+    work[o++] = key[i];
+  }
+  if (!rc) rc = add_form(s, work, o);
+  for (i = 0; !rc && i < n; i++) work[i] = (char)toupper((unsigned char)key[i]);
+  if (!rc) rc = add_form(s, work, n);
+  for (i = 0; !rc && i < n; i++) work[i] = (char)tolower((unsigned char)key[i]);
+  if (!rc) rc = add_form(s, work, n);
+  if (!rc) rc = add_percent(s, key, n, "0123456789ABCDEF", work);
+  if (!rc) rc = add_percent(s, key, n, "0123456789abcdef", work); /* %2f as well as %2F */
+  for (r = 0; !rc && r < 3; r++) rc = add_base64(s, key, n, r, in, work);
+  if (work) memset(work, 0, 3 * n + 8);
+  if (in) memset(in, 0, n + 3);
+  free(work);
+  free(in);
+  if (rc) mk_secrets_free(s);
+  return rc;
+}
+
+void mk_secrets_free(mk_secrets *s) {
+  size_t i;
+  for (i = 0; i < s->count; i++) {
+    memset(s->forms[i], 0, strlen(s->forms[i]));
+    free(s->forms[i]);
+  }
+  free(s->forms);
+  s->forms = NULL;
+  s->count = 0;
 }

@@ -2,15 +2,32 @@
 #ifndef MODKIE_REDACT_H
 #define MODKIE_REDACT_H
 
+#include <stddef.h>
+
 #include "buf.h"
 
-/* Take the API key out of a response body: every occurrence of `key` (and of
- * `key_json`, the key as JSON escapes it, when not NULL) and the token after
- * every "Bearer " becomes "[redacted]", so that no server text that echoes the
- * Authorization header (a proxy's error page, a gateway's msg) carries it out
- * of the engine. NULL key: only the Bearer tokens. 0, or -1 out of memory
- * (the body is then left as it was). A body that spells the key with JSON
- * escapes (\u0073\u006b…) is first rewritten with those characters plain. */
-int mk_redact(mk_buf *b, const char *key, const char *key_json);
+/* Every spelling of the key a server's text may carry it in: as it is, as
+ * JSON escapes it (`/` as `\/`), upper- and lower-cased, percent-encoded
+ * (a URL echoed in an error page), and inside base64 (an echoed Basic or
+ * proxy header: the characters that come from the key alone, at each of the
+ * three offsets a base64 stream may hold it at, in both alphabets). */
+typedef struct mk_secrets {
+  char **forms; /* each NUL-terminated, no two alike */
+  size_t count;
+} mk_secrets;
+
+/* The spellings of `key`. 0, or -1 out of memory (nothing then to free). */
+int mk_secrets_init(mk_secrets *s, const char *key);
+/* Overwrite and free them. */
+void mk_secrets_free(mk_secrets *s);
+
+/* Take the API key out of a response body: every spelling of it in `s` and
+ * the token after every "Bearer " become "[redacted]", so that no server
+ * text that echoes the Authorization header (a proxy's error page, a
+ * gateway's msg) carries it out of the engine. NULL `s`: only the Bearer
+ * tokens. 0, or -1 out of memory (the body is then left as it was). A body
+ * that spells the key with JSON escapes (\u0073\u006b…) is first rewritten
+ * with those characters plain. */
+int mk_redact(mk_buf *b, const mk_secrets *s);
 
 #endif
