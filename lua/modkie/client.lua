@@ -17,6 +17,7 @@ local scheduler = require "modkie.scheduler"
 local SharedDict = require "modkie.shared_dict"
 local suggest = require "modkie.suggest"
 local uploads = require "modkie.uploads"
+local next = next
 
 local Client = {}
 Client.__index = Client
@@ -965,9 +966,12 @@ function Client:close()
     self._engine:cancel(sched:handle(p))
     self:_finish(p, "cancelled", nil, Error.new("cancelled", "the client was closed", { task_id = p.id }))
   end
-  for job in pairs(self._uploading) do
+  -- (next, not pairs: close may run in a __gc finaliser; see Scheduler:finish)
+  local job = next(self._uploading)
+  while job ~= nil do
     self:_finish(job, "cancelled", nil, Error.new("cancelled", "the client was closed while the job's files "
       .. "were uploading: no task was created"))
+    job = next(self._uploading, job) -- (_finish cleared it: allowed while traversing)
   end
   self._engine:close()
   self._closed = true

@@ -4,6 +4,7 @@
 -- @module modkie.encoding
 
 local core = require "modkie.core"
+local next = next
 
 local byte, char, find, gsub, match = string.byte, string.char, string.find, string.gsub, string.match
 local floor = math.floor
@@ -40,11 +41,13 @@ function encoding.find_invalid(v, path, depth)
     local bad = encoding.invalid(v)
     if bad then return path, byte(v, bad), bad - 1 end
   elseif type(v) == "table" and (depth or 0) < 64 then
-    for k, x in pairs(v) do
+    local k, x = next(v)
+    while k ~= nil do -- (next, not pairs: submit may run in a finaliser; see modkie.error's Error.new)
       local where = path == "" and tostring(k) or path .. "." .. tostring(k)
       local p, b, at = encoding.find_invalid(k, where, 64)
       if not p then p, b, at = encoding.find_invalid(x, where, (depth or 0) + 1) end
       if p then return p, b, at end
+      k, x = next(v, k)
     end
   end
   return nil

@@ -28,6 +28,7 @@ Error.kinds = {
 local FIELDS = { "status", "code", "task_id", "field", "row" }
 
 local byte = string.byte
+local next = next
 local QUESTION = byte("?")
 -- "?number" -> "number": Error.check is on every call's path
 local OPTIONAL = {}
@@ -44,7 +45,14 @@ function Error.new(kind, message, fields)
   assert(Error.kinds[kind], "modkie: unknown error kind " .. tostring(kind))
   local err = {}
   if fields then
-    for k, v in pairs(fields) do err[k] = v end
+    -- next, not pairs: a job:cancel() in a __gc finaliser makes an error,
+    -- and under LuaJIT a pairs loop compiled for other types of fields never
+    -- ends inside a finaliser (docs/embedding.md, "Finalisers under LuaJIT")
+    local k, v = next(fields)
+    while k ~= nil do
+      err[k] = v
+      k, v = next(fields, k)
+    end
   end
   err.kind, err.message = kind, message or kind
   return setmetatable(err, Error)

@@ -14,6 +14,7 @@
 
 local core = require "modkie.core"
 local Error = require "modkie.error"
+local next = next
 
 local file = {}
 
@@ -216,7 +217,8 @@ local MAX_DEPTH = 64
 -- that depth, made only when `v` holds a table). The common input, strings
 -- and numbers, costs one pass and no table.
 local function holds_file(v, depth, seen)
-  for _, x in pairs(v) do
+  local k, x = next(v)
+  while k ~= nil do -- (next, not pairs: submit may run in a finaliser; see Error.new)
     if type(x) == "table" then
       if getmetatable(x) == File then return true, seen end
       local at = depth + 1
@@ -228,6 +230,7 @@ local function holds_file(v, depth, seen)
         if found then return true, seen end
       end
     end
+    k, x = next(v, k)
   end
   return false, seen
 end
@@ -253,8 +256,10 @@ function file.find(input)
     local n = #v
     for i = 1, n do walk(v[i], ("%s[%d]"):format(path, i), depth + 1) end
     local keys = {}
-    for k in pairs(v) do
-      if not (type(k) == "number" and k >= 1 and k <= n and k == math.floor(k)) then keys[#keys + 1] = k end
+    local key = next(v)
+    while key ~= nil do -- (next, not pairs: submit may run in a finaliser; see Error.new)
+      if not (type(key) == "number" and key >= 1 and key <= n and key == math.floor(key)) then keys[#keys + 1] = key end
+      key = next(v, key)
     end
     table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
     for _, k in ipairs(keys) do

@@ -14,6 +14,7 @@
 
 local cjson = require "cjson.safe"
 local core = require "modkie.core"
+local next = next
 
 local json = {}
 
@@ -110,8 +111,10 @@ end
 local function is_list(t)
   local n = #t
   if n == 0 then return false end
-  for k in pairs(t) do
+  local k = next(t)
+  while k ~= nil do -- (next, not pairs: submit may run in a finaliser; see modkie.error's Error.new)
     if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then return false end
+    k = next(t, k)
   end
   return true
 end
@@ -145,7 +148,11 @@ local function enc(v, out, depth)
       out[#out + 1] = "]"
     else
       local keys = {}
-      for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+      local key = next(v)
+      while key ~= nil do -- (next, not pairs: see is_list)
+        keys[#keys + 1] = tostring(key)
+        key = next(v, key)
+      end
       table.sort(keys)
       out[#out + 1] = "{"
       for i, k in ipairs(keys) do

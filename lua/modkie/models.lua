@@ -28,6 +28,7 @@ local cjson = require "cjson.safe"
 local Error = require "modkie.error"
 local file = require "modkie.file"
 local suggest = require "modkie.suggest"
+local next = next
 
 local models = {}
 local registry = {}
@@ -281,13 +282,15 @@ function models.validate(model, input)
     end
   end
   if not schema.additional then
-    for name in pairs(input) do
+    local name = next(input)
+    while name ~= nil do -- (next, not pairs: submit may run in a finaliser; see Error.new)
       if type(name) ~= "string" then
         problems[#problems + 1] = { field = tostring(name), message = "field names must be strings" }
       elseif not schema.fields[name] then
         problems[#problems + 1] = { field = name,
           message = "is not a field of " .. model .. suggest.hint(name, schema.fields) }
       end
+      name = next(input, name)
     end
   end
   if #problems == 0 then return true end

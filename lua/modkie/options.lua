@@ -6,6 +6,7 @@
 -- @module modkie.options
 
 local suggest = require "modkie.suggest"
+local next = next
 
 local options = {}
 
@@ -18,7 +19,8 @@ local options = {}
 --   the function that calls `check` (2: its caller)
 function options.check(fname, opts, known, level)
   level = (level or 2) + 1
-  for k, v in pairs(opts) do
+  local k, v = next(opts)
+  while k ~= nil do -- (next, not pairs: submit may run in a finaliser; see Error.new)
     local want = type(k) == "string" and known[k]
     if not want then
       error(("%s: unknown option '%s'%s"):format(fname, tostring(k), suggest.hint(k, known)), level)
@@ -29,6 +31,7 @@ function options.check(fname, opts, known, level)
       table.sort(names)
       error(("%s: option '%s' must be a %s, got %s"):format(fname, k, table.concat(names, " or "), type(v)), level)
     end
+    k, v = next(opts, k)
   end
 end
 

@@ -26,6 +26,7 @@
 
 local core = require "modkie.core"
 local Error = require "modkie.error"
+local next = next
 
 local scheduler = {}
 
@@ -101,7 +102,11 @@ end
 --- The pendings that have engine work, as a list (in no order).
 function Scheduler:ops_list()
   local list = {}
-  for _, p in pairs(self.ops) do list[#list + 1] = p end
+  local h, p = next(self.ops)
+  while h ~= nil do -- (next, not pairs: close may run in a finaliser; see finish)
+    list[#list + 1] = p
+    h, p = next(self.ops, h)
+  end
   return list
 end
 
@@ -114,7 +119,11 @@ end
 
 -- The one place waiters are woken: they run on the next step.
 local function wake(self, set)
-  for co in pairs(set) do push(self, co) end
+  local co = next(set)
+  while co ~= nil do -- (next, not pairs: see finish)
+    push(self, co)
+    co = next(set, co)
+  end
 end
 
 --- Mark `p` done and wake whoever waits for it.
@@ -122,7 +131,14 @@ function Scheduler:finish(p)
   p.done = true
   local h = p._h
   if h ~= nil and self.ops[h] == p then self.ops[h] = nil end
-  for co in pairs(p.waiters) do push(self, co) end
+  -- next, not pairs: job:cancel() may run in a __gc finaliser, where a
+  -- compiled pairs loop can spin for ever under LuaJIT (docs/embedding.md,
+  -- "Finalisers under LuaJIT")
+  local waiters, co = p.waiters, next(p.waiters)
+  while co ~= nil do
+    push(self, co)
+    co = next(waiters, co)
+  end
 end
 
 --- Wake whoever waits on `p` with an `until_fn` (see `wait`), without
