@@ -43,10 +43,12 @@ end
 describe("rate.shared in one process", function()
   local m, dir
 
-  -- The emulator's windows are a little shorter than the clients' (0.4 s for
-  -- 0.5, 0.15 for 0.2): two clients that did not share would still send
-  -- twice its limit at once, and a slow run (valgrind) may send its grants late.
-  setup(function() m = helper.mock({ "--job-seconds", "0.2", "--limits", "create=4/0.4,poll=10/0.15" }) end)
+  -- The emulator's windows are shorter than the clients' (0.3 s for 0.5,
+  -- 0.1 for 0.2): two clients that did not share would still send twice its
+  -- limit at once, and a slow run (valgrind beside three other CI lanes on
+  -- two CPUs) may send its grants late: with 0.4 s and 0.15 s CI once had
+  -- one request answered 429 there.
+  setup(function() m = helper.mock({ "--job-seconds", "0.2", "--limits", "create=4/0.3,poll=10/0.1" }) end)
   teardown(function() m.stop() end)
   before_each(function()
     m.request("POST", "/__mock/reset")
