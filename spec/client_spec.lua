@@ -171,10 +171,14 @@ describe("the HTTP engine", function()
     for i, job in ipairs(made) do jobs[i] = assert(client:job(job.id)) end
     local results, errs = modkie.await_all(jobs, 20)
     for i = 1, 30 do assert.is_table(results[i], errs[i] and tostring(errs[i])) end
-    assert.is_true(client:stats().polls >= 60)
+    -- at least one poll a job (more when a job was still running: under
+    -- valgrind on a loaded machine the 0.5 s jobs can all end before the
+    -- adoption, and one poll each then ends them)
+    local polls = client:stats().polls
+    assert.is_true(polls >= 30, polls .. " polls")
     client:close()
     local opened = m.stats().connections - before - 1 -- this stats request is one
-    assert.is_true(opened <= 4, "opened " .. opened .. " connections to poll 30 jobs")
+    assert.is_true(opened <= 4, "opened " .. opened .. " connections for " .. polls .. " polls")
   end)
 
   it("gives each createTask a connection of its own, so libcurl can never re-send one", function()
