@@ -649,7 +649,9 @@ describe("hardening of issue 9", function()
     end
     local basic = require("mime").b64("user:" .. key) -- an echoed Basic header: the key at offset 5
     local forms = { key:upper(), key:lower(), percent(key, "%02X"), percent(key, "%02x"), basic }
-    s.answer("credit", ('{"code":401,"msg":"key %s refused"}'):format(forms[1]), 401)
+    -- a URL echoing the Authorization value: "Bearer%20" and the key percent-encoded
+    s.answer("credit", ('{"code":401,"msg":"key %s refused; GET /x?auth=Bearer%%20%s"}'):format(forms[1],
+      forms[3]), 401)
     s.answer("createTask", ('{"code":500,"msg":"proxy: GET https://up.example/v1?key=%s&k2=%s"}'):format(forms[3],
       forms[4]), 500)
     s.answer("recordInfo", ('{"code":200,"msg":"success","data":{"taskId":"task_forms","state":"fail",'
@@ -665,7 +667,10 @@ describe("hardening of issue 9", function()
     assert.equal("auth", e1.kind)
     assert.equal("failed", e2.kind)
     assert.matches("[redacted]", all, 1, true)
-    for _, f in ipairs(forms) do assert(not all:find(f, 1, true), "a form of the key is in: " .. all) end
+    for _, f in ipairs(forms) do
+      assert(not all:find(f, 1, true), "a form of the key is in: " .. all)
+      assert(not all:find(f:sub(-9), 1, true), "the end of a form of the key is in: " .. all)
+    end
     assert(not all:find(basic:sub(9, -5), 1, true), "the middle of the key's base64 is in: " .. all)
   end)
 

@@ -46,7 +46,10 @@ json.strict_decode = STRICT.decode
 -- keeps the common case free).
 local MARKER = "\0modkie:empty-array\0"
 local MARKER_ENCODED = J.encode(MARKER)
-local marked = false -- no marker made yet in this process: no text can hold one
+-- Whether `array` has made a marker in this Lua state: until then a text
+-- holds none (bar a caller's own string spelled exactly as the marker, which
+-- then stays a string), and encode skips the search.
+local marked = false
 
 --- Mark `list` (a table of values 1..n) as a JSON array, so that it is
 -- written `[]` when it is empty (a list with values is one already). Mark

@@ -211,6 +211,10 @@ local function check_field(f, v)
 end
 
 local MAX_ID = 256
+-- Ids that passed check_id (a batch submits the same few again and again),
+-- at most GOOD_IDS_KEPT: past that (ids made up per row) the memory starts over.
+local GOOD_IDS_KEPT = 256
+local good_ids, good_count = {}, 0
 
 --- Whether `model` can be a model id at all: not empty, at most 256 bytes,
 -- no space or control byte (a NUL, a newline). Checked even with
@@ -219,8 +223,6 @@ local MAX_ID = 256
 -- @treturn[1] true
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error kind "validation", field "model"
-local good_ids, good_count = {}, 0 -- ids that passed (a batch submits the same few again and again)
-
 function models.check_id(model)
   if good_ids[model] then return true end
   local why
@@ -233,7 +235,7 @@ function models.check_id(model)
     if at then why = ("holds byte 0x%02X at offset %d (no space or control byte)"):format(model:byte(at), at - 1) end
   end
   if not why then
-    if good_count >= 256 then good_ids, good_count = {}, 0 end -- bounded: ids made up per row start over
+    if good_count >= GOOD_IDS_KEPT then good_ids, good_count = {}, 0 end
     good_ids[model], good_count = true, good_count + 1
     return true
   end

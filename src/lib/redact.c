@@ -2,6 +2,7 @@
 #include "redact.h"
 
 #include <ctype.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,7 +161,13 @@ int mk_redact(mk_buf *b, const mk_secrets *s) {
       const char *t = p + 6;
       while (t < end && (*t == ' ' || *t == '\t')) t++;
       if (t == p + 6 && end - t >= 3 && memcmp(t, "%20", 3) == 0) t += 3;
-      if (t > p + 6 && (cut = token_len(t, end)) > 0) skip = (size_t)(t - p);
+      if (t > p + 6) {
+        /* the token, or a spelling of the key there when longer: a
+         * percent-encoded key stops token_len at its first "%" */
+        size_t token = token_len(t, end), key = secret_at(t, end, s);
+        cut = key > token ? key : token;
+        if (cut > 0) skip = (size_t)(t - p);
+      }
     }
     if (!cut) {
       p++;
@@ -203,6 +210,10 @@ int mk_redact(mk_buf *b, const mk_secrets *s) {
 
 /* ---- the spellings of a key ---- */
 
+/* ASCII case, whatever the process locale (a Lua host may set one). */
+static char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c; }
+static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
 /* Add `form` (n bytes) unless it is empty or already there. 0, or -1 out of memory. */
 static int add_form(mk_secrets *s, const char *form, size_t n) {
   size_t i;
@@ -242,8 +253,8 @@ static int add_percent(mk_secrets *s, const char *key, size_t n, char *out) {
   mk_url_escape_into(out, key, n);
   if (add_form(s, out, strlen(out)) != 0) return -1;
   for (p = out; (p = strchr(p, '%')) != NULL; p += 3) {
-    p[1] = (char)tolower((unsigned char)p[1]);
-    p[2] = (char)tolower((unsigned char)p[2]);
+    p[1] = ascii_lower(p[1]);
+    p[2] = ascii_lower(p[2]);
   }
   return add_form(s, out, strlen(out));
 }
@@ -262,14 +273,14 @@ int mk_secrets_init(mk_secrets *s, const char *key) {
     work[o++] = key[i];
   }
   if (!rc) rc = add_form(s, work, o);
-  for (i = 0; !rc && i < n; i++) work[i] = (char)toupper((unsigned char)key[i]);
+  for (i = 0; !rc && i < n; i++) work[i] = ascii_upper(key[i]);
   if (!rc) rc = add_form(s, work, n);
-  for (i = 0; !rc && i < n; i++) work[i] = (char)tolower((unsigned char)key[i]);
+  for (i = 0; !rc && i < n; i++) work[i] = ascii_lower(key[i]);
   if (!rc) rc = add_form(s, work, n);
   if (!rc) rc = add_percent(s, key, n, work);
   for (r = 0; !rc && r < 3; r++) rc = add_base64(s, key, n, r, in, work);
-  if (work) memset(work, 0, 3 * n + 8);
-  if (in) memset(in, 0, n + 3);
+  if (work) OPENSSL_cleanse(work, 3 * n + 8); /* (a memset before free may be left out by the compiler) */
+  if (in) OPENSSL_cleanse(in, n + 3);
   free(work);
   free(in);
   if (rc) mk_secrets_free(s);
@@ -279,7 +290,7 @@ int mk_secrets_init(mk_secrets *s, const char *key) {
 void mk_secrets_free(mk_secrets *s) {
   size_t i;
   for (i = 0; i < s->count; i++) {
-    memset(s->forms[i], 0, strlen(s->forms[i]));
+    OPENSSL_cleanse(s->forms[i], strlen(s->forms[i]));
     free(s->forms[i]);
   }
   free(s->forms);

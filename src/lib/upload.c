@@ -251,11 +251,12 @@ static size_t read_memory(char *buf, size_t size, size_t nitems, void *arg) {
   return n;
 }
 
-/* libcurl rewinds a body it must send again (a redirect, an auth retry). */
+/* libcurl rewinds a body it must send again (a reused connection found
+ * dead before the request went out). */
 static int seek_memory(void *arg, curl_off_t offset, int origin) {
   memory_reader *r = arg;
   curl_off_t base = origin == SEEK_SET ? 0 : origin == SEEK_CUR ? (curl_off_t)r->at : (curl_off_t)r->len;
-  if (offset < -base || base + offset > (curl_off_t)r->len) return CURL_SEEKFUNC_FAIL;
+  if (offset < -base || offset > (curl_off_t)r->len - base) return CURL_SEEKFUNC_FAIL; /* (no overflow) */
   r->at = (size_t)(base + offset);
   return CURL_SEEKFUNC_OK;
 }

@@ -19,7 +19,9 @@ void mk_url_escape_into(char *out, const char *s, size_t n) {
   size_t i, o = 0;
   for (i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+    /* RFC 3986's unreserved, in ASCII whatever the locale */
+    if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
       out[o++] = (char)c;
     } else {
       out[o++] = '%';
