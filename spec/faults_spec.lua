@@ -72,7 +72,7 @@ end
 -- table of figures (no job objects, no emulator tables: memory is measured).
 local function judge(jobs, prompts, results, errs, stats)
   local f = { jobs = #jobs, succeeded = 0, errors = {}, undocumented = {}, accepted = 0,
-    ambiguous_created = 0, duplicates = 0, unseen = 0 }
+    ambiguous_created = 0, ambiguous_timeouts = 0, duplicates = 0, unseen = 0 }
   local by_prompt = stats.submits_by_prompt
   for i = 1, #jobs do
     local res, err = results[i], errs[i]
@@ -88,6 +88,9 @@ local function judge(jobs, prompts, results, errs, stats)
       f.errors[err.kind] = (f.errors[err.kind] or 0) + 1
       if err.kind == "ambiguous" and by_prompt[prompts[i]] then
         f.ambiguous_created = f.ambiguous_created + 1
+      end
+      if err.kind == "ambiguous" and err.message:lower():find("timed out", 1, true) then
+        f.ambiguous_timeouts = f.ambiguous_timeouts + 1
       end
     end
     -- an accepted job's task exists exactly once
@@ -111,8 +114,8 @@ local function report(title, f)
   print(("  faults injected: create %d of %d (%s)"):format(sum(f.faults.create), f.creates,
     format_counts(f.faults.create)))
   print(("                   poll %d of %d (%s)"):format(sum(f.faults.poll), f.polls, format_counts(f.faults.poll)))
-  print(("  tasks created %d = accepted %d + ambiguous but created %d; duplicates %d"):format(
-    f.tasks, f.accepted, f.ambiguous_created, f.duplicates))
+  print(("  tasks created %d = accepted %d + ambiguous but created %d; duplicates %d; creates timed out %d"):format(
+    f.tasks, f.accepted, f.ambiguous_created, f.duplicates, f.ambiguous_timeouts))
 end
 
 -- Submit `n` jobs through `client`, wait for all; returns the figures.
@@ -146,12 +149,18 @@ local function check_round(f)
       assert.is_truthy(f.faults[endpoint][kind], ("no %s fault was injected on %s"):format(kind, endpoint))
     end
   end
-  -- a create fault after the task exists is one ambiguous job: never retried
+  -- a create fault after the task exists is one ambiguous job: never
+  -- retried. A stall is one the client's timeout ends; on a loaded machine
+  -- (the sanitizers beside other suites, a fresh machine's CI run) a create
+  -- answered later than the timeout is one too, rightly ambiguous: timed-out
+  -- creates may outnumber the stalls, every other ambiguous job is a fault's.
   local after = 0
   for kind, count in pairs(f.faults.create) do
-    if kind ~= "429" and kind ~= "455" then after = after + count end
+    if kind ~= "429" and kind ~= "455" and kind ~= "stall" then after = after + count end
   end
-  assert.are.equal(after, f.errors.ambiguous or 0)
+  assert.are.equal(after, (f.errors.ambiguous or 0) - f.ambiguous_timeouts)
+  assert.is_true(f.ambiguous_timeouts >= (f.faults.create.stall or 0),
+    ("%d stalled creates, %d timed out"):format(f.faults.create.stall or 0, f.ambiguous_timeouts))
 end
 
 describe("fault suite: 500 jobs, one client, 20% faulty polls and 10% faulty creates #slow", function()
