@@ -50,7 +50,7 @@ static int has_bearer_word(const char *hay, size_t n) {
 static int has_any(const char *hay, size_t n, const mk_secrets *s) {
   size_t i;
   for (i = 0; i < s->count; i++)
-    if (has(hay, n, s->forms[i], strlen(s->forms[i]))) return 1;
+    if (has(hay, n, s->forms[i].text, s->forms[i].len)) return 1;
   return 0;
 }
 
@@ -81,8 +81,8 @@ static void check_spellings_once(const mk_secrets *s) {
   done = 1;
   for (i = 0; i < s->count; i++) {
     for (k = 0; k < sizeof before / sizeof before[0]; k++) {
-      const char *f = s->forms[i];
-      size_t m = strlen(f), n;
+      const char *f = s->forms[i].text;
+      size_t m = s->forms[i].len, n;
       char text[512];
       mk_buf b = {0};
       n = (size_t)snprintf(text, sizeof text, "{\"msg\":\"x %s%s y\"}", before[k], f);

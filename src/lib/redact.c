@@ -30,8 +30,8 @@ static size_t token_len(const char *p, const char *end) {
 static size_t secret_at(const char *p, const char *end, const mk_secrets *s) {
   size_t left = (size_t)(end - p), i, best = 0;
   for (i = 0; s && i < s->count; i++) {
-    size_t n = strlen(s->forms[i]);
-    if (n > best && left >= n && memcmp(p, s->forms[i], n) == 0) best = n;
+    const mk_secret *f = &s->forms[i];
+    if (f->len > best && left >= f->len && memcmp(p, f->text, f->len) == 0) best = f->len;
   }
   return best;
 }
@@ -66,7 +66,7 @@ static int contains(const char *hay, size_t n, const char *needle, size_t m) {
 static int contains_any(const char *hay, size_t n, const mk_secrets *s) {
   size_t i;
   for (i = 0; s && i < s->count; i++)
-    if (contains(hay, n, s->forms[i], strlen(s->forms[i]))) return 1;
+    if (contains(hay, n, s->forms[i].text, s->forms[i].len)) return 1;
   return 0;
 }
 
@@ -217,10 +217,11 @@ static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' +
 /* Add `form` (n bytes) unless it is empty or already there. 0, or -1 out of memory. */
 static int add_form(mk_secrets *s, const char *form, size_t n) {
   size_t i;
-  char **grown, *copy;
+  mk_secret *grown;
+  char *copy;
   if (n == 0) return 0;
   for (i = 0; i < s->count; i++)
-    if (strlen(s->forms[i]) == n && memcmp(s->forms[i], form, n) == 0) return 0;
+    if (s->forms[i].len == n && memcmp(s->forms[i].text, form, n) == 0) return 0;
   grown = realloc(s->forms, (s->count + 1) * sizeof *grown);
   if (!grown) return -1;
   s->forms = grown;
@@ -228,7 +229,8 @@ static int add_form(mk_secrets *s, const char *form, size_t n) {
   if (!copy) return -1;
   memcpy(copy, form, n);
   copy[n] = '\0';
-  s->forms[s->count++] = copy;
+  s->forms[s->count].text = copy;
+  s->forms[s->count++].len = n;
   return 0;
 }
 
@@ -290,8 +292,8 @@ int mk_secrets_init(mk_secrets *s, const char *key) {
 void mk_secrets_free(mk_secrets *s) {
   size_t i;
   for (i = 0; i < s->count; i++) {
-    OPENSSL_cleanse(s->forms[i], strlen(s->forms[i]));
-    free(s->forms[i]);
+    OPENSSL_cleanse(s->forms[i].text, s->forms[i].len);
+    free(s->forms[i].text);
   }
   free(s->forms);
   s->forms = NULL;

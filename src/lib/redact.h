@@ -11,8 +11,13 @@
  * (a URL echoed in an error page), and inside base64 (an echoed Basic or
  * proxy header: the characters that come from the key alone, at each of the
  * three offsets a base64 stream may hold it at, in both alphabets). */
+typedef struct mk_secret {
+  char *text; /* NUL-terminated */
+  size_t len;  /* kept: every answer is searched for each */
+} mk_secret;
+
 typedef struct mk_secrets {
-  char **forms; /* each NUL-terminated, no two alike */
+  mk_secret *forms; /* no two alike */
   size_t count;
 } mk_secrets;
 
