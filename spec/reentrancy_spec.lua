@@ -8,16 +8,19 @@ local modkie = require "modkie"
 
 local KLING = "kling/kling-3-0"
 
--- An object whose finaliser runs fn (tables take __gc from 5.2 on; 5.1 and
--- LuaJIT need a userdata from newproxy).
-local function with_finaliser(fn)
-  local newproxy = rawget(_G, "newproxy")
-  if newproxy then
-    local p = newproxy(true)
-    getmetatable(p).__gc = fn
-    return p
-  end
-  return setmetatable({}, { __gc = fn })
+local with_finaliser = require "spec.support.finaliser"
+
+-- Run `script` in a child of this spec's Lua (MODKIE_TEST_LUA), stopped after
+-- `seconds`: its exit code (timeout's 124 when it was stopped) and its output.
+local function run_child(script, seconds)
+  local lua = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
+  local out = os.tmpname()
+  local ok, _, code = os.execute(("timeout %d %s -e %s >%s 2>&1"):format(seconds, lua, helper.shell_quote(script),
+    out))
+  if type(ok) == "number" then code = ok / 256 end -- Lua 5.1
+  local text = helper.read_file(out) or ""
+  os.remove(out)
+  return code, text
 end
 
 -- What a client shows of its engine: nothing left behind once every job ended.
@@ -167,7 +170,6 @@ describe("Lua run inside a step", function()
   -- above, in the loop of Error.new). Run in a child with a time limit.
   it("regression: cancel, submit, job and close in a finaliser end after the same calls with other types "
     .. "(LuaJIT: was a loop that never ended)", function()
-    local lua = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
     local script = ([[
 package.path, package.cpath = %q, %q
 local modkie = require "modkie"
@@ -177,15 +179,7 @@ for i = 1, 300 do -- the walks of these calls' tables compiled for numbers and p
   assert(c:submit("kling/kling-3-0", { prompt = "p" .. i, duration = 5 }, { meta = i, deadline = 60 }))
 end
 local job, other = assert(c:job("task_in_finaliser")), assert(c:job("task_closed_in_finaliser"))
-local function with_finaliser(fn)
-  local newproxy = rawget(_G, "newproxy")
-  if newproxy then
-    local p = newproxy(true)
-    getmetatable(p).__gc = fn
-    return p
-  end
-  return setmetatable({}, { __gc = fn })
-end
+local with_finaliser = require "spec.support.finaliser"
 local made, refused
 do local _ = with_finaliser(function()
   job:cancel()
@@ -199,12 +193,7 @@ collectgarbage() collectgarbage()
 io.stdout:write(job.state, " ", tostring(job.error and job.error.task_id), " ", other.state, " ", made.state, " ",
   refused.kind, "\n")
 ]]):format(package.path, package.cpath, m.url)
-    local out = os.tmpname()
-    local ok, _, code = os.execute("timeout 10 " .. lua .. " -e " .. helper.shell_quote(script) .. " >" .. out
-      .. " 2>&1")
-    if type(ok) == "number" then code = ok / 256 end -- Lua 5.1
-    local text = helper.read_file(out) or ""
-    os.remove(out)
+    local code, text = run_child(script, 10)
     assert.is_not.equal(124, code, "a finaliser's cancel, submit or close never ended")
     assert.equal("cancelled task_in_finaliser cancelled cancelled validation\n", text)
   end)
@@ -359,17 +348,11 @@ describe("numbers crossing into C", function()
   -- with the same LUA_CPATH and LD_PRELOAD: under `make asan` a sanitizer
   -- report ends the child at once, with a code other than timeout's 124.
   it("regression: a step of 3e6 s on an idle engine waits, with no undefined cast", function()
-    local lua = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
     local script = ("package.path, package.cpath = %q, %q "
       .. "local e = require('modkie.core').new{ base_url = %q, api_key = 'k' } "
       .. "e:timer(3e6) io.stdout:write('stepping\\n') io.stdout:flush() e:step(3e6) os.exit(7)")
       :format(package.path, package.cpath, m.url)
-    local out = os.tmpname()
-    local ok, _, code = os.execute("timeout 3 " .. lua .. " -e " .. helper.shell_quote(script) .. " >" .. out
-      .. " 2>&1")
-    if type(ok) == "number" then code = ok / 256 end -- Lua 5.1
-    local text = helper.read_file(out) or ""
-    os.remove(out)
+    local code, text = run_child(script, 3)
     assert.matches("^stepping\n", text)
     assert.equal(124, code, "the step did not wait (or a sanitizer stopped it): " .. text)
   end)
