@@ -24,6 +24,10 @@
  *          the prompt is BODY_FILE's text, as bench/exchange.lua's
  *          modkie-jobs gives it), and the success's output URLs read from
  *          its resultJson.
+ * EXCHANGE_SPIN_US=N (a calibration, not a contender): N µs of this
+ * thread's own CPU burnt per unit of work (a job in jobs and jobs-json, else
+ * an exchange), to see what N more µs of client work per job comes to in
+ * this measurement, kernel included (bench/FINDINGS.md, 8.3).
  * Prints one line: exchanges= errors= wall= cpu= user= sys= rss_kb=
  * (cpu is CLOCK_PROCESS_CPUTIME_ID around the run, user/sys from getrusage;
  * rss_kb is the process's peak, VmHWM). Never fails on time. */
@@ -64,6 +68,7 @@ typedef struct bench {
   workload work;
   int json_work; /* jobs-json: bodies encoded per job, output URLs read */
   long total, started, done, errors;
+  double spin_us; /* EXCHANGE_SPIN_US */
   struct curl_slist *headers;
 } bench;
 
@@ -71,6 +76,13 @@ static double now(clockid_t clk) {
   struct timespec ts;
   clock_gettime(clk, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* EXCHANGE_SPIN_US: burn `us` µs of this thread's CPU */
+static void spin(double us) {
+  double end = now(CLOCK_THREAD_CPUTIME_ID) + us / 1e6;
+  while (now(CLOCK_THREAD_CPUTIME_ID) < end) {
+  }
 }
 
 static long peak_rss_kb(void) {
@@ -222,6 +234,7 @@ static void collect(bench *b) {
       b->errors++;
       if (getenv("BENCH_DEBUG") && (result != CURLE_OK || status != 200)) fprintf(stderr, "exchange: %s, HTTP %ld\n", curl_easy_strerror(result), status);
     }
+    if (b->spin_us > 0 && !(b->work == JOBS && x->post)) spin(b->spin_us); /* a unit of work done */
     curl_multi_remove_handle(b->multi, easy);
     if (b->work == JOBS && x->post) { /* the job's poll: part of the same job */
       if (ok) {
@@ -344,6 +357,7 @@ int main(int argc, char **argv) {
   b.link_url = link_url;
   b.record_url = record_url;
   b.body = slurp(argv[2], &b.body_len);
+  b.spin_us = getenv("EXCHANGE_SPIN_US") ? atof(getenv("EXCHANGE_SPIN_US")) : 0;
   b.total = atol(argv[3]);
   c = atol(argv[4]);
   use_poll = strcmp(mode, "socket") != 0;
