@@ -43,12 +43,13 @@ end
 describe("rate.shared in one process", function()
   local m, dir
 
-  -- The emulator's windows are shorter than the clients' (0.3 s for 0.5,
-  -- 0.1 for 0.2): two clients that did not share would still send twice its
+  -- The emulator's windows are shorter than the clients' (0.2 s for 0.5,
+  -- 0.05 for 0.2): two clients that did not share would still send twice its
   -- limit at once, and a slow run (valgrind beside three other CI lanes on
   -- two CPUs) may send its grants late: with 0.4 s and 0.15 s CI once had
-  -- one request answered 429 there.
-  setup(function() m = helper.mock({ "--job-seconds", "0.2", "--limits", "create=4/0.3,poll=10/0.1" }) end)
+  -- one request answered 429 there (file store), with 0.3 s and 0.1 s three
+  -- (Redis).
+  setup(function() m = helper.mock({ "--job-seconds", "0.2", "--limits", "create=4/0.2,poll=10/0.05" }) end)
   teardown(function() m.stop() end)
   before_each(function()
     m.request("POST", "/__mock/reset")
