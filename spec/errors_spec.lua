@@ -202,6 +202,21 @@ describe("transport errors", function()
     assert.matches("not the API's JSON envelope", err.message)
     odd:close()
   end)
+
+  it("rate_limit: a 429's Retry-After, in any case of the header's name, is the error's retry_after", function()
+    local m = helper.mock({ "--job-seconds", "0" })
+    finally(function() m.stop() end)
+    local busy = helper.client(m, { retries = 0 })
+    for _, case in ipairs({ { "Retry-After", "7" }, { "retry-after", "3" }, { "RETRY-AFTER", "0" } }) do
+      m.replay("/api/v1/chat/credit", nil, { { status = 429, headers = { [case[1]] = case[2],
+        ["Referrer-Policy"] = "no-referrer" }, body = '{"code":429,"msg":"slow down"}' } })
+      local n, err = busy:credits()
+      assert.is_nil(n)
+      assert.equal("rate_limit", err.kind, case[1])
+      assert.equal(tonumber(case[2]), err.retry_after, case[1])
+    end
+    busy:close()
+  end)
 end)
 
 describe("modkie.Error", function()

@@ -245,7 +245,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   double secs;
   if (len > 5 && memcmp(p, "HTTP/", 5) == 0) x->retry_after = -1; /* a new response (redirect, 100) */
-  else if ((secs = mk_parse_retry_after(p, len, wall_now())) >= 0) x->retry_after = secs;
+  /* the wall clock only for a line that may be Retry-After: an answer has
+   * about six header lines, and a clock read is dear in a virtual machine */
+  else if (len > 0 && (p[0] == 'R' || p[0] == 'r') &&
+           (secs = mk_parse_retry_after(p, len, wall_now())) >= 0)
+    x->retry_after = secs;
   return len;
 }
 
