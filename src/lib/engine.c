@@ -759,7 +759,7 @@ static void collect(mk_engine *e) {
     r->write_failed = x->write_failed;
     r->retry_after = x->retry_after;
     /* server text leaves the engine only after the key is taken out of it */
-    if (op->type != MK_OP_DOWNLOAD && x->body.len && mk_redact(&x->body, e->has_secrets ? &e->secrets : NULL) != 0)
+    if (op->type != MK_OP_DOWNLOAD && x->body.len && mk_redact(&x->body, &e->secrets) != 0)
       x->body.len = 0; /* out of memory: the answer reads as empty, never with the key */
     r->body = x->body.data ? x->body.data : "";
     r->body_len = x->body.len;
@@ -1477,10 +1477,8 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
   if (pin_localhost(e, e->base_url) != 0 || (strcmp(origin, e->origin) != 0 && pin_localhost(e, e->upload_base) != 0))
     goto oom;
   e->has_key = cfg->api_key && cfg->api_key[0];
-  if (e->has_key && strlen(cfg->api_key) >= MIN_REDACTED_KEY) {
-    if (mk_secrets_init(&e->secrets, cfg->api_key) != 0) goto oom;
-    e->has_secrets = 1;
-  }
+  if (e->has_key && strlen(cfg->api_key) >= MIN_REDACTED_KEY && mk_secrets_init(&e->secrets, cfg->api_key) != 0)
+    goto oom;
   if (e->has_key) {
     auth = join("Authorization: Bearer ", cfg->api_key, NULL);
     if (!auth) goto oom;

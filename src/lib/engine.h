@@ -188,8 +188,7 @@ typedef struct mk_engine {
   char *upload_base;        /* the upload API's root: the key goes there too, and nowhere else */
   struct curl_slist *upload_headers;
   struct curl_slist *pin;   /* CURLOPT_RESOLVE: `localhost` at base_url's port is loopback, whatever a resolver says */
-  mk_secrets secrets;        /* the key's spellings, to redact from answers (has_secrets) */
-  int has_secrets;
+  mk_secrets secrets;        /* the key's spellings, to redact from answers (none: a key too short to redact) */
   pid_t pid;                /* the process that made the engine: a forked child must not touch its connections */
   int stepping;             /* see "Reentrancy" above */
   mk_op *released;          /* ops released during the step */

@@ -29,7 +29,7 @@ void mk_secrets_free(mk_secrets *s);
 /* Take the API key out of a response body: every spelling of it in `s` and
  * the token after every "Bearer " become "[redacted]", so that no server
  * text that echoes the Authorization header (a proxy's error page, a
- * gateway's msg) carries it out of the engine. NULL `s`: only the Bearer
+ * gateway's msg) carries it out of the engine. NULL or empty `s`: only the Bearer
  * tokens. 0, or -1 out of memory (the body is then left as it was). A body
  * that spells the key with JSON escapes (\u0073\u006b…) is first rewritten
  * with those characters plain. */
