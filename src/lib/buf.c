@@ -1,4 +1,4 @@
-/* buf.c: a response buffer with a cap (see buf.h). */
+/* buf.c: a response buffer with a cap, and copies of bytes as C strings (see buf.h). */
 #include "buf.h"
 
 #include <stdint.h>
@@ -45,4 +45,16 @@ void mk_buf_free(mk_buf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+char *mk_copy(const char *s, size_t n) {
+  char *c = malloc(n + 1);
+  if (!c) return NULL;
+  memcpy(c, s, n);
+  c[n] = '\0';
+  return c;
+}
+
+char *mk_copy_str(const char *s) {
+  return s ? mk_copy(s, strlen(s)) : NULL;
 }

@@ -4,14 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "judge.h"
-
-static char *copy(const char *s) {
-  size_t n = strlen(s);
-  char *c = malloc(n + 1);
-  if (c) memcpy(c, s, n + 1);
-  return c;
-}
 
 void mk_call_answered(mk_engine *e, mk_op *op) {
   mk_reply r;
@@ -37,7 +31,7 @@ void mk_call_answered(mk_engine *e, mk_op *op) {
       ev->has_error = 1;
       ev->error = v.error;
     } else if (op->type == MK_OP_DOWNLOAD) {
-      if (!(ev->path = copy(op->path))) {
+      if (!(ev->path = mk_copy_str(op->path))) {
         mk_event_free(ev);
         ev = NULL;
       }

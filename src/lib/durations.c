@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+
 #define MK_EARLY 0.02       /* mass for a job that fails at once */
 #define MK_TAIL 0.02        /* mass for a job that runs past everything seen */
 #define PRIOR_LO 5.0        /* seconds: the prior is log-uniform between these */
@@ -26,7 +28,7 @@ void mk_durations_free(mk_durations *d) {
 }
 
 mk_model *mk_durations_model(mk_durations *d, const char *name) {
-  size_t i, len;
+  size_t i;
   mk_model *m;
   if (!name) return &d->all;
   for (i = 0; i < d->n; i++)
@@ -40,12 +42,10 @@ mk_model *mk_durations_model(mk_durations *d, const char *name) {
     d->cap = cap;
   }
   m = calloc(1, sizeof *m);
-  len = strlen(name);
-  if (!m || !(m->name = malloc(len + 1))) {
+  if (!m || !(m->name = mk_copy_str(name))) {
     free(m);
     return &d->all;
   }
-  memcpy(m->name, name, len + 1);
   d->models[d->n++] = m;
   return m;
 }

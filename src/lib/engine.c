@@ -195,12 +195,8 @@ static void store_news(mk_engine *e) {
   if ((news & MK_NEWS_BACK) && !g->away) order[n++] = "back";
   for (i = 0; i < n; i++) {
     if (!(ev = mk_event_new(MK_EV_STORE, 0))) continue;
-    ev->text = malloc(5);
-    if (ev->text) memcpy(ev->text, order[i], 5);
-    if (!strcmp(order[i], "away")) {
-      size_t len = strlen(g->why);
-      if ((ev->message = malloc(len + 1))) memcpy(ev->message, g->why, len + 1);
-    }
+    ev->text = mk_copy_str(order[i]);
+    if (!strcmp(order[i], "away")) ev->message = mk_copy_str(g->why);
     if (!ev->text) {
       mk_event_free(ev);
       continue;
@@ -1177,14 +1173,6 @@ static char *join(const char *a, const char *b, const char *c) {
   return s;
 }
 
-static char *copy(const char *p, size_t n) {
-  char *s = malloc(n + 1);
-  if (!s) return NULL;
-  memcpy(s, p, n);
-  s[n] = '\0';
-  return s;
-}
-
 static int set_deadline(mk_engine *e, mk_op *op, double deadline) {
   return deadline > 0 ? mk_heap_set(&e->timers, &op->deadline, op->created + deadline) : 0;
 }
@@ -1196,7 +1184,7 @@ mk_op *mk_engine_submit(mk_engine *e, const char *body, size_t len, double deadl
   op->endpoint = MK_EP_CREATE;
   op->post = 1;
   op->url = join(e->base_url, ENDPOINTS[MK_EP_CREATE].path, NULL);
-  op->body = copy(body, len);
+  op->body = mk_copy(body, len);
   op->body_len = len;
   if (!op->url || !op->body || set_deadline(e, op, deadline) != 0) {
     mk_engine_release(e, op);
@@ -1220,7 +1208,7 @@ static char *record_url(mk_engine *e, const char *task_id) {
 }
 
 int mk_engine_accept(mk_engine *e, mk_op *op, const char *task_id) {
-  char *url = record_url(e, task_id), *id = copy(task_id, strlen(task_id));
+  char *url = record_url(e, task_id), *id = mk_copy_str(task_id);
   if (!url || !id) {
     free(url);
     free(id);
@@ -1274,7 +1262,7 @@ mk_op *mk_engine_call(mk_engine *e, mk_endpoint ep, const char *arg, const char 
   op->post = ENDPOINTS[ep].post;
   op->url = ep == MK_EP_RECORD ? record_url(e, arg) : join(e->base_url, ENDPOINTS[ep].path, NULL);
   if (body && op->post) {
-    op->body = copy(body, len);
+    op->body = mk_copy(body, len);
     op->body_len = len;
   }
   if (!op->url || (body && op->post && !op->body)) {
@@ -1290,8 +1278,8 @@ mk_op *mk_engine_download(mk_engine *e, const char *url, const char *path) {
   mk_op *op = op_new(e, MK_OP_DOWNLOAD);
   if (!op) return NULL;
   op->endpoint = MK_EP_DOWNLOAD;
-  op->url = copy(url, strlen(url));
-  op->path = copy(path, strlen(path));
+  op->url = mk_copy_str(url);
+  op->path = mk_copy_str(path);
   op->tmp_path = join(path, ".part", NULL);
   if (!op->url || !op->path || !op->tmp_path) {
     mk_engine_release(e, op);
@@ -1371,12 +1359,12 @@ static int on_request(void *ud, mk_request *req) {
   size_t i;
   int ok = ev != NULL;
   if (ok) {
-    ev->path = copy(req->path, strlen(req->path));
-    ev->body = copy(req->body, req->body_len);
+    ev->path = mk_copy_str(req->path);
+    ev->body = mk_copy(req->body, req->body_len);
     ev->body_len = req->body_len;
     ev->headers = calloc(2 * req->nheaders + 1, sizeof *ev->headers); /* NULL-terminated */
     ok = ev->path && ev->body && ev->headers;
-    for (i = 0; ok && i < 2 * req->nheaders; i++) ok = (ev->headers[i] = copy(req->headers[i], strlen(req->headers[i]))) != NULL;
+    for (i = 0; ok && i < 2 * req->nheaders; i++) ok = (ev->headers[i] = mk_copy_str(req->headers[i])) != NULL;
     if (ok) ev->nheaders = req->nheaders;
   }
   if (!ok) {
@@ -1434,10 +1422,6 @@ static int init_grants(mk_engine *e, const mk_config *cfg, char *err, size_t err
   return 0;
 }
 
-static char *dup_or_null(const char *s) {
-  return s ? copy(s, strlen(s)) : NULL;
-}
-
 /* `localhost` in base_url is this machine: pin it to the loopback addresses
  * for libcurl (CURLOPT_RESOLVE), so that no hosts file or DNS server decides
  * where the key goes. */
@@ -1462,10 +1446,10 @@ mk_engine *mk_engine_new(const mk_config *cfg, char *err, size_t errlen) {
     return NULL;
   }
   e->multi = curl_multi_init();
-  e->base_url = dup_or_null(cfg->base_url);
-  e->upload_base = dup_or_null(cfg->upload_url ? cfg->upload_url : cfg->base_url);
-  e->user_agent = dup_or_null(cfg->user_agent);
-  e->ca_file = dup_or_null(cfg->ca_file);
+  e->base_url = mk_copy_str(cfg->base_url);
+  e->upload_base = mk_copy_str(cfg->upload_url ? cfg->upload_url : cfg->base_url);
+  e->user_agent = mk_copy_str(cfg->user_agent);
+  e->ca_file = mk_copy_str(cfg->ca_file);
   if (!e->multi || !e->base_url || !e->upload_base || !e->user_agent || (cfg->ca_file && !e->ca_file)) goto oom;
   if (mk_url_origin(cfg->base_url, e->origin, sizeof e->origin) != 0 ||
       mk_url_origin(e->upload_base, origin, sizeof origin) != 0) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "judge.h"
 #include "schedule.h"
 
@@ -85,13 +86,6 @@ static int same_number(double a, double b) {
   return a == b || (isnan(a) && isnan(b));
 }
 
-static char *copy(const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  char *c = s ? malloc(n + 1) : NULL;
-  if (c) memcpy(c, s, n + 1);
-  return c;
-}
-
 /* A STATE event, or nothing when the record says what the job knew. */
 static void note_record(mk_engine *e, mk_op *op, const given *g) {
   const char *word = g->r->state;
@@ -119,7 +113,7 @@ static void emit_done(mk_engine *e, mk_op *op, input on, const given *g) {
   }
   ev->state = op->state;
   ev->polls = op->polls;
-  ev->task_id = copy(on == ON_ACCEPTED_LATE ? g->r->task_id : op->task_id);
+  ev->task_id = mk_copy_str(on == ON_ACCEPTED_LATE ? g->r->task_id : op->task_id);
   if (on == ON_ENDED) {
     ev->doc = mk_reply_take(g->r);
     ev->progress = g->r->progress;
@@ -235,7 +229,7 @@ static void apply(mk_engine *e, mk_op *op, input on, given *g) {
   if (does & NOTE_RECORD) note_record(e, op, g);
   if (does & EMIT_READY) mk_engine_emit(e, mk_event_new(MK_EV_READY, mk_op_handle(op)));
   if (does & EMIT_ACCEPTED) {
-    if ((ev = mk_event_new(MK_EV_ACCEPTED, mk_op_handle(op))) && !(ev->task_id = copy(g->r->task_id))) {
+    if ((ev = mk_event_new(MK_EV_ACCEPTED, mk_op_handle(op))) && !(ev->task_id = mk_copy_str(g->r->task_id))) {
       mk_event_free(ev);
       ev = NULL;
     }
@@ -247,7 +241,7 @@ static void apply(mk_engine *e, mk_op *op, input on, given *g) {
       ev->delay = g->v->delay;
       ev->has_error = 1;
       ev->error = g->v->error;
-      ev->task_id = copy(op->task_id);
+      ev->task_id = mk_copy_str(op->task_id);
     }
     mk_engine_emit(e, ev);
   }

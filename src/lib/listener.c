@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "buf.h"
+
 struct mk_listener {
   struct MHD_Daemon *daemon;
   mk_on_request on_request;
@@ -16,14 +18,6 @@ struct mk_listener {
   int port, fd;
   int resumed;            /* a connection was resumed: MHD_run is due (libmicrohttpd's external mode) */
 };
-
-static char *dup_n(const char *s, size_t n) {
-  char *out = malloc(n + 1);
-  if (!out) return NULL;
-  memcpy(out, s, n);
-  out[n] = '\0';
-  return out;
-}
 
 static void request_free(mk_request *r) {
   size_t i;
@@ -59,8 +53,8 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char
   h = realloc(r->headers, 2 * (r->nheaders + 1) * sizeof *h);
   if (!h) return MHD_NO;
   r->headers = h;
-  h[2 * r->nheaders] = dup_n(key, strlen(key));
-  h[2 * r->nheaders + 1] = dup_n(value, strlen(value));
+  h[2 * r->nheaders] = mk_copy_str(key);
+  h[2 * r->nheaders + 1] = mk_copy_str(value);
   r->nheaders++;
   if (!h[2 * r->nheaders - 2] || !h[2 * r->nheaders - 1]) return MHD_NO;
   return MHD_YES;
@@ -104,7 +98,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (l->live) l->live->prev = r;
     l->live = r;
     *state = r;
-    r->path = dup_n(url, strlen(url));
+    r->path = mk_copy_str(url);
     return r->path ? MHD_YES : MHD_NO;
   }
   if (*data_size) { /* more of the body */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "state.h"
 
 /* Where outputs are named, in order; the first place that names any wins.
@@ -58,10 +59,7 @@ static int add_url(mk_reading *r, const char *s, size_t n) {
   urls = realloc(r->urls, (r->nurls + 1) * sizeof *urls);
   if (!urls) return -1;
   r->urls = urls;
-  u = malloc(n + 1);
-  if (!u) return -1;
-  memcpy(u, s, n);
-  u[n] = '\0';
+  if (!(u = mk_copy(s, n))) return -1;
   r->urls[r->nurls++] = u;
   return 0;
 }

@@ -225,10 +225,7 @@ static int add_form(mk_secrets *s, const char *form, size_t n) {
   grown = realloc(s->forms, (s->count + 1) * sizeof *grown);
   if (!grown) return -1;
   s->forms = grown;
-  copy = malloc(n + 1);
-  if (!copy) return -1;
-  memcpy(copy, form, n);
-  copy[n] = '\0';
+  if (!(copy = mk_copy(form, n))) return -1;
   s->forms[s->count].text = copy;
   s->forms[s->count++].len = n;
   return 0;

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
+
 #define PIECE (64 * 1024) /* a probe reads this much at a time; the first piece is what libmagic sees */
 
 struct mk_sniffer {
@@ -178,29 +180,19 @@ mk_probe_status mk_probe_data(mk_sniffer *s, const char *data, size_t len, mk_fi
   return MK_PROBE_OK;
 }
 
-static char *dup_str(const char *s) {
-  size_t n;
-  char *c;
-  if (!s) return NULL;
-  n = strlen(s);
-  c = malloc(n + 1);
-  if (c) memcpy(c, s, n + 1);
-  return c;
-}
-
 mk_upload *mk_upload_new(const char *path, const char *data, size_t len, const char *upload_path,
                          const char *file_name, const char *mime) {
   mk_upload *u = calloc(1, sizeof *u);
   if (!u) return NULL;
-  u->path = dup_str(path);
+  u->path = mk_copy_str(path);
   if (!path && data) {
     u->data = malloc(len ? len : 1);
     if (u->data) memcpy(u->data, data, len);
     u->len = len;
   }
-  u->upload_path = dup_str(upload_path);
-  u->file_name = dup_str(file_name);
-  u->mime = dup_str(mime);
+  u->upload_path = mk_copy_str(upload_path);
+  u->file_name = mk_copy_str(file_name);
+  u->mime = mk_copy_str(mime);
   if ((path && !u->path) || (!path && !u->data) || !u->upload_path || !u->file_name || !u->mime) {
     mk_upload_free(u);
     return NULL;
