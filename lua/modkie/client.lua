@@ -966,7 +966,7 @@ function Client:close()
     self._engine:cancel(sched:handle(p))
     self:_finish(p, "cancelled", nil, Error.new("cancelled", "the client was closed", { task_id = p.id }))
   end
-  -- (next, not pairs: close may run in a __gc finaliser; see Scheduler:finish)
+  -- (next, not pairs: close may run in a __gc finaliser; see modkie.scheduler's wake)
   local job = next(self._uploading)
   while job ~= nil do
     self:_finish(job, "cancelled", nil, Error.new("cancelled", "the client was closed while the job's files "

@@ -103,7 +103,7 @@ end
 function Scheduler:ops_list()
   local list = {}
   local h, p = next(self.ops)
-  while h ~= nil do -- (next, not pairs: close may run in a finaliser; see finish)
+  while h ~= nil do -- (next, not pairs: close may run in a finaliser; see wake)
     list[#list + 1] = p
     h, p = next(self.ops, h)
   end
@@ -118,9 +118,12 @@ local function push(self, co)
 end
 
 -- The one place waiters are woken: they run on the next step.
+-- next, not pairs: job:cancel() may run in a __gc finaliser, where a
+-- compiled pairs loop can spin for ever under LuaJIT (docs/embedding.md,
+-- "Finalisers under LuaJIT")
 local function wake(self, set)
   local co = next(set)
-  while co ~= nil do -- (next, not pairs: see finish)
+  while co ~= nil do
     push(self, co)
     co = next(set, co)
   end
@@ -131,14 +134,7 @@ function Scheduler:finish(p)
   p.done = true
   local h = p._h
   if h ~= nil and self.ops[h] == p then self.ops[h] = nil end
-  -- next, not pairs: job:cancel() may run in a __gc finaliser, where a
-  -- compiled pairs loop can spin for ever under LuaJIT (docs/embedding.md,
-  -- "Finalisers under LuaJIT")
-  local waiters, co = p.waiters, next(p.waiters)
-  while co ~= nil do
-    push(self, co)
-    co = next(waiters, co)
-  end
+  wake(self, p.waiters)
 end
 
 --- Wake whoever waits on `p` with an `until_fn` (see `wait`), without
