@@ -53,8 +53,18 @@ end
 local Session = {}
 Session.__index = Session
 
---- Load a URL and wait for the page's load event.
-function Session:get(url) return request(self.base .. "/url", "POST", { url = url }) end
+--- Load a URL and wait for the page's load event. WebDriver's navigation
+-- waits for it too, but on a fresh Debian root's Chromium 150 under a full CI
+-- run it twice came back with a 1,000-card page parsed only to its 10th or
+-- 14th card: so the document's own readyState is waited for as well (30 s).
+function Session:get(url)
+  request(self.base .. "/url", "POST", { url = url })
+  local t0 = socket.gettime()
+  while self:execute("return document.readyState;") ~= "complete" do
+    if socket.gettime() - t0 > 30 then error("webdriver: " .. url .. " did not finish loading in 30 s", 2) end
+    socket.sleep(0.05)
+  end
+end
 
 -- A script call's body: `args` is a JSON list even when empty (cjson
 -- writes an empty table as an object).
