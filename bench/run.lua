@@ -4,7 +4,8 @@
 -- commands, to bench/RESULTS.md.
 --
 --   make bench                      (builds what it needs, then runs this)
---   BENCH_ROUNDS=5 make bench       rounds of the exchange matrix (median kept; default 3)
+--   BENCH_ROUNDS=5 make bench       rounds of the exchange matrix (median kept; default 3, and 7 for the
+--                                   polling and whole-jobs table)
 --   BENCH_QUICK=1 make bench        small sizes, one round: a smoke run, minutes -> seconds
 --   BENCH_QUIET_WAIT=300 make bench wait up to 300 s for a 1-minute load average under 0.5 first
 --   BENCH_ONLY=work | serve         only the polling and whole jobs table; or only nginx, for profiling
@@ -28,6 +29,9 @@ local plot = require "plot"
 
 local QUICK = os.getenv("BENCH_QUICK") ~= nil and os.getenv("BENCH_QUICK") ~= ""
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or (QUICK and 1 or 3)
+-- the polling and whole-jobs table: short runs, so more rounds (their ratios
+-- moved by 0.1 between two runs of 3 rounds on a shared 2-CPU machine)
+local WORK_ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or (QUICK and 1 or 7)
 local OUT = os.getenv("BENCH_RESULTS") or "bench/RESULTS.md"
 local QUIET_WAIT = tonumber(os.getenv("BENCH_QUIET_WAIT")) or 0
 local T0 = socket.gettime() -- reset after BENCH_QUIET_WAIT
@@ -400,7 +404,7 @@ local function work_level(n, body)
       work[wk.key][c] = { raw = { runs = {} }, raw_json = { runs = {} }, modkie = { runs = {} } }
     end
   end
-  for round = 1, ROUNDS do
+  for round = 1, WORK_ROUNDS do
     for _, wk in ipairs(WORK) do
       for _, c in ipairs(WORK_CS) do
         local w = QUICK and wk.w // 10 or wk.w
@@ -418,7 +422,7 @@ local function work_level(n, body)
           if cmd then
             remember(("%s, %s"):format(wk.key, names[who]),
               cmd:gsub("127%.0%.0%.1:%d+", "127.0.0.1:PORT"):gsub(n.prefix, "PREFIX"))
-            progress(("round %d/%d %s C=%d %s, W=%d"):format(round, ROUNDS, wk.key, c, who, w))
+            progress(("round %d/%d %s C=%d %s, W=%d"):format(round, WORK_ROUNDS, wk.key, c, who, w))
             local line = sh(cmd)
             local r = kv(line:match("exchanges=[^\n]*"))
             local srv = server_side(n)
@@ -447,7 +451,19 @@ local function work_summary(slot, per)
     errors = errors + r.errors + r.server.bad
   end
   return { cpu = median(cpu), rate = median(rate), errors = errors, runs = #slot.runs,
-    units = slot.runs[1].exchanges // per }
+    units = slot.runs[1].exchanges // per, per_run = cpu }
+end
+
+-- modkie against a baseline, round by round: the rounds interleave, so each
+-- pair shares the machine's state of the moment (a slow minute slows both).
+-- The median of the pairs' ratios and their range, e.g. "1.18× (1.15–1.21)".
+local function paired_ratio(m, base)
+  if not (m and base) then return "–" end
+  local ratios = {}
+  for i = 1, math.min(#m.per_run, #base.per_run) do ratios[i] = m.per_run[i] / base.per_run[i] end
+  table.sort(ratios)
+  if #ratios == 1 then return ("%.2f×"):format(ratios[1]) end
+  return ("%.2f× (%.2f–%.2f)"):format(median(ratios), ratios[1], ratios[#ratios])
 end
 
 local function work_table()
@@ -459,14 +475,15 @@ local function work_table()
       local rj = slot and work_summary(slot.raw_json, wk.per)
       if raw or m then
         rows[#rows + 1] = { wk.name, tostring(c), fmt(raw and raw.units, "%d"), fmt(raw and raw.cpu, "%.1f"),
-          fmt(rj and rj.cpu, "%.1f"), fmt(m and m.cpu, "%.1f"), fmt(raw and m and m.cpu / raw.cpu, "%.2f×"),
-          fmt(rj and m and m.cpu / rj.cpu, "%.2f×"), fmt(raw and raw.rate, "%.0f"), fmt(m and m.rate, "%.0f"),
+          fmt(rj and rj.cpu, "%.1f"), fmt(m and m.cpu, "%.1f"), paired_ratio(m, raw),
+          paired_ratio(m, rj), fmt(raw and raw.rate, "%.0f"), fmt(m and m.rate, "%.0f"),
           tostring((raw and raw.errors or 0) + (rj and rj.errors or 0) + (m and m.errors or 0)) }
       end
     end
   end
   say(table_md({ "work", "C", "units", "raw C: CPU µs per unit", "raw C + same JSON work: µs",
-    "modkie: CPU µs per unit", "× raw C", "× raw C + JSON", "raw C units/s", "modkie units/s", "errors" }, rows))
+    "modkie: CPU µs per unit", "× raw C (range)", "× raw C + JSON (range)", "raw C units/s", "modkie units/s",
+    "errors" }, rows))
   say()
   for _, wk in ipairs(WORK) do say(("- %s: %s."):format(wk.key == "polls" and "Polling" or "Whole jobs", wk.how)) end
   say()
@@ -1244,8 +1261,10 @@ say()
 say("The two kinds of work a client of the gateway does most, over HTTP/1.1 on loopback against the same nginx, "
   .. "C at once, through modkie's public API against raw C doing the same with libcurl multi (a "
   .. "`curl_multi_poll` loop, bench/exchange.c), interleaved round by round; client CPU (user + system) per "
-  .. "poll or per job, the median of the rounds. Whole jobs have a second baseline: raw C doing the JSON work "
-  .. "modkie does too (each body encoded from the job's input, the output URLs read).")
+  .. "poll or per job, the median of the rounds; each ratio is the median of the rounds' own ratios (a round "
+  .. "runs every contender back to back, so a slow minute slows both sides of a pair), with their range. Whole "
+  .. "jobs have a second baseline: raw C doing the JSON work modkie does too (each body encoded from the job's "
+  .. "input, the output URLs read).")
 say()
 work_table()
 say("## Job level")
