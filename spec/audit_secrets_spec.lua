@@ -1,0 +1,112 @@
+-- An adversarial read of secret handling (the API key, credentials in a
+-- URL): each test is a leak found by the audit, as a user meets it, against
+-- real servers (the emulator, a callback POSTed to the client's listener).
+-- spec/security_spec.lua and spec/outside_review_spec.lua hold what was
+-- covered before; nothing here repeats them.
+local helper = require "spec.helper"
+local cjson = require "cjson"
+local socket = require "socket"
+local modkie = require "modkie"
+local webhook = require "modkie.webhook"
+
+local KLING = "kling/kling-3-0"
+local SECRET = "whsec-audit-7Qp"
+
+local later, start = helper.cleanups(function(fn) finally(fn) end)
+
+local function unique()
+  return ("%d%04d"):format(os.time() % 1000000, math.random(0, 9999))
+end
+
+-- A log hook that keeps every event as one line of text.
+local function log_into(lines)
+  return function(level, event, fields)
+    local parts = { level, event }
+    for k, v in pairs(fields) do parts[#parts + 1] = k .. "=" .. tostring(v) end
+    lines[#lines + 1] = table.concat(parts, " ")
+  end
+end
+
+-- Everything an error shows: tostring, and each field.
+local function shown(err)
+  local out = { tostring(err) }
+  for k, v in pairs(err or {}) do
+    out[#out + 1] = tostring(k) .. "=" .. (type(v) == "table" and cjson.encode(v) or tostring(v))
+  end
+  return table.concat(out, "\n")
+end
+
+-- A failed Kie callback of task `id` whose failMsg echoes `text`, and its signed headers.
+local function failed_callback(id, text)
+  local body = cjson.encode({ code = 501, msg = "Playground task failed.", data = {
+    taskId = id, model = KLING, state = "fail", failCode = "500", failMsg = text,
+    createTime = 1700000000000, completeTime = 1700000012000 } })
+  return webhook.sign { scheme = "kie", body = body, secret = SECRET }, body
+end
+
+describe("audit: the API key in a callback", function()
+  local key
+  before_each(function()
+    math.randomseed(os.time() + math.random(1, 1000))
+    key = "sk-AUDIT-" .. unique() .. "-cb9"
+  end)
+
+  local function check(err, logs)
+    local all = shown(err) .. "\n" .. table.concat(logs, "\n")
+    assert.equal("failed", err.kind)
+    assert.matches("[redacted]", err.message, 1, true)
+    assert(not all:find(key, 1, true), "the key is in: " .. all)
+    assert(not all:find(key:sub(10), 1, true), "part of the key is in: " .. all)
+  end
+
+  it("regression: a failMsg echoing the key, delivered with client:deliver, is redacted as a poll's is", function()
+    local m = start { "--job-seconds", "60" }
+    local logs = {}
+    local c = helper.client(m, { api_key = key, poll_interval = 30, log = log_into(logs),
+      webhook = { secret = SECRET, scheme = "kie" } })
+    later(function() c:close() end)
+    local job = assert(c:submit(KLING, { prompt = "echo in a callback" }))
+    local id = assert(job:accepted(20))
+    local headers, body = failed_callback(id, "upstream saw Authorization: Bearer " .. key .. " (key " .. key .. ")")
+    assert.equal(200, c:deliver(headers, body))
+    local res, err = job:await(5)
+    assert.is_nil(res)
+    check(err, logs)
+    assert.equal(0, job.polls) -- the callback ended it, not a poll
+  end)
+
+  it("regression: the same through the listener (listen =), a callback POSTed over HTTP", function()
+    local m = start { "--job-seconds", "60" }
+    local logs = {}
+    local c = helper.client(m, { api_key = key, poll_interval = 30, log = log_into(logs),
+      listen = "127.0.0.1:0", webhook = { secret = SECRET, scheme = "kie" } })
+    later(function() c:close() end)
+    local job = assert(c:submit(KLING, { prompt = "echo in a callback, over HTTP" }))
+    local id = assert(job:accepted(20))
+    local headers, body = failed_callback(id, "proxy: Authorization=" .. key)
+    local port = tonumber(c.callback_url:match(":(%d+)/$"))
+    local head = { "POST / HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
+      "Content-Length: " .. #body, "Connection: close" }
+    for k, v in pairs(headers) do head[#head + 1] = k .. ": " .. v end
+    local sock = assert(socket.connect("127.0.0.1", port))
+    later(function() sock:close() end)
+    sock:settimeout(0)
+    local out, at = table.concat(head, "\r\n") .. "\r\n\r\n" .. body, 1
+    local status, buf = nil, ""
+    local deadline = helper.now() + 20
+    while not status and helper.now() < deadline do
+      if at <= #out then
+        local last, _, partial = sock:send(out, at)
+        at = (last or partial or at - 1) + 1
+      end
+      c:step(0.01)
+      local data, _, part = sock:receive(4096)
+      buf = buf .. (data or part or "")
+      status = tonumber(buf:match("^HTTP/1%.%d (%d%d%d)"))
+    end
+    assert.equal(200, status)
+    local res, err = job:await(5)
+    assert.is_nil(res)
+    check(err, logs)
+  end)
+end)
