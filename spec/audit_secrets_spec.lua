@@ -110,3 +110,31 @@ describe("audit: the API key in a callback", function()
     check(err, logs)
   end)
 end)
+
+describe("audit: credentials in a base_url", function()
+  it("regression: a refused base_url or upload_url never shows its user:password, whatever else is wrong", function()
+    local cases = {
+      { "base_url", "htps://user:pw-AUDIT-1@gw.example.com" },   -- a mistyped scheme
+      { "base_url", "https://user:pw-AUDIT-2#x@gw.example.com" }, -- a # in the password
+      { "base_url", "https://user:pw?AUDIT-3@gw.example.com" },   -- a ? in the password
+      { "base_url", "https://user:pw@AUDIT-4@gw.example.com" },   -- an @ in the password
+      { "upload_url", "ftp://user:pw-AUDIT-5@up.example.com" },
+    }
+    for _, case in ipairs(cases) do
+      local opts = { api_key = "k", base_url = "https://gw.example.com" }
+      opts[case[1]] = case[2]
+      local ok, msg = pcall(modkie.new, opts)
+      assert.is_false(ok, case[2])
+      assert.matches(case[1], msg, 1, true) -- it still names the option
+      assert(not msg:find("AUDIT", 1, true), "the password is in: " .. msg)
+      assert(not msg:find("pw", 1, true), "the password is in: " .. msg)
+    end
+    -- and from the command line, MODKIE_BASE_URL
+    local p = assert(io.popen("MODKIE_API_KEY=k MODKIE_BASE_URL='htps://user:pw-AUDIT-6@gw.example.com' "
+      .. (os.getenv("MODKIE_TEST_LUA") or "lua5.4") .. " bin/modkie credits 2>&1"))
+    local out = p:read("a")
+    p:close()
+    assert.matches("base_url", out, 1, true)
+    assert(not out:find("AUDIT", 1, true), "the password is in: " .. out)
+  end)
+end)
