@@ -138,3 +138,48 @@ describe("audit: credentials in a base_url", function()
     assert(not out:find("AUDIT", 1, true), "the password is in: " .. out)
   end)
 end)
+
+describe("audit: spellings of a key with / and \" or \\", function()
+  local m
+  setup(function() m = helper.mock({ "--job-seconds", "0.2" }) end)
+  teardown(function() m.stop() end)
+
+  -- The error a credits call gets when the gateway answers 401 with `msg_json` (a JSON string, as sent).
+  local function refused_with(key, msg_json)
+    local c = helper.client(m, { api_key = key, retries = 0 })
+    m.replay("/api/v1/chat/credit", nil, { { status = 401, body = '{"code":401,"msg":' .. msg_json .. '}' } })
+    local _, err = c:credits()
+    c:close()
+    assert.equal("auth", err.kind)
+    return shown(err)
+  end
+
+  it("regression: the key as JSON encoders that leave / alone write it (Python, Go, Node) is redacted", function()
+    local tail = unique()
+    -- what json.dumps, encoding/json and JSON.stringify make of the key: \" and \\ escaped, / not
+    for _, case in ipairs({
+      { 'sk-AUDIT/' .. tail .. '"q', '"bad key sk-AUDIT/' .. tail .. '\\"q"' },
+      { 'sk-AUDIT/' .. tail .. '\\q', '"bad key sk-AUDIT/' .. tail .. '\\\\q"' },
+      -- and " as \u0022 (PHP's JSON_HEX_QUOT), / as it is
+      { 'sk-AUDIT/' .. tail .. '"q', '"bad key sk-AUDIT/' .. tail .. '\\u0022q"' },
+    }) do
+      local key, msg = case[1], case[2]
+      assert.equal("bad key " .. key, cjson.decode(msg)) -- the same text to a JSON reader
+      local all = refused_with(key, msg)
+      assert.matches("[redacted]", all, 1, true)
+      assert(not all:find(key, 1, true), "the key is in: " .. all)
+      assert(not all:find(tail, 1, true), "part of the key is in: " .. all)
+    end
+  end)
+
+  it("regression: the key percent-encoded with / kept (Python's quote, a URL path) is redacted", function()
+    local tail = unique()
+    local key = "sk-AUDIT+" .. tail .. "/ab="
+    for _, hex in ipairs({ "%02X", "%02x" }) do
+      local spelled = key:gsub("[^%w%-._~/]", function(ch) return ("%%" .. hex):format(ch:byte()) end)
+      local all = refused_with(key, '"GET /v1/files?key=' .. spelled .. ' refused"')
+      assert.matches("[redacted]", all, 1, true)
+      assert(not all:find(tail, 1, true), "part of the key is in: " .. all)
+    end
+  end)
+end)
