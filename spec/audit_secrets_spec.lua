@@ -204,3 +204,15 @@ describe("audit: a newcomer's first hour", function()
     assert.equal(dir .. "/clip-1.mp4", paths[1])
   end)
 end)
+
+describe("audit: the command line's first minutes", function()
+  local H = require "spec.batch_helper"
+  it("regression: a mistyped --version or --help before any command is named with a suggestion", function()
+    for typo, meant in pairs({ ["--verison"] = "--version", ["--hlep"] = "--help", ["-version"] = "--version" }) do
+      local r = H.cli({ typo })
+      assert.equal(2, r.code)
+      assert.matches("unknown command '" .. typo .. "' (did you mean '" .. meant .. "'?)", r.err, 1, true)
+    end
+    assert.matches("did you mean 'submit'", H.cli({ "sumbit" }).err, 1, true) -- commands as before
+  end)
+end)
