@@ -5,6 +5,8 @@
 -- answers whose contradictions cost money or send a user the wrong way.
 local canned = require "spec.support.canned"
 local modkie = require "modkie"
+local helper = require "spec.helper"
+local cjson = require "cjson"
 
 local KLING = "kling/kling-3-0"
 
@@ -88,5 +90,41 @@ describe("hostile gateway answers", function()
     assert.equal("ambiguous", err.kind)
     assert.equal(KLING, err.model)
     assert.equal("long id", err.input.prompt)
+  end)
+end)
+
+describe("hostile result links", function()
+  local s
+
+  setup(function() s = canned.start() end)
+  teardown(function() s.stop() end)
+
+  -- A result URL that is no URL at all (a relative path, a URL with a space
+  -- or a line break) was a `network` error, retried `retries` times with
+  -- backoff as if a connection had failed. The README: a link that is not
+  -- http(s) is `protocol`, not retried.
+  it("regression: a result link that is not a URL fails at once as protocol, naming the link", function()
+    local retried = 0
+    local c = modkie.new{ base_url = s.url, api_key = "k-hostile-0123456789", rate = false, poll_interval = 0.02,
+      timeout = 5, retries = 3, log = function(_, event) if event == "retry" then retried = retried + 1 end end }
+    local dir = helper.tmpdir()
+    finally(function()
+      c:close()
+      helper.rmdir(dir)
+    end)
+    for _, link in ipairs({ "/files/a.mp4", s.url .. "/files/a b.mp4", s.url .. "/files/a\r\nX: 1.mp4" }) do
+      s.answer("recordInfo", envelope(('{"taskId":"t_link","state":"success","resultJson":%s}')
+        :format(cjson.encode(cjson.encode({ resultUrls = { link } })))))
+      local job = c:job("t_link")
+      local res = assert(job:await(10))
+      assert.same({ link }, res.urls)
+      retried = 0
+      local paths, err = job:download(dir)
+      assert.is_nil(paths, link)
+      assert.equal("protocol", err.kind, link)
+      assert.equal(link, err.url)
+      assert.equal(0, retried, link .. ": retried")
+      assert.is_nil(helper.read_file(dir .. "/t_link-1.mp4"))
+    end
   end)
 end)

@@ -61,9 +61,10 @@ static int find_problem(const mk_op *op, const mk_reply *r, mk_verdict *v, probl
     } else if (res->write_failed) {
       fail(v, MK_KIND_CONFIG, res->http, 0);
       say(v, "%s: could not write the file: %s", name, res->error);
-    } else if (res->curl == CURLE_UNSUPPORTED_PROTOCOL) { /* file://, ftp://: asking again cannot help */
+    } else if (res->curl == CURLE_UNSUPPORTED_PROTOCOL || res->curl == CURLE_URL_MALFORMAT) {
+      /* file://, ftp://, a relative path, a URL with a blank: asking again cannot help */
       fail(v, MK_KIND_PROTOCOL, res->http, 0);
-      say(v, "%s: %s (only http and https are fetched)", name, res->error);
+      say(v, "%s: %s (only http and https URLs are fetched)", name, res->error);
     } else {
       fail(v, MK_KIND_NETWORK, res->http, 0);
       say(v, "%s: %s", name, res->error);
