@@ -128,3 +128,41 @@ describe("hostile result links", function()
     end
   end)
 end)
+
+describe("hostile task ids and downloads", function()
+  local s
+
+  setup(function() s = canned.start() end)
+  teardown(function() s.stop() end)
+
+  -- The engine takes task ids of up to 1,024 bytes, and job:download names
+  -- files <id>-<n>.<ext>: an id over ~245 bytes made a name the file system
+  -- refuses (ENAMETOOLONG), so a job that succeeded could not save its
+  -- outputs ("config error: could not write the file: File name too long").
+  it("regression: a job with a 300-byte task id downloads its outputs under names that fit, one per task", function()
+    local c = modkie.new{ base_url = s.url, api_key = "k-hostile-0123456789", rate = false, poll_interval = 0.02,
+      timeout = 5, retries = 1 }
+    local dir = helper.tmpdir()
+    finally(function()
+      c:close()
+      helper.rmdir(dir)
+    end)
+    s.answer("a.mp4", "the bytes")
+    local names = {}
+    for _, last in ipairs({ "1", "2" }) do
+      local id = ("t"):rep(299) .. last
+      s.answer("recordInfo", envelope(('{"taskId":"%s","state":"success","resultJson":{"resultUrls":["%s"]}}')
+        :format(id, s.url .. "/files/a.mp4")))
+      local job = c:job(id)
+      local paths, err = job:download(dir)
+      assert(paths, tostring(err))
+      assert.equal("the bytes", helper.read_file(paths[1]))
+      local name = paths[1]:match("[^/]+$")
+      assert.is_true(#name <= 255, name)
+      assert.matches("^ttt", name)
+      assert.matches("%-1%.mp4$", name)
+      names[#names + 1] = name
+    end
+    assert.are_not.equal(names[1], names[2])
+  end)
+end)
