@@ -96,8 +96,8 @@ static int hexval(int c) {
  * from a byte search, and the decoder would then hand it to Lua whole. So
  * when the body has such escapes, spell every printable ASCII character
  * plainly (the key's characters all are; '"' and '\' stay escaped, as \" and
- * \\) and use that spelling, which means the same JSON, if it shows the key. 0, or -1
- * out of memory (the body is then left as it was). */
+ * \\) and use that spelling, which means the same JSON, if it shows the key.
+ * 0, or -1 out of memory (the body is then left as it was). */
 static int unescape_if_hiding(mk_buf *b, const mk_secrets *s) {
   const char *p = b->data, *end = b->data + b->len;
   char *out;
