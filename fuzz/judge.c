@@ -107,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* nothing can have been created: not sent, or refused before the queue */
   safe = (!ok && !res.sent && !res.too_large && !res.write_failed) || (ok && (res.http == 429 || res.http == 455)) ||
          (ok2xx && enveloped && (r.code == 429 || r.code == 455));
+  if (r.task_id && r.task_id[0]) safe = 0; /* an answer naming a task created one, whatever its status */
   is401 = (ok && (res.http == 401 || res.http == 402)) || (ok2xx && enveloped && (r.code == 401 || r.code == 402));
 
   FZ_CHECK(v.next >= MK_NEXT_DONE && v.next <= MK_NEXT_ACCEPTED, "next %d", (int)v.next);

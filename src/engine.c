@@ -40,6 +40,7 @@
 #include "core.h"
 #include "lib/engine.h"
 #include "lib/job.h"
+#include "lib/redact.h"
 #include "lib/upload.h"
 
 #define ENGINE_MT "modkie.core.engine"
@@ -343,6 +344,30 @@ static int l_respond(lua_State *L) {
   int live = op && op->type == MK_OP_REQUEST && u->e->pid == getpid();
   if (live) mk_engine_respond(u->e, op, status >= 100 && status <= 599 ? (int)status : 500);
   lua_pushboolean(L, live);
+  return 1;
+}
+
+/* engine:redact(text) -> text with the key taken out, as the engine takes it
+ * out of every answer: for a callback's body, which reaches Lua through
+ * deliver (or the listener) rather than through an answer the engine read. */
+static int l_redact(lua_State *L) {
+  engine_ud *u = check_ud(L);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  mk_buf b = {0};
+  if (n == 0) {
+    lua_settop(L, 2);
+    return 1;
+  }
+  if (!(b.data = mk_copy(s, n))) return luaL_error(L, "modkie: out of memory");
+  b.len = n;
+  b.cap = n + 1;
+  if (mk_redact(&b, &u->e->secrets) != 0) {
+    mk_buf_free(&b);
+    return luaL_error(L, "modkie: out of memory");
+  }
+  lua_pushlstring(L, b.data, b.len);
+  mk_buf_free(&b);
   return 1;
 }
 
@@ -687,6 +712,7 @@ static const luaL_Reg engine_methods[] = {
   {"upload", l_upload}, {"progress", l_progress},
   {"timer", l_timer}, {"cancel", l_cancel}, {"send", l_send}, {"schedule", l_schedule}, {"step", l_step},
   {"called_back", l_called_back}, {"respond", l_respond}, {"listening", l_listening},
+  {"redact", l_redact},
   {"timeout", l_timeout}, {"fds", l_fds}, {"stats", l_stats}, {"close", l_close}, {"closed", l_closed},
   {"questions", l_questions}, {"answer", l_answer}, {NULL, NULL}
 };

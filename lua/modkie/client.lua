@@ -142,12 +142,23 @@ end
 -- the URL (core.origin): localhost, a dotted quad in 127.0.0.0/8 with every
 -- part <= 255, or [::1]. Any other host is a name a resolver (hosts file,
 -- DNS) could point anywhere. Both carry the key.
+-- `url` as an error may show it: everything from after the scheme to its
+-- last "@" hidden, as a user:password may hold any character ("#", "?",
+-- "@") and come with any other mistake (a mistyped scheme).
+local function without_userinfo(url)
+  local at = url:find("@[^@]*$")
+  if not at then return url end
+  local from = select(2, url:find("^%a[%w+.-]*:/*")) or 0
+  return url:sub(1, from) .. "…" .. url:sub(at)
+end
+
 local function check_base_url(url, allow_insecure, name)
   name = name or "base_url"
+  local shown = without_userinfo(url)
   local scheme = url:match("^(%a[%w+.-]*)://")
   scheme = scheme and scheme:lower()
   if scheme ~= "http" and scheme ~= "https" then
-    error("modkie.new: " .. name .. " must be an http:// or https:// URL, got '" .. url .. "'", 3)
+    error("modkie.new: " .. name .. " must be an http:// or https:// URL, got '" .. shown .. "'", 3)
   end
   if url:find("[%s%c]") then error("modkie.new: " .. name .. " must not contain spaces or control characters", 3) end
   -- every call appends /api/v1/…: after a query or a fragment it would name
@@ -155,12 +166,12 @@ local function check_base_url(url, allow_insecure, name)
   local authority = url:match("^%a[%w+.-]*://([^/?#]*)")
   if url:find("[?#]") or authority:find("@", 1, true) then
     error("modkie.new: " .. name .. " must be the gateway's root URL, without a query (?), a fragment (#) or "
-      .. "user:password@ (the key goes in api_key), got '" .. (url:gsub("//[^/?#]*@", "//…@")) .. "'", 3)
+      .. "user:password@ (the key goes in api_key), got '" .. shown .. "'", 3)
   end
   local origin = core.origin(url)
-  if not origin then error("modkie.new: " .. name .. " '" .. url .. "' is not a URL with a host", 3) end
+  if not origin then error("modkie.new: " .. name .. " '" .. shown .. "' is not a URL with a host", 3) end
   if scheme == "http" and not allow_insecure and not origin.loopback then
-    error("modkie.new: " .. name .. " '" .. url .. "' is plain http to another host: the API key would cross the "
+    error("modkie.new: " .. name .. " '" .. shown .. "' is plain http to another host: the API key would cross the "
       .. "network unencrypted; use https, or pass allow_insecure = true", 3)
   end
   url = url:gsub("/+$", "")

@@ -20,10 +20,20 @@ function download.extension(url)
   return "bin"
 end
 
+-- The longest prefix a file name keeps whole: task ids may be 1,024 bytes,
+-- file names only 255.
+local MAX_PREFIX = 200
+
 --- A safe file name `<prefix>-<n>.<ext>`: the prefix keeps only letters,
--- digits, `-`, `_` and `.`, so nothing from the network can name a path.
+-- digits, `-`, `_` and `.`, so nothing from the network can name a path. A
+-- prefix over 200 bytes keeps its first 183 and 16 hex digits of its
+-- SHA-256-based digest, so that the name fits and two prefixes stay apart.
 function download.name(prefix, n, url)
   local safe = tostring(prefix):gsub("[^%w%-_%.]", "_"):gsub("^%.+", "_")
+  if #safe > MAX_PREFIX then
+    local digest = core.hmac_sha256("modkie.download.name", tostring(prefix)):sub(1, 8)
+    safe = safe:sub(1, MAX_PREFIX - 17) .. "_" .. digest:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  end
   return ("%s-%d.%s"):format(safe, n, download.extension(url))
 end
 

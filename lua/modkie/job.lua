@@ -20,7 +20,11 @@
 -- @classmod modkie.Job
 
 local Error = require "modkie.error"
+local options = require "modkie.options"
 local scheduler = require "modkie.scheduler"
+
+-- job:download's options: a typo must not pass silently
+local DOWNLOAD_OPTIONS = { name = { ["function"] = true }, timeout = { number = true } }
 
 local Job = {}
 Job.__index = Job
@@ -128,6 +132,7 @@ function Job:download(dir, opts)
   Error.check(1, "download", dir, "string")
   Error.check(2, "download", opts, "?table")
   opts = opts or {}
+  options.check("download", opts, DOWNLOAD_OPTIONS)
   local res, err = self:await(opts.timeout)
   if not res then return nil, err end
   local prefix = tostring(res.id or self.id or "job")

@@ -104,6 +104,16 @@ static void note_record(mk_engine *e, mk_op *op, const given *g) {
   mk_engine_emit(e, ev);
 }
 
+/* The task id a DONE event names: the job's; or, for a createTask that did
+ * not succeed yet named a task (an ambiguous answer), the one it named, so
+ * that the task can be adopted; or the late acceptance's. */
+static const char *done_task_id(const mk_op *op, input on, const given *g) {
+  const char *named = g->r->task_id;
+  if (on == ON_ACCEPTED_LATE) return named;
+  if (!op->task_id && named && named[0] && strlen(named) <= MK_MAX_TASK_ID) return named;
+  return op->task_id;
+}
+
 /* The DONE event: the record read (an ended poll), or the error. */
 static void emit_done(mk_engine *e, mk_op *op, input on, const given *g) {
   mk_event *ev = mk_event_new(MK_EV_DONE, mk_op_handle(op));
@@ -113,7 +123,7 @@ static void emit_done(mk_engine *e, mk_op *op, input on, const given *g) {
   }
   ev->state = op->state;
   ev->polls = op->polls;
-  ev->task_id = mk_copy_str(on == ON_ACCEPTED_LATE ? g->r->task_id : op->task_id);
+  ev->task_id = mk_copy_str(done_task_id(op, on, g));
   if (on == ON_ENDED) {
     ev->doc = mk_reply_take(g->r);
     ev->progress = g->r->progress;

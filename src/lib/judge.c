@@ -61,9 +61,10 @@ static int find_problem(const mk_op *op, const mk_reply *r, mk_verdict *v, probl
     } else if (res->write_failed) {
       fail(v, MK_KIND_CONFIG, res->http, 0);
       say(v, "%s: could not write the file: %s", name, res->error);
-    } else if (res->curl == CURLE_UNSUPPORTED_PROTOCOL) { /* file://, ftp://: asking again cannot help */
+    } else if (res->curl == CURLE_UNSUPPORTED_PROTOCOL || res->curl == CURLE_URL_MALFORMAT) {
+      /* file://, ftp://, a relative path, a URL with a blank: asking again cannot help */
       fail(v, MK_KIND_PROTOCOL, res->http, 0);
-      say(v, "%s: %s (only http and https are fetched)", name, res->error);
+      say(v, "%s: %s (only http and https URLs are fetched)", name, res->error);
     } else {
       fail(v, MK_KIND_NETWORK, res->http, 0);
       say(v, "%s: %s", name, res->error);
@@ -137,8 +138,12 @@ static void expire(const mk_op *op, mk_verdict *v, const char *what) {
 
 void mk_judge_create(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict *v) {
   problem p;
+  int named = r->task_id && r->task_id[0]; /* the answer names a task: one was created */
   memset(v, 0, sizeof *v);
   if (find_problem(op, r, v, &p)) {
+    /* a refusal (429, 455, 4xx) that names a task is no refusal: sent again,
+     * it would create (and bill) another task */
+    if (named) p.safe = 0;
     if (p.safe && op->expired) {
       expire(op, v, "createTask was not retried, and no task was created: ");
       v->error.retryable = 1;
@@ -148,25 +153,30 @@ void mk_judge_create(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdic
       retry(e, op, v, CALL_BACKOFF_CAP);
       return;
     }
-    if (p.safe || definite_refusal(v)) {
+    if (p.safe || (!named && definite_refusal(v))) {
       give_up(v, &p, p.safe ? e->retries : 0);
       return;
     }
     {
       char why[sizeof v->error.message];
       memcpy(why, v->error.message, sizeof why);
-      say(v, "%.300s; the request was sent, so a task may have been created: not retried", why);
+      if (named)
+        say(v, "%.150s; yet the answer names task %.200s, so a task may have been created: not retried", why,
+            r->task_id);
+      else
+        say(v, "%.300s; the request was sent, so a task may have been created: not retried", why);
     }
     v->error.kind = MK_KIND_AMBIGUOUS;
     return;
   }
-  if (r->task_id && r->task_id[0] && strlen(r->task_id) <= MK_MAX_TASK_ID) {
+  if (named && strlen(r->task_id) <= MK_MAX_TASK_ID) {
     v->next = MK_NEXT_ACCEPTED;
     return;
   }
-  if (r->task_id && r->task_id[0]) {
-    fail(v, MK_KIND_PROTOCOL, op->result.http, r->code);
-    say(v, "createTask: the taskId is over %d bytes; a task may have been created", MK_MAX_TASK_ID);
+  if (named) { /* a task was created, but its id cannot be polled: not created again */
+    fail(v, MK_KIND_AMBIGUOUS, op->result.http, r->code);
+    say(v, "createTask: the taskId is over %d bytes, too long to poll; a task may have been created: not retried",
+        MK_MAX_TASK_ID);
     return;
   }
   fail(v, MK_KIND_AMBIGUOUS, op->result.http, r->code);

@@ -95,9 +95,9 @@ static int hexval(int c) {
  * escapes what it echoes ({"msg":"\u0073\u006b-..."}) would hide the key
  * from a byte search, and the decoder would then hand it to Lua whole. So
  * when the body has such escapes, spell every printable ASCII character
- * plainly (the key's characters all are; '"' and '\' stay escaped) and use
- * that spelling, which means the same JSON, if it shows the key. 0, or -1
- * out of memory (the body is then left as it was). */
+ * plainly (the key's characters all are; '"' and '\' stay escaped, as \" and
+ * \\) and use that spelling, which means the same JSON, if it shows the key.
+ * 0, or -1 out of memory (the body is then left as it was). */
 static int unescape_if_hiding(mk_buf *b, const mk_secrets *s) {
   const char *p = b->data, *end = b->data + b->len;
   char *out;
@@ -121,6 +121,12 @@ static int unescape_if_hiding(mk_buf *b, const mk_secrets *s) {
       if (h0 == 0 && h1 >= 0 && h2 >= 0 && h3 >= 0) {
         int c = h1 * 256 + h2 * 16 + h3;
         if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') {
+          out[o++] = (char)c;
+          p += 6;
+          continue;
+        }
+        if (c == '"' || c == '\\') { /* escaped still, the short way: \" and \\ mean the same */
+          out[o++] = '\\';
           out[o++] = (char)c;
           p += 6;
           continue;
@@ -246,16 +252,30 @@ static int add_base64(mk_secrets *s, const char *key, size_t n, int r, char *in,
 }
 
 /* The key percent-encoded as a URL holds it, with upper-case hex digits
- * and again with lower-case ones (%2F, %2f). */
+ * and again with lower-case ones (%2F, %2f); both again with "/" as it is. */
 static int add_percent(mk_secrets *s, const char *key, size_t n, char *out) {
   char *p;
-  mk_url_escape_into(out, key, n);
-  if (add_form(s, out, strlen(out)) != 0) return -1;
-  for (p = out; (p = strchr(p, '%')) != NULL; p += 3) {
-    p[1] = ascii_lower(p[1]);
-    p[2] = ascii_lower(p[2]);
+  int keep;
+  for (keep = 0; keep < 2; keep++) { /* and again with "/" left as it is (a path; Python's quote) */
+    char *q;
+    mk_url_escape_into(out, key, n);
+    for (p = q = out; keep && *p; p++) {
+      if (p[0] == '%' && p[1] == '2' && (p[2] == 'F' || p[2] == 'f')) {
+        *q++ = '/';
+        p += 2;
+      } else {
+        *q++ = *p;
+      }
+    }
+    if (keep) *q = '\0';
+    if (add_form(s, out, strlen(out)) != 0) return -1;
+    for (p = out; (p = strchr(p, '%')) != NULL; p += 3) {
+      p[1] = ascii_lower(p[1]);
+      p[2] = ascii_lower(p[2]);
+    }
+    if (add_form(s, out, strlen(out)) != 0) return -1;
   }
-  return add_form(s, out, strlen(out));
+  return 0;
 }
 
 int mk_secrets_init(mk_secrets *s, const char *key) {
@@ -269,6 +289,11 @@ int mk_secrets_init(mk_secrets *s, const char *key) {
   if (!rc) rc = add_form(s, key, n);
   for (o = i = 0; !rc && i < n; i++) { /* as JSON escapes it */
     if (key[i] == '"' || key[i] == '\\' || key[i] == '/') work[o++] = '\\';
+    work[o++] = key[i];
+  }
+  if (!rc) rc = add_form(s, work, o);
+  for (o = i = 0; !rc && i < n; i++) { /* as most JSON encoders escape it: "/" left as it is */
+    if (key[i] == '"' || key[i] == '\\') work[o++] = '\\';
     work[o++] = key[i];
   }
   if (!rc) rc = add_form(s, work, o);

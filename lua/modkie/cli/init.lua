@@ -78,7 +78,9 @@ function cli.main(args)
   end
   local command = commands[name]
   if not command then
-    io.stderr:write("modkie: unknown command '" .. name .. "'" .. require("modkie.suggest").hint(name, commands)
+    -- a flag before any command is one of modkie's own two (--verison)
+    local known = name:sub(1, 1) == "-" and { "--help", "--version" } or commands
+    io.stderr:write("modkie: unknown command '" .. name .. "'" .. require("modkie.suggest").hint(name, known)
       .. "\n\n" .. USAGE)
     return 2
   end
