@@ -10,6 +10,7 @@
 --   lua5.4 bench/exchange.lua socket.http URL BODY_FILE W 1 [CA_FILE] (sequential; https through LuaSec)
 --   lua5.4 bench/exchange.lua modkie-jobs URL BODY_FILE W C [CA_FILE] (W / 2 jobs: createTask + one poll each)
 --   lua5.4 bench/exchange.lua modkie-jobs-sockets URL BODY_FILE W C [CA_FILE] (the same, after client:fds())
+--   lua5.4 bench/exchange.lua modkie-engine-jobs URL BODY_FILE W C (the same jobs through the C engine alone)
 --   lua5.4 bench/exchange.lua modkie-polls URL BODY_FILE W C [CA_FILE] (C adopted jobs polled, W polls in all)
 --   lua5.4 bench/exchange.lua modkie-polls-sockets URL BODY_FILE W C [CA_FILE] (the same, after client:fds())
 --
@@ -114,6 +115,40 @@ local function whole_jobs(sockets)
   return jobs * 2, errors, wall, cpu
 end
 contenders["modkie-jobs"] = function() return whole_jobs(false) end
+
+-- modkie's engine alone (a measurement of where the time goes, not an API):
+-- the same whole jobs with no Job, no scheduler, no coroutine, no option
+-- check, driven straight through the client's C engine, which the client
+-- layer sits on. What is left is what any Lua binding of this engine pays
+-- per job: the body encoded by lua-cjson, the engine's work, and the event
+-- and result tables (the result with its raw record) built in Lua memory.
+contenders["modkie-engine-jobs"] = function()
+  local json = require "modkie.json"
+  local client = polling_client()
+  local engine = client._engine
+  local jobs, sent, ended, errors = math.floor(W / 2), 0, 0, 0
+  local input = { prompt = BODY }
+  local function submit()
+    sent = sent + 1
+    engine:submit(json.encode({ model = "kling/kling-3-0", input = input }), 0, false, "kling/kling-3-0", false)
+  end
+  local cpu0, t0 = os.clock(), now()
+  for _ = 1, math.min(C, jobs) do submit() end
+  while ended < jobs do
+    local events = engine:step(1) or {}
+    for i = 1, #events do
+      local ev = events[i]
+      if ev.type == "done" then
+        ended = ended + 1
+        if not (ev.result and ev.result.state == "success") then errors = errors + 1 end
+        if sent < jobs then submit() end
+      end
+    end
+  end
+  local wall, cpu = now() - t0, os.clock() - cpu0
+  client:close()
+  return jobs * 2, errors, wall, cpu
+end
 -- the same, the client switched to libcurl's socket interface first (what
 -- client:fds() does for a host's own loop: docs/embedding.md)
 contenders["modkie-jobs-sockets"] = function() return whole_jobs(true) end

@@ -386,12 +386,14 @@ local WORK = {
     how = "`client:job(id)` × C, `poll_interval = 0`, the client stepped from the main thread; raw C: C kept-alive "
       .. "handles GETting the same record, each answer parsed with cJSON and its state read" },
   { key = "jobs", name = "whole jobs (submit + await: createTask, one poll that says success), per job", w = 4000,
-    per = 2, raw = "jobs", raw_json = "jobs-json", modkie = "modkie-jobs",
+    per = 2, raw = "jobs", raw_json = "jobs-json", modkie = "modkie-jobs", engine = "modkie-engine-jobs",
     how = "`client:submit(model, input):await()` in C coroutines of `client:go`, `poll_interval = 0`; raw C: "
       .. "POST createTask with CURLOPT_FRESH_CONNECT (as modkie sends a create), taskId read, then GET its record "
       .. "and read its state; raw C + JSON: the same, with each create's body encoded from the job's input by "
       .. "cJSON (modkie encodes it with lua-cjson) and the output URLs read from resultJson (modkie's result has "
-      .. "them)" },
+      .. "them); modkie's engine alone: the same jobs driven straight through the client's C engine (no Job, "
+      .. "scheduler, coroutine or option check: bench/exchange.lua, modkie-engine-jobs), what any Lua binding of it "
+      .. "pays per job" },
 }
 local WORK_CS = { 16, 256 }
 local work = {} -- work[key][c] = { raw = { runs }, modkie = { runs } }
@@ -401,7 +403,8 @@ local function work_level(n, body)
   for _, wk in ipairs(WORK) do
     work[wk.key] = {}
     for _, c in ipairs(WORK_CS) do
-      work[wk.key][c] = { raw = { runs = {} }, raw_json = { runs = {} }, modkie = { runs = {} } }
+      work[wk.key][c] = { raw = { runs = {} }, raw_json = { runs = {} }, engine = { runs = {} },
+        modkie = { runs = {} } }
     end
   end
   for round = 1, WORK_ROUNDS do
@@ -412,12 +415,14 @@ local function work_level(n, body)
           raw = ("%sbuild/bench/exchange %s %s %d %d %s"):format(PIN_CLIENT, url, body, w, c, wk.raw),
           raw_json = wk.raw_json and ("%sbuild/bench/exchange %s %s %d %d %s"):format(PIN_CLIENT, url, body, w, c,
             wk.raw_json),
+          engine = wk.engine and ("%s%slua5.4 bench/exchange.lua %s %s %s %d %d"):format(ENV54, PIN_CLIENT, wk.engine,
+            url, body, w, c),
           modkie = ("%s%slua5.4 bench/exchange.lua %s %s %s %d %d"):format(ENV54, PIN_CLIENT, wk.modkie, url, body,
             w, c),
         }
         local names = { raw = "raw C (curl_multi_poll loop)", raw_json = "raw C + the same JSON work",
-          modkie = "modkie, Lua 5.4" }
-        for _, who in ipairs({ "raw", "raw_json", "modkie" }) do
+          engine = "modkie's engine alone, Lua 5.4", modkie = "modkie, Lua 5.4" }
+        for _, who in ipairs({ "raw", "raw_json", "engine", "modkie" }) do
           local cmd = cmds[who]
           if cmd then
             remember(("%s, %s"):format(wk.key, names[who]),
@@ -457,13 +462,18 @@ end
 -- modkie against a baseline, round by round: the rounds interleave, so each
 -- pair shares the machine's state of the moment (a slow minute slows both).
 -- The median of the pairs' ratios and their range, e.g. "1.18× (1.15–1.21)".
-local function paired_ratio(m, base)
-  if not (m and base) then return "–" end
+local function paired(m, base)
   local ratios = {}
   for i = 1, math.min(#m.per_run, #base.per_run) do ratios[i] = m.per_run[i] / base.per_run[i] end
   table.sort(ratios)
-  if #ratios == 1 then return ("%.2f×"):format(ratios[1]) end
-  return ("%.2f× (%.2f–%.2f)"):format(median(ratios), ratios[1], ratios[#ratios])
+  return median(ratios), ratios[1], ratios[#ratios]
+end
+
+local function paired_ratio(m, base)
+  if not (m and base) then return "–" end
+  local mid, lo, hi = paired(m, base)
+  if lo == hi then return ("%.2f×"):format(mid) end
+  return ("%.2f× (%.2f–%.2f)"):format(mid, lo, hi)
 end
 
 local function work_table()
@@ -473,17 +483,20 @@ local function work_table()
       local slot = work[wk.key] and work[wk.key][c]
       local raw, m = slot and work_summary(slot.raw, wk.per), slot and work_summary(slot.modkie, wk.per)
       local rj = slot and work_summary(slot.raw_json, wk.per)
+      local en = slot and work_summary(slot.engine, wk.per)
       if raw or m then
         rows[#rows + 1] = { wk.name, tostring(c), fmt(raw and raw.units, "%d"), fmt(raw and raw.cpu, "%.1f"),
           fmt(rj and rj.cpu, "%.1f"), fmt(m and m.cpu, "%.1f"), paired_ratio(m, raw),
-          paired_ratio(m, rj), fmt(raw and raw.rate, "%.0f"), fmt(m and m.rate, "%.0f"),
-          tostring((raw and raw.errors or 0) + (rj and rj.errors or 0) + (m and m.errors or 0)) }
+          paired_ratio(m, rj), fmt(en and en.cpu, "%.1f"), paired_ratio(en, raw), fmt(raw and raw.rate, "%.0f"),
+          fmt(m and m.rate, "%.0f"),
+          tostring((raw and raw.errors or 0) + (rj and rj.errors or 0) + (en and en.errors or 0)
+            + (m and m.errors or 0)) }
       end
     end
   end
   say(table_md({ "work", "C", "units", "raw C: CPU µs per unit", "raw C + same JSON work: µs",
-    "modkie: CPU µs per unit", "× raw C (range)", "× raw C + JSON (range)", "raw C units/s", "modkie units/s",
-    "errors" }, rows))
+    "modkie: CPU µs per unit", "× raw C (range)", "× raw C + JSON (range)", "modkie's engine alone: µs",
+    "engine alone × raw C (range)", "raw C units/s", "modkie units/s", "errors" }, rows))
   say()
   for _, wk in ipairs(WORK) do say(("- %s: %s."):format(wk.key == "polls" and "Polling" or "Whole jobs", wk.how)) end
   say()
@@ -948,13 +961,14 @@ local CAUSES = {
   work_polls = "A poll that changes nothing runs no Lua: per poll modkie runs 124-128 K user instructions at "
     .. "C = 16 whichever way it drives libcurl (its own loop, or the socket interface a host's loop needs), raw "
     .. "C 117 K (callgrind); the kernel's share (loopback TCP) is the same for both. FINDINGS.md 8.",
-  work_jobs = "Per job modkie runs 380-382 K user instructions at C = 16 and 385-403 K at C = 256 against raw "
-    .. "C + JSON's 278 K and 282 K (callgrind): the C engine alone is 329-348 K (libcurl as raw C's, since it "
-    .. "now runs on libcurl's own loop until a host asks for the sockets; the answers judged in C, the result "
-    .. "handed over as Lua tables of the documented shape, the raw record 10.7 K of it) and the Lua client "
-    .. "layer about 50 K (submit's checks, the job, its await, dispatch). The kernel's loopback TCP (a "
-    .. "connection per create) is half the CPU, the same for both, and varies ±20 % from run to run. "
-    .. "FINDINGS.md 8.",
+  work_jobs = "Per job at C = 16 modkie runs 374 K user instructions, raw C + JSON 280 K and raw C 246 K "
+    .. "(callgrind, 2026-12-07). modkie's engine alone (the column beside: no Job, scheduler or coroutine) runs "
+    .. "323 K: libcurl as raw C's, the answers judged in C, the body encoded by lua-cjson and the result handed "
+    .. "over as Lua tables of the documented shape (the raw record 9.7 K of it); the Lua client layer is the "
+    .. "other 52 K (submit's checks, the job, its await, dispatch). The engine alone is itself over 1.15× raw C: "
+    .. "the target needs a job whose result is not Lua tables built per job, a change of the contract. The "
+    .. "kernel's loopback TCP (a connection per create) is half the CPU, the same for both, and varies ±20 % "
+    .. "from run to run. FINDINGS.md 8.",
   streams = "libcurl allows 100 streams per HTTP/2 connection unless CURLMOPT_MAX_CONCURRENT_STREAMS says "
     .. "otherwise, and the server's own SETTINGS_MAX_CONCURRENT_STREAMS caps it too; beyond that each waiting "
     .. "transfer opens a connection of its own (FINDINGS.md 2).",
@@ -1052,11 +1066,11 @@ local function target_rows()
       local rj = slot and work_summary(slot.raw_json, wk.per)
       if raw and m then
         add(("modkie CPU per %s, C = %d, × raw C (curl_multi_poll)"):format(
-          wk.key == "polls" and "poll of adopted jobs" or "whole job", c), m.cpu / raw.cpu, 1.15, true,
+          wk.key == "polls" and "poll of adopted jobs" or "whole job", c), (paired(m, raw)), 1.15, true,
           CAUSES["work_" .. wk.key], "×")
       end
       if rj and m then
-        add(("modkie CPU per whole job, C = %d, × raw C doing the same JSON work"):format(c), m.cpu / rj.cpu, 1.15,
+        add(("modkie CPU per whole job, C = %d, × raw C doing the same JSON work"):format(c), (paired(m, rj)), 1.15,
           true, CAUSES.work_jobs, "×")
       end
     end
