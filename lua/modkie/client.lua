@@ -15,7 +15,6 @@ local record = require "modkie.record"
 local schedule = require "modkie.schedule"
 local scheduler = require "modkie.scheduler"
 local SharedDict = require "modkie.shared_dict"
-local suggest = require "modkie.suggest"
 local uploads = require "modkie.uploads"
 local next = next
 
@@ -119,12 +118,7 @@ end
 local function rates(rate)
   if rate == false then return false, false end
   if rate == true or rate == nil then rate = {} end
-  for k in pairs(rate) do
-    if not RATE_KEYS[k] then
-      error("modkie.new: unknown option 'rate." .. tostring(k) .. "' (rate takes submit, poll, shared and clients)"
-        .. suggest.hint(tostring(k), RATE_KEYS), 3)
-    end
-  end
+  check_options("modkie.new", rate, RATE_KEYS, 3, "rate.") -- names here; the values below, each its own way
   local submit = rate.submit == nil and { 20, 10 } or check_rate_pair("submit", rate.submit)
   local poll = rate.poll == nil and { 10, 1 } or check_rate_pair("poll", rate.poll)
   local share, dict = check_shared(rate.shared)
