@@ -1,0 +1,49 @@
+-- An adversarial read of the batch layer with the messy input a real user
+-- brings: `modkie batch` run as a child process against the emulator, and
+-- modkie.batch.run over real sockets. Each test is a finding of that read
+-- (it failed before its fix).
+local helper = require "spec.helper"
+local H = require "spec.batch_helper"
+
+local KLING = "kling/kling-3-0"
+
+describe("batch with a user's messy input", function()
+  local m, env, dir
+  local seq = 0
+  local function tag()
+    seq = seq + 1
+    return ("ab%d-%d"):format(os.time() % 100000, seq)
+  end
+  local function modkie(argv) return H.runner(env)(argv) end
+  local function submits(prompt) return m.stats().submits_by_prompt[prompt] or 0 end
+
+  setup(function()
+    m = helper.mock({ "--job-seconds", "0.1" })
+    env = { MODKIE_API_KEY = "test-key", MODKIE_BASE_URL = m.url }
+  end)
+  teardown(function() m.stop() end)
+  before_each(function() dir = helper.tmpdir() end)
+  after_each(function() helper.rmdir(dir) end)
+
+  it("--journal naming the rows file (a tab completion away from ROWS.journal) leaves the rows file alone", function()
+    local t = tag()
+    local csv = "product,duration\nmug " .. t .. ",5\n"
+    local rows = H.write(dir .. "/rows.csv", csv)
+    local tpl = H.write(dir .. "/t.txt", "A {{product}}.\n")
+    local r = modkie({ "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--journal", rows,
+      "--poll-interval", "0.05" })
+    assert.equal(csv, H.read(rows)) -- no journal record appended to the user's CSV
+    assert.equal(2, r.code, r.err)
+    assert.matches("journal " .. rows:gsub("%p", "%%%0") .. ": line 1 is not a journal record", r.err)
+    assert.equal(0, submits("A mug " .. t .. "."))
+    -- nor to a JSON Lines rows file, even one with a `type` column
+    local jsonl = '{"type":"video","product":"lamp ' .. t .. '","duration":5}\n'
+    local jrows = H.write(dir .. "/rows.jsonl", jsonl)
+    r = modkie({ "batch", "--model", KLING, "--rows", jrows, "--template", tpl, "--journal", jrows,
+      "--allow-extra-columns", "--poll-interval", "0.05" })
+    assert.equal(jsonl, H.read(jrows))
+    assert.equal(2, r.code, r.err)
+    assert.matches("line 1 is not a journal record", r.err)
+    assert.equal(0, submits("A lamp " .. t .. "."))
+  end)
+end)
