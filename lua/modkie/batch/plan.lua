@@ -35,8 +35,12 @@ local function read_file(path, what)
   if not f then
     return nil, Error.new("validation", ("cannot read the %s: %s"):format(what, tostring(err)), { path = path })
   end
-  local text = f:read("*a")
+  local text, rerr = f:read("*a")
   f:close()
+  if not text then -- a folder opens, and then cannot be read
+    return nil, Error.new("validation", ("cannot read the %s %s: %s"):format(what, path, tostring(rerr)),
+      { path = path })
+  end
   return text
 end
 
