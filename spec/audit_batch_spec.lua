@@ -4,6 +4,7 @@
 -- (it failed before its fix).
 local helper = require "spec.helper"
 local H = require "spec.batch_helper"
+local batch = require "modkie.batch"
 
 local KLING = "kling/kling-3-0"
 
@@ -66,5 +67,30 @@ describe("batch with a user's messy input", function()
     assert.equal(0, r.code, r.err)
     assert.equal(1, submits("A mug " .. t .. "."))
     assert.equal(0, submits("\239\187\191A mug " .. t .. "."))
+  end)
+
+  it("--dry-run with a journal of another batch says so, as the run itself would, instead of 'ok'", function()
+    local t = tag()
+    local rows = H.write(dir .. "/rows.csv", "product,duration\nmug " .. t .. ",5\nlamp " .. t .. ",5\n")
+    local tpl = H.write(dir .. "/t.txt", "A {{product}}.\n")
+    local argv = { "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--poll-interval", "0.05" }
+    assert.equal(0, modkie(argv).code)
+    H.write(rows, "product,duration\ncup " .. t .. ",5\nlamp " .. t .. ",5\n") -- row 1 edited
+    local dry = { "--dry-run" }
+    for i = #argv, 1, -1 do table.insert(dry, 1, argv[i]) end
+    local r = modkie(dry)
+    assert.equal(2, r.code, r.out)
+    assert.matches("belongs to another batch: row 1 changed", r.err)
+    -- the run refuses it the same way, and sends nothing
+    local run = modkie(argv)
+    assert.equal(2, run.code)
+    assert.matches("belongs to another batch: row 1 changed", run.err)
+    assert.equal(0, submits("A cup " .. t .. "."))
+    -- from Lua: the dry run returns the run's error
+    local report, err = batch.run{ model = KLING, rows = rows, template_file = tpl, dry_run = true,
+      journal = rows .. ".journal" }
+    assert.is_nil(report)
+    assert.equal("validation", err.kind)
+    assert.equal(1, err.row)
   end)
 end)
