@@ -93,4 +93,35 @@ describe("batch with a user's messy input", function()
     assert.equal("validation", err.kind)
     assert.equal(1, err.row)
   end)
+
+  it("--review naming the journal or the rows file does not replace it with the page", function()
+    local t = tag()
+    local csv = "product,duration\nmug " .. t .. ",5\n"
+    local rows = H.write(dir .. "/rows.csv", csv)
+    local tpl = H.write(dir .. "/t.txt", "A {{product}}.\n")
+    local j = rows .. ".journal"
+    local argv = { "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--poll-interval", "0.05" }
+    local function with(...)
+      local a = { table.unpack(argv) }
+      for _, x in ipairs({ ... }) do a[#a + 1] = x end
+      return a
+    end
+    local r = modkie(with("--review", j))
+    assert.equal(0, r.code, r.err) -- the batch itself went well
+    assert.matches("is not a review page", r.err)
+    assert.matches('^{"type":"run"', H.read(j)) -- the journal is still the journal
+    r = modkie(with("--review", rows))
+    assert.equal(csv, H.read(rows))
+    -- so a rerun restores the row rather than lose track of it
+    assert.equal(0, r.code, r.err)
+    assert.matches("1 done in an earlier run", r.out)
+    assert.equal(1, submits("A mug " .. t .. "."))
+    -- from Lua too; a page it wrote is refreshed
+    local review = require "modkie.batch.review"
+    local page, err = review.write(j, j)
+    assert.is_nil(page)
+    assert.equal("config", err.kind)
+    assert(review.write(j, dir .. "/p.html"))
+    assert(review.write(j, dir .. "/p.html"))
+  end)
 end)
