@@ -234,6 +234,28 @@ describe("await", function()
     assert.is_true(winner)
   end)
 
+  it("await_all, await_any and completed refuse one job where a list goes, and a table keyed otherwise", function()
+    local job = assert(client:submit(KLING, { prompt = "one job, not a list" }))
+    for _, fname in ipairs({ "await_all", "await_any", "completed" }) do
+      local function call() modkie[fname](job, 10) end -- (the error points at this line)
+      local ok, msg = pcall(call)
+      assert.is_false(ok, fname .. " took a job for a list")
+      assert.equal(("%s:%d: bad argument #1 to '%s' (expects a list of jobs ({job1, job2}), got a modkie.Job; "
+        .. "wrap it: modkie.%s({job}))"):format(debug.getinfo(call, "S").short_src,
+        debug.getinfo(call, "S").linedefined, fname, fname), msg)
+      ok, msg = pcall(modkie[fname], { first = job }, 10)
+      assert.is_false(ok, fname .. " took a table keyed by name")
+      assert.matches("bad argument #1 to '" .. fname .. "' (expects a list of jobs ({job1, job2}), got a table "
+        .. "with no jobs[1]", msg, 1, true)
+    end
+    local results, errs = modkie.await_all({}, 1) -- an empty list is still a list
+    assert.same({}, results)
+    assert.same({}, errs)
+    assert.is_nil(modkie.completed({})())
+    results = modkie.await_all({ job }, 10)
+    assert.equal("success", results[1].state)
+  end)
+
   it("closing the client cancels its jobs and frees the engine", function()
     local c = helper.client(m)
     local job = assert(c:submit(KLING, { prompt = "x [seconds=60]" }))

@@ -33,6 +33,35 @@ describe("bad input", function()
     assert.is_true(modkie.validate("someone/custom-model", { anything = { 1, 2 } }))
   end)
 
+  it("models.register names a mistyped key with the closest one, at the caller's line", function()
+    local function register(schema)
+      local function call() modkie.models.register("acme/typo", schema) end -- (the error points at this line)
+      local ok, msg = pcall(call)
+      assert.is_false(ok, "registered")
+      local where = debug.getinfo(call, "S")
+      return assert(msg:match("^" .. where.short_src:gsub("%p", "%%%0") .. ":" .. where.linedefined .. ": (.*)$"), msg)
+    end
+    assert.equal("modkie.models.register('acme/typo'): unknown schema key 'feilds' (did you mean 'fields'?)",
+      register({ feilds = { prompt = { type = "string" } } }))
+    assert.equal("modkie.models.register('acme/typo'): field 'prompt' has unknown key 'requried' "
+      .. "(did you mean 'required'?)", register({ fields = { prompt = { type = "string", requried = true } } }))
+    assert.equal("modkie.models.register('acme/typo'): field 'prompt' has unknown key 'tpye' (did you mean 'type'?)",
+      register({ fields = { prompt = { tpye = "string" } } }))
+    assert.equal("modkie.models.register('acme/typo'): field 'prompt' has unknown type 'strng' "
+      .. "(did you mean 'string'?)", register({ fields = { prompt = { type = "strng" } } }))
+    assert.is_nil(modkie.models.get("acme/typo"))
+    -- a models file says the same, naming the file and the model
+    local path = os.tmpname()
+    finally(function() os.remove(path) end)
+    local f = assert(io.open(path, "w"))
+    f:write('{ "models": { "acme/typo": { "feilds": { "prompt": { "type": "string" } } } } }')
+    f:close()
+    local ok, err = modkie.models.load(path)
+    assert.is_nil(ok)
+    assert.equal("models file " .. path .. ": model 'acme/typo': unknown schema key 'feilds' (did you mean 'fields'?)",
+      err.message)
+  end)
+
   it("submits an unknown model without validating it", function()
     local res = assert(assert(client:submit("someone/custom-model", { whatever = 1, prompt = "x" })):await(10))
     assert.matches("^task_", res.id)

@@ -286,7 +286,8 @@ describe("first hour", function()
         _, err = c:credits()
         assert.equal("network", err.kind)
         assert.matches("nothing listens at http://127%.0%.0%.1:" .. port .. ": to try modkie without a gateway, start "
-          .. "the emulator there %(modkie mock %-%-port " .. port .. "%)", err.message)
+          .. "the emulator there %(modkie mock %-%-port " .. port .. ", or from a checkout: lua5%.4 bin/modkie mock "
+          .. "%-%-port " .. port .. "%)", err.message)
         c:close()
         c = modkie.new{ base_url = m.url, api_key = "" }
         _, err = c:submit(KLING, { prompt = "x" })

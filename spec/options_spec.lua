@@ -116,6 +116,11 @@ describe("modkie.new options", function()
     refused({ max_downloads = 5 }, "modkie.new: unknown option 'max_downloads' (did you mean 'max_download'?)")
     refused({ insecure = true })
     refused({ [1] = 5 }, "modkie.new: unknown option '1'")
+    refused({ webhook = { secrte = "s" } },
+      "modkie.new: unknown option 'webhook.secrte' (did you mean 'webhook.secret'?)")
+    refused({ webhook = { secret = "s", sheme = "kie" } },
+      "modkie.new: unknown option 'webhook.sheme' (did you mean 'webhook.scheme'?)")
+    refused({ webhook = { secret = "s", [1] = "kie" } }, "modkie.new: unknown option 'webhook.1'")
     assert.has_error(function() modkie.new("https://modkie.com") end,
       "bad argument #1 to 'modkie.new' (table expected, got string)")
   end)

@@ -627,7 +627,8 @@ function Client:_explain(err, api)
     for _, s in ipairs(CONNECT_FAILED) do
       if origin and origin.loopback and msg:find(s, 1, true) then
         msg = msg .. ("; nothing listens at %s: to try modkie without a gateway, start the emulator there "
-          .. "(modkie mock --port %d)"):format(self.base_url, origin.port)
+          .. "(modkie mock --port %d, or from a checkout: lua5.4 bin/modkie mock --port %d)")
+          :format(self.base_url, origin.port, origin.port)
         break
       end
     end

@@ -23,6 +23,7 @@
 
 local core = require "modkie.core"
 local json = require "modkie.json"
+local options = require "modkie.options"
 local record = require "modkie.record"
 local SharedDict = require "modkie.shared_dict"
 local webhook = require "modkie.webhook"
@@ -44,12 +45,7 @@ local OPTIONS = { secret = true, scheme = true, tolerance = true, shared = true 
 -- @treturn table the same, checked
 function inbox.check(opts)
   if type(opts) ~= "table" then error("modkie.new: option 'webhook' must be a table", 3) end
-  for k in pairs(opts) do
-    if not OPTIONS[k] then
-      error(("modkie.new: unknown option 'webhook.%s' (webhook takes secret, scheme, tolerance and shared)")
-        :format(tostring(k)), 3)
-    end
-  end
+  options.check("modkie.new", opts, OPTIONS, 3, "webhook.") -- names here; the values below, each its own way
   local secrets = type(opts.secret) == "table" and opts.secret or { opts.secret }
   local ok = #secrets > 0
   for _, s in ipairs(secrets) do ok = ok and type(s) == "string" and s ~= "" end

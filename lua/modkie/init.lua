@@ -40,8 +40,20 @@ modkie.file = file.new
 -- `err.problems` listing every bad field. Unregistered models pass.
 modkie.validate = models.validate
 
+-- A list of jobs, or raise: one job or a table keyed otherwise would
+-- iterate as an empty list and quietly give empty results. An empty list is
+-- a list.
 local function check_jobs(fname, jobs)
   Error.check(1, fname, jobs, "table")
+  local got
+  if type(jobs.await) == "function" then
+    got = "a modkie.Job; wrap it: modkie." .. fname .. "({job})"
+  elseif jobs[1] == nil and next(jobs) ~= nil then
+    got = "a table with no jobs[1] (its keys are not 1, 2, …)"
+  end
+  if got then
+    error(("bad argument #1 to '%s' (expects a list of jobs ({job1, job2}), got %s)"):format(fname, got), 3)
+  end
   for i, job in ipairs(jobs) do
     if type(job) ~= "table" or type(job.await) ~= "function" then
       error(("bad argument #1 to '%s' (jobs[%d] is not a job)"):format(fname, i), 3)

@@ -44,17 +44,24 @@ local SCHEMA_KEYS = { title = true, credits = true, fields = true, additional = 
 local FILE_ONLY = { accept = true, max_size = true }
 local FILES_ONLY = { min_items = true, max_items = true }
 
+-- Raise naming what is wrong with `schema`, at the line that called
+-- models.register (level 4: bad, check_schema, register, its caller; models.load
+-- calls it through pcall and keeps only the message).
 local function check_schema(id, schema)
-  local function bad(msg) error("modkie.models.register('" .. id .. "'): " .. msg, 3) end
+  local function bad(msg) error("modkie.models.register('" .. id .. "'): " .. msg, 4) end
   for k in pairs(schema) do
-    if not SCHEMA_KEYS[k] then bad("unknown schema key '" .. tostring(k) .. "'") end
+    if not SCHEMA_KEYS[k] then bad("unknown schema key '" .. tostring(k) .. "'" .. suggest.hint(k, SCHEMA_KEYS)) end
   end
   if type(schema.fields) ~= "table" then bad("schema.fields must be a table") end
   for name, f in pairs(schema.fields) do
     if type(name) ~= "string" or type(f) ~= "table" then bad("each field must be name = { type = … }") end
-    if not TYPES[f.type] then bad("field '" .. name .. "' has unknown type '" .. tostring(f.type) .. "'") end
     for k in pairs(f) do
-      if not FIELD_KEYS[k] then bad("field '" .. name .. "' has unknown key '" .. tostring(k) .. "'") end
+      if not FIELD_KEYS[k] then
+        bad("field '" .. name .. "' has unknown key '" .. tostring(k) .. "'" .. suggest.hint(k, FIELD_KEYS))
+      end
+    end
+    if not TYPES[f.type] then
+      bad("field '" .. name .. "' has unknown type '" .. tostring(f.type) .. "'" .. suggest.hint(f.type, TYPES))
     end
     if f.enum ~= nil and type(f.enum) ~= "table" then bad("field '" .. name .. "' enum must be a list") end
     local is_file = f.type == "file" or f.type == "files"

@@ -17,19 +17,24 @@ local options = {}
 -- @tparam table known name -> set of the type names it takes (`{ string = true }`), or `true` for any
 -- @tparam[opt=2] number level where the error points, as `error`'s level seen from
 --   the function that calls `check` (2: its caller)
-function options.check(fname, opts, known, level)
+-- @tparam[opt=""] string prefix before each name, for a table of options that is
+--   an option's value (`"webhook."`: `unknown option 'webhook.secrte' (did you mean 'webhook.secret'?)`)
+function options.check(fname, opts, known, level, prefix)
   level = (level or 2) + 1
+  prefix = prefix or ""
   local k, v = next(opts)
   while k ~= nil do -- (next, not pairs: submit may run in a finaliser; see Error.new)
     local want = type(k) == "string" and known[k]
     if not want then
-      error(("%s: unknown option '%s'%s"):format(fname, tostring(k), suggest.hint(k, known)), level)
+      error(("%s: unknown option '%s%s'%s"):format(fname, prefix, tostring(k), suggest.hint(k, known, prefix)),
+        level)
     end
     if want ~= true and not want[type(v)] then
       local names = {}
       for t in pairs(want) do names[#names + 1] = t end
       table.sort(names)
-      error(("%s: option '%s' must be a %s, got %s"):format(fname, k, table.concat(names, " or "), type(v)), level)
+      error(("%s: option '%s%s' must be a %s, got %s"):format(fname, prefix, k, table.concat(names, " or "), type(v)),
+        level)
     end
     k, v = next(opts, k)
   end
