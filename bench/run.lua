@@ -396,7 +396,7 @@ local WORK = {
       .. "pays per job" },
 }
 local WORK_CS = { 16, 256 }
-local work = {} -- work[key][c] = { raw = { runs }, modkie = { runs } }
+local work = {} -- work[key][c] = { raw = { runs }, raw_json = …, engine = …, modkie = … }
 
 local function work_level(n, body)
   local url = "http://127.0.0.1:" .. n.h1
