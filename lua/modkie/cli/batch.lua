@@ -3,6 +3,7 @@
 
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
+local Error = require "modkie.error"
 local file = require "modkie.file"
 local Progress = require "modkie.cli.progress"
 local text = require("modkie.cli.escape").text
@@ -186,7 +187,9 @@ local function write_review(journal, opts, finished)
   if page and finished then
     io.stderr:write(require("modkie.cli.review").summary(page, data))
   elseif not page and finished then
-    common.fail(data, "review: ")
+    -- the page's own errors say "review: " already
+    local said = Error.is(data) and tostring(data.message):sub(1, 8) == "review: "
+    common.fail(data, not said and "review: " or nil)
   end
 end
 
