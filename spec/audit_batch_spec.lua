@@ -135,4 +135,64 @@ describe("batch with a user's messy input", function()
     assert.matches("modkie: review: [^\n]* is not a review page", r.err)
     assert.not_matches("review: review:", r.err)
   end)
+
+  it("a second batch saving into the download folder of another is refused before it sends anything", function()
+    local t = tag()
+    local a = H.write(dir .. "/a.csv", "product,duration\nmug " .. t .. ",5\n")
+    local b = H.write(dir .. "/b.csv", "product,duration\nlamp " .. t .. ",5\n")
+    local tpl = H.write(dir .. "/t.txt", "A {{product}}.\n")
+    local v = dir .. "/v"
+    local function run(rows, ...)
+      local argv = { "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--download", v,
+        "--poll-interval", "0.05", ... }
+      return modkie(argv)
+    end
+    local r = run(a)
+    assert.equal(0, r.code, r.err)
+    local bytes = assert(H.read(v .. "/1-1.mp4"))
+    local ja = assert(require("modkie.core").realpath(a .. ".journal"))
+    -- batch B: refused, nothing sent, A's video untouched
+    r = run(b)
+    assert.equal(2, r.code, r.out .. r.err)
+    assert.matches("download folder " .. v .. " holds the outputs of another batch, whose journal is " .. ja, r.err,
+      1, true)
+    assert.matches("another folder", r.err)
+    assert.equal(0, submits("A lamp " .. t .. "."))
+    assert.equal(bytes, H.read(v .. "/1-1.mp4"))
+    -- the folder names its owner
+    assert.same({ ".modkie-batch", "1-1.mp4" }, H.ls(v))
+    assert.matches(ja, H.read(v .. "/.modkie-batch"), 1, true)
+    -- its dry run says so too
+    r = run(b, "--dry-run")
+    assert.equal(2, r.code, r.out .. r.err)
+    assert.matches("holds the outputs of another batch", r.err)
+    -- A again (the same journal): resumes
+    r = run(a)
+    assert.equal(0, r.code, r.err)
+    assert.matches("1 done in an earlier run", r.out)
+    -- from Lua: another journal, or none, is refused the same way
+    local client = helper.client(m)
+    for _, j in ipairs({ dir .. "/c.journal", false }) do
+      local report, err = batch.run{ client = client, model = KLING, rows = b, template_file = tpl,
+        journal = j or nil, download = v }
+      assert.is_nil(report)
+      assert.equal("config", err.kind)
+      assert.matches("download folder " .. v, err.message, 1, true)
+    end
+    client:close()
+    assert.equal(0, submits("A lamp " .. t .. "."))
+    assert.equal(1, submits("A mug " .. t .. "."))
+    -- a folder made before markers: adopted by the batch whose journal saved
+    -- into it, refused to any other
+    os.remove(v .. "/.modkie-batch")
+    r = run(b)
+    assert.equal(2, r.code, r.out .. r.err)
+    assert.matches("already holds the outputs of a batch (1-1.mp4", r.err, 1, true)
+    os.remove(v .. "/.modkie-batch")
+    r = run(a)
+    assert.equal(0, r.code, r.err)
+    assert.matches(ja, H.read(v .. "/.modkie-batch"), 1, true)
+    assert.equal(bytes, H.read(v .. "/1-1.mp4"))
+    assert.equal(0, submits("A lamp " .. t .. "."))
+  end)
 end)

@@ -18,6 +18,7 @@ local core = require "modkie.core"
 local Error = require "modkie.error"
 local download = require "modkie.download"
 local file = require "modkie.file"
+local folder = require "modkie.batch.folder"
 local journal_mod = require "modkie.batch.journal"
 local plan_mod = require "modkie.batch.plan"
 local options = require "modkie.options"
@@ -218,6 +219,11 @@ local function dry_report(opts, plan)
       if jerr then return nil, jerr end
     end
   end
+  -- and it refuses a download folder of another batch
+  if #plan.problems == 0 and opts.download and core.realpath(opts.download) then
+    local ok, ferr = folder.check(opts.download, opts.journal, state)
+    if not ok then return nil, ferr end
+  end
   local i = 1
   for row = 1, plan.rows do
     while plan.jobs[i] and plan.jobs[i].row == row do
@@ -366,6 +372,9 @@ function Runner:preflight()
   local opts = self.opts
   if opts.download then
     local ok, err = download.check_dir(opts.download)
+    if not ok then return nil, err end
+    -- a folder of another batch: its files would be written over
+    ok, err = folder.check(opts.download, opts.journal, self.journal and self.journal.state)
     if not ok then return nil, err end
   end
   local n = 0
@@ -782,6 +791,8 @@ function batch.run(opts)
   local ok, rerr = runner:restore()
   if ok then ok, rerr = runner:preflight() end
   if ok then ok, rerr = runner:begin() end
+  -- the folder is this batch's from now on (its run record is written)
+  if ok and opts.download and opts.journal then ok, rerr = folder.claim(opts.download, opts.journal) end
   if not ok then
     if runner.journal then runner.journal:close() end
     return nil, rerr
