@@ -195,4 +195,38 @@ describe("batch with a user's messy input", function()
     assert.equal(bytes, H.read(v .. "/1-1.mp4"))
     assert.equal(0, submits("A lamp " .. t .. "."))
   end)
+
+  it("a CSV separated by ';' (a spreadsheet where the decimal mark is a comma) is read as such", function()
+    local t = tag()
+    local rows = H.write(dir .. "/rows.csv", "\239\187\191product;duration;note\r\n\"mug, blue " .. t
+      .. "\";5;1,5 l\r\n")
+    local tpl = H.write(dir .. "/t.txt", "A {{product}} ({{note}}).\n")
+    local argv = { "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--poll-interval", "0.05" }
+    local r = modkie(argv)
+    assert.equal(0, r.code, r.err)
+    assert.equal(1, submits("A mug, blue " .. t .. " (1,5 l)."))
+    -- a tab-separated file named .csv too, from Lua
+    local tabbed = H.write(dir .. "/tabs.csv", "product\tduration\nlamp " .. t .. "\t5\n")
+    local report = assert(batch.run{ model = KLING, rows = tabbed, template = "A {{product}}.", dry_run = true })
+    assert.equal(1, report.valid)
+    assert.equal("A lamp " .. t .. ".", report.rows[1].prompt)
+    -- forced to read it with commas: the error says what the file looks like and what to pass
+    table.insert(argv, "--separator")
+    table.insert(argv, ",")
+    r = modkie(argv)
+    assert.equal(2, r.code, r.err)
+    assert.matches("the header is one column, 'product;duration;note': the file looks separated by ';'", r.err,
+      1, true)
+    assert.matches("--separator ';'", r.err, 1, true)
+    local _, err = batch.run{ model = KLING, rows = tabbed, template = "A {{product}}.", dry_run = true,
+      separator = "," }
+    assert.equal("validation", err.kind)
+    assert.matches("looks separated by a tab", err.message)
+    -- and told the separator, it reads it
+    r = modkie({ "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--separator", ";", "--dry-run" })
+    assert.equal(0, r.code, r.err)
+    report = assert(batch.run{ model = KLING, rows = tabbed, template = "A {{product}}.", dry_run = true,
+      separator = "\t" })
+    assert.equal(1, report.valid)
+  end)
 end)

@@ -53,6 +53,7 @@ local OPTIONS = {
   deadline = { number = true, boolean = true }, callback_url = { string = true },
   on_progress = { ["function"] = true }, on_result = { ["function"] = true },
   extra_columns = { boolean = true, table = true }, encoding = { string = true }, check_balance = { boolean = true },
+  separator = { string = true },
 }
 
 local function check_options(opts)
@@ -61,6 +62,11 @@ local function check_options(opts)
   if opts.rows == nil then error("modkie.batch.run: option 'rows' is required (a table or a file path)", 3) end
   if opts.template and opts.template_file then
     error("modkie.batch.run: give 'template' or 'template_file', not both", 3)
+  end
+  local sep = opts.separator
+  if sep ~= nil and (#sep ~= 1 or sep:find('["\r\n]')) then
+    error("modkie.batch.run: option 'separator' must be one character other than a quote or newline, got '"
+      .. sep .. "'", 3)
   end
   local c = opts.concurrency
   if c ~= nil and not (c >= 1 and c == math.floor(c)) then
@@ -771,6 +777,7 @@ end
 --   `resubmit_ambiguous`, `retry_failed`, `deadline`, `callback_url`,
 --   `on_progress(p)`, `on_result(entry, res, err)`, `extra_columns` (true:
 --   allow columns nothing uses; a list: allow those), `encoding` (of the rows file: "cp1252", "latin1"),
+--   `separator` (of a CSV rows file; by default ",", or what its header shows: ";" or a tab),
 --   `check_balance` (default true: the estimate must fit the balance)
 -- @treturn[1] table the report `{ total, succeeded, failed, ambiguous,
 --   skipped, pending, credits, files, download_failed, halted, elapsed,
