@@ -229,4 +229,27 @@ describe("batch with a user's messy input", function()
       separator = "\t" })
     assert.equal(1, report.valid)
   end)
+
+  it("columns named with spaces or dots, as spreadsheets name them, are template variables", function()
+    local t = tag()
+    local rows = H.write(dir .. "/rows.csv", "Product Name,product.name,Size (cm),duration\nmug " .. t
+      .. ",Ada,12,5\n")
+    local tpl = H.write(dir .. "/t.txt", "A {{Product Name}} called {{ product.name }}, {{Size (cm)}} cm, "
+      .. "{{ Product Name | upper }}.\n")
+    local argv = { "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--poll-interval", "0.05" }
+    local r = modkie(argv)
+    assert.equal(0, r.code, r.err)
+    assert.equal(1, submits("A mug " .. t .. " called Ada, 12 cm, MUG " .. t:upper() .. "."))
+    -- a name off by a letter is the usual missing variable, with the column it resembles
+    local report = assert(batch.run{ model = KLING, rows = rows, template = "A {{Product Nme}} {{product.name}} "
+      .. "{{Size (cm)}}.", dry_run = true, extra_columns = true })
+    assert.equal(1, report.invalid)
+    local msg = report.problems[1].message
+    assert.matches("missing variable 'Product Nme'", msg, 1, true)
+    assert.matches("did you mean 'Product Name'?", msg, 1, true)
+    -- a JSON column's fields still work through dots
+    report = assert(batch.run{ model = KLING, rows = { { product = { name = "cup" } } },
+      template = "A {{product.name}}.", dry_run = true })
+    assert.equal("A cup.", report.rows[1].prompt)
+  end)
 end)
