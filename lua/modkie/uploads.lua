@@ -158,12 +158,18 @@ function Uploads:finished(p)
         .. "what was checked); submit it again")
     end
   end
+  local now = core.time()
+  local said = not err and uploads.time(data.expiresAt)
+  if said and said <= now then
+    -- the gateway says the URL is dead: no job is sent with it (README, "Once per content")
+    err = Error.new("protocol", ("file-stream-upload: the answer says the file expired at %s, already past; "
+      .. "a job sent with its URL would not find it"):format(os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(said))))
+  end
   if err then
     p.upload_error = err
     emit(self, "warn", { state = "failed", file = f:label(), kind = err.kind, message = err.message })
     return
   end
-  local now = core.time()
   local expires, uploaded = uploads.expiry(data, now)
   local entry = { sha256 = p.sha256, url = data.downloadUrl, expires_at = expires, uploaded_at = uploaded,
     size = facts.size, mime = facts.mime }

@@ -1,0 +1,41 @@
+-- An adversarial read of files in and out (uploads of modkie.file values,
+-- downloads of outputs), through the public API against the emulator, a
+-- canned server and real sockets. Each test failed before its fix.
+local cjson = require "cjson"
+local helper = require "spec.helper"
+local canned = require "spec.support.canned"
+local media = require "modkie.mock.media"
+local modkie = require "modkie"
+
+describe("audit: files in", function()
+  local m, dir
+  setup(function()
+    m = helper.mock({ "--job-seconds", "0.05" })
+    dir = helper.tmpdir()
+  end)
+  teardown(function()
+    m.stop()
+    helper.rmdir(dir)
+  end)
+  before_each(function() m.request("POST", "/__mock/reset") end)
+
+  it("sends no createTask with an upload the gateway says has already expired", function()
+    local later = helper.cleanups(function(fn) finally(fn) end)
+    local up = canned.start()
+    later(up.stop)
+    local png = dir .. "/past.png"
+    helper.write_file(png, media.png("past", 32, 32))
+    up.answer("file-stream-upload", cjson.encode({ success = true, code = 200, msg = "File uploaded successfully",
+      data = { fileName = "x.png", filePath = "modkie/x.png", downloadUrl = "https://files.example/x.png",
+        fileSize = #helper.read_file(png), mimeType = "image/png", expiresAt = "2020-01-01T00:00:00Z" } }))
+    local c = helper.client(m, { upload_url = up.url, retries = 0 })
+    later(function() c:close() end)
+    local job = assert(c:submit("acme/x", { prompt = "p", image = modkie.file(png) }))
+    local res, err = job:await(10)
+    assert.is_nil(res, "the job ran with a dead URL: " .. tostring(job.input.image))
+    assert.equal("image", err.field)
+    assert.equal(png, err.path)
+    assert.matches("expire", err.message)
+    assert.equal(0, m.stats().create_requests)
+  end)
+end)
