@@ -147,15 +147,23 @@ function Uploads:finished(p)
   local f, facts = p.file, p.file._facts
   local err = p.error
   local data = not err and p.result
-  if not err then
+  if f:changed() then
+    -- (first: a failed send, or a size the gateway stored, may be this file's doing)
+    -- the next probe of this file value reads the file again, so submitting it again works
+    f._facts = nil
+    if core.identity(f.path) then
+      err = Error.new("validation", f.path .. " changed while it was uploaded (its content no longer matches "
+        .. "what was checked); submit it again")
+    else
+      err = Error.new("validation", f.path .. " was removed after it was checked, "
+        .. "before its upload ended")
+    end
+  elseif not err then
     if type(data) ~= "table" or not http_url(data.downloadUrl) then
       err = Error.new("protocol", "file-stream-upload: the answer has no downloadUrl (an http(s) URL)")
     elseif type(data.fileSize) == "number" and data.fileSize ~= facts.size then
       err = Error.new("protocol", ("file-stream-upload: the gateway stored %s bytes of a %d-byte file")
         :format(tostring(data.fileSize), facts.size), { retryable = true })
-    elseif f:changed() then
-      err = Error.new("validation", f.path .. " changed while it was uploaded (its content no longer matches "
-        .. "what was checked); submit it again")
     end
   end
   local now = core.time()
