@@ -146,6 +146,32 @@ local function files_complete(e)
   return true
 end
 
+-- A journal of another batch (a row changed, or one it knows is gone):
+-- the error that refuses it, or nil. `jobs`: the batch's jobs (key, fp).
+local function mismatch(path, state, jobs)
+  local by_key = {}
+  for _, e in ipairs(jobs) do by_key[e.key] = e end
+  local found
+  for key, js in pairs(state.jobs) do
+    local e = by_key[key]
+    local why
+    if not e then
+      why = ("job %s (journal line %d) is not in this batch: the rows or the expand option changed")
+        :format(key, js.line or 0)
+    elseif js.fp ~= nil and js.fp ~= e.fp then
+      why = ("row %s changed since the journal was written (journal line %d): its input or its rendered "
+        .. "prompt differs"):format(key, js.line or 0)
+    end
+    if why and (not found or (js.line or 0) < found.line) then
+      found = { line = js.line or 0, why = why, key = key }
+    end
+  end
+  if not found then return nil end
+  return Error.new("validation", ("journal %s belongs to another batch: %s. Use a new journal for a "
+    .. "new batch, or put the rows and template back as they were."):format(path, found.why),
+    { path = path, row = tonumber(found.key:match("^%d+")), line = found.line })
+end
+
 -- ---------------------------------------------------------------- dry run
 
 -- The local files of a job to submit: `{ field, column, path, size, type,
@@ -186,6 +212,11 @@ local function dry_report(opts, plan)
     local jerr
     state, jerr = journal_mod.read(opts.journal)
     if not state then return nil, jerr end
+    -- what the run would say once the rows are valid: it refuses to mix two batches
+    if #plan.problems == 0 then
+      jerr = mismatch(opts.journal, state, plan.jobs)
+      if jerr then return nil, jerr end
+    end
   end
   local i = 1
   for row = 1, plan.rows do
@@ -264,29 +295,11 @@ function Runner:restore()
     self.journal, state = j, j.state
     -- files earlier runs uploaded: reused while their URLs have life left
     for _, u in pairs(state.uploads) do self.client._uploads:remember(u) end
-    local by_key = {}
-    for _, e in ipairs(self.entries) do by_key[e.key] = e end
-    local mismatch
-    for key, js in pairs(state.jobs) do
-      local e = by_key[key]
-      local why
-      if not e then
-        why = ("job %s (journal line %d) is not in this batch: the rows or the expand option changed")
-          :format(key, js.line or 0)
-      elseif js.fp ~= nil and js.fp ~= e.fp then
-        why = ("row %s changed since the journal was written (journal line %d): its input or its rendered "
-          .. "prompt differs"):format(key, js.line or 0)
-      end
-      if why and (not mismatch or (js.line or 0) < mismatch.line) then
-        mismatch = { line = js.line or 0, why = why, key = key }
-      end
-    end
-    if mismatch then
+    local merr = mismatch(opts.journal, state, self.entries)
+    if merr then
       j:close()
       self.journal = nil
-      return nil, Error.new("validation", ("journal %s belongs to another batch: %s. Use a new journal for a "
-        .. "new batch, or put the rows and template back as they were."):format(opts.journal, mismatch.why),
-        { path = opts.journal, row = tonumber(mismatch.key:match("^%d+")), line = mismatch.line })
+      return nil, merr
     end
   end
 

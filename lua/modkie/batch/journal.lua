@@ -121,6 +121,30 @@ function journal.replay(text, path, opts)
     if type(rec.type) ~= "string" then return "no record type" end
     return rec
   end
+  -- A journal starts with a record (modkie writes `run` first), or with one
+  -- torn by a crash: a line cut short of `{"type":…`. A first line that is
+  -- neither (a CSV header, a template, a JSON object of no record type we
+  -- write, such as a JSON Lines row) means this is some other file, named
+  -- as the journal by mistake: appending to it would corrupt it.
+  for i = 1, n do
+    local s = line(i)
+    if s:find("%S") then
+      local rec = decode(i)
+      local ok = false
+      if type(rec) == "table" then
+        ok = rec.type == "run" or rec.type == "upload" or APPLY[rec.type] ~= nil
+      elseif rec == "not JSON" then -- torn: a record cut short
+        ok = s:find('^%s*{%s*$') ~= nil or s:find('^%s*{%s*"') ~= nil
+      end
+      if not ok then
+        return nil, Error.new("validation", ("journal %s: line %d is not a journal record: it is some other file "
+          .. "(the rows? the template?), not written by modkie batch; name the journal file itself (by default "
+          .. "the rows file's name with .journal added), or a new one"):format(tostring(path), i),
+          { path = path, line = i })
+      end
+      break
+    end
+  end
   -- the lines from `tail` on are all torn (or blank)
   local tail = n + 1
   while tail > 1 and type(decode(tail - 1)) ~= "table" do tail = tail - 1 end

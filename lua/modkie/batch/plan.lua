@@ -35,8 +35,12 @@ local function read_file(path, what)
   if not f then
     return nil, Error.new("validation", ("cannot read the %s: %s"):format(what, tostring(err)), { path = path })
   end
-  local text = f:read("*a")
+  local text, rerr = f:read("*a")
   f:close()
+  if not text then -- a folder opens, and then cannot be read
+    return nil, Error.new("validation", ("cannot read the %s %s: %s"):format(what, path, tostring(rerr)),
+      { path = path })
+  end
   return text
 end
 
@@ -68,6 +72,9 @@ local function template_text(opts)
     text, err = read_file(opts.template_file, "template file")
     if not text then return nil, nil, err end
     name = opts.template_file
+    -- Notepad and other Windows editors start UTF-8 files with a BOM: it is
+    -- no part of the prompt (the rows reader drops it too)
+    if text:sub(1, 3) == "\239\187\191" then text = text:sub(4) end
   end
   local bad = text and encoding.invalid(text)
   if bad then

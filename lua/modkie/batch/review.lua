@@ -686,6 +686,13 @@ function review.write(path, page, opts)
   local data, err = review.collect(path, o)
   if not data then return nil, err end
   page = data.page
+  -- the page replaces only a page (an earlier one, refreshed): named the
+  -- journal, the rows or the template by mistake, it would destroy them
+  local old = read_head(page, 15)
+  if old and old ~= "" and old:lower() ~= "<!doctype html>" then
+    return nil, Error.new("config", ("review: %s exists and is not a review page (the journal? the rows?): it is "
+      .. "not overwritten; name the page, e.g. review.html"):format(page), { path = page })
+  end
   local html = review.html(data)
   local tmp = page .. ".part"
   local f, ferr = io.open(tmp, "wb")
