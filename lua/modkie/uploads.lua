@@ -114,7 +114,7 @@ end
 -- scheduler: once done, `entry` (`{ sha256, url, expires_at, uploaded_at,
 -- size, mime }`) or `upload_error` is set, and `cached` says nothing was sent.
 function Uploads:start(f)
-  local facts = assert(f._facts, "probe first")
+  local facts = assert(f:facts(), "probe first")
   local sha = facts.sha256
   local entry = self:cached(sha)
   if entry then
@@ -144,13 +144,13 @@ end
 function Uploads:finished(p)
   self.flight[p.sha256] = nil
   self.active = self.active - 1
-  local f, facts = p.file, p.file._facts
+  local f, facts = p.file, p.file:facts()
   local err = p.error
   local data = not err and p.result
   if f:changed() then
     -- (first: a failed send, or a size the gateway stored, may be this file's doing)
     -- the next probe of this file value reads the file again, so submitting it again works
-    f._facts = nil
+    f:forget()
     if core.identity(f.path) then
       err = Error.new("validation", f.path .. " changed while it was uploaded (its content no longer matches "
         .. "what was checked); submit it again")
@@ -196,7 +196,7 @@ function Uploads:tick()
       local sent, total = self.client._engine:progress(self.client.scheduler:handle(p))
       if sent then
         emit(self, "info", { state = "sending", file = p.file:label(), sent = sent,
-          total = total > 0 and total or nil, size = p.file._facts.size })
+          total = total > 0 and total or nil, size = p.file:facts().size })
       end
     end
   end
