@@ -187,7 +187,7 @@ end
 local function dry_files(job, state, planned)
   local out = {}
   for _, f in ipairs(file.find(job.input)) do
-    local facts = f.file._facts or f.file:probe() or {}
+    local facts = f.file:facts() or f.file:probe() or {}
     local known = state and facts.sha256 and state.uploads[facts.sha256]
     local fresh = known and uploads.fresh(known, core.time())
     local upload = facts.sha256 ~= nil and not fresh and not planned[facts.sha256]
