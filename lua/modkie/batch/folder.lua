@@ -46,24 +46,19 @@ function folder.absolute(path)
   return rdir and (rdir:gsub("/$", "") .. "/" .. base) or nil
 end
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
 -- Does `dir` hold a file named as a batch saves its outputs (`3-1.mp4`,
--- `3_2-1.png`, or one still being saved, `3-1.mp4.part`)?
+-- `3_2-1.png`, or one still being saved, `3-1.mp4.part`)? The first such
+-- name, in order, or nil.
 local function holds_outputs(dir)
-  local ok, p = pcall(io.popen, "ls -1A -- " .. q(dir) .. " 2>/dev/null")
-  if not ok or not p then return false end
-  local found
-  for name in p:lines() do
-    if not found and (name:find("^%d+%-%d+%.%w+$") or name:find("^%d+_%d+%-%d+%.%w+$")
-      or name:find("^%d+[_%d]*%-%d+%.%w+%.part$")) then
-      found = name
+  local names = core.list_dir(dir) or {}
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if name:find("^%d+%-%d+%.%w+$") or name:find("^%d+_%d+%-%d+%.%w+$")
+      or name:find("^%d+[_%d]*%-%d+%.%w+%.part$") then
+      return name
     end
   end
-  p:close()
-  return found
+  return nil
 end
 
 --- The marker of `dir`: its table, or nil (none, or not readable as one).
