@@ -124,4 +124,132 @@ describe("batch with a user's messy input", function()
     assert(review.write(j, dir .. "/p.html"))
     assert(review.write(j, dir .. "/p.html"))
   end)
+
+  it("an error of the review page says 'review:' once", function()
+    local t = tag()
+    local rows = H.write(dir .. "/rows.csv", "product,duration\nmug " .. t .. ",5\n")
+    local tpl = H.write(dir .. "/t.txt", "A {{product}}.\n")
+    local r = modkie({ "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--poll-interval", "0.05",
+      "--review", rows .. ".journal" })
+    assert.equal(0, r.code, r.err)
+    assert.matches("modkie: review: [^\n]* is not a review page", r.err)
+    assert.not_matches("review: review:", r.err)
+  end)
+
+  it("a second batch saving into the download folder of another is refused before it sends anything", function()
+    local t = tag()
+    local a = H.write(dir .. "/a.csv", "product,duration\nmug " .. t .. ",5\n")
+    local b = H.write(dir .. "/b.csv", "product,duration\nlamp " .. t .. ",5\n")
+    local tpl = H.write(dir .. "/t.txt", "A {{product}}.\n")
+    local v = dir .. "/v"
+    local function run(rows, ...)
+      local argv = { "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--download", v,
+        "--poll-interval", "0.05", ... }
+      return modkie(argv)
+    end
+    local r = run(a)
+    assert.equal(0, r.code, r.err)
+    local bytes = assert(H.read(v .. "/1-1.mp4"))
+    local ja = assert(require("modkie.core").realpath(a .. ".journal"))
+    -- batch B: refused, nothing sent, A's video untouched
+    r = run(b)
+    assert.equal(2, r.code, r.out .. r.err)
+    assert.matches("download folder " .. v .. " holds the outputs of another batch, whose journal is " .. ja, r.err,
+      1, true)
+    assert.matches("another folder", r.err)
+    assert.equal(0, submits("A lamp " .. t .. "."))
+    assert.equal(bytes, H.read(v .. "/1-1.mp4"))
+    -- the folder names its owner
+    assert.same({ ".modkie-batch", "1-1.mp4" }, H.ls(v))
+    assert.matches(ja, H.read(v .. "/.modkie-batch"), 1, true)
+    -- its dry run says so too
+    r = run(b, "--dry-run")
+    assert.equal(2, r.code, r.out .. r.err)
+    assert.matches("holds the outputs of another batch", r.err)
+    -- A again (the same journal): resumes
+    r = run(a)
+    assert.equal(0, r.code, r.err)
+    assert.matches("1 done in an earlier run", r.out)
+    -- from Lua: another journal, or none, is refused the same way
+    local client = helper.client(m)
+    for _, j in ipairs({ dir .. "/c.journal", false }) do
+      local report, err = batch.run{ client = client, model = KLING, rows = b, template_file = tpl,
+        journal = j or nil, download = v }
+      assert.is_nil(report)
+      assert.equal("config", err.kind)
+      assert.matches("download folder " .. v, err.message, 1, true)
+    end
+    client:close()
+    assert.equal(0, submits("A lamp " .. t .. "."))
+    assert.equal(1, submits("A mug " .. t .. "."))
+    -- a folder made before markers: adopted by the batch whose journal saved
+    -- into it, refused to any other
+    os.remove(v .. "/.modkie-batch")
+    r = run(b)
+    assert.equal(2, r.code, r.out .. r.err)
+    assert.matches("already holds the outputs of a batch (1-1.mp4", r.err, 1, true)
+    os.remove(v .. "/.modkie-batch")
+    r = run(a)
+    assert.equal(0, r.code, r.err)
+    assert.matches(ja, H.read(v .. "/.modkie-batch"), 1, true)
+    assert.equal(bytes, H.read(v .. "/1-1.mp4"))
+    assert.equal(0, submits("A lamp " .. t .. "."))
+  end)
+
+  it("a CSV separated by ';' (a spreadsheet where the decimal mark is a comma) is read as such", function()
+    local t = tag()
+    local rows = H.write(dir .. "/rows.csv", "\239\187\191product;duration;note\r\n\"mug, blue " .. t
+      .. "\";5;1,5 l\r\n")
+    local tpl = H.write(dir .. "/t.txt", "A {{product}} ({{note}}).\n")
+    local argv = { "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--poll-interval", "0.05" }
+    local r = modkie(argv)
+    assert.equal(0, r.code, r.err)
+    assert.equal(1, submits("A mug, blue " .. t .. " (1,5 l)."))
+    -- a tab-separated file named .csv too, from Lua
+    local tabbed = H.write(dir .. "/tabs.csv", "product\tduration\nlamp " .. t .. "\t5\n")
+    local report = assert(batch.run{ model = KLING, rows = tabbed, template = "A {{product}}.", dry_run = true })
+    assert.equal(1, report.valid)
+    assert.equal("A lamp " .. t .. ".", report.rows[1].prompt)
+    -- forced to read it with commas: the error says what the file looks like and what to pass
+    table.insert(argv, "--separator")
+    table.insert(argv, ",")
+    r = modkie(argv)
+    assert.equal(2, r.code, r.err)
+    assert.matches("the header is one column, 'product;duration;note': the file looks separated by ';'", r.err,
+      1, true)
+    assert.matches("--separator ';'", r.err, 1, true)
+    local _, err = batch.run{ model = KLING, rows = tabbed, template = "A {{product}}.", dry_run = true,
+      separator = "," }
+    assert.equal("validation", err.kind)
+    assert.matches("looks separated by a tab", err.message)
+    -- and told the separator, it reads it
+    r = modkie({ "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--separator", ";", "--dry-run" })
+    assert.equal(0, r.code, r.err)
+    report = assert(batch.run{ model = KLING, rows = tabbed, template = "A {{product}}.", dry_run = true,
+      separator = "\t" })
+    assert.equal(1, report.valid)
+  end)
+
+  it("columns named with spaces or dots, as spreadsheets name them, are template variables", function()
+    local t = tag()
+    local rows = H.write(dir .. "/rows.csv", "Product Name,product.name,Size (cm),duration\nmug " .. t
+      .. ",Ada,12,5\n")
+    local tpl = H.write(dir .. "/t.txt", "A {{Product Name}} called {{ product.name }}, {{Size (cm)}} cm, "
+      .. "{{ Product Name | upper }}.\n")
+    local argv = { "batch", "--model", KLING, "--rows", rows, "--template", tpl, "--poll-interval", "0.05" }
+    local r = modkie(argv)
+    assert.equal(0, r.code, r.err)
+    assert.equal(1, submits("A mug " .. t .. " called Ada, 12 cm, MUG " .. t:upper() .. "."))
+    -- a name off by a letter is the usual missing variable, with the column it resembles
+    local report = assert(batch.run{ model = KLING, rows = rows, template = "A {{Product Nme}} {{product.name}} "
+      .. "{{Size (cm)}}.", dry_run = true, extra_columns = true })
+    assert.equal(1, report.invalid)
+    local msg = report.problems[1].message
+    assert.matches("missing variable 'Product Nme'", msg, 1, true)
+    assert.matches("did you mean 'Product Name'?", msg, 1, true)
+    -- a JSON column's fields still work through dots
+    report = assert(batch.run{ model = KLING, rows = { { product = { name = "cup" } } },
+      template = "A {{product.name}}.", dry_run = true })
+    assert.equal("A cup.", report.rows[1].prompt)
+  end)
 end)

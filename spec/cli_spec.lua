@@ -229,7 +229,7 @@ describe("bin/modkie", function()
       assert.matches("^3 jobs: 3 succeeded, 0 failed, 0 ambiguous\n", r.out)
       assert.matches("\ncredits: 105\n", r.out)
       assert.matches("\nfiles: 3 in " .. dir:gsub("%p", "%%%0") .. "/out\n", r.out)
-      assert.same({ "1-1.mp4", "2-1.mp4", "3-1.mp4" }, H.ls(dir .. "/out"))
+      assert.same({ ".modkie-batch", "1-1.mp4", "2-1.mp4", "3-1.mp4" }, H.ls(dir .. "/out")) -- and its owner
       assert.is_string(H.read(rows .. ".journal"), "the journal defaults to ROWS.journal")
     end)
 

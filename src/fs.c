@@ -1,8 +1,9 @@
 /* fs.c: the file-system helpers the Lua layer needs and plain Lua lacks:
  * `core.mkdir`, `fsync`, `fsync_dir`, `lock`, `symlink`, `opened_as`,
- * `private`, `realpath`, `isatty` (a batch journal made durable, locked and
- * private, a download folder, the CLI's record of tasks, the review page's
- * paths, the CLI's terminal). */
+ * `private`, `realpath`, `isatty`, `list_dir` (a batch journal made durable,
+ * locked and private, a download folder and what it holds, the CLI's record
+ * of tasks, the review page's paths, the CLI's terminal). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -152,9 +153,49 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* A directory being listed, closed by the collector if a push raises (out
+ * of memory) before list_dir closes it itself. */
+#define DIR_MT "modkie.core.dir"
+
+static int dir_gc(lua_State *L) {
+  DIR **d = (DIR **)luaL_checkudata(L, 1, DIR_MT);
+  if (*d) closedir(*d);
+  *d = NULL;
+  return 0;
+}
+
+/* core.list_dir(path) -> { name, ... } (every entry but "." and "..", in
+   no order) | nil, message: what a batch's download folder already holds */
+static int l_list_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR **d = (DIR **)lua_newuserdata(L, sizeof *d);
+  struct dirent *ent;
+  int n = 0;
+  *d = NULL;
+  if (luaL_newmetatable(L, DIR_MT)) {
+    lua_pushcfunction(L, dir_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  if (!(*d = opendir(path))) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_newtable(L);
+  while ((ent = readdir(*d)) != NULL) {
+    if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
+    lua_pushstring(L, ent->d_name);
+    lua_rawseti(L, -2, ++n);
+  }
+  closedir(*d);
+  *d = NULL;
+  return 1;
+}
+
 const luaL_Reg mk_fs_functions[] = {
   {"mkdir", l_mkdir}, {"fsync", l_fsync}, {"fsync_dir", l_fsync_dir}, {"lock", l_lock},
   {"symlink", l_symlink}, {"opened_as", l_opened_as}, {"private", l_private}, {"realpath", l_realpath},
-  {"isatty", l_isatty},
+  {"isatty", l_isatty}, {"list_dir", l_list_dir},
   {NULL, NULL}
 };

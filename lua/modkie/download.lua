@@ -85,7 +85,7 @@ end
 -- @tparam table opts `name(n, url)` -> file name (required), `timeout` seconds
 -- @treturn[1] table paths in the order of `urls`
 -- @treturn[2] nil
--- @treturn[2] modkie.Error with `err.files` the paths that did arrive whole
+-- @treturn[2] modkie.Error with `err.files` the paths that did arrive whole, `err.path` the one that did not
 function download.files(client, urls, dir, opts)
   local ok, msg = download.mkdir_p(dir)
   if not ok then return nil, Error.new("config", "cannot create the download folder: " .. msg, { field = "dir" }) end
@@ -120,7 +120,7 @@ function download.files(client, urls, dir, opts)
   for n, p in ipairs(pending) do
     if not p.done or p.error then
       local err = p.error or scheduler.timeout_error("download", opts.timeout)
-      err.files, err.url = done, urls[n]
+      err.files, err.url, err.path = done, urls[n], err.path or paths[n]
       return nil, err
     end
   end

@@ -144,7 +144,8 @@ local REASONS = {
 }
 
 --- What the bytes are: `{ size, sha256, mime, dev, ino, mtime }`, read once
--- and kept (a file is read again only by a new file value). `max_size`
+-- and kept (a file is read again only by a new file value, or after
+-- `forget`). `max_size`
 -- (bytes, nil: none) is checked before the file is read.
 -- @treturn[1] table the facts
 -- @treturn[2] nil
@@ -183,6 +184,17 @@ function File:probe(max_size)
   end
   if facts.size == 0 then return nil, self:label() .. " is empty", "empty" end
   return facts
+end
+
+--- The facts of the last probe, or nil before one.
+function File:facts()
+  return self._facts
+end
+
+--- Forget the last probe: the next one reads the file again (it changed
+-- while it was uploaded, and the same input may be submitted again).
+function File:forget()
+  self._facts = nil
 end
 
 --- True when the file on disk is no longer the one probed (its size,

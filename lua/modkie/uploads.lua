@@ -114,7 +114,7 @@ end
 -- scheduler: once done, `entry` (`{ sha256, url, expires_at, uploaded_at,
 -- size, mime }`) or `upload_error` is set, and `cached` says nothing was sent.
 function Uploads:start(f)
-  local facts = assert(f._facts, "probe first")
+  local facts = assert(f:facts(), "probe first")
   local sha = facts.sha256
   local entry = self:cached(sha)
   if entry then
@@ -144,26 +144,40 @@ end
 function Uploads:finished(p)
   self.flight[p.sha256] = nil
   self.active = self.active - 1
-  local f, facts = p.file, p.file._facts
+  local f, facts = p.file, p.file:facts()
   local err = p.error
   local data = not err and p.result
-  if not err then
+  if f:changed() then
+    -- (first: a failed send, or a size the gateway stored, may be this file's doing)
+    -- the next probe of this file value reads the file again, so submitting it again works
+    f:forget()
+    if core.identity(f.path) then
+      err = Error.new("validation", f.path .. " changed while it was uploaded (its content no longer matches "
+        .. "what was checked); submit it again")
+    else
+      err = Error.new("validation", f.path .. " was removed after it was checked, "
+        .. "before its upload ended")
+    end
+  elseif not err then
     if type(data) ~= "table" or not http_url(data.downloadUrl) then
       err = Error.new("protocol", "file-stream-upload: the answer has no downloadUrl (an http(s) URL)")
     elseif type(data.fileSize) == "number" and data.fileSize ~= facts.size then
       err = Error.new("protocol", ("file-stream-upload: the gateway stored %s bytes of a %d-byte file")
         :format(tostring(data.fileSize), facts.size), { retryable = true })
-    elseif f:changed() then
-      err = Error.new("validation", f.path .. " changed while it was uploaded (its content no longer matches "
-        .. "what was checked); submit it again")
     end
+  end
+  local now = core.time()
+  local said = not err and uploads.time(data.expiresAt)
+  if said and said <= now then
+    -- the gateway says the URL is dead: no job is sent with it (README, "Once per content")
+    err = Error.new("protocol", ("file-stream-upload: the answer says the file expired at %s, already past; "
+      .. "a job sent with its URL would not find it"):format(os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(said))))
   end
   if err then
     p.upload_error = err
     emit(self, "warn", { state = "failed", file = f:label(), kind = err.kind, message = err.message })
     return
   end
-  local now = core.time()
   local expires, uploaded = uploads.expiry(data, now)
   local entry = { sha256 = p.sha256, url = data.downloadUrl, expires_at = expires, uploaded_at = uploaded,
     size = facts.size, mime = facts.mime }
@@ -182,7 +196,7 @@ function Uploads:tick()
       local sent, total = self.client._engine:progress(self.client.scheduler:handle(p))
       if sent then
         emit(self, "info", { state = "sending", file = p.file:label(), sent = sent,
-          total = total > 0 and total or nil, size = p.file._facts.size })
+          total = total > 0 and total or nil, size = p.file:facts().size })
       end
     end
   end

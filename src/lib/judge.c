@@ -60,7 +60,10 @@ static int find_problem(const mk_op *op, const mk_reply *r, mk_verdict *v, probl
       say(v, "%s: the response went over the size cap; transfer aborted", name);
     } else if (res->write_failed) {
       fail(v, MK_KIND_CONFIG, res->http, 0);
-      say(v, "%s: could not write the file: %s", name, res->error);
+      if (op->type == MK_OP_DOWNLOAD && op->path) /* which file: a job may download several */
+        say(v, "%s: could not write the file %.200s: %s", name, op->path, res->error);
+      else
+        say(v, "%s: could not write the file: %s", name, res->error);
     } else if (res->curl == CURLE_UNSUPPORTED_PROTOCOL || res->curl == CURLE_URL_MALFORMAT) {
       /* file://, ftp://, a relative path, a URL with a blank: asking again cannot help */
       fail(v, MK_KIND_PROTOCOL, res->http, 0);

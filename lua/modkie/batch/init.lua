@@ -18,6 +18,7 @@ local core = require "modkie.core"
 local Error = require "modkie.error"
 local download = require "modkie.download"
 local file = require "modkie.file"
+local folder = require "modkie.batch.folder"
 local journal_mod = require "modkie.batch.journal"
 local plan_mod = require "modkie.batch.plan"
 local options = require "modkie.options"
@@ -52,6 +53,7 @@ local OPTIONS = {
   deadline = { number = true, boolean = true }, callback_url = { string = true },
   on_progress = { ["function"] = true }, on_result = { ["function"] = true },
   extra_columns = { boolean = true, table = true }, encoding = { string = true }, check_balance = { boolean = true },
+  separator = { string = true },
 }
 
 local function check_options(opts)
@@ -60,6 +62,11 @@ local function check_options(opts)
   if opts.rows == nil then error("modkie.batch.run: option 'rows' is required (a table or a file path)", 3) end
   if opts.template and opts.template_file then
     error("modkie.batch.run: give 'template' or 'template_file', not both", 3)
+  end
+  local sep = opts.separator
+  if sep ~= nil and (#sep ~= 1 or sep:find('["\r\n]')) then
+    error("modkie.batch.run: option 'separator' must be one character other than a quote or newline, got '"
+      .. sep .. "'", 3)
   end
   local c = opts.concurrency
   if c ~= nil and not (c >= 1 and c == math.floor(c)) then
@@ -180,7 +187,7 @@ end
 local function dry_files(job, state, planned)
   local out = {}
   for _, f in ipairs(file.find(job.input)) do
-    local facts = f.file._facts or f.file:probe() or {}
+    local facts = f.file:facts() or f.file:probe() or {}
     local known = state and facts.sha256 and state.uploads[facts.sha256]
     local fresh = known and uploads.fresh(known, core.time())
     local upload = facts.sha256 ~= nil and not fresh and not planned[facts.sha256]
@@ -217,6 +224,11 @@ local function dry_report(opts, plan)
       jerr = mismatch(opts.journal, state, plan.jobs)
       if jerr then return nil, jerr end
     end
+  end
+  -- and it refuses a download folder of another batch
+  if #plan.problems == 0 and opts.download and core.realpath(opts.download) then
+    local ok, ferr = folder.check(opts.download, opts.journal, state)
+    if not ok then return nil, ferr end
   end
   local i = 1
   for row = 1, plan.rows do
@@ -366,6 +378,9 @@ function Runner:preflight()
   local opts = self.opts
   if opts.download then
     local ok, err = download.check_dir(opts.download)
+    if not ok then return nil, err end
+    -- a folder of another batch: its files would be written over
+    ok, err = folder.check(opts.download, opts.journal, self.journal and self.journal.state)
     if not ok then return nil, err end
   end
   local n = 0
@@ -762,6 +777,7 @@ end
 --   `resubmit_ambiguous`, `retry_failed`, `deadline`, `callback_url`,
 --   `on_progress(p)`, `on_result(entry, res, err)`, `extra_columns` (true:
 --   allow columns nothing uses; a list: allow those), `encoding` (of the rows file: "cp1252", "latin1"),
+--   `separator` (of a CSV rows file; by default ",", or what its header shows: ";" or a tab),
 --   `check_balance` (default true: the estimate must fit the balance)
 -- @treturn[1] table the report `{ total, succeeded, failed, ambiguous,
 --   skipped, pending, credits, files, download_failed, halted, elapsed,
@@ -782,6 +798,8 @@ function batch.run(opts)
   local ok, rerr = runner:restore()
   if ok then ok, rerr = runner:preflight() end
   if ok then ok, rerr = runner:begin() end
+  -- the folder is this batch's from now on (its run record is written)
+  if ok and opts.download and opts.journal then ok, rerr = folder.claim(opts.download, opts.journal) end
   if not ok then
     if runner.journal then runner.journal:close() end
     return nil, rerr

@@ -213,8 +213,14 @@ function plan.build(opts)
   local schema = models.get(model)
   local prompt_field = opts.prompt_field or "prompt"
 
-  local rows, meta = rows_mod.read(opts.rows, { encoding = opts.encoding })
+  local rows, meta = rows_mod.read(opts.rows, { encoding = opts.encoding, separator = opts.separator })
   if not rows then return nil, meta end
+  -- the whole line one column: the file is separated by another character
+  local hint = meta.format == "csv" and rows_mod.separator_hint(meta.columns)
+  if hint then
+    return nil, Error.new("validation", ("rows %s: %s"):format(tostring(opts.rows), hint),
+      { path = opts.rows, field = meta.columns[1] })
+  end
   local lines = meta.lines or {}
   local columns = meta.columns
   if not columns then -- a Lua table of rows: every key any row has

@@ -18,7 +18,10 @@
 -- fields is an error. A `"` inside an unquoted field, a character after a
 -- closing quote, or a quote never closed is an error. A lone CR (not
 -- followed by LF) is data, not a line end. `opts.separator` is one character (default `,`;
--- `;` and `\t` work; files ending in `.tsv` default to `\t`).
+-- `;` and `\t` work; files ending in `.tsv` default to `\t`). Without it, a
+-- header with no comma (outside quotes) but a `;` (a spreadsheet's CSV where
+-- the decimal mark is a comma) or a tab is read with that separator;
+-- `meta.separator` (and `reader.separator`) says which was used.
 --
 -- **JSON Lines.** One JSON object per line (blank lines skipped); values
 -- keep their JSON types; a top-level `null` value is dropped (the key is
@@ -91,6 +94,17 @@ local function separator(opts, fname, default)
     Error.argument(2, fname, "opts.separator must be one character other than a quote or newline")
   end
   return sep, "[%" .. sep .. "\n\"]"
+end
+
+-- The separator of a header line that has no comma outside quotes but a
+-- `;` (what a spreadsheet saves as CSV where the decimal mark is a comma) or
+-- a tab; else nil (a comma).
+local function sniff(line)
+  local bare = gsub(line, '"[^"]*"', "")
+  if find(bare, ",", 1, true) then return nil end
+  if find(bare, ";", 1, true) then return ";" end
+  if find(bare, "\t", 1, true) then return "\t" end
+  return nil
 end
 
 -- Parse one record of `s` starting at `pos`. With `cols` (the header), the
@@ -175,11 +189,26 @@ local PROBLEMS = {
   afterquote = "unexpected character after a closing quote",
 }
 
+--- Why a header read as one column, such as `product;duration`, is most
+-- likely misread, and what to pass instead; nil when it is not so.
+-- @tparam table columns the header's columns
+-- @treturn string|nil
+function M.separator_hint(columns)
+  local only = columns and #columns == 1 and columns[1]
+  local other = type(only) == "string" and match(only, "[;\t]")
+  if not other then return nil end
+  return ("the header is one column, '%s': the file looks separated by %s; pass separator = %s (--separator %s)")
+    :format((gsub(only, "\t", "\\t")), other == "\t" and "a tab" or "';'", other == "\t" and '"\\t"' or '";"',
+      other == "\t" and "tab" or "';'")
+end
+
 -- Turn a parse_record failure into an error object.
 local function record_error(s, start, line, row, problem, at, fi, cols, ncols, path)
   local fields = { row = row, line = line, field = cols and cols[fi] or nil }
+  local hint = M.separator_hint(cols)
+  hint = hint and (" (" .. hint .. ")") or ""
   if problem == "toomany" then
-    return mkerr(("%d fields or more, but the header has %d columns"):format(fi, ncols), fields, path)
+    return mkerr(("%d fields or more, but the header has %d columns%s"):format(fi, ncols, hint), fields, path)
   end
   -- find the physical line and column of byte `at`
   local ls, i = start, find(s, "\n", start, true)
@@ -189,7 +218,7 @@ local function record_error(s, start, line, row, problem, at, fi, cols, ncols, p
     i = find(s, "\n", i + 1, true)
   end
   fields.line, fields.column = l, column_of(s, ls, at)
-  return mkerr(PROBLEMS[problem], fields, path)
+  return mkerr(PROBLEMS[problem] .. hint, fields, path)
 end
 
 -- Validate the header record (a list) and return the trimmed column names.
@@ -224,15 +253,17 @@ local function skip_blank(s, pos)
 end
 
 local function parse_csv(s, opts, fname, default_sep)
-  local _, pat = separator(opts, fname, default_sep)
-  local sepb = byte(opts.separator or default_sep or ",")
+  separator(opts, fname, default_sep) -- (a bad option raises, whatever the text)
   local path = opts.path
   local pos, line = 1, 1
   if sub(s, 1, 3) == BOM then pos = 4 end
   local skipped
   pos, skipped = skip_blank(s, pos)
   line = line + skipped
-  local meta = { format = "csv", columns = {}, lines = {}, path = path }
+  if opts.separator == nil and default_sep == nil then default_sep = sniff(match(s, "^[^\n]*", pos)) end
+  local sep, pat = separator(opts, fname, default_sep)
+  local sepb = byte(sep)
+  local meta = { format = "csv", columns = {}, lines = {}, path = path, separator = sep }
   if pos > #s then return {}, meta end
   local head, n, nextpos, extra = parse_record(s, pos, sepb, pat)
   if not head then return nil, record_error(s, pos, line, nil, n, nextpos, extra, nil, nil, path) end
@@ -579,14 +610,21 @@ function M.open(path, opts)
   end
   local self = setmetatable({ path = path, format = fmt, line = 0, count = 0, offset = 0, enc = enc or "utf-8" },
     Reader)
-  if fmt == "csv" then
-    local sep, pat = separator(opts, "open", default_sep)
-    self.sepb, self.pat = byte(sep), pat
-  end
+  if fmt == "csv" then separator(opts, "open", default_sep) end
   local f, oerr = io_open(path, "rb")
   if not f then return fail("cannot open: " .. tostring(oerr), {}, path) end
   self.file = f
   if fmt == "csv" then
+    if opts.separator == nil and default_sep == nil then
+      -- the header's separator, as `read` finds it (then back to the start)
+      local l
+      repeat l = f:read("*l") until not l or not match(l, "^[ \t]*\r?$")
+      if l and sub(l, 1, 3) == BOM then l = sub(l, 4) end
+      default_sep = l and sniff(l)
+      f:seek("set", 0)
+    end
+    local sep, pat = separator(opts, "open", default_sep)
+    self.sepb, self.pat, self.separator = byte(sep), pat, sep
     local head, n, line = next_record(self)
     if head == false then
       self:close()

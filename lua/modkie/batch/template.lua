@@ -4,7 +4,12 @@
 -- **Variables.** `{{name}}`, dotted `{{product.color}}` (looked up through
 -- nested tables; a segment of digits also tries the integer key, so
 -- `{{items.1}}` works), whitespace allowed inside the braces (`{{ name }}`).
--- Names are made of letters, digits, `_`, `-`, non-ASCII bytes and dots.
+-- A name is everything up to the first `|` (trimmed), so column names as
+-- spreadsheets have them work: `{{Product Name}}`, `{{Size (cm)}}`. It
+-- cannot hold `{`, `}` or `|`, start or end with a dot, or hold two dots in
+-- a row. A dotted name is first looked up whole (a column named
+-- `product.name`), then through nested tables. A name whose last word is a
+-- filter's name (`{{name upper}}`) is a filter without its `|`: an error.
 -- Strings render as they are, numbers with `tostring` except that integral
 -- numbers have no ".0" (`5`, not `5.0`, on every Lua), booleans as
 -- `true`/`false`. A table (or function, userdata) where text is expected is
@@ -150,9 +155,11 @@ local FILTERS = {
   end },
 }
 
+-- A column name as spreadsheets have them (`Product Name`, `product.name`,
+-- `Size (cm)`): anything but braces, `|` and a dot at either end or doubled.
 local function valid_name(name)
   if name == "." then return true end
-  return name ~= "" and not find(name, "[^%w_%-%.\128-\255]") and byte(name, 1) ~= 46
+  return name ~= "" and not find(name, "[{}|]") and byte(name, 1) ~= 46
     and byte(name, -1) ~= 46 and not find(name, "..", 1, true)
 end
 
@@ -171,11 +178,19 @@ local function make_lookup(name)
     nkeys[#segs] = find(seg, "^%d+$") and tonumber(seg) or false
   end
   local first, nfirst, count = segs[1], nkeys[1], #segs
+  local whole = count > 1 and name or nil -- a column named `product.name` itself comes first
   return function(st)
     local stack, v = st.stack, nil
     for i = st.depth, 1, -1 do
       local f = stack[i]
       if type(f) == "table" then
+        if whole then
+          v = f[whole]
+          if v ~= nil then
+            if v == NULL then return nil end
+            return v
+          end
+        end
         v = f[first]
         if v == nil and nfirst then v = f[nfirst] end
         if v ~= nil then break end
@@ -310,9 +325,20 @@ end
 
 -- Parse `name | filter "arg" | …` (already trimmed) of the tag at `pos`.
 local function parse_variable(content, pos)
-  local name, p = match(content, "^([^%s|]*)()")
+  -- the name runs to the first `|`: `{{Product Name | upper}}` names the column `Product Name`
+  local name, p = match(content, "^([^|]-)%s*()|")
+  if not name then name, p = content, #content + 1 end
   if name == "" then raise(pos, "bad filter syntax: no variable name before '|'") end
-  if not valid_name(name) then raise(pos, "bad variable name '" .. name .. "'", { field = name }) end
+  -- `{{name upper}}`: a filter without its `|`, not a column `name upper`
+  local head, word = match(name, "^(%S+)%s.-(%S+)$")
+  if word and FILTERS[word] then
+    raise(pos, "bad filter syntax: unexpected '" .. sub(name, #head + 1):match("^%s*(.-)$") .. "' after '" .. head
+      .. "' (filters are written {{name | filter}})", { field = head })
+  end
+  if not valid_name(name) then
+    raise(pos, "bad variable name '" .. name .. "' (a name cannot start or end with a dot or hold two dots in a "
+      .. "row: rename the column)", { field = name })
+  end
   local filters, len = {}, #content
   while true do
     p = match(content, "^%s*()", p)
@@ -598,6 +624,7 @@ function M.variables(text)
     if t.name and (t.kind == "var" or t.kind == "#" or t.kind == "^") then
       local first = match(t.name, "^[^.]+")
       if first then names[first] = true end
+      names[t.name] = true -- a column named `product.name` itself
     end
   end
   return names

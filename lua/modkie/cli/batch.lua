@@ -3,6 +3,7 @@
 
 local args = require "modkie.cli.args"
 local common = require "modkie.cli.common"
+local Error = require "modkie.error"
 local file = require "modkie.file"
 local Progress = require "modkie.cli.progress"
 local text = require("modkie.cli.escape").text
@@ -33,6 +34,8 @@ local BATCH = args.command {
       .. "(by default they are an error: a typo)" },
     { name = "encoding", value = "nonempty", arg = "NAME",
       help = "the rows file's text encoding: utf-8 (default),\ncp1252 (Windows, Excel) or latin1; converted to UTF-8" },
+    { name = "separator", value = "nonempty", arg = "C",
+      help = "the CSV's separator: , ; or tab (default: the header's,\na comma unless it has only ; or tabs)" },
     { name = "prompt-field", value = "nonempty", arg = "NAME",
       help = "the input field the template renders (default prompt)" },
     { name = "expand", help = "one job per combination of {a|b} in the template" },
@@ -186,7 +189,9 @@ local function write_review(journal, opts, finished)
   if page and finished then
     io.stderr:write(require("modkie.cli.review").summary(page, data))
   elseif not page and finished then
-    common.fail(data, "review: ")
+    -- the page's own errors say "review: " already
+    local said = Error.is(data) and tostring(data.message):sub(1, 8) == "review: "
+    common.fail(data, not said and "review: " or nil)
   end
 end
 
@@ -234,6 +239,11 @@ function batch_cli.main(argv)
   if not lok then return common.fail(lerr) end
   local input, ierr = common.parse_sets(opts.model, opts.set)
   if not input then return common.fail(ierr) end
+  local sep = opts.separator
+  if sep == "tab" or sep == "\\t" then sep = "\t" end
+  if sep and (#sep ~= 1 or sep:find('["\r\n]')) then
+    return common.usage("batch", "--separator takes one character (such as ';'), or tab")
+  end
   local journal = opts.journal
   if not journal and not opts.no_journal then journal = opts.rows .. ".journal" end
   if (opts.review or opts.review_by) and not journal then
@@ -288,7 +298,7 @@ function batch_cli.main(argv)
     deadline = opts.deadline, callback_url = not webhook and opts.callback_url or nil,
     -- a column the review page groups by is used
     extra_columns = opts.allow_extra_columns or (opts.review_by and { opts.review_by }) or nil,
-    encoding = opts.encoding, check_balance = not opts.no_balance_check,
+    encoding = opts.encoding, separator = sep, check_balance = not opts.no_balance_check,
     on_progress = function(p)
       if not announced then
         announced = true

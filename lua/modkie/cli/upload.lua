@@ -58,7 +58,7 @@ function upload_cli.main(argv)
   local out, code = {}, EXIT.ok
   for _, f in ipairs(files) do
     local url, expires = client:upload(f)
-    local facts = f._facts
+    local facts = f:facts()
     if url then
       if opts.json then
         out[#out + 1] = { path = f.path, url = url, expires_at = expires, size = facts.size, type = facts.mime,

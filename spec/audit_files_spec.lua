@@ -1,0 +1,108 @@
+-- An adversarial read of files in and out (uploads of modkie.file values,
+-- downloads of outputs), through the public API against the emulator, a
+-- canned server and real sockets. Each test failed before its fix.
+local cjson = require "cjson"
+local helper = require "spec.helper"
+local canned = require "spec.support.canned"
+local media = require "modkie.mock.media"
+local modkie = require "modkie"
+
+describe("audit: files in", function()
+  local m, dir
+  setup(function()
+    m = helper.mock({ "--job-seconds", "0.05" })
+    dir = helper.tmpdir()
+  end)
+  teardown(function()
+    m.stop()
+    helper.rmdir(dir)
+  end)
+  before_each(function() m.request("POST", "/__mock/reset") end)
+
+  it("sends no createTask with an upload the gateway says has already expired", function()
+    local later = helper.cleanups(function(fn) finally(fn) end)
+    local up = canned.start()
+    later(up.stop)
+    local png = dir .. "/past.png"
+    helper.write_file(png, media.png("past", 32, 32))
+    up.answer("file-stream-upload", cjson.encode({ success = true, code = 200, msg = "File uploaded successfully",
+      data = { fileName = "x.png", filePath = "modkie/x.png", downloadUrl = "https://files.example/x.png",
+        fileSize = #helper.read_file(png), mimeType = "image/png", expiresAt = "2020-01-01T00:00:00Z" } }))
+    local c = helper.client(m, { upload_url = up.url, retries = 0 })
+    later(function() c:close() end)
+    local job = assert(c:submit("acme/x", { prompt = "p", image = modkie.file(png) }))
+    local res, err = job:await(10)
+    assert.is_nil(res, "the job ran with a dead URL: " .. tostring(job.input.image))
+    assert.equal("image", err.field)
+    assert.equal(png, err.path)
+    assert.matches("expire", err.message)
+    assert.equal(0, m.stats().create_requests)
+  end)
+
+  it("a file that changed while uploading can be submitted again with the same input, as the error says", function()
+    local png = dir .. "/changing.png"
+    helper.write_file(png, media.png("before", 32, 32))
+    local c = helper.client(m)
+    finally(function() c:close() end)
+    local input = { prompt = "p", image = modkie.file(png) }
+    local job = assert(c:submit("acme/x", input)) -- checked (hashed) now, uploaded on the client's steps
+    local after = media.png("after", 48, 48)
+    helper.write_file(png, after)
+    local _, err = job:await(10)
+    assert.equal("validation", err.kind)
+    assert.matches("submit it again", err.message, 1, true)
+    -- the file has settled: the same input goes through, with the bytes now on disk
+    job, err = c:submit("acme/x", input)
+    assert.is_table(job, tostring(err))
+    local res
+    res, err = job:await(10)
+    assert.is_table(res, tostring(err))
+    local status, body = m.request("GET", job.input.image:sub(#m.url + 1))
+    assert.equal(200, status)
+    assert.is_true(body == after, "the URL sent does not serve the file's bytes")
+    assert.equal(1, m.stats().create_requests)
+  end)
+
+  it("a file removed between submit and its upload is named as such, not as a network error", function()
+    local png = dir .. "/removed.png"
+    helper.write_file(png, media.png("removed", 32, 32))
+    local c = helper.client(m, { retries = 2 })
+    finally(function() c:close() end)
+    local job = assert(c:submit("acme/x", { prompt = "p", image = modkie.file(png) }))
+    os.remove(png)
+    local res, err = job:await(20)
+    assert.is_nil(res)
+    assert.equal("validation", err.kind, err.message)
+    assert.equal("image", err.field)
+    assert.equal(png, err.path)
+    assert.matches(png .. " was removed", err.message, 1, true)
+    assert.equal(0, m.stats().create_requests)
+  end)
+end)
+
+describe("audit: files out", function()
+  it("a download that cannot be written (a full disk) names the file, and leaves no part of it", function()
+    local later = helper.cleanups(function(fn) finally(fn) end)
+    local m = helper.mock({ "--job-seconds", "0.05" })
+    later(m.stop)
+    local mnt = helper.tmpdir()
+    later(function() helper.rmdir(mnt) end)
+    -- a 64 KiB file system: the 300 kB output cannot fit (mounting needs root, as the suite runs)
+    if not os.execute("mount -t tmpfs -o size=64k tmpfs " .. helper.shell_quote(mnt) .. " 2>/dev/null") then
+      pending("cannot mount a tmpfs here (not root)")
+      return
+    end
+    later(function() os.execute("umount " .. helper.shell_quote(mnt)) end)
+    local c = helper.client(m, { retries = 1 })
+    later(function() c:close() end)
+    local job = assert(c:submit("acme/x", { prompt = "p [size=300000]" }))
+    assert(job:await(10))
+    local paths, err = job:download(mnt)
+    assert.is_nil(paths)
+    local want = mnt .. "/" .. require("modkie.download").name(job.id, 1, job.result.urls[1])
+    assert.equal(want, err.path)
+    assert.matches(want, err.message, 1, true)
+    assert.matches("No space left on device", err.message, 1, true)
+    assert.equal("", io.popen("ls -A " .. helper.shell_quote(mnt)):read("*a"))
+  end)
+end)
