@@ -37,6 +37,25 @@ describe("audit: files in", function()
     assert.equal(png, err.path)
     assert.matches("expire", err.message)
     assert.equal(0, m.stats().create_requests)
+    -- with its upload time, the answer is read by the gateway's own clock (this machine's may be off):
+    -- expired no later than uploaded is dead; Kie's documented answer (uploaded 2025-01-15, expiring
+    -- three days later) is not, however long ago that was here
+    local function answer(uploaded, expires)
+      up.answer("file-stream-upload", cjson.encode({ success = true, code = 200, msg = "File uploaded successfully",
+        data = { fileName = "x.png", downloadUrl = "https://files.example/x.png", fileSize = #helper.read_file(png),
+          mimeType = "image/png", uploadTime = uploaded, expiresAt = expires } }))
+    end
+    answer("2025-01-15T10:30:00Z", "2025-01-15T10:30:00Z")
+    res, err = assert(c:submit("acme/x", { prompt = "p", image = modkie.file(png) })):await(10)
+    assert.is_nil(res)
+    assert.matches("no later than it was uploaded", err.message, 1, true)
+    assert.equal(0, m.stats().create_requests)
+    answer("2025-01-15T10:30:00Z", "2025-01-18T10:30:00Z")
+    job = assert(c:submit("acme/x", { prompt = "p", image = modkie.file(png) }))
+    res, err = job:await(10)
+    assert.is_table(res, tostring(err))
+    assert.equal("https://files.example/x.png", job.input.image)
+    assert.equal(1, m.stats().create_requests)
   end)
 
   it("a file that changed while uploading can be submitted again with the same input, as the error says", function()

@@ -132,7 +132,7 @@ describe("audit: credentials in a base_url", function()
     -- and from the command line, MODKIE_BASE_URL
     local p = assert(io.popen("MODKIE_API_KEY=k MODKIE_BASE_URL='htps://user:pw-AUDIT-6@gw.example.com' "
       .. (os.getenv("MODKIE_TEST_LUA") or "lua5.4") .. " bin/modkie credits 2>&1"))
-    local out = p:read("a")
+    local out = p:read("*a")
     p:close()
     assert.matches("base_url", out, 1, true)
     assert(not out:find("AUDIT", 1, true), "the password is in: " .. out)

@@ -168,10 +168,15 @@ function Uploads:finished(p)
   end
   local now = core.time()
   local said = not err and uploads.time(data.expiresAt)
-  if said and said <= now then
-    -- the gateway says the URL is dead: no job is sent with it (README, "Once per content")
-    err = Error.new("protocol", ("file-stream-upload: the answer says the file expired at %s, already past; "
-      .. "a job sent with its URL would not find it"):format(os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(said))))
+  -- the gateway says the URL is dead: no job is sent with it (README, "Once
+  -- per content"). Dead by the gateway's own clock when the answer has its
+  -- upload time (this machine's clock may be off: an answer is read as it
+  -- was meant), else by this machine's.
+  local at = said and (uploads.time(data.uploadedAt) or uploads.time(data.uploadTime) or now)
+  if said and said <= at then
+    err = Error.new("protocol", ("file-stream-upload: the answer says the file expired at %s, %s; a job sent "
+      .. "with its URL would not find it"):format(os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(said)),
+      at == now and "already past" or "no later than it was uploaded"))
   end
   if err then
     p.upload_error = err
