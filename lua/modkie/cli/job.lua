@@ -210,7 +210,16 @@ local LAST = { name = "last", help = "the task the command line submitted last (
 -- The task id from the arguments, or the last one recorded.
 local function task_id(command, opts)
   if opts[1] and opts.last then return nil, common.usage(command, "give TASK_ID or --last, not both") end
-  if opts[1] then return opts[1] end
+  if opts[1] then
+    -- an empty id (`modkie status "$ID"` with ID unset) or one no gateway
+    -- gives is a usage error, not a raise from the client
+    if opts[1] == "" then return nil, common.usage(command, "TASK_ID is empty") end
+    if #opts[1] > core.MAX_TASK_ID then
+      return nil, common.usage(command, ("TASK_ID is %d bytes: a task id is at most %d")
+        :format(#opts[1], core.MAX_TASK_ID))
+    end
+    return opts[1]
+  end
   if not opts.last then return nil, common.usage(command, "missing TASK_ID (or --last)") end
   local list, err = tasks.list()
   if not list then

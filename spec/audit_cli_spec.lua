@@ -1,0 +1,48 @@
+-- An adversarial read of the command line as scripts and people use it:
+-- `bin/modkie` run as a child process against the emulator. Each case is a
+-- bug found by the audit (docs/cli.md says what should happen).
+local helper = require "spec.helper"
+local H = require "spec.batch_helper"
+local cjson = require "cjson"
+
+local KLING = "kling/kling-3-0"
+local LUA = os.getenv("MODKIE_TEST_LUA") or "lua5.4"
+local q = helper.shell_quote
+
+describe("modkie command line (audit)", function()
+  local m, env, dir
+
+  setup(function()
+    m = helper.mock({ "--job-seconds", "0.2" })
+    env = { MODKIE_API_KEY = "test-key", MODKIE_BASE_URL = m.url }
+  end)
+  teardown(function() m.stop() end)
+  before_each(function()
+    dir = helper.tmpdir()
+    env.MODKIE_STATE_DIR = dir .. "/state"
+  end)
+  after_each(function() helper.rmdir(dir) end)
+
+  local function modkie(argv, extra) return H.runner(env)(argv, extra) end
+
+  -- a Lua error escaping main: what a user must never see
+  local function no_traceback(r)
+    assert.not_matches("stack traceback", r.err, 1, true)
+    assert.not_matches("bad argument", r.err, 1, true)
+  end
+
+  it("status and wait refuse an empty or oversized TASK_ID as a usage error (exit 2), not a traceback", function()
+    -- `modkie status "$ID"` with ID unset is what a script does
+    for _, c in ipairs({ "status", "wait" }) do
+      local r = modkie({ c, "" })
+      no_traceback(r)
+      assert.equal(2, r.code, r.err)
+      assert.matches("modkie " .. c .. ": TASK_ID is empty", r.err, 1, true)
+      r = modkie({ c, ("a"):rep(2000) })
+      no_traceback(r)
+      assert.equal(2, r.code, r.err)
+      assert.matches("TASK_ID is 2000 bytes", r.err, 1, true)
+    end
+  end)
+
+end)
