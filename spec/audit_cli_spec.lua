@@ -45,4 +45,35 @@ describe("modkie command line (audit)", function()
     end
   end)
 
+  it("list shows every other task when a record line has fields of the wrong type", function()
+    assert(os.execute("mkdir -p " .. q(env.MODKIE_STATE_DIR)))
+    H.write(env.MODKIE_STATE_DIR .. "/tasks.jsonl", table.concat({
+      '{"id":"task_ok_1","model":"kling/kling-3-0","via":"submit","prompt":"fine","t":1700000000}',
+      '{"id":"task_bad_t","t":"yesterday","model":5}',
+      '{"id":"task_far","t":1e300,"prompt":{"a":1}}',
+      '{"id":"task_neg","t":-1e18}',
+      '{"id":"task_ok_2","model":"kling/kling-3-0","via":"submit","prompt":"last","t":1700000100}',
+      '{"id":"task_ok_2","state":"success","t":1700000200}',
+    }, "\n") .. "\n")
+    local r = modkie({ "list" })
+    no_traceback(r)
+    assert.equal(0, r.code, r.err)
+    for _, id in ipairs({ "task_ok_1", "task_bad_t", "task_far", "task_neg", "task_ok_2" }) do
+      assert.matches("\n?" .. id .. "  ", r.out)
+    end
+    assert.matches("task_ok_2  %d%d%d%d%-%d%d%-%d%d %d%d:%d%d  kling/kling%-3%-0  success", r.out)
+    assert.not_matches("table: 0x", r.out, 1, true)
+    r = modkie({ "list", "--json" })
+    assert.equal(0, r.code, r.err)
+    local list = cjson.decode(r.out)
+    assert.equal(5, #list)
+    assert.is_nil(list[2].submitted_at) -- "yesterday" is no time
+    assert.is_nil(list[2].model)        -- 5 is no model id
+    assert.is_nil(list[3].prompt)
+    assert.equal(1700000000, list[1].submitted_at)
+    -- wait --last still finds the last task
+    r = modkie({ "status", "--last", "--json" })
+    assert.equal("task_ok_2", cjson.decode(r.out).id)
+  end)
+
 end)

@@ -362,7 +362,7 @@ function job_cli.list(argv)
   end
   for i = first, #list do
     local t = list[i]
-    io.stdout:write(("%s  %s  %s  %-9s %s\n"):format(text(t.id), os.date("%Y-%m-%d %H:%M", t.t or 0),
+    io.stdout:write(("%s  %s  %s  %-9s %s\n"):format(text(t.id), t.t and os.date("%Y-%m-%d %H:%M", t.t) or "?",
       text(t.model or "?"), text(t.state or "submitted"),
       text(t.prompt or (t.via and t.via ~= "submit" and ("(" .. t.via .. ")")) or "")))
   end

@@ -113,9 +113,18 @@ function tasks.list()
     return nil, err
   end
   local list, by_id = {}, {}
+  -- a field of the wrong type (a line edited by hand, or by another
+  -- program) is dropped, not handed on: `list` must show every other task
+  local function str(v) return type(v) == "string" and v or nil end
+  local function when(v)
+    -- Unix seconds before the year 10000 (os.date shows them)
+    return type(v) == "number" and v >= 0 and v < 253402300800 and math.floor(v) or nil
+  end
   for line in f:lines() do
     local rec = json.decode(line)
     if type(rec) == "table" and type(rec.id) == "string" then
+      rec = { id = rec.id, t = when(rec.t), model = str(rec.model), gateway = str(rec.gateway), via = str(rec.via),
+        prompt = str(rec.prompt), state = rec.state ~= nil and (str(rec.state) or false) or nil }
       local task = by_id[rec.id]
       if rec.state == nil then
         if not task then
