@@ -76,4 +76,22 @@ describe("modkie command line (audit)", function()
     assert.equal("task_ok_2", cjson.decode(r.out).id)
   end)
 
+  it("a plain-http --base-url to another host is a usage error (exit 2) naming the flag, not an auth one", function()
+    local r = modkie({ "credits", "--base-url", "http://example.com" })
+    assert.equal(2, r.code, r.err)
+    assert.matches("--base-url", r.err, 1, true)
+    assert.not_matches("allow_insecure", r.err, 1, true) -- no flag of the command line
+    -- an out-of-range value names the flag, not modkie.new's option
+    r = modkie({ "wait", "task_x", "--timeout", "1e9" })
+    assert.equal(2, r.code, r.err)
+    assert.matches("modkie: --timeout must be", r.err, 1, true)
+    r = modkie({ "wait", "task_x", "--poll-interval", "1e9" })
+    assert.equal(2, r.code, r.err)
+    assert.matches("modkie: --poll-interval must be", r.err, 1, true)
+    assert.not_matches("function", r.err, 1, true)
+    -- the key's own problem stays exit 3
+    r = modkie({ "credits" }, { MODKIE_API_KEY = " spaced" })
+    assert.equal(3, r.code, r.err)
+  end)
+
 end)

@@ -138,6 +138,10 @@ function common.flags(...)
   return out
 end
 
+-- The flag that sets each option of modkie.new the commands pass on.
+local FLAG_OF = { timeout = "--timeout", retries = "--retries", poll_interval = "--poll-interval",
+  max_upload = "--max-size" }
+
 --- Make a client from the flags; the key comes from MODKIE_API_KEY only.
 -- @treturn[1] modkie.Client
 -- @treturn[2] nil
@@ -153,7 +157,18 @@ function common.client(opts, extra)
     -- (exit 3), anything else (a malformed URL…) a usage error (exit 2); the
     -- key is never in the text
     local msg = tostring(client):gsub("^[^:]*:%d+: ", "")
-    return nil, Error.new(msg:find("API key", 1, true) and "config" or "validation", msg)
+    -- only the key's own check names MODKIE_API_KEY; a plain-http base URL
+    -- mentions the key too, but is a bad --base-url (exit 2), and the
+    -- library's way out (allow_insecure) is no flag of the command line
+    local key = msg:find("MODKIE_API_KEY", 1, true) ~= nil
+    msg = msg:gsub("; use https, or pass allow_insecure = true$", "; use https (plain http is for this machine only)")
+    -- name the flag (or variable) the user gave, not the library's option
+    msg = msg:gsub("^modkie%.new: ", "")
+      :gsub("^option '([%w_]+)'", function(name) return FLAG_OF[name] end)
+      :gsub("^base_url", "the gateway URL (--base-url or MODKIE_BASE_URL)")
+      :gsub("^upload_url", "the upload URL (--upload-url or MODKIE_UPLOAD_URL)")
+      :gsub(", or a function, got", ", got")
+    return nil, Error.new(key and "config" or "validation", msg)
   end
   return client
 end
