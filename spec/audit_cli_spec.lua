@@ -94,4 +94,28 @@ describe("modkie command line (audit)", function()
     assert.equal(3, r.code, r.err)
   end)
 
+  it("output that cannot be written (stdout on a full disk) is not exit 0; the task is still recorded", function()
+    local function to_full(argv)
+      local cmd = ("env MODKIE_API_KEY=test-key MODKIE_BASE_URL=%s MODKIE_STATE_DIR=%s %s bin/modkie")
+        :format(q(m.url), q(env.MODKIE_STATE_DIR), LUA)
+      for _, a in ipairs(argv) do cmd = cmd .. " " .. q(a) end
+      local errf = os.tmpname()
+      local ok, _, code = os.execute(cmd .. " >/dev/full 2>" .. errf)
+      if type(ok) == "number" then code = ok / 256 end
+      local err = H.read(errf) or ""
+      os.remove(errf)
+      return code, err
+    end
+    local code, err = to_full({ "submit", KLING, "--prompt", "no room for the id" })
+    assert.are_not.equal(0, code)
+    assert.matches("could not write the output to stdout", err, 1, true)
+    -- the id the script never got is in the record
+    local r = modkie({ "list", "--json" })
+    local list = cjson.decode(r.out)
+    assert.equal("no room for the id", list[#list].prompt)
+    code, err = to_full({ "models" })
+    assert.are_not.equal(0, code)
+    assert.matches("could not write the output to stdout", err, 1, true)
+  end)
+
 end)

@@ -1,6 +1,6 @@
 /* fs.c: the file-system helpers the Lua layer needs and plain Lua lacks:
  * `core.mkdir`, `fsync`, `fsync_dir`, `lock`, `symlink`, `opened_as`,
- * `private`, `realpath`, `isatty`, `list_dir` (a batch journal made durable,
+ * `private`, `realpath`, `isatty`, `flush`, `list_dir` (a batch journal made durable,
  * locked and private, a download folder and what it holds, the CLI's record
  * of tasks, the review page's paths, the CLI's terminal). */
 #include <dirent.h>
@@ -147,6 +147,16 @@ static int l_realpath(lua_State *L) {
   return 1;
 }
 
+/* core.flush(file) -> true | nil, message: flush Lua's buffer, and say
+ * whether any write to the file failed since it was opened (the error
+ * indicator stays set after a failed write, which io's write may not report:
+ * a full disk, a closed pipe with SIGPIPE ignored) */
+static int l_flush(lua_State *L) {
+  FILE *f = check_file(L, 1);
+  if (fflush(f) != 0) return push_outcome(L, strerror(errno));
+  return push_outcome(L, ferror(f) ? "a write failed" : NULL);
+}
+
 /* core.isatty(file) -> boolean */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty(fileno(check_file(L, 1))));
@@ -196,6 +206,6 @@ static int l_list_dir(lua_State *L) {
 const luaL_Reg mk_fs_functions[] = {
   {"mkdir", l_mkdir}, {"fsync", l_fsync}, {"fsync_dir", l_fsync_dir}, {"lock", l_lock},
   {"symlink", l_symlink}, {"opened_as", l_opened_as}, {"private", l_private}, {"realpath", l_realpath},
-  {"isatty", l_isatty}, {"list_dir", l_list_dir},
+  {"isatty", l_isatty}, {"flush", l_flush}, {"list_dir", l_list_dir},
   {NULL, NULL}
 };

@@ -65,8 +65,25 @@ local commands = {
   mock = mock,
 }
 
+local run
+
 --- Run the CLI with `args` (a list of strings); returns the exit code.
+-- Output that could not be written (a full disk, a closed pipe with SIGPIPE
+-- ignored) is not a success: a task id may be what was lost.
 function cli.main(args)
+  local code = run(args)
+  local has_core, core = pcall(require, "modkie.core")
+  local ok, err = true, nil
+  -- (a program running main in-process may have put something else there)
+  if has_core and io.type(io.stdout) == "file" then ok, err = core.flush(io.stdout) end
+  if not ok then
+    io.stderr:write("modkie: could not write the output to stdout: ", tostring(err), "\n")
+    if code == 0 then code = 1 end
+  end
+  return code
+end
+
+function run(args)
   local name = args[1]
   if name == nil or name == "--help" or name == "-h" or name == "help" then
     io.stdout:write(USAGE)
