@@ -104,8 +104,9 @@ local function finish(job, opts, status)
     io.stdout:write(("elapsed  %s\n"):format(common.clock(elapsed)))
   end
   if err then
-    if not opts.json then common.fail(err) end
-    return common.exit_for(err)
+    -- with --json too: the error is also said on stderr, as every other
+    -- command does (the JSON on stdout may go to a file no one reads yet)
+    return common.fail(err)
   end
   return EXIT.ok
 end
