@@ -131,4 +131,14 @@ describe("modkie command line (audit)", function()
     assert.matches("modkie: job failed: generation failed (code 501)", r.err, 1, true)
   end)
 
+  it("submit --wait-timeout waits (as --download does) rather than being ignored", function()
+    local r = modkie({ "submit", KLING, "--prompt", "long [seconds=30]", "--wait-timeout", "0.5",
+      "--poll-interval", "0.05" })
+    assert.equal(4, r.code, r.err)
+    assert.matches("did not end within 0.5 s", r.err, 1, true)
+    r = modkie({ "submit", KLING, "--prompt", "short", "--wait-timeout", "20", "--poll-interval", "0.05",
+      "--json" })
+    assert.equal(0, r.code, r.err)
+    assert.equal("success", cjson.decode(r.out).state)
+  end)
 end)

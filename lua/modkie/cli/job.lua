@@ -160,7 +160,8 @@ function job_cli.submit(argv)
   end
   local kok, kerr = common.need_key()
   if not kok then return common.fail(kerr) end
-  local wants_wait = opts.wait or opts.download
+  -- --wait-timeout (like --download) asks to wait: it is never ignored
+  local wants_wait = opts.wait or opts.download or opts.wait_timeout
   local status = status_line(wants_wait and common.tty())
   local client, cerr = common.client(opts, { log = status:log() })
   if not client then return common.fail(cerr) end
