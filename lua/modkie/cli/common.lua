@@ -165,8 +165,8 @@ function common.client(opts, extra)
     -- name the flag (or variable) the user gave, not the library's option
     msg = msg:gsub("^modkie%.new: ", "")
       :gsub("^option '([%w_]+)'", function(name) return FLAG_OF[name] end)
-      :gsub("^base_url", "the gateway URL (--base-url or MODKIE_BASE_URL)")
-      :gsub("^upload_url", "the upload URL (--upload-url or MODKIE_UPLOAD_URL)")
+      :gsub("^base_url", "base_url (--base-url or MODKIE_BASE_URL)")
+      :gsub("^upload_url", "upload_url (--upload-url or MODKIE_UPLOAD_URL)")
       :gsub(", or a function, got", ", got")
     return nil, Error.new(key and "config" or "validation", msg)
   end
