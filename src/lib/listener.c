@@ -16,7 +16,7 @@ struct mk_listener {
   void *ud;
   mk_request *live;       /* requests not yet freed */
   int port, fd;
-  int resumed;            /* a connection was resumed: MHD_run is due (libmicrohttpd's external mode) */
+  int resumed;            /* a connection was resumed or closed: MHD_run is due (libmicrohttpd's external mode) */
 };
 
 static void request_free(mk_request *r) {
@@ -126,6 +126,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state, e
   request_free(r); /* answered (or the listener stops): no op holds it any more */
 }
 
+/* A connection closed. At MHD_OPTION_CONNECTION_LIMIT libmicrohttpd takes its
+ * listening socket out of its epoll set, and puts it back only at the start of
+ * a later MHD_run: without that run, connections waiting in the backlog (a
+ * burst of more callbacks than the limit) were never accepted, as no event
+ * came to wake the listener. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  mk_listener *l = cls;
+  (void)conn;
+  (void)socket_context;
+  if (toe == MHD_CONNECTION_NOTIFY_CLOSED) l->resumed = 1;
+}
+
 /* "host:port" into an address: numeric, or localhost. */
 static int parse_address(const char *address, struct sockaddr_storage *ss, char *err, size_t errlen) {
   const char *colon = strrchr(address, ':');
@@ -195,6 +208,7 @@ mk_listener *mk_listener_start(const char *address, mk_on_request on_request, vo
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)MK_LISTEN_TIMEOUT,
                                MHD_OPTION_CONNECTION_LIMIT, (unsigned int)MK_LISTEN_CONNECTIONS,
                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+                               MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
                                MHD_OPTION_EXTERNAL_LOGGER, no_log, NULL,
                                MHD_OPTION_END);
   if (!l->daemon) {
