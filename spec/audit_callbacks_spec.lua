@@ -94,4 +94,22 @@ describe("audit: the callback listener", function()
       assert.equal(150, answered, "callbacks answered 200 of 150")
       assert.equal(150, c:stats().callbacks.unknown)
     end)
+
+  it("regression: listen = \"[::]:port\" takes the callbacks sent to the callback_url it makes (IPv4)", function()
+    -- "[::]" was listened on IPv6 only (libmicrohttpd sets IPV6_V6ONLY), while
+    -- the callback_url made for it is http://127.0.0.1:port/: every callback refused
+    local m = start { "--job-seconds", "0.3", "--webhook-secret", SECRET }
+    local c = new_client { base_url = m.url, api_key = "test-key", listen = "[::]:0",
+      webhook = { secret = SECRET, scheme = "kie" } }
+    assert.matches("^http://127%.0%.0%.1:%d+/$", c.callback_url)
+    local job = assert(c:submit(KLING, { prompt = "called back over IPv4 to [::]" }))
+    local res, err = job:await(15)
+    assert(res, tostring(err))
+    assert.equal(0, job.polls, "ended by its callback, not by a poll")
+    assert.equal(1, c:stats().callbacks.delivered)
+    -- and IPv6 still reaches it
+    local port = c._engine:listening()
+    local st = post_all(c, "::1", port, { request_text(kie_callback("task_v6")) }, 5)
+    assert.equal(200, st[1])
+  end)
 end)

@@ -195,7 +195,9 @@ mk_listener *mk_listener_start(const char *address, mk_on_request on_request, vo
   unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   mk_listener *l;
   if (parse_address(address, &ss, err, errlen) != 0) return NULL;
-  if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  /* dual stack: "[::]" takes IPv4 too, as the callback_url made for it
+   * (http://127.0.0.1:port/) needs; libmicrohttpd's IPv6 alone is IPv6 only */
+  if (ss.ss_family == AF_INET6) flags |= MHD_USE_DUAL_STACK;
   l = calloc(1, sizeof *l);
   if (!l) {
     snprintf(err, errlen, "listen: out of memory");
