@@ -112,4 +112,16 @@ describe("audit: the callback listener", function()
     local st = post_all(c, "::1", port, { request_text(kie_callback("task_v6")) }, 5)
     assert.equal(200, st[1])
   end)
+
+  it("regression: an unbracketed IPv6 listen address (\"::1:port\") makes a callback_url that is a URL", function()
+    -- it was http://::1:PORT/, which no HTTP client can parse: callbacks never came
+    local m = start { "--job-seconds", "0.3", "--webhook-secret", SECRET }
+    local c = new_client { base_url = m.url, api_key = "test-key", listen = "::1:0",
+      webhook = { secret = SECRET, scheme = "kie" } }
+    assert.matches("^http://%[::1%]:%d+/$", c.callback_url)
+    local job = assert(c:submit(KLING, { prompt = "called back to ::1" }))
+    local res, err = job:await(15)
+    assert(res, tostring(err))
+    assert.equal(0, job.polls)
+  end)
 end)
