@@ -124,4 +124,36 @@ describe("audit: the callback listener", function()
     assert(res, tostring(err))
     assert.equal(0, job.polls)
   end)
+
+  it("regression: a callback that beats the createTask answer, then replayed with another body, ends the job with "
+    .. "the first", function()
+    -- webhooks.md: with the Kie scheme (body unsigned) only the first callback
+    -- of a task counts, so a body changed and replayed within the tolerance
+    -- changes nothing. A callback kept because it came before the task id was
+    -- known was overwritten by every later one: the replay won.
+    local s = canned.start()
+    later(s.stop)
+    local id = "task_early_race"
+    s.answer("createTask", cjson.encode({ code = 200, msg = "success", data = { taskId = id } }), 200, nil, nil,
+      { delay = 1.5 }) -- the gateway is slow to answer; its callback is not
+    local c = new_client { base_url = s.url, api_key = "test-key", listen = "127.0.0.1:0",
+      webhook = { secret = SECRET, scheme = "kie" }, rate = false }
+    local port = c._engine:listening()
+    local job = assert(c:submit(KLING, { prompt = "raced" }))
+    local deadline = helper.now() + 5
+    while #s.requests() == 0 and helper.now() < deadline do c:step(0.02) end
+    assert.is_nil(job.id, "the createTask answer is still on its way")
+    local headers, genuine = kie_callback(id)
+    local forged = cjson.encode({ code = 501, msg = "Playground task failed.",
+      data = { taskId = id, state = "fail", failCode = "500", failMsg = "forged" } })
+    local st = post_all(c, "127.0.0.1", port, { request_text(headers, genuine) }, 5)
+    assert.equal(200, st[1])
+    st = post_all(c, "127.0.0.1", port, { request_text(headers, forged) }, 5) -- the same signed headers
+    assert.equal(200, st[1])
+    assert.equal(2, c:stats().callbacks.unknown)
+    local res, err = job:await(10)
+    assert(res, "the replayed body ended the job: " .. tostring(err))
+    assert.same({ "https://cdn.example/" .. id .. ".mp4" }, res.urls)
+    assert.equal(1, c:stats().callbacks.delivered)
+  end)
 end)

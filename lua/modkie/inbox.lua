@@ -124,16 +124,17 @@ local function finish(self, job, res, err)
 end
 
 -- A verified callback of a task this client does not know (yet): kept, the
--- oldest dropped past EARLY_MAX, for `track` to end the job with.
+-- oldest dropped past EARLY_MAX, for `track` to end the job with. The first
+-- one of a task is kept, as for a known task: with the Kie scheme the body is
+-- not signed, so a later one may be a replay with another body.
 local function keep_early(self, id, raw)
-  if self.early[id] == nil then
-    local order = self.early_order
-    order[#order + 1] = id
-    if #order - self.early_first + 1 > EARLY_MAX then
-      self.early[order[self.early_first]] = nil
-      order[self.early_first] = nil
-      self.early_first = self.early_first + 1
-    end
+  if self.early[id] ~= nil then return end
+  local order = self.early_order
+  order[#order + 1] = id
+  if #order - self.early_first + 1 > EARLY_MAX then
+    self.early[order[self.early_first]] = nil
+    order[self.early_first] = nil
+    self.early_first = self.early_first + 1
   end
   self.early[id] = raw
 end
