@@ -156,4 +156,32 @@ describe("audit: the callback listener", function()
     assert.same({ "https://cdn.example/" .. id .. ".mp4" }, res.urls)
     assert.equal(1, c:stats().callbacks.delivered)
   end)
+
+  it("regression: a signed record whose code contradicts its final state is answered 400 (malformed), not 200 "
+    .. "as a task not ended yet", function()
+    -- webhooks.md: 200 "pending" is for a task that has not ended; 400 for a
+    -- signed body that is not a callback of the contract. A record saying
+    -- state "success" in a code-500 envelope is the latter (the reader calls
+    -- it a contradiction), but was counted "pending" and answered 200
+    local m = start { "--job-seconds", "60" }
+    local c = new_client { base_url = m.url, api_key = "test-key", listen = "127.0.0.1:0",
+      webhook = { secret = SECRET, scheme = "kie" }, rate = false }
+    local port = c._engine:listening()
+    local job = assert(c:submit(KLING, { prompt = "contradicted [seconds=60]" }))
+    assert(job:accepted(10))
+    local body = cjson.encode({ code = 500, msg = "Internal error", data = { taskId = job.id, state = "success",
+      resultJson = cjson.encode({ resultUrls = { "https://cdn.example/x.mp4" } }) } })
+    local headers = webhook.sign { scheme = "kie", body = body, secret = SECRET }
+    local st = post_all(c, "127.0.0.1", port, { request_text(headers, body) }, 5)
+    assert.equal(400, st[1])
+    assert.is_false(job.done)
+    assert.same({ 1, 0 }, { c:stats().callbacks.malformed, c:stats().callbacks.pending })
+    -- a task that has not ended is still 200 "pending"
+    local _, running = kie_callback(job.id, { state = "generating", resultJson = "" })
+    headers = webhook.sign { scheme = "kie", body = running, secret = SECRET }
+    st = post_all(c, "127.0.0.1", port, { request_text(headers, running) }, 5)
+    assert.equal(200, st[1])
+    assert.equal(1, c:stats().callbacks.pending)
+    assert.is_false(job.done)
+  end)
 end)

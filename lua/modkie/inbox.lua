@@ -208,7 +208,9 @@ function Inbox:deliver(headers, body)
   end
   local probe, perr = record.read(body)
   local id = probe and probe.id or (perr and perr.task_id)
-  if perr and perr.kind == "protocol" and perr.server_state and id then
+  -- (a final state the reader refused, a code contradicting it, is malformed below)
+  local ended = perr and perr.server_state and core.classify_state(perr.server_state)
+  if perr and perr.kind == "protocol" and perr.server_state and id and ended ~= "success" and ended ~= "failed" then
     count(self, "pending", { task_id = id, server_state = perr.server_state }) -- not ended yet: a later one will say
     return 200
   end
