@@ -105,6 +105,10 @@ local EXPECT = {
   ["kie-flux-kontext-callback-success.json"] = ok({ id = "task12345", urls = { "https://example.com/result.jpg" } }),
   ["kie-flux-kontext-callback-failure.json"] =
     fails("failed", 501, "Image generation task failed", true, { task_id = "task12345" }),
+  -- Runway's own record (record-detail): its state words, the video in videoInfo
+  ["kie-runway-record-detail-success.json"] =
+    ok({ id = "ee603959-debb-48d1-98c4-a6d1c717eba6", urls = { "https://file.com/k/xxxxxxx.mp4" } }),
+  ["kie-runway-record-detail-wait.json"] = running("wait"),
   ["kie-credit.json"] = { value = 100 },
   ["kie-download-url.json"] = { value = "https://tempfile.1f6cxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxbd98" },
   ["kie-4o-image-download-url.json"] = { value = "https://xxxxxx.xxxxxxxx.r2.cloudflarestorage.com/v/xxxxxxx.png?"

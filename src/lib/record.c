@@ -12,9 +12,10 @@
 
 /* Where outputs are named, in order; the first place that names any wins.
  * resultWaterMarkUrls (the same outputs, watermarked) and originUrls are not
- * outputs: the clean ones are. */
+ * outputs: the clean ones are. videoUrl is Runway's record (its videoInfo;
+ * videoInfo.imageUrl is the video's cover, not an output). */
 static const char *const URL_KEYS[] = {"resultUrls", "result_urls", "urls", "resultImageUrl", "video_url",
-                                       "audio_url"};
+                                       "audio_url", "videoUrl"};
 
 /* A present value (not missing, null or ""), else NULL. */
 static const cJSON *present(const cJSON *v) {
@@ -120,17 +121,17 @@ static int take_from(mk_reading *r, const cJSON *where) {
 }
 
 /* Groups of places, in order: the output, the record, Veo's, 4o Image's and
- * Flux Kontext's `info` and `response`, Suno's songs (`data`, one entry per
- * song). The first group that names any URL is the answer. */
+ * Flux Kontext's `info` and `response`, Runway's `videoInfo`, Suno's songs
+ * (`data`, one entry per song). The first group that names any URL is the answer. */
 static int read_urls(mk_reading *r, const cJSON *rec) {
-  static const char *const nested[] = {"info", "response"};
+  static const char *const nested[] = {"info", "response", "videoInfo"};
   const cJSON *songs, *song;
   size_t k;
   if (take_from(r, r->output) != 0) return -1;
   if (r->nurls) return 0;
   if (take_from(r, rec) != 0) return -1;
   if (r->nurls) return 0;
-  for (k = 0; k < 2; k++) {
+  for (k = 0; k < sizeof nested / sizeof nested[0]; k++) {
     if (take_from(r, mk_json_get(rec, nested[k])) != 0) return -1;
     if (r->nurls) return 0;
   }

@@ -9,7 +9,9 @@ const char *mk_state_name(mk_job_state s) {
 }
 
 mk_job_state mk_classify_state(const char *s) {
-  static const char *const queued[] = {"waiting", "queuing", "queued", "pending", "created", "submitted", NULL};
+  /* Runway's own record says wait and queueing */
+  static const char *const queued[] = {"waiting", "queuing", "queued", "pending", "created", "submitted",
+                                       "wait", "queueing", NULL};
   static const char *const failed[] = {"fail", "failed", "failure", "error", "cancelled", "canceled", NULL};
   int i;
   if (!strcmp(s, "success") || !strcmp(s, "succeeded") || !strcmp(s, "completed")) return MK_SUCCESS;

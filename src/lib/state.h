@@ -13,7 +13,8 @@ const char *mk_state_name(mk_job_state s);
 
 /* A server state word -> MK_QUEUED, MK_RUNNING, MK_SUCCESS or MK_FAILED.
  * Kie says waiting, queuing, generating, success, fail; ModKie pending,
- * processing, success, fail. Unknown words count as running: never terminal,
+ * processing, success, fail; Runway's record wait, queueing, generating,
+ * success, fail. Unknown words count as running: never terminal,
  * never an error. */
 mk_job_state mk_classify_state(const char *s);
 
