@@ -105,6 +105,8 @@ local EXPECT = {
   ["kie-flux-kontext-callback-success.json"] = ok({ id = "task12345", urls = { "https://example.com/result.jpg" } }),
   ["kie-flux-kontext-callback-failure.json"] =
     fails("failed", 501, "Image generation task failed", true, { task_id = "task12345" }),
+  ["kie-4o-image-callback-success.json"] =
+    ok({ id = "task12345", urls = { "https://example.com/result/image1.png" } }),
   -- the per-model APIs' own records (record-detail, record-info): Runway's
   -- state words, or no state but successFlag / status; outputs where each keeps them
   ["kie-runway-record-detail-success.json"] =
