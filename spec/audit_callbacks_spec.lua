@@ -185,3 +185,36 @@ describe("audit: the callback listener", function()
     assert.is_false(job.done)
   end)
 end)
+
+describe("audit: callbacks shared between workers (webhook.shared)", function()
+  -- An OpenResty shared dict's semantics, in process: add keeps what is there.
+  local function dict()
+    local t = {}
+    local d = {}
+    function d.get(_, k) return t[k] end
+    function d.set(_, k, v) t[k] = v return true end
+    function d.add(_, k, v)
+      if t[k] ~= nil then return false, "exists" end
+      t[k] = v
+      return true
+    end
+    function d.incr(_, k, by, init)
+      t[k] = (t[k] or init or 0) + by
+      return t[k]
+    end
+    function d.delete(_, k) t[k] = nil end
+    return d, t
+  end
+
+  it("regression: a task's first callback is the one kept for another worker, not a later replay", function()
+    local d, t = dict()
+    local c = new_client({ base_url = "http://127.0.0.1:9", api_key = "k", rate = false,
+      webhook = { secret = SECRET, scheme = "kie", shared = d } })
+    local headers, first = kie_callback("task_shared_1")
+    assert.equal(200, c:deliver(headers, first))
+    local _, later_body = kie_callback("task_shared_1", { state = "fail", failMsg = "replayed" })
+    assert.equal(200, c:deliver(headers, later_body)) -- the same signed headers (the Kie scheme signs no body)
+    assert.equal(first, t["modkie:callback:task_shared_1"])
+    assert.equal(2, c:stats().callbacks.relayed)
+  end)
+end)

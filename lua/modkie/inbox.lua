@@ -170,8 +170,12 @@ local function take(self, id, raw, may_relay)
     elseif may_relay and self.dict then
       local n = self.dict:incr("modkie:callbacks:n", 1, 0)
       local ok = n and self.dict:set("modkie:callbacks:" .. n, id .. "\n" .. raw, RELAY_TTL)
-      -- and by task id, for a worker that learns the task after its relay read past it
-      if ok then ok = self.dict:set("modkie:callback:" .. id, raw, RELAY_TTL) end
+      -- and by task id, for a worker that learns the task after its relay read past it: the
+      -- first callback of a task, as everywhere (a later one may be a replay with another body)
+      if ok then
+        local added, aerr = self.dict:add("modkie:callback:" .. id, raw, RELAY_TTL)
+        ok = added or aerr == "exists"
+      end
       count(self, ok and "relayed" or "unknown", { task_id = id })
     else
       keep_early(self, id, raw)
