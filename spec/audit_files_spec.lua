@@ -125,3 +125,38 @@ describe("audit: files out", function()
     assert.equal("", io.popen("ls -A " .. helper.shell_quote(mnt)):read("*a"))
   end)
 end)
+
+describe("audit: downloads' own timeout", function()
+  -- An expired result link is asked for afresh, once; that second download
+  -- used to get the whole timeout again and to go on after the error came back.
+  it("holds for the fresh link too, and nothing goes on after the error", function()
+    local s = canned.start()
+    local dir = helper.tmpdir()
+    local c = modkie.new{ base_url = s.url, api_key = "k-files-0123456789", rate = false, poll_interval = 0.02,
+      timeout = 30, retries = 0 }
+    finally(function()
+      c:close()
+      s.stop()
+      helper.rmdir(dir)
+    end)
+    local function envelope(data) return '{"code":200,"msg":"success","data":' .. data .. "}" end
+    s.answer("recordInfo", envelope(('{"taskId":"t_gone","state":"success","resultJson":%s}')
+      :format(cjson.encode(cjson.encode({ resultUrls = { s.url .. "/files/gone.mp4" } })))))
+    s.answer("gone.mp4", "no such file", 404)
+    s.answer("download-url", envelope(cjson.encode(s.url .. "/files/slow.mp4")))
+    s.answer("slow.mp4", ("v"):rep(4096), 200, "video/mp4", false, { delay = 8 })
+    local job = c:job("t_gone")
+    assert(job:await(10))
+    local now = require("modkie.core").now
+    local t0 = now()
+    local paths, err = job:download(dir, { timeout = 1.5 })
+    local took = now() - t0
+    assert.is_nil(paths)
+    assert.equal("timeout", err.kind)
+    assert.is_true(took < 4, ("download took %.1f s with a 1.5 s timeout"):format(took))
+    -- the fresh link's transfer was stopped with the error: nothing left in flight, no file
+    assert.equal(0, c:stats().in_flight)
+    assert.is_nil(helper.read_file(dir .. "/t_gone-1.mp4"))
+    assert.is_nil(helper.read_file(dir .. "/t_gone-1.mp4.part"))
+  end)
+end)

@@ -105,6 +105,21 @@ local EXPECT = {
   ["kie-flux-kontext-callback-success.json"] = ok({ id = "task12345", urls = { "https://example.com/result.jpg" } }),
   ["kie-flux-kontext-callback-failure.json"] =
     fails("failed", 501, "Image generation task failed", true, { task_id = "task12345" }),
+  ["kie-4o-image-callback-success.json"] =
+    ok({ id = "task12345", urls = { "https://example.com/result/image1.png" } }),
+  -- the per-model APIs' own records (record-detail, record-info): Runway's
+  -- state words, or no state but successFlag / status; outputs where each keeps them
+  ["kie-runway-record-detail-success.json"] =
+    ok({ id = "ee603959-debb-48d1-98c4-a6d1c717eba6", urls = { "https://file.com/k/xxxxxxx.mp4" } }),
+  ["kie-runway-record-detail-wait.json"] = running("wait"),
+  ["kie-4o-image-record-info-success.json"] = ok({ id = "task12345",
+    urls = { "https://example.com/result/image1.png" }, created_at = 1672561200, completed_at = 1672574400,
+    progress = 100 }), -- "1.00": a fraction
+  ["kie-flux-kontext-record-info-success.json"] = ok({ id = "task12345", urls = { "https://example.com/result.jpg" },
+    created_at = 1710930300, completed_at = 1710930600 }), -- 2024-03-20T10:25:00Z, 10:30:00Z
+  ["kie-veo3-record-info-success.json"] = ok({ id = "veo_task_abcdef123456",
+    urls = { "http://example.com/video1.mp4" }, created_at = NONE, completed_at = NONE }), -- no zone: unknown
+  ["kie-suno-record-info-success.json"] = ok({ id = "5c79****be8e", urls = { "https://example.cn/****.mp3" } }),
   ["kie-credit.json"] = { value = 100 },
   ["kie-download-url.json"] = { value = "https://tempfile.1f6cxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxbd98" },
   ["kie-4o-image-download-url.json"] = { value = "https://xxxxxx.xxxxxxxx.r2.cloudflarestorage.com/v/xxxxxxx.png?"

@@ -284,7 +284,8 @@ function Client.new(opts)
   })
   if opts.listen and not opts.callback_url then -- jobs call back to the listener
     local host = opts.listen:match("^(.*):%d+$")
-    if host == "" or host == "0.0.0.0" or host == "[::]" then host = "127.0.0.1" end
+    if host == "" or host == "0.0.0.0" or host == "[::]" or host == "::" then host = "127.0.0.1" end
+    if host:find(":", 1, true) and host:sub(1, 1) ~= "[" then host = "[" .. host .. "]" end -- "::1:8080" too
     self.callback_url = ("http://%s:%d/"):format(host, self._engine:listening())
   end
   self.scheduler = scheduler.new(self, self._engine, opts.wait)

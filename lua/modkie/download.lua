@@ -99,17 +99,23 @@ function download.files(client, urls, dir, opts)
     pending[n] = client:download_file(url, paths[n])
   end
   local sched = client.scheduler
-  if not sched:wait_all(pending, opts.timeout) then
+  -- `timeout` is for the whole call, the fresh links' downloads included
+  local deadline = opts.timeout and core.now() + opts.timeout
+  local function left() return deadline and math.max(0, deadline - core.now()) end
+  local function stop_all() -- nothing goes on once the call has returned
     for _, p in ipairs(pending) do sched:drop(p) end
+  end
+  if not sched:wait_all(pending, opts.timeout) then
+    stop_all()
     return nil, scheduler.timeout_error("download", opts.timeout)
   end
   -- A result URL may have expired: ask the gateway for a fresh link, once.
   for n, p in ipairs(pending) do
-    if p.error and p.error.kind == "not_found" then
+    if p.error and p.error.kind == "not_found" and left() ~= 0 then
       local fresh = client:download_url(urls[n])
       if fresh then
         pending[n] = client:download_file(fresh, paths[n])
-        sched:wait_all({ pending[n] }, opts.timeout)
+        sched:wait_all({ pending[n] }, left())
       end
     end
   end
@@ -119,6 +125,7 @@ function download.files(client, urls, dir, opts)
   end
   for n, p in ipairs(pending) do
     if not p.done or p.error then
+      stop_all()
       local err = p.error or scheduler.timeout_error("download", opts.timeout)
       err.files, err.url, err.path = done, urls[n], err.path or paths[n]
       return nil, err

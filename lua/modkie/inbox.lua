@@ -124,16 +124,17 @@ local function finish(self, job, res, err)
 end
 
 -- A verified callback of a task this client does not know (yet): kept, the
--- oldest dropped past EARLY_MAX, for `track` to end the job with.
+-- oldest dropped past EARLY_MAX, for `track` to end the job with. The first
+-- one of a task is kept, as for a known task: with the Kie scheme the body is
+-- not signed, so a later one may be a replay with another body.
 local function keep_early(self, id, raw)
-  if self.early[id] == nil then
-    local order = self.early_order
-    order[#order + 1] = id
-    if #order - self.early_first + 1 > EARLY_MAX then
-      self.early[order[self.early_first]] = nil
-      order[self.early_first] = nil
-      self.early_first = self.early_first + 1
-    end
+  if self.early[id] ~= nil then return end
+  local order = self.early_order
+  order[#order + 1] = id
+  if #order - self.early_first + 1 > EARLY_MAX then
+    self.early[order[self.early_first]] = nil
+    order[self.early_first] = nil
+    self.early_first = self.early_first + 1
   end
   self.early[id] = raw
 end
@@ -169,8 +170,12 @@ local function take(self, id, raw, may_relay)
     elseif may_relay and self.dict then
       local n = self.dict:incr("modkie:callbacks:n", 1, 0)
       local ok = n and self.dict:set("modkie:callbacks:" .. n, id .. "\n" .. raw, RELAY_TTL)
-      -- and by task id, for a worker that learns the task after its relay read past it
-      if ok then ok = self.dict:set("modkie:callback:" .. id, raw, RELAY_TTL) end
+      -- and by task id, for a worker that learns the task after its relay read past it: the
+      -- first callback of a task, as everywhere (a later one may be a replay with another body)
+      if ok then
+        local added, aerr = self.dict:add("modkie:callback:" .. id, raw, RELAY_TTL)
+        ok = added or aerr == "exists"
+      end
       count(self, ok and "relayed" or "unknown", { task_id = id })
     else
       keep_early(self, id, raw)
@@ -207,7 +212,9 @@ function Inbox:deliver(headers, body)
   end
   local probe, perr = record.read(body)
   local id = probe and probe.id or (perr and perr.task_id)
-  if perr and perr.kind == "protocol" and perr.server_state and id then
+  -- (a final state the reader refused, a code contradicting it, is malformed below)
+  local ended = perr and perr.server_state and core.classify_state(perr.server_state)
+  if perr and perr.kind == "protocol" and perr.server_state and id and ended ~= "success" and ended ~= "failed" then
     count(self, "pending", { task_id = id, server_state = perr.server_state }) -- not ended yet: a later one will say
     return 200
   end

@@ -16,7 +16,7 @@ struct mk_listener {
   void *ud;
   mk_request *live;       /* requests not yet freed */
   int port, fd;
-  int resumed;            /* a connection was resumed: MHD_run is due (libmicrohttpd's external mode) */
+  int resumed;            /* a connection was resumed or closed: MHD_run is due (libmicrohttpd's external mode) */
 };
 
 static void request_free(mk_request *r) {
@@ -126,6 +126,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state, e
   request_free(r); /* answered (or the listener stops): no op holds it any more */
 }
 
+/* A connection closed. At MHD_OPTION_CONNECTION_LIMIT libmicrohttpd takes its
+ * listening socket out of its epoll set, and puts it back only at the start of
+ * a later MHD_run: without that run, connections waiting in the backlog (a
+ * burst of more callbacks than the limit) were never accepted, as no event
+ * came to wake the listener. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  mk_listener *l = cls;
+  (void)conn;
+  (void)socket_context;
+  if (toe == MHD_CONNECTION_NOTIFY_CLOSED) l->resumed = 1;
+}
+
 /* "host:port" into an address: numeric, or localhost. */
 static int parse_address(const char *address, struct sockaddr_storage *ss, char *err, size_t errlen) {
   const char *colon = strrchr(address, ':');
@@ -182,7 +195,9 @@ mk_listener *mk_listener_start(const char *address, mk_on_request on_request, vo
   unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   mk_listener *l;
   if (parse_address(address, &ss, err, errlen) != 0) return NULL;
-  if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  /* dual stack: "[::]" takes IPv4 too, as the callback_url made for it
+   * (http://127.0.0.1:port/) needs; libmicrohttpd's IPv6 alone is IPv6 only */
+  if (ss.ss_family == AF_INET6) flags |= MHD_USE_DUAL_STACK;
   l = calloc(1, sizeof *l);
   if (!l) {
     snprintf(err, errlen, "listen: out of memory");
@@ -195,6 +210,7 @@ mk_listener *mk_listener_start(const char *address, mk_on_request on_request, vo
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)MK_LISTEN_TIMEOUT,
                                MHD_OPTION_CONNECTION_LIMIT, (unsigned int)MK_LISTEN_CONNECTIONS,
                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+                               MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
                                MHD_OPTION_EXTERNAL_LOGGER, no_log, NULL,
                                MHD_OPTION_END);
   if (!l->daemon) {

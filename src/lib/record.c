@@ -12,9 +12,11 @@
 
 /* Where outputs are named, in order; the first place that names any wins.
  * resultWaterMarkUrls (the same outputs, watermarked) and originUrls are not
- * outputs: the clean ones are. */
+ * outputs: the clean ones are. videoUrl is Runway's record (its videoInfo;
+ * videoInfo.imageUrl is the video's cover, not an output), audioUrl Suno's
+ * (streamAudioUrl is the same song streamed). */
 static const char *const URL_KEYS[] = {"resultUrls", "result_urls", "urls", "resultImageUrl", "video_url",
-                                       "audio_url"};
+                                       "audio_url", "videoUrl", "audioUrl"};
 
 /* A present value (not missing, null or ""), else NULL. */
 static const cJSON *present(const cJSON *v) {
@@ -32,9 +34,40 @@ static int truthy(const cJSON *v) {
   return v && !cJSON_IsFalse(v);
 }
 
+/* Days from 1970-01-01 to a date of the proleptic Gregorian calendar. */
+static long days_from_civil(long y, long m, long d) {
+  long era, yoe, doy;
+  y -= m <= 2;
+  era = (y >= 0 ? y : y - 399) / 400;
+  yoe = y - era * 400;
+  doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+/* ISO 8601 with its zone ("2024-03-20T10:30:00Z", "…+08:00"; Flux Kontext's
+ * record), in Unix seconds; NAN for anything else. A time without a zone
+ * ("2025-06-06 10:30:00", Veo's record) names no instant: NAN. */
+static double iso_seconds(const char *s) {
+  int y, mo, d, h, mi, sec, n = 0, oh, om;
+  double t, frac = 0;
+  if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || !n) return NAN;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return NAN;
+  s += n;
+  if (*s == '.' && isdigit((unsigned char)s[1])) {
+    frac = strtod(s, NULL);
+    for (s++; isdigit((unsigned char)*s); s++) {}
+  }
+  t = (double)days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec + frac;
+  if ((s[0] == 'Z' || s[0] == 'z') && !s[1]) return t;
+  if ((s[0] == '+' || s[0] == '-') && sscanf(s + 1, "%2d:%2d%n", &oh, &om, &n) == 2 && !s[1 + n] && oh < 24 &&
+      om < 60)
+    return s[0] == '+' ? t - (oh * 3600 + om * 60) : t + (oh * 3600 + om * 60);
+  return NAN;
+}
+
 double mk_record_seconds(const cJSON *v) {
   double d = number(v);
-  if (isnan(d)) return NAN;
+  if (isnan(d)) return cJSON_IsString(v) ? iso_seconds(v->valuestring) : NAN;
   return d > 1e11 ? d / 1000 : d; /* after 1973 in ms, or year 5138 in s */
 }
 
@@ -46,9 +79,24 @@ double mk_record_cost_seconds(const cJSON *cost, double created, double complete
 }
 
 double mk_record_progress(const cJSON *rec) {
+  const cJSON *v = mk_json_get(rec, "progress");
   double p;
-  if (!mk_json_number(mk_json_get(rec, "progress"), &p) || p < 0 || p > 100) return NAN;
+  if (!mk_json_number(v, &p) || p < 0 || p > 100) return NAN;
+  /* 4o Image's record (it has a successFlag) writes a fraction as a string: "1.00" */
+  if (cJSON_IsString(v) && present(mk_json_get(rec, "successFlag"))) return p <= 1 ? p * 100 : NAN;
   return p;
+}
+
+const char *mk_record_state_word(const cJSON *rec) {
+  static const char *const flags[] = {"GENERATING", "SUCCESS", "CREATE_TASK_FAILED", "GENERATE_FAILED"};
+  const cJSON *state = mk_json_get(rec, "state"), *status;
+  double f;
+  if (state) return cJSON_IsString(state) ? state->valuestring : NULL;
+  status = present(mk_json_get(rec, "status"));
+  if (cJSON_IsString(status)) return status->valuestring;
+  if (mk_json_number(present(mk_json_get(rec, "successFlag")), &f) && f >= 0 && f <= 3 && f == floor(f))
+    return flags[(int)f];
+  return NULL;
 }
 
 /* ---- URLs ---- */
@@ -120,21 +168,23 @@ static int take_from(mk_reading *r, const cJSON *where) {
 }
 
 /* Groups of places, in order: the output, the record, Veo's, 4o Image's and
- * Flux Kontext's `info` and `response`, Suno's songs (`data`, one entry per
- * song). The first group that names any URL is the answer. */
+ * Flux Kontext's `info` and `response`, Runway's `videoInfo`, Suno's songs
+ * (a callback's `data`, a record's `response.sunoData`: one entry per song).
+ * The first group that names any URL is the answer. */
 static int read_urls(mk_reading *r, const cJSON *rec) {
-  static const char *const nested[] = {"info", "response"};
+  static const char *const nested[] = {"info", "response", "videoInfo"};
   const cJSON *songs, *song;
   size_t k;
   if (take_from(r, r->output) != 0) return -1;
   if (r->nurls) return 0;
   if (take_from(r, rec) != 0) return -1;
   if (r->nurls) return 0;
-  for (k = 0; k < 2; k++) {
+  for (k = 0; k < sizeof nested / sizeof nested[0]; k++) {
     if (take_from(r, mk_json_get(rec, nested[k])) != 0) return -1;
     if (r->nurls) return 0;
   }
   songs = mk_json_get(rec, "data");
+  if (!cJSON_IsArray(songs)) songs = mk_json_get(mk_json_get(rec, "response"), "sunoData");
   if (cJSON_IsArray(songs))
     for (song = songs->child; song; song = song->next)
       if (take_from(r, song) != 0) return -1;
@@ -177,9 +227,12 @@ static int read_result(mk_reading *r, const cJSON *rec) {
   return read_urls(r, rec);
 }
 
-/* failCode: a number (a numeric string as its number), any other string as it is. */
+/* failCode: a number (a numeric string as its number), any other string as it
+ * is; the per-model records' errorCode and errorMessage where there is none. */
 static void read_failure(mk_reading *r, const cJSON *rec) {
   const cJSON *code = present(mk_json_get(rec, "failCode")), *msg = present(mk_json_get(rec, "failMsg"));
+  if (!code) code = present(mk_json_get(rec, "errorCode"));
+  if (!msg) msg = present(mk_json_get(rec, "errorMessage"));
   if (mk_json_number(code, &r->fail_code)) r->fail_code_kind = 1;
   else if (cJSON_IsString(code)) r->fail_code_kind = 2, r->fail_code_text = code->valuestring;
   if (cJSON_IsString(msg)) r->fail_message = msg->valuestring;
@@ -241,8 +294,8 @@ int mk_record_read(const cJSON *doc, const char *job_id, const char *job_model, 
     return broken(r, "the record has no usable task id (taskId is %s)%s", id ? "not a non-empty string" : "missing",
                   NULL);
   state = mk_json_get(rec, "state");
-  word = cJSON_IsString(state) ? state->valuestring : NULL;
-  if (!state && r->has_code &&
+  word = mk_record_state_word(rec);
+  if (!word && !state && r->has_code &&
       (r->code != 200 || truthy(mk_json_get(rec, "info")) || truthy(mk_json_get(rec, "callbackType")) ||
        truthy(mk_json_get(rec, "video_url")))) {
     /* Kie's per-model callbacks (Veo, 4o Image, Flux Kontext: info; Suno:

@@ -18,7 +18,12 @@
  *    milliseconds, decided from the record itself (mk_record_cost_seconds);
  *  - progress 0-100 and updateTime where the gateway gives them;
  *  - the per-model callbacks of Kie's older APIs (Veo, Runway, Suno, 4o
- *    Image, Flux Kontext): no state, the envelope's code says how it ended.
+ *    Image, Flux Kontext): no state, the envelope's code says how it ended;
+ *  - those APIs' own records: Runway's states and videoInfo, successFlag or
+ *    status for a state (mk_record_state_word), errorCode and errorMessage
+ *    for failCode and failMsg, outputs in `response` (Suno's songs in
+ *    response.sunoData), 4o Image's progress a fraction, Flux Kontext's
+ *    times in ISO 8601.
  * Absent, null and "" are the same; a number may be a numeric string
  * (json.h's mk_json_number); NaN and the infinities count as absent. */
 #ifndef MODKIE_RECORD_H
@@ -79,5 +84,11 @@ double mk_record_seconds(const cJSON *v);
 double mk_record_cost_seconds(const cJSON *cost, double created, double completed);
 /* The record's progress, 0 to 100, or NAN. */
 double mk_record_progress(const cJSON *rec);
+/* Where the record says its task is: its `state`; without one, the per-model
+ * records' `status` (4o Image, Suno: SUCCESS, GENERATING, PENDING,
+ * GENERATE_FAILED, …) or `successFlag` (4o Image, Flux Kontext, Veo: 0
+ * GENERATING, 1 SUCCESS, 2 CREATE_TASK_FAILED, 3 GENERATE_FAILED). NULL when
+ * none says (or state is not a string). */
+const char *mk_record_state_word(const cJSON *rec);
 
 #endif

@@ -37,7 +37,7 @@ void mk_reply_read(mk_reply *r, const char *body, size_t len) {
   r->has_data = 1;
   r->data = v;
   r->task_id = mk_json_string(v, "taskId");
-  r->state = mk_json_string(v, "state");
+  r->state = mk_record_state_word(v);
   r->progress = mk_record_progress(v);
   r->updated_at = mk_record_seconds(mk_json_get(v, "updateTime"));
 }

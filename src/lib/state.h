@@ -13,8 +13,12 @@ const char *mk_state_name(mk_job_state s);
 
 /* A server state word -> MK_QUEUED, MK_RUNNING, MK_SUCCESS or MK_FAILED.
  * Kie says waiting, queuing, generating, success, fail; ModKie pending,
- * processing, success, fail. Unknown words count as running: never terminal,
- * never an error. */
+ * processing, success, fail; Runway's record wait, queueing, generating,
+ * success, fail; the status of 4o Image's and Suno's records GENERATING,
+ * PENDING, TEXT_SUCCESS, FIRST_SUCCESS (running), SUCCESS, and
+ * CREATE_TASK_FAILED, GENERATE_FAILED, GENERATE_AUDIO_FAILED,
+ * CALLBACK_EXCEPTION, SENSITIVE_WORD_ERROR (failed). Unknown words count as
+ * running: never terminal, never an error. */
 mk_job_state mk_classify_state(const char *s);
 
 #endif

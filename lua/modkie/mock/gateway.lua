@@ -518,9 +518,10 @@ local function record_info(self, ctx)
   local limited = self:limit("record", ctx)
   if limited then return limited end
   local id = query_params(ctx.req.query).taskId
-  if not id or id == "" then return self:fail(422, "taskId is required") end
+  -- the documented answers (Get Task Details: 400, 404)
+  if not id or id == "" then return self:fail(400, "taskId parameter is required") end
   local task = self.tasks[id]
-  if not task then return self:fail(404, "task not found") end
+  if not task then return self:fail(404, "Task not found") end
   task.polls = task.polls + 1
   if #self.poll_log < POLL_LOG_MAX then self.poll_log[#self.poll_log + 1] = { ctx.now, id } end
   if self.journal then self.journal:touch(task) end
