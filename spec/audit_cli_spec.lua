@@ -131,6 +131,19 @@ describe("modkie command line (audit)", function()
     assert.matches("modkie: job failed: generation failed (code 501)", r.err, 1, true)
   end)
 
+  it("a flag whose value was forgotten does not take the next flag for it (--prompt --wait)", function()
+    local before = m.stats().create_requests
+    local r = modkie({ "submit", KLING, "--prompt", "--wait" })
+    assert.equal(2, r.code)
+    assert.matches("--prompt needs a value, got the flag '--wait' (for that very text, write --prompt=--wait)",
+      r.err, 1, true)
+    assert.equal(before, m.stats().create_requests) -- nothing sent: no job with the prompt "--wait"
+    -- the text itself, asked for plainly
+    r = modkie({ "submit", KLING, "--prompt=--wait" })
+    assert.equal(0, r.code, r.err)
+    assert.equal(before + 1, m.stats().create_requests)
+  end)
+
   it("submit --wait-timeout waits (as --download does) rather than being ignored", function()
     local r = modkie({ "submit", KLING, "--prompt", "long [seconds=30]", "--wait-timeout", "0.5",
       "--poll-interval", "0.05" })

@@ -312,6 +312,9 @@ describe("bin/modkie", function()
         { args({ "--journal", "j", "--no-journal" }), "give %-%-journal or %-%-no%-journal, not both" },
         { args({ "--random", "2" }), "%-%-random and %-%-seed go with %-%-expand" },
         { args({ "--concurrency" }), "%-%-concurrency needs a value" },
+        { args({ "--concurrency", "--dry-run" }),
+          "%-%-concurrency needs a value, got the flag '%-%-dry%-run' %(for that very text, write "
+          .. "%-%-concurrency=%-%-dry%-run%)" },
         { args({ "--dry-run=yes" }), "%-%-dry%-run takes no value" },
       }
       for _, c in ipairs(cases) do

@@ -90,6 +90,12 @@ function args.parse(argv, spec)
           i = i + 1
           value = argv[i]
           if value == nil then return nil, "--" .. name .. " needs a value" end
+          -- `--prompt --wait`: the value forgotten, the next flag taken for it
+          local next_name = value:match("^%-%-([^=]+)")
+          if next_name and flags[next_name] then
+            return nil, ("--%s needs a value, got the flag '%s' (for that very text, write --%s=%s)")
+              :format(name, value, name, value)
+          end
         end
         local check = type(flag.value) == "function" and flag.value or args.types[flag.value]
         local parsed, why = check(value)
