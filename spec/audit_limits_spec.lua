@@ -52,3 +52,63 @@ describe("audit: rate windows and their stores", function()
     assert.equal(0, report.rate_limited)
   end)
 end)
+
+describe("audit: a Redis store whose clock stepped back #shared", function()
+  local redis = require "spec.redis"
+  local windows = require "spec.support.windows"
+  local modkie = require "modkie"
+  local later, start = helper.cleanups(function(fn) finally(fn) end)
+  local KEY = "sk-audit-limits-clock"
+
+  local function cli(r, args)
+    local p = assert(io.popen(("redis-cli -p %d %s 2>&1"):format(r.port, args)))
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+
+  local function drive(clients, jobs, seconds)
+    local deadline = helper.now() + seconds
+    local function left()
+      for _, j in ipairs(jobs) do if not j.done then return true end end
+      return false
+    end
+    while left() and helper.now() < deadline do
+      for _, c in ipairs(clients) do c:step(0.005) end
+    end
+  end
+
+  it("counts grants stamped ahead of Redis's clock as given now: never over the limit in a window", function()
+    local r = redis.start()
+    later(r.stop)
+    local m = start({ "--job-seconds", "0.2", "--limits", "create=5/2,poll=100/1" })
+    local function client()
+      return modkie.new{ base_url = m.url, api_key = KEY, poll_interval = 0.05,
+        rate = { submit = { 5, 2 }, poll = { 100, 1 }, shared = r.url(0), clients = 2 } }
+    end
+    local a, b = client(), client()
+    later(function() a:close(); b:close() end)
+    local first = {}
+    for i = 1, 5 do first[i] = assert(a:submit("kling/kling-3-0", { prompt = "before the step " .. i })) end
+    drive({ a }, first, 10)
+    -- Redis's host clock steps back an hour (an NTP step, a VM resumed, a
+    -- failover to a replica whose clock is behind): the script then reads
+    -- the grants it just gave as an hour ahead of its TIME. Shifting the
+    -- stamps an hour ahead shows the script exactly that.
+    local key = cli(r, "--scan --pattern 'modkie:*:create'"):match("(modkie:%S+:create)")
+    assert.truthy(key, "the create lane's key in Redis")
+    local stamps = {}
+    for s in cli(r, "LRANGE " .. key .. " 0 -1"):gmatch("[%d.]+") do stamps[#stamps + 1] = tonumber(s) end
+    assert.equal(5, #stamps)
+    for i, s in ipairs(stamps) do cli(r, ("LSET %s %d %.6f"):format(key, i - 1, s + 3600)) end
+    local second = {}
+    for i = 1, 5 do second[i] = assert(b:submit("kling/kling-3-0", { prompt = "after the step " .. i })) end
+    drive({ a, b }, second, 20)
+    for i, j in ipairs(second) do assert.equal("success", j.state, "job " .. i .. ": " .. tostring(j.error)) end
+    local creates, _, refused = windows.arrivals(m, "create")
+    local most = windows.busiest(creates, 2)
+    assert.is_true(most <= 5, ("%d creates in one 2 s window (limit 5), %d answered 429"):format(most, refused))
+    assert.equal(0, refused, "answered 429")
+    assert.equal(10, #creates)
+  end)
+end)
