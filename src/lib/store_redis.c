@@ -40,9 +40,10 @@
  * (a restart, a flush, an eviction). A grant time ahead of Redis's clock
  * (its host's clock stepped back, or a failover to a replica whose clock is
  * behind) is taken as given now, and written so: counted as long past, the
- * grants of the window just given would be given again at once. ARGV: limit, window in seconds, grants
- * wanted, this client's id. Returns {granted, microseconds until asking
- * again is worthwhile, clients seen in the last minute, epoch}. */
+ * grants of the window just given would be given again at once. ARGV:
+ * limit, window in seconds, grants wanted, this client's id. Returns
+ * {granted, microseconds until asking again is worthwhile, clients seen in
+ * the last minute, epoch}. */
 static const char GRANT_SCRIPT[] =
   "if redis.replicate_commands then redis.replicate_commands() end\n"
   "local t = redis.call('TIME')\n"
