@@ -93,6 +93,20 @@ static int l_json_unescape_slashes(lua_State *L) {
   return 1;
 }
 
+/* core.pcall(f, ...) -> true, ... | false, err: pcall through a C call, so
+ * that f cannot yield out of it. A host's function run inside a step (a
+ * poll_interval function, the log hook) that yields fails with an error
+ * instead of suspending the step half done: Lua 5.2+'s own pcall would let
+ * the yield through, leaving the client stepping for ever (see Client:step). */
+static int l_pcall(lua_State *L) {
+  int rc;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  lua_pushboolean(L, rc == 0);
+  lua_insert(L, 1);
+  return lua_gettop(L);
+}
+
 /* core.now() -> monotonic seconds */
 static int l_now(lua_State *L) {
   lua_pushnumber(L, mk_now());
@@ -120,7 +134,7 @@ void mk_register_class(lua_State *L, const char *name, const luaL_Reg *meta, con
 static const luaL_Reg functions[] = {
   {"classify_state", l_classify_state}, {"default_interval", l_default_interval}, {"origin", l_origin},
   {"url_escape", l_url_escape}, {"utf8_invalid", l_utf8_invalid}, {"now", l_now}, {"time", l_time},
-  {"json_unescape_slashes", l_json_unescape_slashes},
+  {"json_unescape_slashes", l_json_unescape_slashes}, {"pcall", l_pcall},
   {NULL, NULL}
 };
 

@@ -305,7 +305,8 @@ end
 -- the fields: without a hook a job makes no table for its log lines.
 function Client:_emit(level, event, fields)
   local log = self._log
-  if log then pcall(log, level, event, fields) end
+  -- core.pcall, not pcall: a hook that yields must not suspend a step half done
+  if log then core.pcall(log, level, event, fields) end
 end
 
 -- ---------------------------------------------------------------- jobs
@@ -684,10 +685,15 @@ end
 -- "learn"): the answer goes back at once. A function that raises: the job
 -- goes on on the default schedule and step raises the error once every
 -- event is handed out; one that returns no number of seconds: the default
--- schedule, and a warning.
+-- schedule, and a warning. It runs inside the step: one that yields fails
+-- (core.pcall lets no yield through), as an error raised from step.
 function on.interval(self, job, ev)
-  local ok, secs = pcall(self._interval, ev.elapsed, ev.polls, job, ev.default)
+  local ok, secs = core.pcall(self._interval, ev.elapsed, ev.polls, job, ev.default)
   if not ok then
+    if type(secs) == "string" and secs:find("attempt to yield", 1, true) then
+      secs = "modkie: a poll_interval function must not yield: it runs inside client:step; "
+        .. "return the seconds at once (" .. secs .. ")"
+    end
     self._raised = self._raised or secs
     secs = ev.default
   elseif type(secs) ~= "number" or not (secs >= 0 and secs <= 1e6) then -- NaN fails both
