@@ -65,3 +65,39 @@ describe("a poll_interval function", function()
     assert(assert(c:submit(KLING, { prompt = "after" })):await(10))
   end)
 end)
+
+describe("a record that was seen", function()
+  -- record_grace is for a record not shown yet right after createTask. It
+  -- was counted from the acceptance only: a job running longer than
+  -- record_grace (60 s by default) whose poll was answered "recordInfo is
+  -- null" once (a replica behind, a glitch) ended not_found at once, and
+  -- stopped being polled, while the task ran on and was billed.
+  it("regression: then missing once, after record_grace, is polled on (was not_found at once)", function()
+    local m = start({ "--job-seconds", "60" })
+    local id = "task_vanishes_once"
+    local running = record(id, "generating")
+    local answers = {}
+    for i = 1, 8 do answers[i] = running end -- 8 polls 0.1 s apart: past the 0.3 s grace
+    answers[#answers + 1] = RECORD_NULL
+    answers[#answers + 1] = record(id, "success")
+    m.replay(RECORD_INFO, id, answers)
+    local c = new_client({ api_key = "k", base_url = m.url, poll_interval = 0.1, record_grace = 0.3 })
+    local job = c:job(id, { model = KLING })
+    local res, err = job:await(20)
+    assert.is_nil(err and tostring(err))
+    assert.equal("success", res.state)
+    assert.equal(10, job.polls)
+  end)
+
+  it("then missing for good ends not_found record_grace after it was last seen, not never", function()
+    local m = start({ "--job-seconds", "60" })
+    local id = "task_vanishes"
+    m.replay(RECORD_INFO, id, { record(id, "generating"), record(id, "generating"), RECORD_NULL })
+    local c = new_client({ api_key = "k", base_url = m.url, poll_interval = 0.1, record_grace = 0.5, deadline = 60 })
+    local job = c:job(id, { model = KLING })
+    local res, err = job:await(30) -- generous: it ends about 0.7 s in
+    assert.is_nil(res)
+    assert.equal("not_found", err.kind)
+    assert.matches(id, err.message, 1, true)
+  end)
+end)

@@ -131,6 +131,7 @@ typedef struct mk_op {
   char *task_id;          /* jobs, once accepted */
   double created;         /* monotonic time the op was made */
   double accepted;        /* jobs: time the task was accepted (or adopted) */
+  double seen;            /* jobs: time a poll last showed the task's record (0: never) */
   int polls;
   int expired;            /* the deadline passed while createTask was in flight */
   int hold;               /* jobs: stop every createTask attempt at the door (mk_engine_hold) */

@@ -236,6 +236,7 @@ static void apply(mk_engine *e, mk_op *op, input on, given *g) {
   }
   if (does & COUNT_POLL) op->polls++;
   if (does & SETTLE) op->attempts = op->garbled = 0;
+  if ((does & NOTE_RECORD) && g->r->state) op->seen = mk_now(); /* record_grace counts from here (judge.c) */
   if (does & NOTE_RECORD) note_record(e, op, g);
   if (does & EMIT_READY) mk_engine_emit(e, mk_event_new(MK_EV_READY, mk_op_handle(op)));
   if (does & EMIT_ACCEPTED) {

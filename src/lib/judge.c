@@ -217,15 +217,19 @@ void mk_judge_poll(mk_engine *e, const mk_op *op, const mk_reply *r, mk_verdict 
     return;
   }
   if (record_missing(op, r)) {
-    double waited = mk_now() - op->accepted;
+    /* from the acceptance, or from the last poll that showed the record: a
+     * record seen once and then missing (a replica behind) is polled on, not
+     * ended, until it has been missing record_grace seconds */
+    double waited = mk_now() - (op->seen > op->accepted ? op->seen : op->accepted);
     if (waited < e->record_grace) { /* poll again on the job's schedule */
       v->next = MK_NEXT_POLL;
       v->state = op->state;
       return;
     }
     fail(v, MK_KIND_NOT_FOUND, op->result.http, 422);
-    say(v, "recordInfo: task %.160s not found: the gateway still answered '%.40s' %d s after it was accepted",
-        op->task_id, r->message ? r->message : "code 422", waited < 1e6 ? (int)waited : 1000000);
+    say(v, "recordInfo: task %.160s not found: the gateway still answered '%.40s' %.3g s after %s",
+        op->task_id, r->message ? r->message : "code 422", waited < 1e6 ? waited : 1e6,
+        op->seen > 0 ? "its record was last seen" : "it was accepted");
     return;
   }
   if (!find_problem(op, r, v, &p)) {
