@@ -19,7 +19,9 @@ end
 
 local function record(id, state, extra)
   local data = { taskId = id, model = KLING, state = state }
-  if state == "success" then data.resultJson = cjson.encode({ resultUrls = { "https://cdn.example/" .. id .. ".mp4" } }) end
+  if state == "success" then
+    data.resultJson = cjson.encode({ resultUrls = { "https://cdn.example/" .. id .. ".mp4" } })
+  end
   for k, v in pairs(extra or {}) do data[k] = v end
   return cjson.encode({ code = 200, msg = "success", data = data })
 end
