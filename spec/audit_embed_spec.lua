@@ -30,7 +30,7 @@ describe("a slow DNS resolver", function()
   end)
 
   -- Run `body` (Lua) in a child with the shim preloaded; its stdout, and its exit status.
-  local function child(body, cmd)
+  local function child(body, cmd, stall)
     local path = dir .. "/child.lua"
     helper.write_file(path, ([[
 local modkie = require "modkie"
@@ -42,7 +42,7 @@ local PORT = %d
     local preload = os.getenv("LD_PRELOAD")
     preload = (preload and preload ~= "" and preload .. " " or "") .. shim
     local p = assert(io.popen(("LD_PRELOAD=%s MODKIE_SLOW_DNS=%d timeout 60 %s %s 2>&1; echo \"exit=$?\"")
-      :format(q(preload), STALL, cmd or LUA, q(path))))
+      :format(q(preload), stall or STALL, cmd or LUA, q(path))))
     local out = p:read("*a")
     p:close()
     return out, tonumber(out:match("exit=(%d+)%s*$"))
@@ -112,6 +112,26 @@ print(("worst=%.3f state=%s"):format(worst, job.state))
     assert.equal(0, status, out)
     assert.equal("success", out:match("state=(%a+)"), out)
     assert.is_true(tonumber(out:match("worst=([%d.]+)")) < 0.5, out)
+  end)
+
+  it("regression: a Redis store whose name does not resolve does not block the steps that ask it", function()
+    -- the store looked the name up again, synchronously, at each question
+    -- (one a second while away): with a 2 s stall, frames of 2 s back to back
+    local out, status = child([[
+local client = modkie.new{ api_key = "k", base_url = "http://127.0.0.1:" .. PORT, retries = 0,
+  rate = { shared = "redis://fail.slowdns.test:6379/0" } } -- the lookup at new() may block: it is not a step
+local job = client:submit("kling/kling-3-0", { prompt = "x" })
+local t0, worst, frames = now(), 0, 0
+while now() - t0 < 5 do
+  local t = now(); client:update(); worst = math.max(worst, now() - t); frames = frames + 1; socket.sleep(0.01)
+end
+print(("worst=%.3f frames=%d store=%s"):format(worst, frames, client:stats().store))
+client:close()
+]], nil, 2)
+    assert.equal(0, status, out)
+    local worst = assert(tonumber(out:match("worst=([%d.]+)")), out)
+    assert.equal("away", out:match("store=(%a+)"), out)
+    assert.is_true(worst < 0.5, "a frame took " .. worst .. " s: " .. out)
   end)
 
   it("regression: a host that closes its Lua state while a resolve is left behind lives on", function()
