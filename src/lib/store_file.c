@@ -105,15 +105,27 @@ static int map_file(file_store *f, size_t size) {
   return 0;
 }
 
-/* Grow (or start) the file to `size` bytes and map it. */
-static int grow(file_store *f, size_t size) {
-  return ftruncate(f->fd, (off_t)size) == 0 ? map_file(f, size) : -1;
+/* Make bytes `from` to `size` of the file real (growing it to `size` bytes
+ * if shorter) and map it whole. The blocks are allocated here, not left as a
+ * hole that ftruncate makes: writing into a hole of a mapped file on a full
+ * file system raises SIGBUS, which ends the host process; posix_fallocate
+ * says ENOSPC instead, and the store counts as away. */
+static int grow(file_store *f, size_t from, size_t size) {
+  int rc = posix_fallocate(f->fd, (off_t)from, (off_t)(size - from));
+  if (rc != 0) {
+    errno = rc;
+    return -1;
+  }
+  return size > f->mapped ? map_file(f, size) : 0;
 }
 
 /* Start the file afresh (it was empty, or ours and damaged). */
 static int start_afresh(file_store *f) {
   file_head *h;
-  if (ftruncate(f->fd, 0) != 0 || grow(f, sizeof *h) != 0) return -1;
+  if (f->map) munmap(f->map, f->mapped); /* its pages are gone with the file's bytes */
+  f->map = NULL;
+  f->mapped = 0;
+  if (ftruncate(f->fd, 0) != 0 || grow(f, 0, sizeof *h) != 0) return -1;
   h = (file_head *)f->map;
   memset(h, 0, sizeof *h);
   memcpy(h->magic, MAGIC, sizeof h->magic);
@@ -159,7 +171,7 @@ static file_window *find_window(file_store *f, mk_lane lane, int limit, int *dam
   }
   off = h->used;
   end = off + sizeof *w + (size_t)limit * sizeof(double);
-  if (end > f->mapped && grow(f, end) != 0) return NULL;
+  if (grow(f, off, end) != 0) return NULL;
   h = (file_head *)f->map;
   w = (file_window *)(f->map + off);
   memset(w, 0, end - off);

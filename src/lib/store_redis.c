@@ -44,14 +44,26 @@
 /* KEYS[1] the lane's grant times, newest first; KEYS[2] the account's
  * clients (a sorted set by when each last asked); KEYS[3] the account's
  * epoch, made afresh when missing: a new one means Redis lost what it knew
- * (a restart, a flush, an eviction). ARGV: limit, window in seconds, grants
- * wanted, this client's id. Returns {granted, microseconds until asking
- * again is worthwhile, clients seen in the last minute, epoch}. */
+ * (a restart, a flush, an eviction). A grant time ahead of Redis's clock
+ * (its host's clock stepped back, or a failover to a replica whose clock is
+ * behind) is taken as given now, and written so: counted as long past, the
+ * grants of the window just given would be given again at once. ARGV:
+ * limit, window in seconds, grants wanted, this client's id. Returns
+ * {granted, microseconds until asking again is worthwhile, clients seen in
+ * the last minute, epoch}. */
 static const char GRANT_SCRIPT[] =
   "if redis.replicate_commands then redis.replicate_commands() end\n"
   "local t = redis.call('TIME')\n"
   "local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
   "local limit, per, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+  "local newest = tonumber(redis.call('LINDEX', KEYS[1], 0))\n"
+  "if newest and newest > now then\n"
+  "  local stamps, stamp = redis.call('LRANGE', KEYS[1], 0, -1), string.format('%.6f', now)\n"
+  "  for i = 1, #stamps do\n"
+  "    local s = tonumber(stamps[i])\n"
+  "    if s and s > now then redis.call('LSET', KEYS[1], i - 1, stamp) end\n"
+  "  end\n"
+  "end\n"
   "local len = redis.call('LLEN', KEYS[1])\n"
   "local granted, wait = 0, 0\n"
   "while granted < want and granted < limit do\n"
