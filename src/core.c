@@ -3,6 +3,7 @@
  * files to upload (upload.c), each bound in a file of its own, and the few
  * plain functions below. The C library they
  * bind is src/lib/, which knows no Lua. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -129,6 +130,14 @@ int luaopen_modkie_core(lua_State *L) {
                                    mk_hmac_functions, mk_upload_functions, mk_durations_functions};
   size_t i;
   curl_global_init(CURL_GLOBAL_DEFAULT); /* reference-counted by libcurl; idempotent */
+#if defined(RTLD_NODELETE) && defined(RTLD_NOLOAD)
+  /* Keep libcurl mapped for the life of the process: a transfer dropped while
+   * its name resolves leaves libcurl's resolver thread running
+   * (CURLOPT_QUICK_EXIT, src/lib/engine.c), and a host that closes its Lua
+   * state (unloading this module and libcurl with it) and lives on would
+   * crash when that thread returns into unmapped code. */
+  (void)dlopen("libcurl.so.4", RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+#endif
   mk_engine_register(L);
   mk_upload_register(L);
   mk_durations_register(L);

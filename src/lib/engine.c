@@ -356,6 +356,13 @@ static int setup_common(mk_engine *e, mk_xfer *x, const char *url) {
   SET(CURLOPT_URL, url);
   SET(CURLOPT_PRIVATE, x);
   SET(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+  /* A transfer removed while its name still resolves (a cancel, close, or its
+   * own connect timeout) leaves the resolver thread behind instead of joining
+   * it: without this, libcurl waits for getaddrinfo to return, and the step
+   * or close blocks the host for as long as the DNS server takes to answer. */
+  SET(CURLOPT_QUICK_EXIT, 1L);
+#endif
   SET(CURLOPT_ERRORBUFFER, x->errbuf);
   SET(CURLOPT_CONNECTTIMEOUT_MS, e->connect_timeout_ms);
   SET(CURLOPT_USERAGENT, e->user_agent);

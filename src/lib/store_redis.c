@@ -13,7 +13,14 @@
  *
  * hiredis resolves a host name while it connects, which would block: the
  * name is looked up when the client is made and again only after a failed
- * connection, and hiredis is handed the address. */
+ * connection, and hiredis is handed the address. That second lookup happens
+ * inside a step, so with glibc it is asynchronous (getaddrinfo_a): a step
+ * starts it and answers "away", a later question (they come once a second
+ * while the store is away) takes its address. A blocking lookup there held
+ * the host for as long as the DNS server took, at every question. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* getaddrinfo_a */
+#endif
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <signal.h>
@@ -86,6 +93,16 @@ static const char GRANT_SCRIPT[] =
 
 typedef struct redis_store redis_store;
 
+#if defined(__GLIBC__) && defined(GAI_NOWAIT)
+#define ASYNC_LOOKUP 1
+/* A lookup under way in glibc's resolver thread: it writes into this. */
+typedef struct lookup {
+  struct gaicb cb;
+  struct addrinfo hints;
+  char host[256];
+} lookup;
+#endif
+
 /* A lane's question, the privdata of its command. */
 typedef struct question {
   redis_store *s;
@@ -110,6 +127,9 @@ struct redis_store {
   char keys[MK_LANES][64], clients_key[64], epoch_key[64], client[17];
   char epoch[64];          /* the epoch of the last answer, "" before the first */
   question q[MK_LANES];
+#ifdef ASYNC_LOOKUP
+  lookup *lookup;          /* NULL when none is under way */
+#endif
 };
 
 static const char *const LANE_NAMES[MK_LANES] = {"create", "poll"};
@@ -215,6 +235,58 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
   s->base.lost = 1;
 }
 
+static int resolve(redis_store *s);
+
+/* The address from a lookup that ended; its result freed. */
+static int take_address(redis_store *s, const struct addrinfo *res) {
+  if (res->ai_family == AF_INET6)
+    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr, s->addr, sizeof s->addr);
+  else
+    inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr, s->addr, sizeof s->addr);
+  return 0;
+}
+
+/* Inside a step: look the name up without waiting for it. 0 once the address
+ * is known; -1 (s->why says why) while the lookup runs or when it failed. */
+static int resolve_in_step(redis_store *s) {
+#ifdef ASYNC_LOOKUP
+  struct gaicb *list[1];
+  int rc;
+  if (!s->lookup) {
+    lookup *l = calloc(1, sizeof *l);
+    if (!l) {
+      note(s, "out of memory", NULL);
+      return -1;
+    }
+    snprintf(l->host, sizeof l->host, "%s", s->host);
+    l->hints.ai_family = AF_UNSPEC;
+    l->hints.ai_socktype = SOCK_STREAM;
+    l->cb.ar_name = l->host;
+    l->cb.ar_request = &l->hints;
+    list[0] = &l->cb;
+    if ((rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL)) != 0) {
+      free(l);
+      note(s, "cannot resolve", gai_strerror(rc));
+      return -1;
+    }
+    s->lookup = l;
+  }
+  rc = gai_error(&s->lookup->cb);
+  if (rc == EAI_INPROGRESS) {
+    note(s, "still resolving the name", NULL);
+    return -1;
+  }
+  if (rc == 0 && s->lookup->cb.ar_result) take_address(s, s->lookup->cb.ar_result);
+  else note(s, "cannot resolve", gai_strerror(rc ? rc : EAI_NONAME));
+  if (s->lookup->cb.ar_result) freeaddrinfo(s->lookup->cb.ar_result);
+  free(s->lookup);
+  s->lookup = NULL;
+  return s->addr[0] ? 0 : -1;
+#else
+  return resolve(s);
+#endif
+}
+
 static int resolve(redis_store *s) {
   struct addrinfo hints, *res = NULL;
   int rc;
@@ -226,17 +298,14 @@ static int resolve(redis_store *s) {
     note(s, "cannot resolve", gai_strerror(rc));
     return -1;
   }
-  if (res->ai_family == AF_INET6)
-    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr, s->addr, sizeof s->addr);
-  else
-    inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr, s->addr, sizeof s->addr);
+  take_address(s, res);
   freeaddrinfo(res);
   return 0;
 }
 
 static int connect_now(redis_store *s, double now) {
   redisAsyncContext *ac;
-  if (!s->addr[0] && resolve(s) != 0) return -1;
+  if (!s->addr[0] && resolve_in_step(s) != 0) return -1;
   ac = redisAsyncConnect(s->addr, s->port);
   if (!ac) {
     note(s, "out of memory", NULL);
@@ -381,6 +450,13 @@ static double redis_tick(mk_store *base, double now) {
 static void redis_free(mk_store *base) {
   redis_store *s = (redis_store *)base;
   if (s->ac) redisAsyncFree(s->ac);
+#ifdef ASYNC_LOOKUP
+  /* a lookup glibc cannot cancel still writes into its memory: left to it */
+  if (s->lookup && gai_cancel(&s->lookup->cb) != EAI_NOTCANCELED) {
+    if (gai_error(&s->lookup->cb) == 0 && s->lookup->cb.ar_result) freeaddrinfo(s->lookup->cb.ar_result);
+    free(s->lookup);
+  }
+#endif
   if (s->password) OPENSSL_cleanse(s->password, strlen(s->password));
   free(s->password);
   free(s->user);
