@@ -228,6 +228,13 @@ describe("batch with a user's messy input", function()
     report = assert(batch.run{ model = KLING, rows = tabbed, template = "A {{product}}.", dry_run = true,
       separator = "\t" })
     assert.equal(1, report.valid)
+    -- one column whose quoted name holds a ';': read with the ';' the hint names, it is that column (the hint
+    -- used to come back whatever was passed: the file could not be read at all)
+    local quoted = H.write(dir .. "/quoted.csv", '"prompt; max 200 chars"\nlamp ' .. t .. "\n")
+    report = assert(batch.run{ model = "acme/x", rows = quoted, template = "A {{prompt; max 200 chars}}.",
+      dry_run = true, separator = ";" })
+    assert.equal(1, report.valid)
+    assert.equal("A lamp " .. t .. ".", report.rows[1].prompt)
   end)
 
   it("columns named with spaces or dots, as spreadsheets name them, are template variables", function()

@@ -54,6 +54,7 @@ describe("modkie command line (audit)", function()
       '{"id":"task_neg","t":-1e18}',
       '{"id":"task_ok_2","model":"kling/kling-3-0","via":"submit","prompt":"last","t":1700000100}',
       '{"id":"task_ok_2","state":"success","t":1700000200}',
+      '{"id":"task_ok_1","state":5,"t":1700000300}', -- an end of the wrong type: not a new submit
     }, "\n") .. "\n")
     local r = modkie({ "list" })
     no_traceback(r)
@@ -71,6 +72,8 @@ describe("modkie command line (audit)", function()
     assert.is_nil(list[2].model)        -- 5 is no model id
     assert.is_nil(list[3].prompt)
     assert.equal(1700000000, list[1].submitted_at)
+    assert.equal("kling/kling-3-0", list[1].model) -- not blanked by the bad end line
+    assert.equal("fine", list[1].prompt)
     -- wait --last still finds the last task
     r = modkie({ "status", "--last", "--json" })
     assert.equal("task_ok_2", cjson.decode(r.out).id)

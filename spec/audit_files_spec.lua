@@ -159,4 +159,35 @@ describe("audit: downloads' own timeout", function()
     assert.is_nil(helper.read_file(dir .. "/t_gone-1.mp4"))
     assert.is_nil(helper.read_file(dir .. "/t_gone-1.mp4.part"))
   end)
+
+  -- README: `job:download(dir, { timeout = s })` bounds the whole call. The
+  -- wait for the job is part of it: the downloads used to get the whole
+  -- timeout again once the job had ended.
+  it("counts the wait for the job in the call's timeout", function()
+    local s = canned.start()
+    local dir = helper.tmpdir()
+    local c = modkie.new{ base_url = s.url, api_key = "k-files-0123456789", rate = false, poll_interval = 0.02,
+      timeout = 30, retries = 0 }
+    finally(function()
+      c:close()
+      s.stop()
+      helper.rmdir(dir)
+    end)
+    -- the record comes 2 s after it is asked for; its output takes 8 s more
+    s.answer("recordInfo", ('{"code":200,"msg":"success","data":{"taskId":"t_late","state":"success",'
+      .. '"resultJson":%s}}'):format(cjson.encode(cjson.encode({ resultUrls = { s.url .. "/files/late.mp4" } }))),
+      200, "application/json", false, { delay = 2 })
+    s.answer("late.mp4", ("v"):rep(4096), 200, "video/mp4", false, { delay = 8 })
+    local job = c:job("t_late")
+    local now = require("modkie.core").now
+    local t0 = now()
+    local paths, err = job:download(dir, { timeout = 3 })
+    local took = now() - t0
+    assert.is_nil(paths)
+    assert.equal("timeout", err.kind)
+    assert.matches("within 3 s", err.message, 1, true)
+    -- 3 s in all (it took 2 + 3 = 5 s before)
+    assert.is_true(took < 4.2, ("download took %.1f s with a 3 s timeout"):format(took))
+    assert.equal(0, c:stats().in_flight)
+  end)
 end)

@@ -166,3 +166,23 @@ describe("hostile task ids and downloads", function()
     assert.are_not.equal(names[1], names[2])
   end)
 end)
+
+describe("a record's ISO 8601 times", function()
+  local core = require "modkie.core"
+  local function created(t)
+    local res = assert(core.read_record(cjson.encode({ code = 200, data = { taskId = "t_iso", state = "success",
+      createTime = t, resultJson = cjson.encode({ resultUrls = { "https://files.example/a.png" } }) } })))
+    return res.created_at
+  end
+
+  it("read their zone in either of ISO 8601's forms, and no time with a signed field", function()
+    assert.equal(1710901800, created("2024-03-20T02:30:00Z"))
+    assert.equal(1710901800, created("2024-03-20T10:30:00+08:00"))
+    assert.equal(1710901800, created("2024-03-20T10:30:00+0800")) -- the basic format
+    assert.equal(1710901800, created("2024-03-19T21:30:00-05:00"))
+    assert.is_nil(created("2024-03-20T-1:30:00Z")) -- sscanf's %2d took the sign
+    assert.is_nil(created("2024-03-20T10:-5:00Z"))
+    assert.is_nil(created("2024-03-20T10:30:00+-8:00"))
+    assert.is_nil(created("2024-03-20 10:30:00")) -- no zone: no instant
+  end)
+end)

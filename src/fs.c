@@ -154,7 +154,11 @@ static int l_realpath(lua_State *L) {
 static int l_flush(lua_State *L) {
   FILE *f = check_file(L, 1);
   if (fflush(f) != 0) return push_outcome(L, strerror(errno));
-  return push_outcome(L, ferror(f) ? "a write failed" : NULL);
+  if (ferror(f)) {
+    clearerr(f); /* said once: a host calling the CLI again in-process starts clean */
+    return push_outcome(L, "a write failed");
+  }
+  return push_outcome(L, NULL);
 }
 
 /* core.isatty(file) -> boolean */

@@ -5,8 +5,9 @@
 --  * a crash can only tear the end: if a journal replays, so does every
 --    prefix cut inside its last line kept (what a kill during a write
 --    leaves), with no job submitted more often than in the whole (cuts
---    that make a whole record of a line the whole journal reads as torn
---    are left out: a torn write is a strict prefix of a record, never one);
+--    that make a whole JSON object of a line the whole journal reads as
+--    torn are left out: a torn write is a strict prefix of a record, never
+--    a whole object);
 --  * appending a torn line (no newline) to a journal that replays still
 --    replays, and counts one more torn line.
 local journal = require "modkie.batch.journal"
@@ -19,6 +20,10 @@ json.decode_max_depth(32) -- as journal.lua reads lines
 local function is_record(line)
   local rec = json.decode(line)
   return type(rec) == "table" and type(rec.type) == "string"
+end
+
+local function is_object(line)
+  return type(json.decode(line)) == "table"
 end
 
 local function replay(text, what)
@@ -45,7 +50,7 @@ return function(text)
     local nl = text:find("\n", pos, true) or #text + 1
     for _, at in ipairs({ pos + (nl - pos) // 2, nl - 1 }) do
       if at >= pos and at < #text
-        and not (is_record(text:sub(pos, at)) and not is_record(text:sub(pos, nl - 1))) then
+        and not (is_object(text:sub(pos, at)) and not is_record(text:sub(pos, nl - 1))) then
         cuts = cuts + 1
         local part = replay(text:sub(1, at), "prefix")
         check(part, "the journal replays, but not its first %d bytes (a torn write): %s", at, show(text:sub(1, at)))

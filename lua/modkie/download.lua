@@ -82,7 +82,9 @@ end
 -- @param client the client whose engine does the transfers
 -- @tparam table urls
 -- @tparam string dir
--- @tparam table opts `name(n, url)` -> file name (required), `timeout` seconds
+-- @tparam table opts `name(n, url)` -> file name (required), `timeout` seconds,
+--   `deadline` (`core.now()` seconds: the end of a `timeout` the caller already
+--   spent part of, as job:download's await does; the error still says `timeout`)
 -- @treturn[1] table paths in the order of `urls`
 -- @treturn[2] nil
 -- @treturn[2] modkie.Error with `err.files` the paths that did arrive whole, `err.path` the one that did not
@@ -100,12 +102,12 @@ function download.files(client, urls, dir, opts)
   end
   local sched = client.scheduler
   -- `timeout` is for the whole call, the fresh links' downloads included
-  local deadline = opts.timeout and core.now() + opts.timeout
+  local deadline = opts.deadline or (opts.timeout and core.now() + opts.timeout)
   local function left() return deadline and math.max(0, deadline - core.now()) end
   local function stop_all() -- nothing goes on once the call has returned
     for _, p in ipairs(pending) do sched:drop(p) end
   end
-  if not sched:wait_all(pending, opts.timeout) then
+  if not sched:wait_all(pending, left()) then
     stop_all()
     return nil, scheduler.timeout_error("download", opts.timeout)
   end

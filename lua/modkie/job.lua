@@ -19,6 +19,7 @@
 -- client makes it one, and finishes it when the job ends.
 -- @classmod modkie.Job
 
+local core = require "modkie.core"
 local Error = require "modkie.error"
 local options = require "modkie.options"
 local scheduler = require "modkie.scheduler"
@@ -133,12 +134,14 @@ function Job:download(dir, opts)
   Error.check(2, "download", opts, "?table")
   opts = opts or {}
   options.check("download", opts, DOWNLOAD_OPTIONS)
+  -- `timeout` bounds the whole call (README): the wait for the job, then the downloads
+  local deadline = opts.timeout and core.now() + opts.timeout
   local res, err = self:await(opts.timeout)
   if not res then return nil, err end
   local prefix = tostring(res.id or self.id or "job")
   return require("modkie.download").files(self.client, res.urls, dir, {
     name = opts.name or function(n, url) return require("modkie.download").name(prefix, n, url) end,
-    timeout = opts.timeout,
+    timeout = opts.timeout, deadline = deadline,
   })
 end
 

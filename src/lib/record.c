@@ -44,14 +44,16 @@ static long days_from_civil(long y, long m, long d) {
   return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
 }
 
-/* ISO 8601 with its zone ("2024-03-20T10:30:00Z", "…+08:00"; Flux Kontext's
+/* ISO 8601 with its zone ("2024-03-20T10:30:00Z", "…+08:00", "…+0800"; Flux Kontext's
  * record), in Unix seconds; NAN for anything else. A time without a zone
  * ("2025-06-06 10:30:00", Veo's record) names no instant: NAN. */
 static double iso_seconds(const char *s) {
   int y, mo, d, h, mi, sec, n = 0, oh, om;
   double t, frac = 0;
   if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || !n) return NAN;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return NAN;
+  /* (%2d takes a sign: "T-1:-5:00" is no time) */
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
+    return NAN;
   s += n;
   if (*s == '.' && isdigit((unsigned char)s[1])) {
     frac = strtod(s, NULL);
@@ -59,9 +61,15 @@ static double iso_seconds(const char *s) {
   }
   t = (double)days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec + frac;
   if ((s[0] == 'Z' || s[0] == 'z') && !s[1]) return t;
-  if ((s[0] == '+' || s[0] == '-') && sscanf(s + 1, "%2d:%2d%n", &oh, &om, &n) == 2 && !s[1 + n] && oh < 24 &&
-      om < 60)
+  /* an offset: +08:00, or +0800 as ISO 8601's basic format writes it */
+  if ((s[0] == '+' || s[0] == '-') && isdigit((unsigned char)s[1]) && isdigit((unsigned char)s[2])) {
+    const char *m = s[3] == ':' ? s + 4 : s + 3;
+    if (!isdigit((unsigned char)m[0]) || !isdigit((unsigned char)m[1]) || m[2]) return NAN;
+    oh = (s[1] - '0') * 10 + (s[2] - '0');
+    om = (m[0] - '0') * 10 + (m[1] - '0');
+    if (oh > 23 || om > 59) return NAN;
     return s[0] == '+' ? t - (oh * 3600 + om * 60) : t + (oh * 3600 + om * 60);
+  }
   return NAN;
 }
 

@@ -216,7 +216,7 @@ function plan.build(opts)
   local rows, meta = rows_mod.read(opts.rows, { encoding = opts.encoding, separator = opts.separator })
   if not rows then return nil, meta end
   -- the whole line one column: the file is separated by another character
-  local hint = meta.format == "csv" and rows_mod.separator_hint(meta.columns)
+  local hint = meta.format == "csv" and rows_mod.separator_hint(meta.columns, meta.separator)
   if hint then
     return nil, Error.new("validation", ("rows %s: %s"):format(tostring(opts.rows), hint),
       { path = opts.rows, field = meta.columns[1] })

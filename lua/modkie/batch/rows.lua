@@ -190,12 +190,22 @@ local PROBLEMS = {
 }
 
 --- Why a header read as one column, such as `product;duration`, is most
--- likely misread, and what to pass instead; nil when it is not so.
+-- likely misread, and what to pass instead; nil when it is not so. A `;`
+-- or tab that is `sep`, the separator the file was read with, was quoted
+-- (`"prompt; max 200 chars"`): the column's own name, no hint.
 -- @tparam table columns the header's columns
+-- @tparam[opt] string sep the separator used
 -- @treturn string|nil
-function M.separator_hint(columns)
+function M.separator_hint(columns, sep)
   local only = columns and #columns == 1 and columns[1]
-  local other = type(only) == "string" and match(only, "[;\t]")
+  if type(only) ~= "string" then return nil end
+  local other
+  for _, c in ipairs({ ";", "\t" }) do
+    if c ~= sep and find(only, c, 1, true) then
+      other = c
+      break
+    end
+  end
   if not other then return nil end
   return ("the header is one column, '%s': the file looks separated by %s; pass separator = %s (--separator %s)")
     :format((gsub(only, "\t", "\\t")), other == "\t" and "a tab" or "';'", other == "\t" and '"\\t"' or '";"',
@@ -203,9 +213,9 @@ function M.separator_hint(columns)
 end
 
 -- Turn a parse_record failure into an error object.
-local function record_error(s, start, line, row, problem, at, fi, cols, ncols, path)
+local function record_error(s, start, line, row, problem, at, fi, cols, ncols, path, sep)
   local fields = { row = row, line = line, field = cols and cols[fi] or nil }
-  local hint = M.separator_hint(cols)
+  local hint = M.separator_hint(cols, sep)
   hint = hint and (" (" .. hint .. ")") or ""
   if problem == "toomany" then
     return mkerr(("%d fields or more, but the header has %d columns%s"):format(fi, ncols, hint), fields, path)
@@ -281,7 +291,7 @@ local function parse_csv(s, opts, fname, default_sep)
     local row
     row, n, nextpos, extra = parse_record(s, pos, sepb, pat, cols, ncols)
     if not row then
-      return nil, record_error(s, pos, line, count + 1, n, nextpos, extra, cols, ncols, path)
+      return nil, record_error(s, pos, line, count + 1, n, nextpos, extra, cols, ncols, path, sep)
     end
     count = count + 1
     rows[count], lines[count] = row, line
@@ -549,10 +559,12 @@ local function next_record(self, cols, ncols)
       elseif self.enc_err then
         return false, self.enc_err
       else
-        return false, record_error(s, 1, start_line, cols and self.count + 1 or nil, n, at, fi, cols, ncols, self.path)
+        return false, record_error(s, 1, start_line, cols and self.count + 1 or nil, n, at, fi, cols, ncols, self.path,
+          self.separator)
       end
     else
-      return false, record_error(s, 1, start_line, cols and self.count + 1 or nil, n, at, fi, cols, ncols, self.path)
+      return false, record_error(s, 1, start_line, cols and self.count + 1 or nil, n, at, fi, cols, ncols, self.path,
+          self.separator)
     end
   end
 end

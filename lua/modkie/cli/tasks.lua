@@ -123,8 +123,11 @@ function tasks.list()
   for line in f:lines() do
     local rec = json.decode(line)
     if type(rec) == "table" and type(rec.id) == "string" then
+      -- an end whose state is of the wrong type stays an end (false), never a submit
+      local state = rec.state
+      if state ~= nil then state = str(state) or false end
       rec = { id = rec.id, t = when(rec.t), model = str(rec.model), gateway = str(rec.gateway), via = str(rec.via),
-        prompt = str(rec.prompt), state = rec.state ~= nil and (str(rec.state) or false) or nil }
+        prompt = str(rec.prompt), state = state }
       local task = by_id[rec.id]
       if rec.state == nil then
         if not task then
