@@ -93,7 +93,8 @@ local function separator(opts, fname, default)
   if type(sep) ~= "string" or #sep ~= 1 or sep == '"' or sep == "\n" or sep == "\r" then
     Error.argument(2, fname, "opts.separator must be one character other than a quote or newline")
   end
-  return sep, "[%" .. sep .. "\n\"]"
+  -- escaped only when punctuation: "%a" would be every letter, not an "a"
+  return sep, "[" .. (find(sep, "%p") and "%" .. sep or sep) .. "\n\"]"
 end
 
 -- The separator of a header line that has no comma outside quotes but a
