@@ -31,6 +31,19 @@ describe("hostile gateway answers", function()
     return modkie.new(o)
   end
 
+  it("counts the answers that refused: 429 as rate_limited, 455 (service unavailable) as unavailable", function()
+    local c = client({ retries = 1 })
+    finally(function() c:close() end)
+    s.answer("createTask", '{"code":455,"msg":"Service unavailable"}', 455)
+    local _, err = assert(c:submit(KLING, { prompt = "the gateway is away" })):await(15)
+    assert.equal("server", err.kind)
+    s.answer("createTask", '{"code":429,"msg":"Too many requests"}', 200)
+    _, err = assert(c:submit(KLING, { prompt = "too many" })):await(15)
+    assert.equal("rate_limit", err.kind)
+    local st = c:stats()
+    assert.same({ 2, 2 }, { st.unavailable, st.rate_limited }) -- each create and its one retry
+  end)
+
   -- A createTask answered "429" or "455" (the HTTP status or the envelope's
   -- code) whose body names the task it created: the task exists, and each
   -- retry created (and billed) another one. The README: createTask is retried

@@ -610,6 +610,7 @@ static int l_stats(lua_State *L) {
   mk_set_integer(L, "wakeups", (lua_Integer)e->wakeups);
   mk_set_string(L, "drive", e->drive_sockets ? "sockets" : "poll"); /* how libcurl is driven (engine.h) */
   mk_set_integer(L, "rate_limited", (lua_Integer)e->rate_limited);
+  mk_set_integer(L, "unavailable", (lua_Integer)e->unavailable);
   if (e->grants.store) {
     mk_set_string(L, "store", mk_grants_state(&e->grants, mk_now()));
     mk_set_integer(L, "store_grants", (lua_Integer)e->grants.store_grants);

@@ -13,7 +13,7 @@ void mk_call_answered(mk_engine *e, mk_op *op) {
   mk_event *ev;
   if (op->type == MK_OP_DOWNLOAD) mk_reply_none(&r);
   else mk_reply_read(&r, op->result.body, op->result.body_len);
-  if (op->result.http == 429 || (r.has_code && r.code == 429)) e->rate_limited++;
+  mk_engine_count_refusal(e, op->result.http, r.has_code, r.code);
   mk_judge_call(e, op, &r, &v);
   if (v.next == MK_NEXT_RETRY) {
     op->attempts++;

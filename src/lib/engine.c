@@ -157,6 +157,11 @@ static void queue_remove(mk_op *op) {
   q->len--;
 }
 
+void mk_engine_count_refusal(mk_engine *e, long http, int has_code, long code) {
+  if (http == 429 || (has_code && code == 429)) e->rate_limited++;
+  if (http == 455 || (has_code && code == 455)) e->unavailable++;
+}
+
 /* ---- events for the host ---- */
 
 void mk_engine_emit(mk_engine *e, mk_event *ev) {

@@ -224,6 +224,7 @@ typedef struct mk_engine {
   unsigned long long requests, polls_sent, creates_sent;
   unsigned long long events_made; /* events queued for the host: a poll that changes nothing makes none */
   unsigned long long rate_limited; /* answers 429 (HTTP or body code) */
+  unsigned long long unavailable;  /* answers 455, the gateway's "service unavailable" (HTTP or body code) */
   unsigned long long ranked_polls; /* polls the lane chose by rank, the grants falling short */
   unsigned long long wakeups;  /* returns from poll(): shows there is no busy loop */
   struct pollfd *pfds;         /* the sockets libcurl wants watched, and for what */
@@ -300,6 +301,11 @@ void mk_engine_begin_step(mk_engine *e);
 void mk_engine_end_step(mk_engine *e);
 /* Abort the op's transfer and timers, keep the op. */
 void mk_engine_stop(mk_engine *e, mk_op *op);
+
+/* Count an answer that refused for the account's limits (429) or the
+ * gateway's unavailability (455): its HTTP status, and its body's code when
+ * it has one (`has_code`). */
+void mk_engine_count_refusal(mk_engine *e, long http, int has_code, long code);
 
 /* Queue an event for the host (it takes ev; NULL is out of memory and is dropped). */
 void mk_engine_emit(mk_engine *e, mk_event *ev);

@@ -273,7 +273,7 @@ void mk_job_answered(mk_engine *e, mk_op *op) {
   given g;
   input on;
   mk_reply_read(&r, op->result.body, op->result.body_len);
-  if (op->result.http == 429 || (r.has_code && r.code == 429)) e->rate_limited++;
+  mk_engine_count_refusal(e, op->result.http, r.has_code, r.code);
   if (op->state == MK_SUBMITTING) {
     mk_judge_create(e, op, &r, &v);
     on = v.next == MK_NEXT_RETRY ? ON_RETRY
