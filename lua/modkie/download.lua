@@ -7,6 +7,7 @@
 -- @module modkie.download
 
 local core = require "modkie.core"
+local encoding = require "modkie.encoding"
 local Error = require "modkie.error"
 local scheduler = require "modkie.scheduler"
 
@@ -32,7 +33,7 @@ function download.name(prefix, n, url)
   local safe = tostring(prefix):gsub("[^%w%-_%.]", "_"):gsub("^%.+", "_")
   if #safe > MAX_PREFIX then
     local digest = core.hmac_sha256("modkie.download.name", tostring(prefix)):sub(1, 8)
-    safe = safe:sub(1, MAX_PREFIX - 17) .. "_" .. digest:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+    safe = safe:sub(1, MAX_PREFIX - 17) .. "_" .. encoding.hex(digest)
   end
   return ("%s-%d.%s"):format(safe, n, download.extension(url))
 end

@@ -1,6 +1,7 @@
 --- Text as modkie takes it: check that text is UTF-8 (the gateway takes
 -- JSON, and JSON is UTF-8), convert the encodings spreadsheets save in
--- (Windows-1252, Latin-1) to UTF-8, and trim. For every Lua from 5.1 on.
+-- (Windows-1252, Latin-1) to UTF-8, trim, and write bytes as hex. For every
+-- Lua from 5.1 on.
 -- @module modkie.encoding
 
 local core = require "modkie.core"
@@ -10,6 +11,13 @@ local byte, char, find, gsub, match = string.byte, string.char, string.find, str
 local floor = math.floor
 
 local encoding = {}
+
+--- Lower-case hex of a byte string (a digest, a signature).
+-- @tparam string s
+-- @treturn string
+function encoding.hex(s)
+  return (gsub(s, ".", function(c) return ("%02x"):format(byte(c)) end))
+end
 
 --- `s` without the white space (`%s`) at its ends. Linear in `#s` (a
 -- pattern like `^%s*(.-)%s*$` is quadratic on long runs of spaces, and cells

@@ -86,10 +86,8 @@ function webhook.base64_decode(s)
   return table.concat(out)
 end
 
---- Lower-case hex of a byte string.
-function webhook.hex(s)
-  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
+--- Lower-case hex of a byte string (modkie.encoding's).
+webhook.hex = encoding.hex
 
 local function unhex(s)
   if #s % 2 ~= 0 or s:find("[^%x]") then return nil end
