@@ -23,6 +23,7 @@ local journal_mod = require "modkie.batch.journal"
 local plan_mod = require "modkie.batch.plan"
 local options = require "modkie.options"
 local record = require "modkie.record"
+local rows_mod = require "modkie.batch.rows"
 local uploads = require "modkie.uploads"
 
 local batch = {}
@@ -64,7 +65,7 @@ local function check_options(opts)
     error("modkie.batch.run: give 'template' or 'template_file', not both", 3)
   end
   local sep = opts.separator
-  if sep ~= nil and (#sep ~= 1 or sep:find('["\r\n]')) then
+  if sep ~= nil and not rows_mod.valid_separator(sep) then
     error("modkie.batch.run: option 'separator' must be one character other than a quote or newline, got '"
       .. sep .. "'", 3)
   end

@@ -86,11 +86,18 @@ local function column_of(s, start, pos)
   return pos - start - cont + 1
 end
 
+--- Whether `sep` can separate a CSV's fields: one character other than a
+-- quote or a newline (batch.run and the CLI check their option with it).
+-- @treturn boolean
+function M.valid_separator(sep)
+  return type(sep) == "string" and #sep == 1 and sep ~= '"' and sep ~= "\n" and sep ~= "\r"
+end
+
 -- Check the separator option; return it and the pattern that finds the next
 -- separator, newline or quote in an unquoted field.
 local function separator(opts, fname, default)
   local sep = opts.separator or default or ","
-  if type(sep) ~= "string" or #sep ~= 1 or sep == '"' or sep == "\n" or sep == "\r" then
+  if not M.valid_separator(sep) then
     Error.argument(2, fname, "opts.separator must be one character other than a quote or newline")
   end
   -- escaped only when punctuation: "%a" would be every letter, not an "a"

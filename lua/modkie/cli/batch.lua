@@ -9,6 +9,7 @@ local Progress = require "modkie.cli.progress"
 local text = require("modkie.cli.escape").text
 local rowlist = require "modkie.batch.rowlist"
 local plan = require "modkie.batch.plan"
+local rows_mod = require "modkie.batch.rows"
 local tasks = require "modkie.cli.tasks"
 
 local batch_cli = {}
@@ -241,7 +242,7 @@ function batch_cli.main(argv)
   if not input then return common.fail(ierr) end
   local sep = opts.separator
   if sep == "tab" or sep == "\\t" then sep = "\t" end
-  if sep and (#sep ~= 1 or sep:find('["\r\n]')) then
+  if sep and not rows_mod.valid_separator(sep) then
     return common.usage("batch", "--separator takes one character (such as ';'), or tab")
   end
   local journal = opts.journal
