@@ -127,9 +127,8 @@ describe("audit: files out", function()
 end)
 
 describe("audit: downloads' own timeout", function()
-  -- An expired result link is asked for afresh, once; that second download
-  -- used to get the whole timeout again and to go on after the error came back.
-  it("holds for the fresh link too, and nothing goes on after the error", function()
+  -- A canned gateway, a client of it and a folder, gone after the test.
+  local function start()
     local s = canned.start()
     local dir = helper.tmpdir()
     local c = modkie.new{ base_url = s.url, api_key = "k-files-0123456789", rate = false, poll_interval = 0.02,
@@ -139,6 +138,13 @@ describe("audit: downloads' own timeout", function()
       s.stop()
       helper.rmdir(dir)
     end)
+    return s, c, dir
+  end
+
+  -- An expired result link is asked for afresh, once; that second download
+  -- used to get the whole timeout again and to go on after the error came back.
+  it("holds for the fresh link too, and nothing goes on after the error", function()
+    local s, c, dir = start()
     local function envelope(data) return '{"code":200,"msg":"success","data":' .. data .. "}" end
     s.answer("recordInfo", envelope(('{"taskId":"t_gone","state":"success","resultJson":%s}')
       :format(cjson.encode(cjson.encode({ resultUrls = { s.url .. "/files/gone.mp4" } })))))
@@ -164,15 +170,7 @@ describe("audit: downloads' own timeout", function()
   -- wait for the job is part of it: the downloads used to get the whole
   -- timeout again once the job had ended.
   it("counts the wait for the job in the call's timeout", function()
-    local s = canned.start()
-    local dir = helper.tmpdir()
-    local c = modkie.new{ base_url = s.url, api_key = "k-files-0123456789", rate = false, poll_interval = 0.02,
-      timeout = 30, retries = 0 }
-    finally(function()
-      c:close()
-      s.stop()
-      helper.rmdir(dir)
-    end)
+    local s, c, dir = start()
     -- the record comes 2 s after it is asked for; its output takes 8 s more
     s.answer("recordInfo", ('{"code":200,"msg":"success","data":{"taskId":"t_late","state":"success",'
       .. '"resultJson":%s}}'):format(cjson.encode(cjson.encode({ resultUrls = { s.url .. "/files/late.mp4" } }))),
