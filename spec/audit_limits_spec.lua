@@ -67,16 +67,7 @@ describe("audit: a Redis store whose clock stepped back #shared", function()
     return out
   end
 
-  local function drive(clients, jobs, seconds)
-    local deadline = helper.now() + seconds
-    local function left()
-      for _, j in ipairs(jobs) do if not j.done then return true end end
-      return false
-    end
-    while left() and helper.now() < deadline do
-      for _, c in ipairs(clients) do c:step(0.005) end
-    end
-  end
+  local drive = helper.step_until_done
 
   it("counts grants stamped ahead of Redis's clock as given now: never over the limit in a window", function()
     local r = redis.start()

@@ -68,6 +68,19 @@ function helper.sleep(s) socket.sleep(s) end
 --- Wall-clock seconds with sub-second precision.
 helper.now = socket.gettime
 
+--- Step `clients` (5 ms at a time, each in turn) until every job of `jobs`
+-- has ended or `seconds` pass.
+function helper.step_until_done(clients, jobs, seconds)
+  local deadline = helper.now() + seconds
+  local function left()
+    for _, j in ipairs(jobs) do if not j.done then return true end end
+    return false
+  end
+  while left() and helper.now() < deadline do
+    for _, c in ipairs(clients) do c:step(0.005) end
+  end
+end
+
 --- A fresh empty directory; removed with helper.rmdir.
 function helper.tmpdir()
   local p = os.tmpname()

@@ -10,14 +10,7 @@ local KEY = "sk-store-spec-0123456789abcdef"
 
 -- Step clients until every job has ended (or `seconds` pass).
 local function drive(clients, jobs, seconds)
-  local deadline = helper.now() + (seconds or 60)
-  local function left()
-    for _, j in ipairs(jobs) do if not j.done then return true end end
-    return false
-  end
-  while left() and helper.now() < deadline do
-    for _, c in ipairs(clients) do c:step(0.005) end
-  end
+  helper.step_until_done(clients, jobs, seconds or 60)
   for i, j in ipairs(jobs) do assert.equal("success", j.state, "job " .. i .. ": " .. tostring(j.error)) end
 end
 
