@@ -1,8 +1,9 @@
 /* fs.c: the file-system helpers the Lua layer needs and plain Lua lacks:
  * `core.mkdir`, `fsync`, `fsync_dir`, `lock`, `symlink`, `opened_as`,
- * `private`, `realpath`, `isatty`, `flush`, `list_dir` (a batch journal made durable,
- * locked and private, a download folder and what it holds, the CLI's record
- * of tasks, the review page's paths, the CLI's terminal). */
+ * `private`, `realpath`, `isatty`, `flush`, `list_dir` (a batch journal made
+ * durable, locked and private, a download folder and what it holds, the
+ * CLI's record of tasks, the review page's paths, the CLI's terminal and its
+ * output). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
